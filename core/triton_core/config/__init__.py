@@ -1,0 +1,26 @@
+"""Model configuration: the pydantic ModelConfig and its pbtxt / JSON forms."""
+
+from .io import config_to_json_dict, load_config_file, parse_config_json, parse_pbtxt
+from .model_config import (
+    DynamicBatching,
+    InstanceGroup,
+    ModelConfig,
+    ModelInput,
+    ModelOutput,
+    ModelParameter,
+    VersionPolicy,
+)
+
+__all__ = [
+    "DynamicBatching",
+    "InstanceGroup",
+    "ModelConfig",
+    "ModelInput",
+    "ModelOutput",
+    "ModelParameter",
+    "VersionPolicy",
+    "config_to_json_dict",
+    "load_config_file",
+    "parse_config_json",
+    "parse_pbtxt",
+]

@@ -1,0 +1,102 @@
+"""Tensor: name, datatype, shape and the data, viewed where it already lies."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import bytes_codec
+from .dtypes import DataType
+from .errors import TritonError
+
+
+def element_count(shape: Sequence[int]) -> int:
+    return math.prod(shape) if shape else 1
+
+
+class Tensor:
+    """A named tensor.
+
+    Fixed-size types hold a numpy array (often a view of a request body or a
+    shared-memory region, so nothing is copied). BYTES tensors may hold either
+    the wire bytes (`raw`) or an object array; each form is derived lazily.
+    """
+
+    __slots__ = ("name", "datatype", "shape", "_array", "_raw", "parameters")
+
+    def __init__(
+        self,
+        name: str,
+        datatype: DataType,
+        shape: Sequence[int],
+        array: np.ndarray | None = None,
+        raw: bytes | memoryview | None = None,
+        parameters: dict | None = None,
+    ) -> None:
+        self.name = name
+        self.datatype = datatype
+        self.shape = tuple(int(d) for d in shape)
+        self._array = array
+        self._raw = raw
+        self.parameters = parameters or {}
+
+    @classmethod
+    def from_numpy(cls, name: str, array: np.ndarray, datatype: DataType | None = None) -> Tensor:
+        array = np.asarray(array)
+        dt = datatype or DataType.from_numpy(array.dtype)
+        if dt is not DataType.BYTES and dt is not DataType.BF16 and array.dtype != dt.numpy:
+            array = array.astype(dt.numpy)
+        return cls(name, dt, array.shape, array=array)
+
+    @classmethod
+    def from_raw(
+        cls, name: str, datatype: DataType, shape: Sequence[int], raw: bytes | memoryview
+    ) -> Tensor:
+        """Wrap wire bytes, checking their length against the shape."""
+        shape = tuple(int(d) for d in shape)
+        if any(d < 0 for d in shape):
+            raise TritonError.invalid_arg(f"input '{name}' has a negative dimension in {list(shape)}")
+        n = element_count(shape)
+        if datatype is DataType.BYTES:
+            arr = bytes_codec.deserialize_bytes(raw, n)
+            return cls(name, datatype, shape, array=arr.reshape(shape), raw=raw)
+        expected = n * datatype.itemsize
+        if len(raw) != expected:
+            raise TritonError.invalid_arg(
+                f"input byte size mismatch for input '{name}': expected {expected} bytes "
+                f"for shape {list(shape)} of {datatype.value}, got {len(raw)}"
+            )
+        arr = np.frombuffer(raw, dtype=datatype.numpy).reshape(shape)
+        return cls(name, datatype, shape, array=arr, raw=raw)
+
+    def as_numpy(self) -> np.ndarray:
+        if self._array is None:
+            assert self._raw is not None
+            if self.datatype is DataType.BYTES:
+                self._array = bytes_codec.deserialize_bytes(self._raw).reshape(self.shape)
+            else:
+                self._array = np.frombuffer(self._raw, dtype=self.datatype.numpy).reshape(self.shape)
+        return self._array
+
+    def to_bytes(self) -> bytes | memoryview:
+        """The wire form (little-endian, row-major; BYTES length-prefixed)."""
+        if self._raw is None:
+            arr = self._array
+            assert arr is not None
+            if self.datatype is DataType.BYTES:
+                self._raw = bytes_codec.serialize_bytes(arr)
+            else:
+                arr = np.ascontiguousarray(arr, dtype=self.datatype.numpy)
+                self._raw = memoryview(arr).cast("B")
+        return self._raw
+
+    @property
+    def byte_size(self) -> int:
+        if self.datatype is DataType.BYTES:
+            return len(self.to_bytes())
+        return element_count(self.shape) * self.datatype.itemsize
+
+    def __repr__(self) -> str:
+        return f"Tensor({self.name!r}, {self.datatype.value}, {list(self.shape)})"
