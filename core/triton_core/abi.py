@@ -1,0 +1,189 @@
+"""The backend ABI: pluggy hookspecs and the Backend / Model / Instance contract.
+
+A plugin registers through the entry-point group ``triton_core``; the module
+named there implements one or more hooks below with ``@triton_core.hookimpl``.
+Pluggy is used for discovery and cross-cutting concerns only: inference calls
+``Instance.execute`` directly, never through a hook.
+
+Lifecycle (mirrors TRITONBACKEND): one ``Backend`` per process, created on the
+first model that needs it; one ``Model`` per loaded model version; one
+``Instance`` per instance-group entry (count), each driven by its own worker
+thread, so ``execute`` is never called concurrently on one instance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from .config import ModelConfig
+from .request import InferenceRequest, InferenceResponse
+
+if TYPE_CHECKING:
+    from .server import Server
+
+PROJECT = "triton_core"
+ENTRY_POINT_GROUP = "triton_core"
+
+# The core's ABI version. A backend built for (M, m) loads when M equals
+# ABI_VERSION[0] and m <= ABI_VERSION[1] (Triton's rule).
+ABI_VERSION: tuple[int, int] = (1, 0)
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+def abi_compatible(abi: tuple[int, int]) -> bool:
+    return abi[0] == ABI_VERSION[0] and abi[1] <= ABI_VERSION[1]
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """What a plugin says about one backend it provides."""
+
+    name: str
+    """The config.pbtxt ``backend:`` value (e.g. "onnxruntime", "python")."""
+    factory: Callable[[BackendContext], Backend]
+    """Creates the process-wide Backend object."""
+    platforms: tuple[str, ...] = ()
+    """config.pbtxt ``platform:`` values this backend serves (e.g. "onnxruntime_onnx")."""
+    default_model_filename: str = ""
+    """File or folder in a version directory that identifies this backend's models."""
+    abi: tuple[int, int] = ABI_VERSION
+    available: Callable[[], str | None] | None = None
+    """Returns None when the backend can run here, else the reason it cannot."""
+    description: str = ""
+
+
+@dataclass
+class BackendContext:
+    """Given to a backend's factory."""
+
+    name: str
+    config: dict[str, str] = field(default_factory=dict)
+    """``--backend-config=<name>,<key>=<value>`` settings."""
+
+
+@dataclass
+class ModelContext:
+    """Everything a backend knows about the model version it loads."""
+
+    name: str
+    version: int
+    model_path: Path
+    """The model's folder (``<repo>/<model>``)."""
+    config: ModelConfig
+    """The config as read (possibly empty when the repository has none)."""
+    auto_complete: bool = True
+    """False under --disable-auto-complete-config: the backend must not change the config."""
+    server: Server | None = None
+
+    @property
+    def version_path(self) -> Path:
+        return self.model_path / str(self.version)
+
+    @property
+    def model_file(self) -> Path:
+        """The version's model file: default_model_filename, else the backend's default."""
+        return self.version_path / (self.config.default_model_filename or "")
+
+
+@dataclass
+class InstanceContext:
+    """One instance of a model version."""
+
+    name: str
+    """``<group name>_<index>``, as Triton names instances."""
+    kind: str
+    """KIND_CPU, KIND_GPU or KIND_MODEL (KIND_AUTO is resolved by the core)."""
+    device_id: int = 0
+
+
+class ExecuteTimer:
+    """Timestamps a backend reports for statistics (TRITONBACKEND's compute start/end).
+
+    A backend that never marks them has its whole execute counted as infer time.
+    """
+
+    __slots__ = ("exec_start_ns", "compute_start_ns", "compute_end_ns", "exec_end_ns")
+
+    def __init__(self) -> None:
+        self.exec_start_ns = time.monotonic_ns()
+        self.compute_start_ns = 0
+        self.compute_end_ns = 0
+        self.exec_end_ns = 0
+
+    def compute_start(self) -> None:
+        self.compute_start_ns = time.monotonic_ns()
+
+    def compute_end(self) -> None:
+        self.compute_end_ns = time.monotonic_ns()
+
+
+class Backend:
+    """Process-wide state of one backend (TRITONBACKEND_Initialize / _Finalize)."""
+
+    def load_model(self, ctx: ModelContext) -> Model:
+        """Load one model version; may auto-complete the config (see Model.config)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release process-wide resources (server shutdown)."""
+
+
+class Model:
+    """One loaded model version (TRITONBACKEND_ModelInitialize / _ModelFinalize)."""
+
+    config: ModelConfig
+    """The final config, auto-completed by the backend where it may."""
+
+    def create_instance(self, ctx: InstanceContext) -> Instance:
+        """Create one instance (owns its runtime session)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Called after every instance is closed."""
+
+
+class Instance:
+    """One model instance (TRITONBACKEND_ModelInstanceExecute)."""
+
+    def execute(
+        self, requests: Sequence[InferenceRequest], timer: ExecuteTimer
+    ) -> list[InferenceResponse]:
+        """Run a batch of requests; one response per request, in order.
+
+        The core has already checked every request against the config (names,
+        datatypes, shapes, batch size). A failure specific to one request goes
+        in that response's ``error``; an exception fails every request of the call.
+        """
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the instance's runtime session."""
+
+
+class HookSpecs:
+    """The hooks a plugin may implement."""
+
+    @hookspec
+    def triton_backends(self) -> Iterable[BackendSpec]:  # type: ignore[empty-body]
+        """Return (or yield) the BackendSpecs this plugin provides."""
+
+    @hookspec
+    def triton_metric_families(self, registry: Any) -> None:
+        """Add the plugin's own Prometheus metric families to ``registry``
+        (a prometheus_client CollectorRegistry served on the metrics port)."""
+
+    @hookspec
+    def triton_server_started(self, server: Server) -> None:
+        """Called once the server has loaded its models and is serving."""
+
+    @hookspec
+    def triton_server_stopping(self, server: Server) -> None:
+        """Called before the server unloads its models at shutdown."""
