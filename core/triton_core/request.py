@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,12 @@ class InferenceRequest:
     priority: int = 0
     timeout_us: int = 0
     arrival_ns: int = field(default_factory=time.monotonic_ns)
+    # Set by the core: called once with the final response, from a worker thread.
+    callback: Callable[[InferenceResponse], None] | None = None
+    cancelled: bool = False
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled
 
     def requested_output_names(self) -> list[str] | None:
         return None if self.outputs is None else [o.name for o in self.outputs]

@@ -1,0 +1,183 @@
+"""A loaded model version: its backend Model, instance worker threads and queue."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from . import abi
+from .config import ModelConfig
+from .errors import ErrorCode, TritonError
+from .request import InferenceRequest, InferenceResponse
+from .scheduler import RequestQueue, _Item
+from .stats import ModelStats
+
+log = logging.getLogger("triton_core")
+
+
+class InstanceWorker(threading.Thread):
+    """Owns one backend Instance; execute is only ever called from this thread."""
+
+    def __init__(self, version: LoadedVersion, instance: abi.Instance, name: str) -> None:
+        super().__init__(name=f"triton-{name}", daemon=True)
+        self.version = version
+        self.instance = instance
+
+    def run(self) -> None:
+        q = self.version.queue
+        while True:
+            items = q.take()
+            if items is None:
+                return
+            self.version.execute(self.instance, items)
+
+
+class LoadedVersion:
+    """One READY model version: accepts requests, runs them on its instances."""
+
+    def __init__(self, name: str, version: int, model: abi.Model, config: ModelConfig) -> None:
+        self.name = name
+        self.version = version
+        self.model = model
+        self.config = config
+        self.queue = RequestQueue(config)
+        self.stats = ModelStats()
+        self.workers: list[InstanceWorker] = []
+        self.instances: list[abi.Instance] = []
+        self._inflight = 0
+        self._idle = threading.Condition()
+        self.accepting = True
+
+    # lifecycle ---------------------------------------------------------------
+    def create_instances(self) -> None:
+        try:
+            for group_idx, group in enumerate(self.config.instance_group):
+                kind = "KIND_CPU" if group.kind == "KIND_AUTO" else group.kind
+                gname = group.name or f"{self.name}_{group_idx}"
+                devices = group.gpus if kind == "KIND_GPU" and group.gpus else [0]
+                for dev in devices:
+                    for i in range(group.count):
+                        iname = f"{gname}_{i}" if len(devices) == 1 else f"{gname}_{i}_gpu{dev}"
+                        ctx = abi.InstanceContext(name=iname, kind=kind, device_id=dev)
+                        inst = self.model.create_instance(ctx)
+                        self.instances.append(inst)
+                        self.workers.append(InstanceWorker(self, inst, iname))
+        except BaseException:
+            self._close_instances()
+            raise
+        for w in self.workers:
+            w.start()
+
+    def _close_instances(self) -> None:
+        for inst in self.instances:
+            try:
+                inst.close()
+            except Exception as e:
+                log.warning("model '%s' version %d: instance close failed: %s", self.name, self.version, e)
+        self.instances.clear()
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop accepting, let queued and running requests finish, free everything."""
+        self.accepting = False
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            while self._inflight > 0:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._idle.wait(left)
+        self.queue.close()
+        for item in self.queue.drain():
+            self._finish(item.request, error=TritonError.unavailable(
+                f"model '{self.name}' version {self.version} is unloading"), reason="OTHER")
+        for w in self.workers:
+            w.join(timeout=max(0.1, deadline - time.monotonic()))
+        self._close_instances()
+        try:
+            self.model.close()
+        except Exception as e:
+            log.warning("model '%s' version %d: close failed: %s", self.name, self.version, e)
+
+    # requests ----------------------------------------------------------------
+    def submit(self, req: InferenceRequest, batch_size: int) -> None:
+        """Queue a validated request; its callback receives the response."""
+        if not self.accepting:
+            raise TritonError.unavailable(f"model '{self.name}' version {self.version} is not ready")
+        with self._idle:
+            self._inflight += 1
+        with self.stats.lock:
+            self.stats.pending += 1
+        self.queue.put(req, batch_size)
+
+    def _release(self, n: int) -> None:
+        with self.stats.lock:
+            self.stats.pending -= n
+        with self._idle:
+            self._inflight -= n
+            if self._inflight == 0:
+                self._idle.notify_all()
+
+    def _finish(self, req: InferenceRequest, error: TritonError, reason: str) -> None:
+        self.stats.record_failure(time.monotonic_ns() - req.arrival_ns, reason)
+        self._deliver(req, InferenceResponse(self.name, self.version, req.id, error=error))
+        self._release(1)
+
+    def _deliver(self, req: InferenceRequest, resp: InferenceResponse) -> None:
+        cb = req.callback
+        if cb is not None:
+            try:
+                cb(resp)
+            except Exception as e:  # a broken callback must not kill the worker
+                log.error("response callback failed: %s", e)
+
+    def execute(self, instance: abi.Instance, items: Sequence[_Item]) -> None:
+        requests = [it.request for it in items]
+        live = []
+        for it in items:
+            if it.request.cancelled:
+                self._finish(it.request, TritonError(ErrorCode.CANCELLED, "request cancelled"),
+                             "CANCELED")
+            else:
+                live.append(it)
+        if not live:
+            return
+        requests = [it.request for it in live]
+        timer = abi.ExecuteTimer()
+        try:
+            responses = instance.execute(requests, timer)
+            if len(responses) != len(requests):
+                raise TritonError.internal(
+                    f"backend returned {len(responses)} responses for {len(requests)} requests"
+                )
+        except TritonError as e:
+            responses = [InferenceResponse(error=e) for _ in requests]
+        except Exception as e:
+            log.exception("model '%s' execute failed", self.name)
+            err = TritonError.internal(f"{type(e).__name__}: {e}")
+            responses = [InferenceResponse(error=err) for _ in requests]
+        end = time.monotonic_ns()
+        timer.exec_end_ns = end
+        start = timer.exec_start_ns
+        cs = timer.compute_start_ns or start
+        ce = timer.compute_end_ns or end
+        ok = []
+        for req, resp in zip(requests, responses, strict=True):
+            resp.model_name = self.name
+            resp.model_version = self.version
+            resp.id = req.id
+            ok.append(resp.error is None)
+        self.stats.record_execution(
+            batch_size=sum(it.batch_size for it in live),
+            n_requests=len(live),
+            queue_ns=[start - it.enqueue_ns for it in live],
+            request_ns=[end - r.arrival_ns for r in requests],
+            ok=ok,
+            compute_input_ns=cs - start,
+            compute_infer_ns=ce - cs,
+            compute_output_ns=end - ce,
+        )
+        for req, resp in zip(requests, responses, strict=True):
+            self._deliver(req, resp)
+        self._release(len(live))

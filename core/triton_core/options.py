@@ -1,0 +1,40 @@
+"""Server options: one place for what the CLI flags and Server(...) keywords mean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ServerOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_repository: list[Path] = Field(default_factory=list)
+    model_control_mode: Literal["none", "poll", "explicit"] = "none"
+    load_model: list[str] = Field(default_factory=list)
+    repository_poll_secs: float = 15.0
+    strict_readiness: bool = True
+    exit_on_error: bool = True
+    exit_timeout_secs: float = 30.0
+    disable_auto_complete_config: bool = False
+    model_load_thread_count: int = 4
+    model_config_name: str | None = None
+    backend_config: dict[str, dict[str, str]] = Field(default_factory=dict)
+    server_id: str = "triton"
+    allow_client_shm: bool = False
+
+    @field_validator("model_repository", mode="before")
+    @classmethod
+    def _repos(cls, v: object) -> object:
+        if isinstance(v, (str, Path)):
+            return [v]
+        return v
+
+    @field_validator("model_load_thread_count")
+    @classmethod
+    def _threads(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("model load thread count must be at least 1")
+        return v

@@ -1,0 +1,304 @@
+"""The in-process Server: the one composition root the CLI and front ends talk to."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .config import ModelConfig, config_to_json_dict
+from .errors import TritonError
+from .logsettings import LogSettings
+from .manager import ModelManager
+from .model_version import LoadedVersion
+from .options import ServerOptions
+from .plugins import BackendRegistry
+from .repository import Repository
+from .request import InferenceRequest, InferenceResponse, RequestedOutput
+from .tensor import Tensor
+from .validate import normalize_request
+
+log = logging.getLogger("triton_core")
+
+EXTENSIONS = [
+    "classification",
+    "model_repository",
+    "model_repository(unload_dependents)",
+    "schedule_policy",
+    "model_configuration",
+    "binary_tensor_data",
+    "parameters",
+    "statistics",
+    "logging",
+]
+
+
+def parse_version(version: str | int | None) -> int | None:
+    """A version from a URL or message: '' / None / -1 mean the newest ready one."""
+    if version is None or version == "":
+        return None
+    try:
+        v = int(version)
+    except (TypeError, ValueError):
+        raise TritonError.invalid_arg(f"failed to parse model version '{version}'") from None
+    return None if v == -1 else v
+
+
+class ModelHandle:
+    """`server.model(name).infer({...})` for notebooks: numpy in, numpy out."""
+
+    def __init__(self, server: Server, name: str, version: int | None) -> None:
+        self.server = server
+        self.name = name
+        self.version = version
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.server.manager.get(self.name, self.version).config
+
+    def infer(self, inputs: Mapping[str, Any], outputs: list[str] | None = None,
+              parameters: dict | None = None) -> dict[str, np.ndarray]:
+        cfg = self.config
+        tensors = {}
+        for n, v in inputs.items():
+            ic = cfg.input_by_name(n)
+            dt = ic.datatype if ic is not None else None
+            arr = np.asarray(v, dtype=object) if dt is not None and dt.value == "BYTES" else np.asarray(v)
+            tensors[n] = Tensor.from_numpy(n, arr, dt)
+        req = InferenceRequest(
+            model_name=self.name, model_version=self.version, inputs=tensors,
+            outputs=[RequestedOutput(o) for o in outputs] if outputs else None,
+            parameters=dict(parameters or {}),
+        )
+        resp = self.server.infer(req)
+        return {t.name: t.as_numpy() for t in resp.outputs}
+
+
+class Server:
+    """Triton's server in-process: start / stop, models, inference."""
+
+    def __init__(self, options: ServerOptions | None = None, **kwargs: Any) -> None:
+        self.options = options or ServerOptions(**kwargs)
+        self.registry = BackendRegistry(self.options.backend_config)
+        self.repository = Repository(self.options.model_repository, self.options.model_config_name)
+        self.manager = ModelManager(
+            self.repository, self.registry,
+            auto_complete=not self.options.disable_auto_complete_config,
+            load_threads=self.options.model_load_thread_count,
+            exit_timeout=self.options.exit_timeout_secs, server=self,
+        )
+        self.log_settings = LogSettings()
+        self.live = False
+        self.load_errors: dict[str, str] = {}
+        self._poll_stop = threading.Event()
+        self._poll_thread: threading.Thread | None = None
+        self.shm_registry: Any = None  # set by the shared-memory extension when enabled
+
+    # lifecycle -----------------------------------------------------------------
+    def start(self) -> None:
+        self.registry.discover()
+        if not self.options.model_repository:
+            raise TritonError.invalid_arg("at least one --model-repository is required")
+        self.repository.check_roots()
+        mode = self.options.model_control_mode
+        if mode == "explicit":
+            wanted = self.options.load_model
+            if "*" in wanted:
+                wanted = sorted(self.repository.scan().models)
+        else:
+            if self.options.load_model:
+                raise TritonError.invalid_arg(
+                    "--load-model is only allowed with --model-control-mode=explicit")
+            scan = self.repository.scan()
+            for n, msg in scan.errors.items():
+                self.load_errors[n] = msg
+                rec = self.manager.record(n)
+                rec.error = msg
+            wanted = sorted(scan.models)
+        self.load_errors.update(self.manager.load_many(list(wanted)))
+        for n, msg in self.load_errors.items():
+            log.error("failed to load '%s': %s", n, msg)
+        if self.load_errors and self.options.exit_on_error:
+            self.stop()
+            raise TritonError.invalid_arg(
+                "failed to load all models: " + "; ".join(
+                    f"{n}: {m}" for n, m in sorted(self.load_errors.items())))
+        if mode == "poll":
+            self._poll_thread = threading.Thread(target=self._poll_loop, name="triton-poll",
+                                                 daemon=True)
+            self._poll_thread.start()
+        self.live = True
+        self.registry.pm.hook.triton_server_started(server=self)
+
+    def _poll_loop(self) -> None:
+        while not self._poll_stop.wait(self.options.repository_poll_secs):
+            try:
+                self.manager.poll_once()
+            except Exception:  # polling must survive a bad repository state
+                log.exception("repository poll failed")
+
+    def stop(self) -> None:
+        if self.live:
+            self.registry.pm.hook.triton_server_stopping(server=self)
+        self.live = False
+        self._poll_stop.set()
+        if self._poll_thread is not None:
+            self._poll_thread.join(timeout=5)
+        self.manager.close()
+        self.registry.close()
+        if self.shm_registry is not None:
+            self.shm_registry.unregister_all()
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # health and metadata ---------------------------------------------------------
+    def is_live(self) -> bool:
+        return self.live
+
+    def is_ready(self) -> bool:
+        if not self.live:
+            return False
+        if self.options.strict_readiness:
+            return self.manager.all_ready()
+        return True
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.options.server_id, "version": __version__,
+                "extensions": self.extensions()}
+
+    def extensions(self) -> list[str]:
+        ext = list(EXTENSIONS)
+        if self.shm_registry is not None:
+            ext.insert(5, "system_shared_memory")
+        return ext
+
+    def model(self, name: str, version: int | None = None) -> ModelHandle:
+        self.manager.get(name, version)  # fail now for an unknown model
+        return ModelHandle(self, name, version)
+
+    def _version(self, name: str, version: str | int | None) -> LoadedVersion:
+        return self.manager.get(name, parse_version(version))
+
+    def model_ready(self, name: str, version: str | int | None = None) -> bool:
+        return self.manager.is_ready(name, parse_version(version))
+
+    def model_config(self, name: str, version: str | int | None = None) -> ModelConfig:
+        return self._version(name, version).config
+
+    def model_config_json(self, name: str, version: str | int | None = None) -> dict[str, Any]:
+        return config_to_json_dict(self.model_config(name, version))
+
+    def model_metadata(self, name: str, version: str | int | None = None) -> dict[str, Any]:
+        lv = self._version(name, version)
+        cfg = lv.config
+        rec = self.manager.models[name]
+        versions = sorted(str(v) for v, st in rec.versions.items() if st.state == "READY")
+        batch = [-1] if cfg.max_batch_size > 0 else []
+
+        def meta(ts: list) -> list[dict[str, Any]]:
+            return [{"name": t.name, "datatype": t.datatype.value, "shape": batch + list(t.dims)}
+                    for t in ts]
+
+        return {"name": name, "versions": versions, "platform": cfg.platform or cfg.backend,
+                "inputs": meta(cfg.input), "outputs": meta(cfg.output)}
+
+    # inference -------------------------------------------------------------------
+    def _prepare(self, req: InferenceRequest) -> tuple[LoadedVersion, int]:
+        if not self.live:
+            raise TritonError.unavailable("Server is not live")
+        lv = self.manager.get(req.model_name, req.model_version)
+        for key in req.parameters:
+            if key.startswith("triton_"):
+                raise TritonError.invalid_arg(
+                    f"parameter keys starting with 'triton_' are reserved for Triton usage: '{key}'")
+        batch = normalize_request(req, lv.config)
+        return lv, batch
+
+    async def infer_async(self, req: InferenceRequest) -> InferenceResponse:
+        """Run one request; raises TritonError for a bad request or a failed execution."""
+        lv, batch = self._prepare(req)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[InferenceResponse] = loop.create_future()
+
+        def done(resp: InferenceResponse) -> None:
+            loop.call_soon_threadsafe(_resolve, fut, resp)
+
+        req.callback = done
+        lv.submit(req, batch)
+        try:
+            resp = await fut
+        except asyncio.CancelledError:
+            req.cancelled = True
+            raise
+        if resp.error is not None:
+            raise resp.error
+        return resp
+
+    def infer(self, req: InferenceRequest, timeout: float | None = None) -> InferenceResponse:
+        """Blocking inference for code without an event loop."""
+        lv, batch = self._prepare(req)
+        fut: concurrent.futures.Future[InferenceResponse] = concurrent.futures.Future()
+        req.callback = fut.set_result
+        lv.submit(req, batch)
+        resp = fut.result(timeout)
+        if resp.error is not None:
+            raise resp.error
+        return resp
+
+    # statistics, repository, logging ----------------------------------------------
+    def statistics(self, name: str | None = None, version: str | int | None = None) -> dict:
+        out = []
+        if name:
+            v = parse_version(version)
+            rec = self.manager.models.get(name)
+            if rec is None or not any(st.loaded for st in rec.versions.values()):
+                raise TritonError.not_found(f"requested model '{name}' is not available")
+            if v is not None:
+                lv = self.manager.get(name, v)
+                out.append(lv.stats.as_dict(name, lv.version))
+            else:
+                for ver, st in sorted(rec.versions.items()):
+                    if st.loaded is not None:
+                        out.append(st.loaded.stats.as_dict(name, ver))
+        else:
+            for n, rec in sorted(self.manager.models.items()):
+                for ver, st in sorted(rec.versions.items()):
+                    if st.loaded is not None:
+                        out.append(st.loaded.stats.as_dict(n, ver))
+        return {"model_stats": out}
+
+    def repository_index(self, ready_only: bool = False) -> list[dict]:
+        return self.manager.index(ready_only)
+
+    def _check_model_control(self) -> None:
+        if self.options.model_control_mode == "none":
+            raise TritonError.unavailable(
+                "explicit model load / unload is not allowed if model control mode is NONE")
+        if self.options.model_control_mode == "poll":
+            raise TritonError.unavailable(
+                "explicit model load / unload is not allowed if polling is enabled")
+
+    def load_model(self, name: str, config: str | dict | None = None,
+                   files: dict[str, str] | None = None) -> None:
+        self._check_model_control()
+        self.manager.load(name, config, files)
+
+    def unload_model(self, name: str, unload_dependents: bool = False) -> None:
+        self._check_model_control()
+        self.manager.unload(name)
+
+
+def _resolve(fut: asyncio.Future, resp: InferenceResponse) -> None:
+    if not fut.done():
+        fut.set_result(resp)
