@@ -1,0 +1,65 @@
+"""`triton check REPO`: validate every model's config and files without serving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import abi
+from .defaults import check_config, complete_config
+from .errors import TritonError
+from .manager import ModelManager
+from .plugins import BackendRegistry
+from .repository import Repository, numeric_versions, read_config, select_versions
+
+
+def check_repository(roots: list[Path], config_name: str | None = None) -> tuple[int, list[str]]:
+    """Returns (number of models with errors, report lines)."""
+    registry = BackendRegistry()
+    registry.discover()
+    repo = Repository(roots, config_name)
+    lines: list[str] = []
+    errors = 0
+    try:
+        repo.check_roots()
+    except TritonError as e:
+        return 1, [f"error: {e.message}"]
+    scan = repo.scan()
+    for name, msg in scan.errors.items():
+        errors += 1
+        lines.append(f"FAIL {name}: {msg}")
+    mgr = ModelManager(repo, registry)
+    for name, src in sorted(scan.models.items()):
+        try:
+            cfg = read_config(src)
+            if cfg.name and cfg.name != name:
+                raise TritonError.invalid_arg(
+                    f"field 'name': config name '{cfg.name}' does not match the folder '{name}'")
+            backend_name = mgr._resolve_backend(cfg, src)  # noqa: SLF001
+            entry = registry.entry(backend_name)
+            backend = registry.backend(backend_name)
+            pre = complete_config(cfg, name, backend_name, (), entry.default_model_filename if entry else "")
+            versions = select_versions(pre.version_policy, numeric_versions(src.path))
+            if not versions:
+                raise TritonError.invalid_arg(
+                    "at least one version must be available under the version policy")
+            for v in versions:
+                ctx = abi.ModelContext(name=name, version=v, model_path=src.path, config=pre)
+                model = backend.load_model(ctx)
+                try:
+                    final = complete_config(model.config, name, backend_name,
+                                            entry.platforms if entry else (),
+                                            entry.default_model_filename if entry else "")
+                    check_config(final, f"model '{name}'")
+                finally:
+                    model.close()
+            lines.append(f"ok   {name} (backend {backend_name}, versions "
+                         f"{', '.join(map(str, versions))})")
+        except TritonError as e:
+            errors += 1
+            lines.append(f"FAIL {name}: {e.message}")
+        except Exception as e:  # noqa: BLE001 - a backend bug is a failed check, not a crash
+            errors += 1
+            lines.append(f"FAIL {name}: {type(e).__name__}: {e}")
+    registry.close()
+    lines.append(f"{len(scan.models) + len(scan.errors)} model(s), {errors} with errors")
+    return errors, lines

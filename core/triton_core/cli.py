@@ -1,0 +1,337 @@
+"""Command line: `tritonserver` (Triton's flags) and `triton serve | backends | check`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import TritonError
+from .logsettings import LOGGER
+from .options import ServerOptions
+from .server import Server
+
+log = LOGGER
+
+
+def _bool(v: str) -> bool:
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{v}'")
+
+
+def _flag(p: argparse.ArgumentParser, name: str, default: bool, help: str) -> None:
+    p.add_argument(name, type=_bool, nargs="?", const=True, default=default, metavar="BOOL",
+                   help=help)
+
+
+# Flags Triton has whose feature this server does not provide: refused, never ignored.
+_REFUSED = {
+    "--backend-directory": "backends are Python packages found through entry points; install "
+                           "them with pip (see `triton backends`)",
+    "--repoagent-directory": "repository agents are not supported",
+    "--trace-config": "the trace extension is not supported yet",
+    "--trace-file": "the trace extension is not supported yet",
+    "--trace-level": "the trace extension is not supported yet",
+    "--cache-config": "the response cache is not supported yet",
+    "--cache-directory": "the response cache is not supported yet",
+    "--rate-limit": "the rate limiter is not supported yet",
+    "--rate-limit-resource": "the rate limiter is not supported yet",
+    "--pinned-memory-pool-byte-size": "pinned memory pools do not apply (no CUDA memory management)",
+    "--cuda-memory-pool-byte-size": "CUDA memory pools do not apply (no CUDA memory management)",
+    "--min-supported-compute-capability": "does not apply: no CUDA device management",
+    "--sagemaker-port": "the SageMaker front end is not supported",
+    "--allow-sagemaker": "the SageMaker front end is not supported",
+    "--vertex-ai-port": "the Vertex AI front end is not supported",
+    "--allow-vertex-ai": "the Vertex AI front end is not supported",
+    "--grpc-infer-allocation-pool-size": "not applicable: gRPC messages are allocated by grpcio",
+    "--http-thread-count": "not applicable: HTTP runs on one asyncio event loop",
+    "--buffer-manager-thread-count": "not applicable",
+    "--host-policy": "host policies are not supported",
+    "--model-namespacing": "model namespacing is not supported yet",
+}
+
+
+def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Triton-compatible inference server")
+    p.add_argument("--model-repository", "--model-store", action="append", default=[],
+                   dest="model_repository", metavar="PATH", help="model repository (repeatable)")
+    p.add_argument("--model-control-mode", choices=("none", "poll", "explicit"), default="none")
+    p.add_argument("--load-model", action="append", default=[], metavar="NAME",
+                   help="with explicit mode: model to load at start-up ('*' for all)")
+    p.add_argument("--repository-poll-secs", type=float, default=15.0)
+    _flag(p, "--strict-readiness", True, "ready only when every model is ready")
+    _flag(p, "--exit-on-error", True, "exit when a model fails to load at start-up")
+    p.add_argument("--exit-timeout-secs", type=float, default=30.0)
+    _flag(p, "--disable-auto-complete-config", False, "backends may not complete configs")
+    p.add_argument("--strict-model-config", type=_bool, nargs="?", const=True, default=None,
+                   help="deprecated: true = --disable-auto-complete-config")
+    p.add_argument("--model-load-thread-count", type=int, default=4)
+    p.add_argument("--model-config-name", default=None)
+    p.add_argument("--id", default="triton", dest="server_id")
+    p.add_argument("--backend-config", action="append", default=[],
+                   metavar="BACKEND,KEY=VALUE")
+    _flag(p, "--allow-http", True, "serve HTTP/REST")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--http-address", default="0.0.0.0")
+    p.add_argument("--http-header-forward-pattern", default=None)
+    p.add_argument("--http-max-input-size", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--http-restricted-api", action="append", default=[],
+                   metavar="API[,API]:KEY=VALUE")
+    _flag(p, "--allow-grpc", True, "serve gRPC")
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--grpc-address", default="0.0.0.0")
+    p.add_argument("--grpc-use-ssl", type=_bool, nargs="?", const=True, default=False)
+    p.add_argument("--grpc-infer-response-compression-level", default="none",
+                   choices=("none", "low", "medium", "high"))
+    p.add_argument("--grpc-keepalive-time", type=int, default=7200000)
+    p.add_argument("--grpc-keepalive-timeout", type=int, default=20000)
+    p.add_argument("--grpc-keepalive-permit-without-calls", type=_bool, default=False)
+    p.add_argument("--grpc-http2-max-pings-without-data", type=int, default=2)
+    p.add_argument("--grpc-http2-min-recv-ping-interval-without-data", type=int, default=300000)
+    p.add_argument("--grpc-http2-max-ping-strikes", type=int, default=2)
+    p.add_argument("--grpc-max-connection-age", type=int, default=None)
+    p.add_argument("--grpc-max-connection-age-grace", type=int, default=None)
+    p.add_argument("--grpc-restricted-protocol", action="append", default=[])
+    _flag(p, "--allow-metrics", True, "serve Prometheus metrics")
+    _flag(p, "--allow-cpu-metrics", True, "report CPU metrics")
+    _flag(p, "--allow-gpu-metrics", False, "report GPU metrics (none: no GPU support)")
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--metrics-address", default="0.0.0.0")
+    p.add_argument("--metrics-interval-ms", type=int, default=2000)
+    p.add_argument("--metrics-config", action="append", default=[])
+    _flag(p, "--allow-client-shm", False, "allow the system shared-memory extension")
+    p.add_argument("--log-verbose", type=int, default=0)
+    p.add_argument("--log-info", type=_bool, default=True)
+    p.add_argument("--log-warning", type=_bool, default=True)
+    p.add_argument("--log-error", type=_bool, default=True)
+    p.add_argument("--log-format", choices=("default", "ISO8601"), default="default")
+    p.add_argument("--log-file", default="")
+    for flag in _REFUSED:
+        p.add_argument(flag, default=None, dest="refused_" + flag[2:].replace("-", "_"),
+                       help=argparse.SUPPRESS)
+    p.add_argument("--version", action="version", version=f"triton-core {__version__}")
+    return p
+
+
+def _backend_config(items: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        backend, sep, kv = item.partition(",")
+        if not sep:
+            # Triton allows global settings without a backend name
+            backend, kv = "", item
+        key, eq, value = kv.partition("=")
+        if not eq or not key:
+            raise SystemExit(f"error: --backend-config expects <backend>,<key>=<value>, got '{item}'")
+        out.setdefault(backend, {})[key] = value
+    return out
+
+
+def _restricted(items: list[str]) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    valid = {"health", "metadata", "inference", "shared-memory", "model-config",
+             "model-repository", "statistics", "trace", "logging"}
+    for item in items:
+        apis, sep, kv = item.partition(":")
+        key, eq, value = kv.partition("=")
+        if not sep or not eq or not key:
+            raise SystemExit(
+                f"error: --http-restricted-api expects <API>[,<API>]:<key>=<value>, got '{item}'")
+        for api in apis.split(","):
+            if api not in valid:
+                raise SystemExit(f"error: unknown restricted API category '{api}' "
+                                 f"(one of {', '.join(sorted(valid))})")
+            out[api] = (key, value)
+    return out
+
+
+def options_from_args(a: argparse.Namespace) -> ServerOptions:
+    for flag in _REFUSED:
+        if getattr(a, "refused_" + flag[2:].replace("-", "_")) is not None:
+            raise SystemExit(f"error: {flag} is not supported by triton-core: {_REFUSED[flag]}")
+    if a.http_header_forward_pattern is not None:
+        raise SystemExit("error: --http-header-forward-pattern is not supported yet")
+    if a.grpc_use_ssl:
+        raise SystemExit("error: --grpc-use-ssl is not supported yet")
+    if a.metrics_config:
+        raise SystemExit("error: --metrics-config is not supported yet")
+    if a.allow_gpu_metrics:
+        raise SystemExit("error: --allow-gpu-metrics: GPU metrics are not supported")
+    if not a.model_repository:
+        raise SystemExit("error: --model-repository is required")
+    auto_off = a.disable_auto_complete_config or bool(a.strict_model_config)
+    return ServerOptions(
+        model_repository=[Path(r) for r in a.model_repository],
+        model_control_mode=a.model_control_mode,
+        load_model=a.load_model,
+        repository_poll_secs=a.repository_poll_secs,
+        strict_readiness=a.strict_readiness,
+        exit_on_error=a.exit_on_error,
+        exit_timeout_secs=a.exit_timeout_secs,
+        disable_auto_complete_config=auto_off,
+        model_load_thread_count=a.model_load_thread_count,
+        model_config_name=a.model_config_name,
+        backend_config=_backend_config(a.backend_config),
+        server_id=a.server_id,
+        allow_client_shm=a.allow_client_shm,
+    )
+
+
+def _print_tables(server: Server) -> None:
+    rows = [(e.name, e.status, e.reason or e.distribution) for e in server.registry.entries]
+    _table("Backend", ("Backend", "Status", "Details"), rows)
+    mrows = [(r["name"], r.get("version", ""), r.get("state", "") + (
+        f": {r['reason']}" if r.get("reason") else "")) for r in server.repository_index()]
+    _table("Model", ("Model", "Version", "Status"), mrows)
+
+
+def _table(_kind: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max([len(h)] + [len(str(r[i])) for r in rows]) for i, h in enumerate(header)]
+    sep = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+    lines = [sep, "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |", sep]
+    for r in rows:
+        lines.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
+    lines.append(sep)
+    log.info("\n%s", "\n".join(lines))
+
+
+async def _serve_async(server: Server, a: argparse.Namespace) -> int:
+    from .http import HttpFrontEnd
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass
+    tasks: list[asyncio.Task] = []
+    closers: list[Any] = []
+    if a.allow_http:
+        http = HttpFrontEnd(server, max_input_size=a.http_max_input_size,
+                            restricted=_restricted(a.http_restricted_api))
+        tasks.append(asyncio.create_task(http.serve(a.http_address, a.http_port)))
+        closers.append(http.shutdown)
+        while not http.started:
+            if tasks[-1].done():
+                tasks[-1].result()
+                log.error("failed to start HTTP service on %s:%d", a.http_address, a.http_port)
+                return 1
+            await asyncio.sleep(0.01)
+        log.info("Started HTTPService at %s:%d", a.http_address, a.http_port)
+    extra = getattr(server, "_frontend_starters", [])
+    for starter in extra:
+        closer = await starter(server, a)
+        if closer is not None:
+            closers.append(closer)
+    await stop.wait()
+    log.info("Signal received, shutting down")
+    for c in closers:
+        r = c()
+        if asyncio.iscoroutine(r):
+            await r
+    for t in tasks:
+        try:
+            await asyncio.wait_for(t, timeout=a.exit_timeout_secs)
+        except (TimeoutError, asyncio.CancelledError):
+            t.cancel()
+    return 0
+
+
+def serve(argv: list[str] | None, prog: str = "tritonserver") -> int:
+    a = build_parser(prog).parse_args(argv)
+    opts = options_from_args(a)
+    server = Server(opts)
+    server.log_settings.log_info = a.log_info
+    server.log_settings.log_warning = a.log_warning
+    server.log_settings.log_error = a.log_error
+    server.log_settings.log_verbose_level = a.log_verbose
+    server.log_settings.log_format = a.log_format
+    server.log_settings.install(a.log_file)
+    log.info("triton-core %s starting", __version__)
+    try:
+        server.start()
+    except TritonError as e:
+        log.error("%s", e.message)
+        _print_tables(server)
+        log.error("exiting: failed to start the server (--exit-on-error=true)")
+        return 1
+    _print_tables(server)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    try:
+        return runner(_serve_async(server, a))
+    finally:
+        server.stop()
+        log.info("server stopped")
+
+
+def tritonserver_main() -> None:
+    sys.exit(serve(sys.argv[1:]))
+
+
+def _backends_cmd(a: argparse.Namespace) -> int:
+    from .plugins import BackendRegistry
+
+    reg = BackendRegistry()
+    reg.discover()
+    rows = [e.as_dict() for e in reg.entries]
+    if a.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no backends installed (pip install triton-backend-onnx, ...)")
+        return 0
+    for r in rows:
+        abi = ".".join(map(str, r["abi"])) if r["abi"] else "-"
+        line = (f"{r['name']:<14} {r['status']:<12} {r['distribution'] or '-'} "
+                f"{r['version'] or ''}  abi {abi}  platforms: {', '.join(r['platforms']) or '-'}")
+        if r["reason"]:
+            line += f"\n{'':<14} reason: {r['reason']}"
+        print(line)
+    return 0
+
+
+def _check_cmd(a: argparse.Namespace) -> int:
+    from .checker import check_repository
+
+    errors, report = check_repository([Path(r) for r in a.repository], a.model_config_name)
+    for line in report:
+        print(line)
+    return 1 if errors else 0
+
+
+def triton_main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(prog="triton", description="triton-core command line")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("serve", help="serve a model repository (same flags as tritonserver)",
+                   add_help=False)
+    b = sub.add_parser("backends", help="list installed backends")
+    b.add_argument("--json", action="store_true")
+    c = sub.add_parser("check", help="validate a model repository without serving it")
+    c.add_argument("repository", nargs="+")
+    c.add_argument("--model-config-name", default=None)
+    if args and args[0] == "serve":
+        sys.exit(serve(args[1:], prog="triton serve"))
+    a = p.parse_args(args)
+    if a.cmd == "backends":
+        sys.exit(_backends_cmd(a))
+    sys.exit(_check_cmd(a))
+
+
+if __name__ == "__main__":
+    tritonserver_main()
