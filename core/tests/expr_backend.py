@@ -1,0 +1,165 @@
+"""A test backend: each output is a numpy expression of the inputs, from config parameters.
+
+`parameters { key: "OUTPUT0" value { string_value: "INPUT0 + INPUT1" } }`
+Extra knobs (parameters): `sleep_ms` (per execute), `fail_on` (raise when an
+input holds this value), `auto_complete` (JSON config merged in when enabled).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from triton_core import abi
+from triton_core.config import parse_config_json
+from triton_core.gather import batch_sizes, gather_input, scatter_output
+from triton_core.request import InferenceResponse
+from triton_core.tensor import Tensor
+
+NAME = "expr"
+
+
+class ExprInstance(abi.Instance):
+    def __init__(self, model: ExprModel, ctx: abi.InstanceContext) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.active = 0
+        self.max_active = 0
+        self.calls: list[int] = []  # batch sizes seen by execute
+
+    def execute(self, requests, timer):
+        cfg = self.model.config
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
+        try:
+            sleep_ms = float(cfg.parameter("sleep_ms", "0") or 0)
+            fail_on = cfg.parameter("fail_on")
+            names = [i.name for i in cfg.input]
+            batched = cfg.max_batch_size > 0 and len(requests) > 1
+            timer.compute_start()
+            if sleep_ms:
+                time.sleep(sleep_ms / 1000)
+            if batched:
+                sizes = batch_sizes(requests, names[0])
+                env = {n: gather_input(requests, n) for n in names if n in requests[0].inputs}
+                self.calls.append(sum(sizes))
+                outs = {o.name: np.asarray(eval(cfg.parameter(o.name), {"np": np}, env))  # noqa: S307
+                        for o in cfg.output}
+                timer.compute_end()
+                split = {n: scatter_output(a, sizes) for n, a in outs.items()}
+                return [InferenceResponse(outputs=[
+                    Tensor.from_numpy(o.name, split[o.name][i], o.datatype) for o in cfg.output])
+                    for i in range(len(requests))]
+            responses = []
+            for r in requests:
+                env = {n: t.as_numpy() for n, t in r.inputs.items()}
+                self.calls.append(1)
+                if fail_on is not None and any(
+                    a.dtype != object and np.any(a == float(fail_on)) for a in env.values()
+                ):
+                    raise ValueError(f"input holds the failing value {fail_on}")
+                res = []
+                for o in cfg.output:
+                    arr = np.asarray(eval(cfg.parameter(o.name), {"np": np}, env))  # noqa: S307
+                    res.append(Tensor.from_numpy(o.name, arr, o.datatype))
+                responses.append(InferenceResponse(outputs=res))
+            timer.compute_end()
+            return responses
+        finally:
+            self.active -= 1
+
+
+class ExprModel(abi.Model):
+    def __init__(self, ctx: abi.ModelContext) -> None:
+        cfg = ctx.config
+        extra = cfg.parameter("auto_complete")
+        if extra and ctx.auto_complete:
+            merged = cfg.model_dump(mode="json", exclude_none=True)
+            merged.update(json.loads(extra))
+            cfg = parse_config_json(merged)
+        model_file = ctx.version_path / (cfg.default_model_filename or "model.expr")
+        if not model_file.exists():
+            raise FileNotFoundError(f"missing model file {model_file}")
+        if model_file.read_text().strip() == "corrupt":
+            raise ValueError(f"corrupt model file {model_file}")
+        self.config = cfg
+        self.instances: list[ExprInstance] = []
+        self.closed = False
+
+    def create_instance(self, ctx):
+        inst = ExprInstance(self, ctx)
+        self.instances.append(inst)
+        return inst
+
+    def close(self):
+        self.closed = True
+
+
+class ExprBackend(abi.Backend):
+    created = 0
+
+    def __init__(self, ctx: abi.BackendContext) -> None:
+        ExprBackend.created += 1
+        self.ctx = ctx
+        self.models: list[ExprModel] = []
+        self.lock = threading.Lock()
+
+    def load_model(self, ctx):
+        m = ExprModel(ctx)
+        with self.lock:
+            self.models.append(m)
+        return m
+
+
+class _Plugin:
+    @abi.hookimpl
+    def triton_backends(self):
+        return [abi.BackendSpec(name=NAME, factory=ExprBackend, platforms=("expr_platform",),
+                                default_model_filename="model.expr")]
+
+
+plugin = _Plugin()
+
+
+def write_model(repo: Path, name: str, config: str, versions=(1,), content: str = "ok") -> Path:
+    d = repo / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "config.pbtxt").write_text(config)
+    for v in versions:
+        (d / str(v)).mkdir(exist_ok=True)
+        (d / str(v) / "model.expr").write_text(content)
+    return d
+
+
+ADD_SUB = """
+backend: "expr"
+max_batch_size: 8
+input [{ name: "INPUT0" data_type: TYPE_INT32 dims: [16] },
+       { name: "INPUT1" data_type: TYPE_INT32 dims: [16] }]
+output [{ name: "OUTPUT0" data_type: TYPE_INT32 dims: [16] },
+        { name: "OUTPUT1" data_type: TYPE_INT32 dims: [16] }]
+parameters { key: "OUTPUT0" value { string_value: "INPUT0 + INPUT1" } }
+parameters { key: "OUTPUT1" value { string_value: "INPUT0 - INPUT1" } }
+"""
+
+IDENTITY_BYTES = """
+backend: "expr"
+max_batch_size: 0
+input [{ name: "INPUT0" data_type: TYPE_STRING dims: [-1] }]
+output [{ name: "OUTPUT0" data_type: TYPE_STRING dims: [-1] }]
+parameters { key: "OUTPUT0" value { string_value: "INPUT0" } }
+"""
+
+
+def make_server(repo: Path, **kwargs):
+    """A Server with the expr backend registered (no entry points loaded)."""
+    from triton_core import Server
+
+    kwargs.setdefault("model_repository", [repo])
+    server = Server(**kwargs)
+    server.registry.register_plugin(plugin, "expr-test")
+    return server

@@ -1,0 +1,263 @@
+import base64
+import concurrent.futures
+import json
+import time
+
+import numpy as np
+import pytest
+
+from expr_backend import ADD_SUB, IDENTITY_BYTES, make_server, write_model
+from triton_core import ErrorCode, InferenceRequest, Tensor, TritonError
+
+
+def _add_inputs(batch=1):
+    a = np.arange(16 * batch, dtype=np.int32).reshape(batch, 16)
+    return a, np.ones((batch, 16), np.int32)
+
+
+@pytest.fixture
+def repo(tmp_path):
+    write_model(tmp_path, "add", ADD_SUB)
+    write_model(tmp_path, "strings", IDENTITY_BYTES)
+    return tmp_path
+
+
+def test_infer_in_process(repo):
+    with make_server(repo) as s:
+        a, b = _add_inputs()
+        out = s.model("add").infer({"INPUT0": a, "INPUT1": b})
+        np.testing.assert_array_equal(out["OUTPUT0"], a + b)
+        np.testing.assert_array_equal(out["OUTPUT1"], a - b)
+        sout = s.model("strings").infer({"INPUT0": np.array([b"x", b"", b"\xff"], dtype=object)})
+        assert list(sout["OUTPUT0"]) == [b"x", b"", b"\xff"]
+        assert s.is_ready() and s.is_live()
+
+
+def test_metadata_and_config(repo):
+    with make_server(repo) as s:
+        md = s.model_metadata("add")
+        assert md["inputs"][0] == {"name": "INPUT0", "datatype": "INT32", "shape": [-1, 16]}
+        assert md["platform"] == "expr_platform" and md["versions"] == ["1"]
+        cfg = s.model_config_json("add")
+        assert cfg["instance_group"][0]["kind"] == "KIND_CPU"
+        assert cfg["version_policy"] == {"latest": {"num_versions": 1}}
+        assert cfg["backend"] == "expr"
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ({"INPUT0": np.zeros((1, 16), np.int32)}, "missing required input(s) ['INPUT1']"),
+        ({"INPUT0": np.zeros((1, 16), np.int32), "INPUT1": np.zeros((1, 16), np.int32),
+          "X": np.zeros((1, 16), np.int32)}, "unexpected inference input 'X'"),
+        ({"INPUT0": np.zeros((1, 8), np.int32), "INPUT1": np.zeros((1, 8), np.int32)},
+         "unexpected shape for input 'INPUT0'"),
+        ({"INPUT0": np.zeros((9, 16), np.int32), "INPUT1": np.zeros((9, 16), np.int32)},
+         "batch-size must be <= 8"),
+        ({"INPUT0": np.zeros((1, 16), np.float32), "INPUT1": np.zeros((1, 16), np.int32)},
+         "data-type is 'FP32', but model 'add' expects 'INT32'"),
+    ],
+)
+def test_bad_requests_then_serves(repo, inputs, message):
+    with make_server(repo) as s:
+        req = InferenceRequest("add", inputs={k: Tensor.from_numpy(k, v) for k, v in inputs.items()})
+        with pytest.raises(TritonError) as e:
+            s.infer(req)
+        assert e.value.code is ErrorCode.INVALID_ARG
+        assert message in e.value.message
+        a, b = _add_inputs()
+        assert s.model("add").infer({"INPUT0": a, "INPUT1": b})["OUTPUT0"].shape == (1, 16)
+
+
+def test_unknown_model_and_version(repo):
+    with make_server(repo) as s:
+        with pytest.raises(TritonError) as e:
+            s.model("nope")
+        assert e.value.code is ErrorCode.NOT_FOUND
+        with pytest.raises(TritonError) as e:
+            s.model_metadata("add", "7")
+        assert e.value.code is ErrorCode.NOT_FOUND
+        with pytest.raises(TritonError) as e:
+            s.model_metadata("add", "x")
+        assert e.value.code is ErrorCode.INVALID_ARG
+
+
+def test_invalid_config_fails_alone(repo):
+    write_model(repo, "broken", 'backend: "expr" max_batch_size: -3')
+    write_model(repo, "corrupt", ADD_SUB, content="corrupt")
+    s = make_server(repo, exit_on_error=False)
+    s.start()
+    try:
+        idx = {r["name"]: r for r in s.repository_index()}
+        assert idx["add"]["state"] == "READY"
+        assert idx["broken"]["state"] == "UNAVAILABLE"
+        assert "max_batch_size" in idx["broken"]["reason"] and "config.pbtxt" in idx["broken"]["reason"]
+        assert "corrupt model file" in idx["corrupt"]["reason"]
+        assert not s.is_ready()  # strict readiness
+        assert s.model_ready("add")
+    finally:
+        s.stop()
+
+
+def test_exit_on_error(repo):
+    write_model(repo, "broken", 'backend: "expr" max_batch_size: -3')
+    s = make_server(repo)
+    with pytest.raises(TritonError, match="failed to load all models"):
+        s.start()
+
+
+def test_version_policies(tmp_path):
+    write_model(tmp_path, "latest2", ADD_SUB + "version_policy { latest { num_versions: 2 } }",
+                versions=(1, 2, 3))
+    write_model(tmp_path, "all", ADD_SUB + "version_policy { all {} }", versions=(1, 2))
+    write_model(tmp_path, "spec", ADD_SUB + "version_policy { specific { versions: [1, 9] } }",
+                versions=(1, 2))
+    # ignored version folders: leading zero, non numeric
+    (tmp_path / "all" / "03").mkdir()
+    (tmp_path / "all" / "abc").mkdir()
+    with make_server(tmp_path) as s:
+        ready = {(r["name"], r["version"]) for r in s.repository_index(ready_only=True)}
+        assert ready == {("latest2", "2"), ("latest2", "3"), ("all", "1"), ("all", "2"), ("spec", "1")}
+        assert s.model_metadata("latest2")["versions"] == ["2", "3"]
+        a, b = _add_inputs()
+        s.model("latest2", 2).infer({"INPUT0": a, "INPUT1": b})
+
+
+def test_explicit_mode_load_unload_reload(repo):
+    s = make_server(repo, model_control_mode="explicit", load_model=["add"])
+    with s:
+        assert s.model_ready("add") and not s.model_ready("strings")
+        s.load_model("strings")
+        assert s.model_ready("strings")
+        s.unload_model("strings")
+        assert not s.model_ready("strings")
+        idx = {r["name"]: r for r in s.repository_index()}
+        assert idx["strings"]["state"] == "UNAVAILABLE" and idx["strings"]["reason"] == "unloaded"
+        # a new version folder takes effect on reload
+        (repo / "add" / "2").mkdir()
+        (repo / "add" / "2" / "model.expr").write_text("ok")
+        s.load_model("add")
+        assert s.model_metadata("add")["versions"] == ["2"]
+        # a failed reload keeps the old version serving
+        (repo / "add" / "config.pbtxt").write_text('backend: "expr" max_batch_size: -1')
+        with pytest.raises(TritonError):
+            s.load_model("add")
+        assert s.model_ready("add", 2)
+
+
+def test_none_mode_refuses_load_api(repo):
+    with make_server(repo) as s:
+        with pytest.raises(TritonError) as e:
+            s.load_model("add")
+        assert e.value.code is ErrorCode.UNAVAILABLE
+
+
+def test_load_with_config_override_and_files(repo):
+    s = make_server(repo, model_control_mode="explicit")
+    with s:
+        cfg = {"backend": "expr", "max_batch_size": 0,
+               "input": [{"name": "A", "data_type": "TYPE_FP32", "dims": [2]}],
+               "output": [{"name": "B", "data_type": "TYPE_FP32", "dims": [2]}],
+               "parameters": {"B": {"string_value": "A * 3"}}}
+        files = {"1/model.expr": base64.b64encode(b"ok").decode()}
+        s.load_model("fresh", json.dumps(cfg), files)
+        out = s.model("fresh").infer({"A": np.array([1, 2], np.float32)})
+        np.testing.assert_array_equal(out["B"], [3, 6])
+        for bad in ("../evil", "/etc/evil", "1/../../evil", "a\\..\\b"):
+            with pytest.raises(TritonError) as e:
+                s.load_model("fresh2", json.dumps(cfg), {bad: "b2s="})
+            assert e.value.code is ErrorCode.INVALID_ARG
+        assert not (repo.parent / "evil").exists()
+        with pytest.raises(TritonError, match="need a 'config'"):
+            s.load_model("fresh3", None, files)
+
+
+def test_poll_mode_picks_up_changes(repo):
+    s = make_server(repo, model_control_mode="poll", repository_poll_secs=3600)
+    with s:
+        assert s.model_ready("add")
+        write_model(repo, "late", ADD_SUB)
+        s.manager.poll_once()
+        assert s.model_ready("late")
+        (repo / "add" / "2").mkdir()
+        (repo / "add" / "2" / "model.expr").write_text("ok")
+        s.manager.poll_once()
+        assert s.model_metadata("add")["versions"] == ["2"]
+        import shutil
+        shutil.rmtree(repo / "late")
+        s.manager.poll_once()
+        assert not s.model_ready("late")
+
+
+def test_instances_run_in_parallel_never_concurrently(tmp_path):
+    write_model(tmp_path, "slow", ADD_SUB + """
+instance_group [{ count: 3 kind: KIND_CPU }]
+parameters { key: "sleep_ms" value { string_value: "30" } }
+""")
+    with make_server(tmp_path) as s:
+        a, b = _add_inputs()
+        t0 = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            list(pool.map(lambda _: s.model("slow").infer({"INPUT0": a, "INPUT1": b}), range(6)))
+        elapsed = time.monotonic() - t0
+        lv = s.manager.get("slow")
+        insts = lv.instances
+        assert len(insts) == 3
+        assert all(i.max_active == 1 for i in insts)
+        assert sum(len(i.calls) for i in insts) == 6
+        assert elapsed < 6 * 0.03  # some ran in parallel
+        st = s.statistics("slow")["model_stats"][0]
+        assert st["inference_count"] == 6 and st["execution_count"] == 6
+        assert st["inference_stats"]["success"]["count"] == 6
+
+
+def test_dynamic_batching_matches_unbatched(tmp_path):
+    write_model(tmp_path, "batched", ADD_SUB + """
+dynamic_batching { max_queue_delay_microseconds: 20000 }
+parameters { key: "sleep_ms" value { string_value: "5" } }
+""")
+    with make_server(tmp_path) as s:
+        rng = np.random.default_rng(0)
+        reqs = [(rng.integers(-50, 50, (n, 16), dtype=np.int32),
+                 rng.integers(-50, 50, (n, 16), dtype=np.int32)) for n in (1, 2, 3, 1, 1)]
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            outs = list(pool.map(
+                lambda ab: s.model("batched").infer({"INPUT0": ab[0], "INPUT1": ab[1]}), reqs))
+        for (a, b), out in zip(reqs, outs, strict=True):
+            np.testing.assert_array_equal(out["OUTPUT0"], a + b)
+            np.testing.assert_array_equal(out["OUTPUT1"], a - b)
+        st = s.statistics("batched")["model_stats"][0]
+        assert st["inference_count"] == 8
+        assert st["execution_count"] < 5  # some requests were batched
+
+
+def test_execute_exception_fails_only_that_request(tmp_path):
+    write_model(tmp_path, "flaky", ADD_SUB + 'parameters { key: "fail_on" value { string_value: "-7" } }')
+    with make_server(tmp_path) as s:
+        a, b = _add_inputs()
+        with pytest.raises(TritonError) as e:
+            s.model("flaky").infer({"INPUT0": a * 0 - 7, "INPUT1": b})
+        assert e.value.code is ErrorCode.INTERNAL and "failing value" in e.value.message
+        s.model("flaky").infer({"INPUT0": a, "INPUT1": b})
+        st = s.statistics("flaky")["model_stats"][0]["inference_stats"]
+        assert st["fail"]["count"] == 1 and st["success"]["count"] == 1
+
+
+def test_unload_waits_for_in_flight(tmp_path):
+    write_model(tmp_path, "slow", ADD_SUB + 'parameters { key: "sleep_ms" value { string_value: "200" } }')
+    s = make_server(tmp_path, model_control_mode="explicit", load_model=["*"])
+    with s:
+        a, b = _add_inputs()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(s.model("slow").infer, {"INPUT0": a, "INPUT1": b})
+            time.sleep(0.05)
+            s.unload_model("slow")
+            np.testing.assert_array_equal(fut.result()["OUTPUT0"], a + b)
+        assert not s.model_ready("slow")
+
+
+def test_reserved_parameters_refused(repo):
+    with make_server(repo) as s:
+        a, b = _add_inputs()
+        with pytest.raises(TritonError, match="reserved"):
+            s.model("add").infer({"INPUT0": a, "INPUT1": b}, parameters={"triton_x": 1})
