@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 import sys
-from typing import Any
+from typing import Any, Self
 
 from . import _native
 from .errors import ErrorCode, TritonError
@@ -32,7 +32,9 @@ class SharedMemoryError(OSError):
         self.action = action
         self.name = name
 
-    def to_triton(self, message: str | None = None, code: ErrorCode = ErrorCode.INTERNAL) -> TritonError:
+    def to_triton(
+        self, message: str | None = None, code: ErrorCode = ErrorCode.INTERNAL
+    ) -> TritonError:
         """The same failure as a TritonError (front ends speak only TritonError)."""
         return TritonError(code, message or str(self.strerror))
 
@@ -107,7 +109,9 @@ class SharedMemoryRegion:
     # -- construction -------------------------------------------------------
 
     @classmethod
-    def create(cls, key: str, size: int, *, exclusive: bool = True) -> SharedMemoryRegion:
+    def create(
+        cls, key: str, size: int, *, exclusive: bool = True
+    ) -> SharedMemoryRegion:
         """Create (or with exclusive=False, open or create) and map an object of ``size`` bytes.
 
         The object is sized with one ftruncate (macOS allows only one); an
@@ -139,7 +143,9 @@ class SharedMemoryRegion:
         raise last
 
     @classmethod
-    def _open_map(cls, name: str, flags: int, size: int, writable: bool) -> SharedMemoryRegion:
+    def _open_map(
+        cls, name: str, flags: int, size: int, writable: bool
+    ) -> SharedMemoryRegion:
         ffi, lib = _native.ffi, _lib()
         raw = name.encode("utf-8")
         size_out = ffi.new("uint64_t *")
@@ -203,7 +209,7 @@ class SharedMemoryRegion:
         """Remove the name (existing mappings stay valid until unmapped)."""
         unlink(self.name, os_rules=False)
 
-    def __enter__(self) -> SharedMemoryRegion:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

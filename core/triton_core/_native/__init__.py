@@ -59,7 +59,9 @@ def gather_into(dst: Buffer, srcs: Sequence[Buffer]) -> int:
     n = lib.tc_gather(ffi.cast("uint8_t *", out), len(out), arr, lens, len(ptrs))
     if n < 0:
         total = sum(lens)
-        raise ValueError(f"gather: {total} bytes from {len(ptrs)} buffers do not fit {len(out)}")
+        raise ValueError(
+            f"gather: {total} bytes from {len(ptrs)} buffers do not fit {len(out)}"
+        )
     return int(n)
 
 
