@@ -39,6 +39,18 @@ class SharedMemoryError(OSError):
         return TritonError(code, message or str(self.strerror))
 
 
+class RegionTooSmall(ValueError):
+    """The object exists but is smaller than the caller needs (nothing was mapped)."""
+
+    def __init__(self, name: str, size: int, needed: int) -> None:
+        super().__init__(
+            f"shared memory object '{name}' has {size} bytes, {needed} needed"
+        )
+        self.name = name
+        self.size = size
+        self.needed = needed
+
+
 def _lib() -> Any:
     _native.require()
     return _native.lib
@@ -129,12 +141,16 @@ class SharedMemoryRegion:
         return cls._open_map(os_name(key), flags, 0, writable)
 
     @classmethod
-    def attach_client(cls, key: str) -> SharedMemoryRegion:
-        """Map a region a client created, trying each of client_key_candidates(key)."""
+    def attach_client(cls, key: str, *, min_size: int = 0) -> SharedMemoryRegion:
+        """Map a region a client created, trying each of client_key_candidates(key).
+
+        The object's real size is checked against ``min_size`` before anything
+        is mapped (RegionTooSmall).
+        """
         last: SharedMemoryError | None = None
         for name in client_key_candidates(key):
             try:
-                return cls._open_map(name, 0, 0, True)
+                return cls._open_map(name, 0, 0, True, min_size=min_size)
             except SharedMemoryError as exc:
                 if exc.errno != _errno.ENOENT:
                     raise
@@ -144,7 +160,7 @@ class SharedMemoryRegion:
 
     @classmethod
     def _open_map(
-        cls, name: str, flags: int, size: int, writable: bool
+        cls, name: str, flags: int, size: int, writable: bool, *, min_size: int = 0
     ) -> SharedMemoryRegion:
         ffi, lib = _native.ffi, _lib()
         raw = name.encode("utf-8")
@@ -154,6 +170,8 @@ class SharedMemoryRegion:
             _raise_errno("shm_open", name)
         try:
             real = int(size_out[0])
+            if real < min_size:
+                raise RegionTooSmall(name, real, min_size)
             if real == 0:
                 ptr = None  # mmap refuses length 0; an empty object has nothing to map
             else:
