@@ -1,0 +1,8 @@
+"""Builds triton-core's C layer (triton_core/_native) with the machine's C compiler.
+
+All metadata lives in pyproject.toml; this file only adds the cffi extension.
+"""
+
+from setuptools import setup
+
+setup(cffi_modules=["triton_core/_native/build.py:ffibuilder"])
