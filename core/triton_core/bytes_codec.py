@@ -148,7 +148,7 @@ def _deserialize_native(buffer: bytes | memoryview, count: int | None) -> np.nda
     data = buffer if type(buffer) is bytes else mv.tobytes()
     # Plain bytes slicing is the cheapest way to make n bytes objects (measured
     # faster than map(slice, ...)); C has already validated every bound.
-    return _object_array([data[a:b] for a, b in zip(starts.tolist(), ends.tolist())])
+    return _object_array([data[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True)])
 
 
 # -- pure Python reference ---------------------------------------------------

@@ -244,7 +244,7 @@ class HttpFrontEnd:
         body = await req.body()
         mv = memoryview(body)
         hlen_raw = req.headers.get(_HEADER_LEN)
-        shm = getattr(srv, "shm_registry", None)
+        shm = srv.shm_io
         if hlen_raw is not None:
             try:
                 hlen = int(hlen_raw)
@@ -316,11 +316,35 @@ class HttpFrontEnd:
 
     async def _system_shm(self, req: _Req) -> Response:
         self._check_restricted(req, "shared-memory")
-        ext = getattr(self.server, "shm_http", None)
-        if ext is None:
+        reg = self.server.shm_registry
+        if reg is None:
             raise TritonError.unsupported(
-                "system shared memory is disabled: start the server with --allow-client-shm=true")
-        return await ext(req)
+                "client shared memory is disabled: start the server with --allow-client-shm=true")
+        p = req.parts  # v2 systemsharedmemory [region R] (status|register|unregister)
+        region: str | None = None
+        if len(p) == 5 and p[2] == "region":
+            region, action = p[3], p[4]
+        elif len(p) == 3:
+            action = p[2]
+        else:
+            return json_response({"error": "Not Found"}, 404)
+        if action == "status":
+            return self._get(req) or json_response(reg.status(region))
+        if req.method != "POST":
+            return _method_not_allowed()
+        if action == "register" and region is not None:
+            body = await req.json({})
+            if not isinstance(body, dict) or not isinstance(body.get("key"), str):
+                raise TritonError.invalid_arg("register needs a JSON body with 'key' and 'byte_size'")
+            reg.register(region, body["key"], body.get("offset", 0), body.get("byte_size"))
+            return Response(200, b"")
+        if action == "unregister":
+            if region is None:
+                reg.unregister_all()
+            else:
+                reg.unregister(region)
+            return Response(200, b"")
+        return json_response({"error": "Not Found"}, 404)
 
     # serving ---------------------------------------------------------------------
     async def serve(self, host: str = "0.0.0.0", port: int = 8000, workers_backlog: int = 2048) -> None:

@@ -21,6 +21,8 @@ from .options import ServerOptions
 from .plugins import BackendRegistry
 from .repository import Repository
 from .request import InferenceRequest, InferenceResponse, RequestedOutput
+from .shm_io import SharedMemoryIO
+from .shm_registry import SystemSharedMemoryRegistry
 from .tensor import Tensor
 from .validate import normalize_request
 
@@ -98,7 +100,12 @@ class Server:
         self.load_errors: dict[str, str] = {}
         self._poll_stop = threading.Event()
         self._poll_thread: threading.Thread | None = None
-        self.shm_registry: Any = None  # set by the shared-memory extension when enabled
+        # Client shared memory is off unless asked for, as in Triton.
+        self.shm_registry: SystemSharedMemoryRegistry | None = None
+        self.shm_io: SharedMemoryIO | None = None
+        if self.options.allow_client_shm:
+            self.shm_registry = SystemSharedMemoryRegistry()
+            self.shm_io = SharedMemoryIO(self.shm_registry)
 
     # lifecycle -----------------------------------------------------------------
     def start(self) -> None:

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from triton_core import _native, bytes_codec
 from triton_core.errors import ErrorCode, TritonError
 

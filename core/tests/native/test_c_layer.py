@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from triton_core import _native, shm
 from triton_core.errors import ErrorCode, TritonError
 

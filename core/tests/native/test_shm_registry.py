@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from triton_core import shm
 from triton_core.errors import ErrorCode, TritonError
 from triton_core.shm_registry import SystemSharedMemoryRegistry

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from triton_core import _native, shm, shm_tensors
 from triton_core.dtypes import DataType
 from triton_core.errors import ErrorCode, TritonError
