@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 
 import numpy as np
+
 from triton_core.dtypes import DataType
 from triton_core.errors import TritonError
 

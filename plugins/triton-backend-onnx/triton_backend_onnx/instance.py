@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from triton_core.abi import ExecuteTimer, Instance, InstanceContext
 from triton_core.dtypes import DataType
 from triton_core.errors import ErrorCode, TritonError
@@ -204,6 +205,11 @@ class OnnxInstance(Instance):
                 raise TritonError.invalid_arg(
                     f"input '{name}' cannot be batched across requests: {e}"
                 ) from None
+            if plan.datatype not in (DataType.BYTES, DataType.BF16) and arr.dtype != plan.datatype.numpy:
+                raise TritonError.invalid_arg(
+                    f"input '{name}' of model '{self.model.name}': expected {plan.datatype.value}, "
+                    f"got numpy {arr.dtype}"
+                )
             if plan.session_shape is not None:
                 shape = plan.session_shape
                 if self.max_batch_size > 0:
