@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+
 from triton_core import _native, bytes_codec
 
 CASES = [
