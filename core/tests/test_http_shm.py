@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 import tritonclient.utils.shared_memory as shm
-from live_server import serving_http
 from tritonclient.utils import InferenceServerException
 
 from expr_backend import ADD_SUB, make_server, write_model
+from live_server import serving_http
 
 
 @pytest.fixture
