@@ -17,7 +17,7 @@ import numpy as np
 from triton_core import abi
 from triton_core.config import parse_config_json
 from triton_core.gather import batch_sizes, gather_input, scatter_output
-from triton_core.request import InferenceResponse
+from triton_core.request import RESPONSE_COMPLETE_FINAL, InferenceResponse
 from triton_core.tensor import Tensor
 
 NAME = "expr"
@@ -33,6 +33,8 @@ class ExprInstance(abi.Instance):
 
     def execute(self, requests, timer):
         cfg = self.model.config
+        if cfg.decoupled:
+            return self._execute_decoupled(requests)
         self.active += 1
         self.max_active = max(self.max_active, self.active)
         try:
@@ -71,6 +73,26 @@ class ExprInstance(abi.Instance):
             return responses
         finally:
             self.active -= 1
+
+
+    def _execute_decoupled(self, requests):
+        """Decoupled: `repeat` responses per request from a thread, then an empty FINAL."""
+        cfg = self.model.config
+        n = int(cfg.parameter("repeat", "2") or 2)
+
+        def run(req):
+            sender = req.response_sender()
+            env = {k: t.as_numpy() for k, t in req.inputs.items()}
+            for i in range(n):
+                env["i"] = i
+                outs = [Tensor.from_numpy(o.name, np.asarray(eval(cfg.parameter(o.name), {"np": np}, env)),
+                                          o.datatype) for o in cfg.output]
+                sender.send(InferenceResponse(outputs=outs))
+            sender.send(None, RESPONSE_COMPLETE_FINAL)
+
+        for r in requests:
+            threading.Thread(target=run, args=(r,), daemon=True).start()
+        return None
 
 
 class ExprModel(abi.Model):
@@ -163,3 +185,13 @@ def make_server(repo: Path, **kwargs):
     server = Server(**kwargs)
     server.registry.register_plugin(plugin, "expr-test")
     return server
+
+REPEAT_DECOUPLED = """
+backend: "expr"
+max_batch_size: 0
+model_transaction_policy { decoupled: true }
+input [{ name: "IN" data_type: TYPE_INT32 dims: [-1] }]
+output [{ name: "OUT" data_type: TYPE_INT32 dims: [-1] }]
+parameters { key: "OUT" value { string_value: "IN * i" } }
+parameters { key: "repeat" value { string_value: "3" } }
+"""

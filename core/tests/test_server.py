@@ -261,3 +261,21 @@ def test_reserved_parameters_refused(repo):
         a, b = _add_inputs()
         with pytest.raises(TritonError, match="reserved"):
             s.model("add").infer({"INPUT0": a, "INPUT1": b}, parameters={"triton_x": 1})
+
+
+def test_decoupled_model_streams_responses(tmp_path):
+    from expr_backend import REPEAT_DECOUPLED
+
+    write_model(tmp_path, "repeat", REPEAT_DECOUPLED)
+    with make_server(tmp_path) as s:
+        x = np.array([1, 2], np.int32)
+        req = InferenceRequest("repeat", inputs={"IN": Tensor.from_numpy("IN", x)})
+        got = list(s.infer_iter(req, timeout=10))
+        assert [final for _, final in got] == [False, False, False, True]
+        assert got[-1][0] is None
+        for i, (resp, _) in enumerate(got[:3]):
+            np.testing.assert_array_equal(resp.output("OUT").as_numpy(), x * i)
+        with pytest.raises(TritonError) as e:
+            s.model("repeat").infer({"IN": x})
+        assert e.value.code is ErrorCode.UNSUPPORTED
+        assert s.statistics("repeat")["model_stats"][0]["inference_stats"]["success"]["count"] == 1

@@ -158,6 +158,11 @@ class Instance:
     ) -> list[InferenceResponse]:
         """Run a batch of requests; one response per request, in order.
 
+        Decoupled models (model_transaction_policy { decoupled: true }) return
+        None instead and send through ``request.response_sender().send(resp,
+        flags)``, from execute or from threads they start; each request ends
+        with a send carrying RESPONSE_COMPLETE_FINAL.
+
         The core has already checked every request against the config (names,
         datatypes, shapes, batch size). A failure specific to one request goes
         in that response's ``error``; an exception fails every request of the call.

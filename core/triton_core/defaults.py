@@ -57,9 +57,6 @@ def check_config(cfg: ModelConfig, where: str) -> None:
             f"{where}: sequence batching (sequence_batching) is not supported yet")
     if cfg.ensemble_scheduling is not None or cfg.platform == "ensemble":
         raise TritonError.unsupported(f"{where}: ensemble models are not supported yet")
-    if cfg.decoupled:
-        raise TritonError.unsupported(
-            f"{where}: decoupled models (model_transaction_policy) are not supported yet")
     if cfg.max_batch_size == 0 and cfg.dynamic_batching is not None:
         fail("dynamic_batching", "dynamic batching requires max_batch_size > 0")
     db = cfg.dynamic_batching

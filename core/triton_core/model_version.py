@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from . import abi
 from .config import ModelConfig
 from .errors import ErrorCode, TritonError
-from .request import InferenceRequest, InferenceResponse
+from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, ResponseSender
 from .scheduler import RequestQueue, _Item
 from .stats import ModelStats
 
@@ -49,6 +49,7 @@ class LoadedVersion:
         self._inflight = 0
         self._idle = threading.Condition()
         self.accepting = True
+        self.decoupled = config.decoupled
 
     # lifecycle ---------------------------------------------------------------
     def create_instances(self) -> None:
@@ -109,6 +110,8 @@ class LoadedVersion:
             self._inflight += 1
         with self.stats.lock:
             self.stats.pending += 1
+        if self.decoupled:
+            req.sender = ResponseSender(req, self._on_send)
         self.queue.put(req, batch_size)
 
     def _release(self, n: int) -> None:
@@ -121,16 +124,29 @@ class LoadedVersion:
 
     def _finish(self, req: InferenceRequest, error: TritonError, reason: str) -> None:
         self.stats.record_failure(time.monotonic_ns() - req.arrival_ns, reason)
-        self._deliver(req, InferenceResponse(self.name, self.version, req.id, error=error))
+        if req.sender is not None:
+            req.sender._closed = True  # noqa: SLF001 - the core answers for the backend
+        self._deliver(req, InferenceResponse(self.name, self.version, req.id, error=error),
+                      RESPONSE_COMPLETE_FINAL)
         self._release(1)
 
-    def _deliver(self, req: InferenceRequest, resp: InferenceResponse) -> None:
+    def _deliver(self, req: InferenceRequest, resp: InferenceResponse | None, flags: int) -> None:
+        if resp is not None:
+            resp.model_name = self.name
+            resp.model_version = self.version
+            resp.id = req.id
         cb = req.callback
         if cb is not None:
             try:
-                cb(resp)
+                cb(resp, flags)
             except Exception as e:  # a broken callback must not kill the worker
                 log.error("response callback failed: %s", e)
+
+    def _on_send(self, req: InferenceRequest, resp: InferenceResponse | None, flags: int) -> None:
+        """A decoupled model's response; FINAL completes the request."""
+        self._deliver(req, resp, flags)
+        if flags & RESPONSE_COMPLETE_FINAL:
+            self._release(1)
 
     def execute(self, instance: abi.Instance, items: Sequence[_Item]) -> None:
         requests = [it.request for it in items]
@@ -145,6 +161,9 @@ class LoadedVersion:
             return
         requests = [it.request for it in live]
         timer = abi.ExecuteTimer()
+        if self.decoupled:
+            self._execute_decoupled(instance, live, requests, timer)
+            return
         try:
             responses = instance.execute(requests, timer)
             if len(responses) != len(requests):
@@ -157,17 +176,40 @@ class LoadedVersion:
             log.exception("model '%s' execute failed", self.name)
             err = TritonError.internal(f"{type(e).__name__}: {e}")
             responses = [InferenceResponse(error=err) for _ in requests]
-        end = time.monotonic_ns()
-        timer.exec_end_ns = end
+        timer.exec_end_ns = time.monotonic_ns()
+        ok = [resp.error is None for resp in responses]
+        self._record(live, requests, timer, ok)
+        for req, resp in zip(requests, responses, strict=True):
+            self._deliver(req, resp, RESPONSE_COMPLETE_FINAL)
+        self._release(len(live))
+
+    def _execute_decoupled(self, instance: abi.Instance, live: Sequence[_Item],
+                           requests: list[InferenceRequest], timer: abi.ExecuteTimer) -> None:
+        error: TritonError | None = None
+        try:
+            instance.execute(requests, timer)
+        except TritonError as e:
+            error = e
+        except Exception as e:
+            log.exception("model '%s' execute failed", self.name)
+            error = TritonError.internal(f"{type(e).__name__}: {e}")
+        timer.exec_end_ns = time.monotonic_ns()
+        self._record(live, requests, timer, [error is None] * len(requests))
+        if error is not None:
+            for req in requests:
+                sender = req.sender
+                if sender is not None and not sender.closed:
+                    try:
+                        sender.send(InferenceResponse(error=error), RESPONSE_COMPLETE_FINAL)
+                    except TritonError:
+                        pass  # the backend closed it meanwhile
+
+    def _record(self, live: Sequence[_Item], requests: list[InferenceRequest],
+                timer: abi.ExecuteTimer, ok: list[bool]) -> None:
+        end = timer.exec_end_ns or time.monotonic_ns()
         start = timer.exec_start_ns
         cs = timer.compute_start_ns or start
         ce = timer.compute_end_ns or end
-        ok = []
-        for req, resp in zip(requests, responses, strict=True):
-            resp.model_name = self.name
-            resp.model_version = self.version
-            resp.id = req.id
-            ok.append(resp.error is None)
         self.stats.record_execution(
             batch_size=sum(it.batch_size for it in live),
             n_requests=len(live),
@@ -178,6 +220,3 @@ class LoadedVersion:
             compute_infer_ns=ce - cs,
             compute_output_ns=end - ce,
         )
-        for req, resp in zip(requests, responses, strict=True):
-            self._deliver(req, resp)
-        self._release(len(live))

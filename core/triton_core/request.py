@@ -7,8 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import TritonError
+from .errors import ErrorCode, TritonError
 from .tensor import Tensor
+
+# TRITONSERVER request / response flags.
+REQUEST_FLAG_SEQUENCE_START = 1
+REQUEST_FLAG_SEQUENCE_END = 2
+RESPONSE_COMPLETE_FINAL = 1
+
+# callback(response or None, flags): every response of a request, the last with FINAL.
+ResponseCallback = Callable[["InferenceResponse | None", int], None]
 
 
 @dataclass(slots=True)
@@ -34,12 +42,20 @@ class InferenceRequest:
     priority: int = 0
     timeout_us: int = 0
     arrival_ns: int = field(default_factory=time.monotonic_ns)
-    # Set by the core: called once with the final response, from a worker thread.
-    callback: Callable[[InferenceResponse], None] | None = None
+    # Set by the core: receives each response (from a worker thread); the last has FINAL.
+    callback: ResponseCallback | None = None
     cancelled: bool = False
+    sender: ResponseSender | None = None  # decoupled models only
 
     def is_cancelled(self) -> bool:
         return self.cancelled
+
+    def response_sender(self) -> ResponseSender:
+        """The sender of a decoupled model's responses (TRITONBACKEND_ResponseFactory)."""
+        if self.sender is None:
+            raise TritonError.unsupported(
+                f"model '{self.model_name}' is not decoupled: return responses from execute")
+        return self.sender
 
     def requested_output_names(self) -> list[str] | None:
         return None if self.outputs is None else [o.name for o in self.outputs]
@@ -59,3 +75,40 @@ class InferenceResponse:
             if t.name == name:
                 return t
         return None
+
+
+class ResponseSender:
+    """Sends zero or more responses of one request, then the FINAL flag (decoupled models).
+
+    Thread-safe; usable from threads the backend starts, after execute returned.
+    """
+
+    __slots__ = ("request", "_on_send", "_closed", "_lock")
+
+    def __init__(
+        self,
+        request: InferenceRequest,
+        on_send: Callable[[InferenceRequest, InferenceResponse | None, int], None],
+    ) -> None:
+        import threading
+
+        self.request = request
+        self._on_send = on_send
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def send(self, response: InferenceResponse | None = None, flags: int = 0) -> None:
+        with self._lock:
+            if self._closed:
+                raise TritonError(ErrorCode.INTERNAL,
+                                  "Unable to send response: the response sender is already closed "
+                                  "(a response with the FINAL flag was sent)")
+            if response is None and not flags & RESPONSE_COMPLETE_FINAL:
+                raise TritonError.invalid_arg("a response sender needs a response or the FINAL flag")
+            if flags & RESPONSE_COMPLETE_FINAL:
+                self._closed = True
+        self._on_send(self.request, response, flags)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from .model_version import LoadedVersion
 from .options import ServerOptions
 from .plugins import BackendRegistry
 from .repository import Repository
-from .request import InferenceRequest, InferenceResponse, RequestedOutput
+from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, RequestedOutput
 from .shm_io import SharedMemoryIO
 from .shm_registry import SystemSharedMemoryRegistry
 from .tensor import Tensor
@@ -233,12 +234,15 @@ class Server:
         return lv, batch
 
     async def infer_async(self, req: InferenceRequest) -> InferenceResponse:
-        """Run one request; raises TritonError for a bad request or a failed execution."""
+        """Run one request of a non-decoupled model; raises TritonError on failure."""
         lv, batch = self._prepare(req)
+        if lv.decoupled:
+            raise TritonError.unsupported(
+                f"model '{lv.name}' is decoupled: use a streaming API (gRPC ModelStreamInfer)")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[InferenceResponse] = loop.create_future()
 
-        def done(resp: InferenceResponse) -> None:
+        def done(resp: InferenceResponse | None, flags: int) -> None:
             loop.call_soon_threadsafe(_resolve, fut, resp)
 
         req.callback = done
@@ -252,16 +256,65 @@ class Server:
             raise resp.error
         return resp
 
-    def infer(self, req: InferenceRequest, timeout: float | None = None) -> InferenceResponse:
-        """Blocking inference for code without an event loop."""
+    async def infer_stream(
+        self, req: InferenceRequest
+    ) -> AsyncIterator[tuple[InferenceResponse | None, bool]]:
+        """Every response of a request as (response or None, final); any model kind.
+
+        Errors of a started request arrive as responses with ``error`` set;
+        a request refused up front raises TritonError.
+        """
         lv, batch = self._prepare(req)
+        loop = asyncio.get_running_loop()
+        q: asyncio.Queue[tuple[InferenceResponse | None, int]] = asyncio.Queue()
+
+        def on_response(resp: InferenceResponse | None, flags: int) -> None:
+            loop.call_soon_threadsafe(q.put_nowait, (resp, flags))
+
+        req.callback = on_response
+        lv.submit(req, batch)
+        try:
+            while True:
+                resp, flags = await q.get()
+                final = bool(flags & RESPONSE_COMPLETE_FINAL)
+                yield resp, final
+                if final:
+                    return
+        except (asyncio.CancelledError, GeneratorExit):
+            req.cancelled = True
+            raise
+
+    def infer(self, req: InferenceRequest, timeout: float | None = None) -> InferenceResponse:
+        """Blocking inference of a non-decoupled model, for code without an event loop."""
+        lv, batch = self._prepare(req)
+        if lv.decoupled:
+            raise TritonError.unsupported(
+                f"model '{lv.name}' is decoupled: use infer_iter()")
         fut: concurrent.futures.Future[InferenceResponse] = concurrent.futures.Future()
-        req.callback = fut.set_result
+        req.callback = lambda resp, flags: fut.set_result(resp)  # type: ignore[arg-type]
         lv.submit(req, batch)
         resp = fut.result(timeout)
         if resp.error is not None:
             raise resp.error
         return resp
+
+    def infer_iter(self, req: InferenceRequest,
+                   timeout: float | None = None) -> Iterator[tuple[InferenceResponse | None, bool]]:
+        """Blocking iteration over every response of a request (decoupled or not)."""
+        lv, batch = self._prepare(req)
+        q: queue.Queue[tuple[InferenceResponse | None, int]] = queue.Queue()
+        req.callback = lambda resp, flags: q.put((resp, flags))
+        lv.submit(req, batch)
+        while True:
+            try:
+                resp, flags = q.get(timeout=timeout)
+            except queue.Empty:
+                req.cancelled = True
+                raise TritonError.unavailable("timed out waiting for a response") from None
+            final = bool(flags & RESPONSE_COMPLETE_FINAL)
+            yield resp, final
+            if final:
+                return
 
     # statistics, repository, logging ----------------------------------------------
     def statistics(self, name: str | None = None, version: str | int | None = None) -> dict:
