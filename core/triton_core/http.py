@@ -217,6 +217,9 @@ class HttpFrontEnd:
         if not rest:
             self._check_restricted(req, "metadata")
             return self._get(req) or json_response(srv.model_metadata(name, version))
+        if rest == ["trace", "setting"] and version is None:
+            self._check_restricted(req, "trace")
+            raise TritonError.unsupported("the trace extension is not supported yet")
         if len(rest) != 1:
             return json_response({"error": "Not Found"}, 404)
         action = rest[0]
