@@ -53,8 +53,13 @@ def _json_tensor(name: str, dt: DataType, shape: list[int], data: Any) -> Tensor
             if dt is DataType.BOOL:
                 if arr.size and arr.dtype != np.bool_:
                     raise _bad(f"unable to parse 'data' of input '{name}': expected booleans")
-            elif arr.size and arr.dtype.kind not in "iufb":
-                raise ValueError("non-numeric data")
+            elif arr.size and arr.dtype.kind not in "iuf":
+                raise ValueError(f"expected numbers for {dt.value}")
+            elif arr.size and np.dtype(dt.numpy).kind in "iu":
+                # no silent truncation or wrap-around: integers that fit the datatype
+                info = np.iinfo(dt.numpy)
+                if arr.dtype.kind == "f" or arr.min() < info.min or arr.max() > info.max:
+                    raise ValueError(f"expected integers in the range of {dt.value}")
             arr = arr.astype(dt.numpy, copy=False).reshape(-1)
     except TritonError:
         raise
