@@ -151,8 +151,15 @@ def parse_request(
             op = o.get("parameters") or {}
             if not isinstance(op, dict):
                 raise _bad(f"'parameters' of output '{o['name']}' must be a JSON object")
+            if not isinstance(op.get("binary_data", False), bool):
+                raise _bad(f"'binary_data' of output '{o['name']}' must be a boolean")
+            cc = op.get("classification", 0)
+            if isinstance(cc, bool) or not isinstance(cc, int) or cc < 0:
+                raise _bad(f"'classification' of output '{o['name']}' must be a non-negative integer")
             outputs.append(RequestedOutput(o["name"], op))
-    binary_default = bool(params.get("binary_data_output", False))
+    binary_default = params.get("binary_data_output", False)
+    if not isinstance(binary_default, bool):
+        raise _bad("'binary_data_output' must be a boolean")
     req_params = {k: v for k, v in params.items() if k != "binary_data_output"}
     rid = header.get("id", "")
     if not isinstance(rid, str):
