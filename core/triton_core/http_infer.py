@@ -175,7 +175,8 @@ def apply_request_parameters(req: InferenceRequest) -> None:
     p = req.parameters
     seq = p.get("sequence_id")
     if seq is not None:
-        if isinstance(seq, bool) or not isinstance(seq, (int, str)):
+        if isinstance(seq, bool) or not isinstance(seq, (int, str)) or (
+                isinstance(seq, int) and not 0 <= seq < 2**64):
             raise _bad("'sequence_id' must be an unsigned integer or a string")
         req.correlation_id = seq
     if p.get("sequence_start"):
