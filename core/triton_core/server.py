@@ -352,6 +352,8 @@ class Server:
     def load_model(self, name: str, config: str | dict | None = None,
                    files: dict[str, str] | None = None) -> None:
         self._check_model_control()
+        if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+            raise TritonError.invalid_arg(f"invalid model name '{name}'")
         self.manager.load(name, config, files)
 
     def unload_model(self, name: str, unload_dependents: bool = False) -> None:
