@@ -290,7 +290,11 @@ class HttpFrontEnd:
             if req.method != "POST":
                 return _method_not_allowed()
             body = await req.json({})
-            ready = bool(body.get("ready", False)) if isinstance(body, dict) else False
+            if not isinstance(body, dict):
+                raise TritonError.invalid_arg("the request body must be a JSON object")
+            ready = body.get("ready", False)
+            if not isinstance(ready, bool):
+                raise TritonError.invalid_arg("'ready' must be a boolean")
             return json_response(srv.repository_index(ready))
         if len(p) == 5 and p[2] == "models" and p[4] in ("load", "unload"):
             if req.method != "POST":
@@ -312,7 +316,9 @@ class HttpFrontEnd:
                         raise TritonError.invalid_arg(f"file '{k}' must be base64 text")
                 await asyncio.to_thread(srv.load_model, name, config, files or None)
             else:
-                dep = bool(params.get("unload_dependents", False))
+                dep = params.get("unload_dependents", False)
+                if not isinstance(dep, bool):
+                    raise TritonError.invalid_arg("'unload_dependents' must be a boolean")
                 await asyncio.to_thread(srv.unload_model, name, dep)
             return Response(200, b"")
         return json_response({"error": "Not Found"}, 404)
