@@ -1,0 +1,274 @@
+"""End-to-end: bad requests get the right status and an error body, and the server
+serves the next request (on the same keep-alive connection and on a new one)."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import zlib
+
+import pytest
+from http_helpers import assert_serves, build_repo, error_of, request
+from live_server import serving_http
+
+from expr_backend import make_server
+
+LIMIT = 1024
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    repo = build_repo(tmp_path_factory.mktemp("repo"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+        s = make_server(repo)
+        s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def addr(server):
+    with serving_http(server) as a:
+        yield a
+
+
+@pytest.fixture(scope="module")
+def small(server):
+    """The same server behind a front end with a small --http-max-input-size."""
+    with serving_http(server, max_input_size=LIMIT) as a:
+        yield a
+
+
+GOOD = json.dumps({"inputs": [
+    {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": list(range(16))},
+    {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": [2] * 16}]}).encode()
+
+
+def _send(conn, method, path, body, headers):
+    conn.request(method, path, body=body, headers=headers)
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def check_bad(addr, path, body, status, headers=None, contains=None, method="POST"):
+    """The bad request answers `status` and {"error"}; then a good one on the same connection
+    and on new connections succeeds."""
+    host, port = addr.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        got, rb = _send(conn, method, path, body, headers or {})
+        assert got == status, rb
+        msg = error_of(rb)
+        if contains:
+            assert contains.lower() in msg.lower(), msg
+        try:
+            got, rb = _send(conn, "POST", "/v2/models/add/infer", GOOD, {})
+        except (http.client.HTTPException, ConnectionError):
+            pass  # closing the connection after an unread body is acceptable
+        else:
+            assert got == 200, rb
+            assert json.loads(rb)["outputs"][0]["data"] == [i + 2 for i in range(16)]
+    finally:
+        conn.close()
+    assert_serves(addr)
+    return msg
+
+
+def _inp(name="INPUT0", shape=(1, 16), datatype="INT32", **kw):
+    d = {"name": name, "shape": list(shape), "datatype": datatype}
+    d.update(kw)
+    return d
+
+
+def _body(*inputs, **extra):
+    return json.dumps({"inputs": list(inputs), **extra}).encode()
+
+
+OK1 = _inp("INPUT1", data=[0] * 16)
+
+BAD_JSON_CASES = {
+    "malformed json": (b'{"inputs": [', "parse"),
+    "not utf-8": (b'{"inputs": "\xff\xfe"}', None),
+    "empty body": (b"", None),
+    "json array": (b"[1, 2, 3]", None),
+    "inputs not a list": (b'{"inputs": {}}', "inputs"),
+    "input without name": (_body({"shape": [1, 16], "datatype": "INT32", "data": [0] * 16}, OK1),
+                           "name"),
+    "unknown datatype": (_body(_inp(datatype="INT33", data=[0] * 16), OK1), None),
+    "wrong datatype": (_body(_inp(datatype="FP32", data=[0.5] * 16), OK1), "FP32"),
+    "wrong shape": (_body(_inp(shape=(1, 8), data=[0] * 8), _inp("INPUT1", shape=(1, 8), data=[0] * 8)),
+                    "shape"),
+    "shape not a list": (_body(_inp(shape=(), data=[0] * 16) | {"shape": "1,16"}, OK1), "shape"),
+    "shape of floats": (_body(_inp(data=[0] * 16) | {"shape": [1.0, 16.0]}, OK1), "shape"),
+    "negative dim": (_body(_inp(shape=(-1, 16), data=[0] * 16), OK1), None),
+    "batch too large": (_body(_inp(shape=(9, 16), data=[0] * 144),
+                              _inp("INPUT1", shape=(9, 16), data=[0] * 144)), "batch"),
+    "data shorter than shape": (_body(_inp(data=[0] * 15), OK1), "INPUT0"),
+    "data longer than shape": (_body(_inp(data=[0] * 17), OK1), "INPUT0"),
+    "ragged nested data": (_body(_inp(shape=(2, 2), data=[[1, 2], [3]]), OK1), None),
+    "strings for INT32": (_body(_inp(data=["a"] * 16), OK1), None),
+    "no data": (_body(_inp(), OK1), "data"),
+    "missing input": (_body(OK1), "INPUT0"),
+    "unexpected input": (_body(_inp(data=[0] * 16), OK1, _inp("X", data=[0] * 16)), "X"),
+    "duplicate input": (_body(_inp(data=[0] * 16), OK1, OK1), "INPUT1"),
+    "unknown output": (_body(_inp(data=[0] * 16), OK1, outputs=[{"name": "NOPE"}]), "NOPE"),
+    "outputs not a list": (_body(_inp(data=[0] * 16), OK1, outputs={"name": "OUTPUT0"}), "outputs"),
+    "parameters not an object": (_body(_inp(data=[0] * 16), OK1, parameters=[1]), "parameters"),
+    "triton_ parameter": (_body(_inp(data=[0] * 16), OK1, parameters={"triton_x": 1}), "triton_"),
+    "bad priority": (_body(_inp(data=[0] * 16), OK1, parameters={"priority": -1}), "priority"),
+    "bad timeout": (_body(_inp(data=[0] * 16), OK1, parameters={"timeout": "soon"}), "timeout"),
+    "id not a string": (_body(_inp(data=[0] * 16), OK1, id=5), "id"),
+    "floats for INT32": (_body(_inp(data=[1.5] * 16), OK1), "INT32"),
+    "bools for INT32": (_body(_inp(data=[True] * 16), OK1), "INT32"),
+    "INT32 out of range": (_body(_inp(data=[2**40] * 16), OK1), "INT32"),
+    "binary_data_output not bool": (_body(_inp(data=[0] * 16), OK1,
+                                          parameters={"binary_data_output": "yes"}), "binary_data_output"),
+    "binary_data not bool": (_body(_inp(data=[0] * 16), OK1, outputs=[
+        {"name": "OUTPUT0", "parameters": {"binary_data": "no"}}]), "binary_data"),
+    "negative sequence_id": (_body(_inp(data=[0] * 16), OK1, parameters={"sequence_id": -5}),
+                             "sequence_id"),
+    "bool sequence_id": (_body(_inp(data=[0] * 16), OK1, parameters={"sequence_id": True}),
+                         "sequence_id"),
+    "data and binary size": (_body(_inp(data=[0] * 16, parameters={"binary_data_size": 64}), OK1),
+                             None),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_JSON_CASES))
+def test_bad_json_infer_400(addr, case):
+    body, contains = BAD_JSON_CASES[case]
+    check_bad(addr, "/v2/models/add/infer", body, 400, contains=contains)
+
+
+@pytest.mark.parametrize("count", [-1, "x", True, 2.5])
+def test_bad_classification_count(addr, count):
+    body = _body(_inp(shape=(1, 5), datatype="FP32", data=[1, 2, 3, 4, 5]),
+                 outputs=[{"name": "OUTPUT0", "parameters": {"classification": count}}])
+    check_bad(addr, "/v2/models/cls/infer", body, 400, contains="classification")
+
+
+def test_classification_of_bytes_output(addr):
+    body = _body(_inp(shape=(2,), datatype="BYTES", data=["a", "b"]),
+                 outputs=[{"name": "OUTPUT0", "parameters": {"classification": 1}}])
+    check_bad(addr, "/v2/models/strings/infer", body, 400, contains="numeric")
+
+
+def test_fp16_and_bf16_in_json_refused(addr):
+    body = _body(_inp(shape=(3,), datatype="FP16", data=[1.0, 2.0, 3.0]))
+    check_bad(addr, "/v2/models/half/infer", body, 400, contains="FP16")
+    body = _body(_inp(shape=(3,), datatype="BF16", data=[1.0, 2.0, 3.0]))
+    check_bad(addr, "/v2/models/half/infer", body, 400, contains="BF16")
+
+
+def _binary(header_inputs, payload, hlen=None, **extra):
+    header = json.dumps({"inputs": header_inputs, **extra}).encode()
+    n = len(header) if hlen is None else hlen
+    return header + payload, {"Inference-Header-Content-Length": str(n)}
+
+
+def test_binary_size_not_matching_shape(addr):
+    body, h = _binary([_inp(parameters={"binary_data_size": 60}), OK1], b"\0" * 60)
+    check_bad(addr, "/v2/models/add/infer", body, 400, h)
+    body, h = _binary([_inp(parameters={"binary_data_size": 68}), OK1], b"\0" * 68)
+    check_bad(addr, "/v2/models/add/infer", body, 400, h)
+
+
+def test_binary_size_beyond_body(addr):
+    body, h = _binary([_inp(parameters={"binary_data_size": 64}), OK1], b"\0" * 10)
+    check_bad(addr, "/v2/models/add/infer", body, 400, h)
+    body, h = _binary([_inp(parameters={"binary_data_size": -64}), OK1], b"")
+    check_bad(addr, "/v2/models/add/infer", body, 400, h)
+
+
+def test_binary_extra_bytes_after_inputs(addr):
+    body, h = _binary([_inp(parameters={"binary_data_size": 64}), OK1], b"\0" * 70)
+    check_bad(addr, "/v2/models/add/infer", body, 400, h)
+
+
+def test_header_length_beyond_body(addr):
+    body, h = _binary([_inp(data=[0] * 16), OK1], b"", hlen=10_000)
+    check_bad(addr, "/v2/models/add/infer", body, 400, h, contains="Inference-Header-Content-Length")
+    for bad in ("-1", "abc", "1e3"):
+        check_bad(addr, "/v2/models/add/infer", GOOD, 400,
+                  {"Inference-Header-Content-Length": bad})
+
+
+def test_header_length_cuts_json(addr):
+    body, h = _binary([_inp(data=[0] * 16), OK1], b"", hlen=20)
+    check_bad(addr, "/v2/models/add/infer", body, 400, h)
+
+
+def test_bad_bytes_binary(addr):
+    # BYTES element length prefix past the buffer; truncated prefix
+    for payload in (b"\x05\0\0\0ab", b"\x01\0"):
+        body, h = _binary([_inp(shape=(1,), datatype="BYTES",
+                                parameters={"binary_data_size": len(payload)})], payload)
+        check_bad(addr, "/v2/models/strings/infer", body, 400, h)
+
+
+@pytest.mark.parametrize("path, status", [
+    ("/v2/models/nope/infer", 404),
+    ("/v2/models/add/versions/3/infer", 404),
+    ("/v2/models/add/versions/abc/infer", 400),
+    ("/v2/models/add/versions/1.0/infer", 400),
+])
+def test_unknown_model_version_and_bad_version(addr, path, status):
+    check_bad(addr, path, GOOD, status)
+
+
+# size limits -----------------------------------------------------------------------------
+
+def test_small_limit_allows_small_bodies(small):
+    status, _, rb = request(small, "POST", "/v2/models/add/infer", GOOD)
+    assert len(GOOD) < LIMIT and status == 200, rb
+
+
+def test_oversize_body_content_length(small):
+    body = _body(_inp(data=[0] * 16), _inp("INPUT1", data=[123456789] * 200))
+    assert len(body) > LIMIT
+    msg = check_bad(small, "/v2/models/add/infer", body, 400, contains="size")
+    assert str(LIMIT) in msg
+    big = b" " * (200 * 1024)  # a large body is refused from Content-Length, not read whole
+    check_bad(small, "/v2/models/add/infer", big, 400, contains="size")
+    # other routes are limited too
+    check_bad(small, "/v2/repository/index", b" " * (LIMIT + 1), 400, contains="size")
+
+
+def test_oversize_chunked_body(small):
+    host, port = small.split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    try:
+        chunks = (b" " * 512 for _ in range(8))
+        conn.request("POST", "/v2/models/add/infer", body=chunks, encode_chunked=True,
+                     headers={"Transfer-Encoding": "chunked"})
+        r = conn.getresponse()
+        assert r.status == 400
+        assert "size" in error_of(r.read())
+    finally:
+        conn.close()
+    assert_serves(small)
+
+
+@pytest.mark.parametrize("algo", ["gzip", "deflate"])
+def test_decompression_bomb(small, algo):
+    plain = b" " * (10 * 1024 * 1024)
+    comp = gzip.compress(plain, 9) if algo == "gzip" else zlib.compress(plain, 9)
+    assert len(comp) < LIMIT * 12
+    if len(comp) >= LIMIT:  # keep the compressed body under the limit: only expansion is over
+        plain = b" " * (512 * 1024)
+        comp = gzip.compress(plain, 9) if algo == "gzip" else zlib.compress(plain, 9)
+    assert len(comp) < LIMIT
+    check_bad(small, "/v2/models/add/infer", comp, 400, {"Content-Encoding": algo}, contains="size")
+    # a compressed body under the limit once expanded is fine
+    comp = gzip.compress(GOOD) if algo == "gzip" else zlib.compress(GOOD)
+    status, _, rb = request(small, "POST", "/v2/models/add/infer", comp, {"Content-Encoding": algo})
+    assert status == 200, rb
+
+
+def test_bad_requests_do_not_count_as_model_success(server, addr):
+    before = server.statistics("add")["model_stats"][0]["inference_stats"]["success"]["count"]
+    check_bad(addr, "/v2/models/add/infer", _body(_inp(data=[0] * 15), OK1), 400)
+    after = server.statistics("add")["model_stats"][0]["inference_stats"]["success"]["count"]
+    assert after == before + 2  # the two good inferences of check_bad, not the bad one
