@@ -9,10 +9,10 @@ import json
 import zlib
 
 import pytest
-from http_helpers import assert_serves, build_repo, error_of, request
-from live_server import serving_http
 
 from expr_backend import make_server
+from http_helpers import assert_serves, build_repo, error_of, request
+from live_server import serving_http
 
 LIMIT = 1024
 

@@ -11,10 +11,10 @@ import zlib
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from http_helpers import LABELS, add_inputs, assert_serves, build_repo, error_of, request
-from live_server import serving_http
 
 from expr_backend import make_server
+from http_helpers import LABELS, add_inputs, assert_serves, build_repo, error_of, request
+from live_server import serving_http
 
 
 @pytest.fixture(scope="module")

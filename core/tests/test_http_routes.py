@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from http_helpers import add_inputs, assert_serves, build_repo, error_of, request
-from live_server import serving_http
 from tritonclient.utils import InferenceServerException
 
 from expr_backend import ADD_SUB, make_server, write_model
+from http_helpers import add_inputs, assert_serves, build_repo, error_of, request
+from live_server import serving_http
 
 
 @pytest.fixture(scope="module")
