@@ -91,8 +91,8 @@ def test_model_ready(client, addr):
 def test_model_config(client):
     cfg = client.get_model_config("add")
     assert cfg["name"] == "add" and cfg["backend"] == "expr" and cfg["max_batch_size"] == 8
-    assert cfg["input"][0]["data_type"] == "TYPE_INT32" and cfg["input"][0]["dims"] == ["16"] \
-        or cfg["input"][0]["dims"] == [16]
+    assert cfg["input"][0]["data_type"] == "TYPE_INT32" and cfg["input"][0]["dims"] == [16]
+    assert [o["name"] for o in cfg["output"]] == ["OUTPUT0", "OUTPUT1"]
     assert client.get_model_config("multi", "2")["name"] == "multi"
     cls = client.get_model_config("cls")
     assert cls["output"][0]["label_filename"] == "labels.txt"
