@@ -302,6 +302,7 @@ def test_raw_contents_count_mismatch(h, client):
     with pytest.raises(grpc.RpcError) as e:
         s.ModelInfer(req)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "unable to find data for input tensor 'INPUT1' for model 'simple' in request."
     ch.close()
     _still_serving(client)
 
@@ -369,9 +370,11 @@ def test_shared_memory_input_refused_without_extension(h, client):
     ch.close()
 
 
-def test_trace_setting_unimplemented(client):
+def test_trace_setting(client):
+    s = client.get_trace_settings(as_json=True)["settings"]
+    assert s["trace_level"]["value"] == ["OFF"]
     with pytest.raises(InferenceServerException) as e:
-        client.get_trace_settings()
+        client.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]})
     assert e.value.status() == "StatusCode.UNIMPLEMENTED"
 
 
@@ -436,9 +439,9 @@ def test_stream_empty_final_response_flag(client):
     res = results["x"][0]
     np.testing.assert_array_equal(res.as_numpy("OUTPUT0"), a + b)
     assert res.get_response().parameters["triton_final_response"].bool_param is True
-    # Without the flag the parameter is absent.
+    # A model that is not decoupled answers once, marked final, with or without the flag (as Triton).
     results, _ = _stream(client, [("simple", inputs, {"request_id": "y"})])
-    assert "triton_final_response" not in results["y"][0].get_response().parameters
+    assert results["y"][0].get_response().parameters["triton_final_response"].bool_param is True
 
 
 def test_stream_aio(h):

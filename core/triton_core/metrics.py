@@ -124,7 +124,7 @@ class TritonCollector(Collector):
                     "nv_inference_request_success": success_n,
                     "nv_inference_count": s.inference_count,
                     "nv_inference_exec_count": s.execution_count,
-                    "nv_inference_request_duration_us": _us(success_ns + fail_ns),
+                    "nv_inference_request_duration_us": _us(success_ns),  # successes only, as Triton
                     "nv_inference_queue_duration_us": _us(s.queue.ns),
                     "nv_inference_compute_input_duration_us": _us(s.compute_input.ns),
                     "nv_inference_compute_infer_duration_us": _us(s.compute_infer.ns),

@@ -171,7 +171,7 @@ def decode_request(msg: pb.ModelInferRequest, shm: Any = None) -> InferenceReque
         req.parameters = params
     raw = msg.raw_input_contents
     n_raw = len(raw)
-    if n_raw and n_raw != len(msg.inputs):
+    if n_raw > len(msg.inputs):
         raise TritonError.invalid_arg(
             f"expected {len(msg.inputs)} raw_input_contents, one per input, but got {n_raw} "
             f"for model '{model}'")
@@ -187,7 +187,7 @@ def decode_request(msg: pb.ModelInferRequest, shm: Any = None) -> InferenceReque
                     f"input '{t.name}' for model '{model}' has data in the request and "
                     "shared_memory_region: give one of them")
             tensor = _shm_input(shm, t.name, dt, shape, tparams, model)  # type: ignore[arg-type]
-        elif n_raw:
+        elif i < n_raw:
             if _has_contents(t):
                 raise TritonError.invalid_arg(
                     f"contents field must not be specified when using raw_input_contents for "
@@ -197,8 +197,7 @@ def decode_request(msg: pb.ModelInferRequest, shm: Any = None) -> InferenceReque
             tensor = _tensor_from_contents(t, dt, shape, model)
         else:
             raise TritonError.invalid_arg(
-                f"input tensor '{t.name}' for model '{model}' has no data: use raw_input_contents, "
-                "the contents field or shared memory")
+                f"unable to find data for input tensor '{t.name}' for model '{model}' in request.")
         if tparams:
             tensor.parameters = tparams
         if t.name in inputs:

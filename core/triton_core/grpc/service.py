@@ -107,6 +107,8 @@ def _unimplemented(what: str) -> TritonError:
 
 _SHM_OFF = ("system shared memory is not available in this server yet: the shared-memory extension "
             "lands with the native layer")
+_TRACE_DEFAULTS = {"trace_file": [""], "trace_level": ["OFF"], "trace_rate": ["1000"],
+                   "trace_count": ["-1"], "log_frequency": ["0"], "trace_mode": ["triton"]}
 _CUDA_SHM = "CUDA shared memory is not supported by this server (no CUDA devices are used)"
 
 
@@ -182,10 +184,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         tasks: set[asyncio.Task] = set()
 
         async def one(msg: pb.ModelInferRequest) -> None:
-            empty_final = False
-            p = msg.parameters.get("triton_enable_empty_final_response") if msg.parameters else None
-            if p is not None and p.WhichOneof("parameter_choice") == "bool_param":
-                empty_final = p.bool_param
             try:
                 resp = await self._infer(msg)
             except TritonError as e:
@@ -197,9 +195,11 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 log.exception("ModelStreamInfer request failed")
                 out.put_nowait(_stream_error(msg, f"{type(e).__name__}: {e}"))
                 return
-            # A model that is not decoupled answers once; that response is the final one.
-            if empty_final:
-                resp.parameters["triton_final_response"].bool_param = True
+            # A model that is not decoupled answers once: that response is the final one
+            # (Triton marks it so whether or not triton_enable_empty_final_response is set).
+            # Decoupled models (scheduling issue) send their responses with false, then an
+            # empty final response only when the client set that flag.
+            resp.parameters["triton_final_response"].bool_param = True
             out.put_nowait(pb.ModelStreamInferResponse(infer_response=resp))
 
         async def reader() -> None:
@@ -314,8 +314,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return out
 
     async def TraceSetting(self, request, context):  # noqa: N802
-        await _abort(context, _unimplemented(
-            "trace is not supported by this server yet: TraceSetting is unavailable"))
+        """Tracing is not implemented: the defaults (trace_level OFF) are shown, changes refused."""
+        for key, v in request.settings.items():
+            values = list(v.value)
+            if values and values != _TRACE_DEFAULTS.get(key):
+                await _abort(context, _unimplemented(
+                    f"tracing is not supported by this server yet: cannot set '{key}' "
+                    "(only the defaults, trace_level OFF, are accepted)"))
+        out = pb.TraceSettingResponse()
+        for key, values in _TRACE_DEFAULTS.items():
+            out.settings[key].value.extend(values)
+        return out
 
     # shared memory -----------------------------------------------------------------------
     def _shm(self) -> Any:
@@ -369,10 +378,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
 def _stream_error(msg: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:
     out = pb.ModelStreamInferResponse(error_message=message)
-    r = out.infer_response
-    r.model_name = msg.model_name
-    r.model_version = msg.model_version
-    r.id = msg.id
+    out.infer_response.id = msg.id  # as Triton: only the id, so the client can match it
     return out
 
 
