@@ -47,8 +47,8 @@ def scrape(fe) -> str:
 
 def value(text: str, name: str, **labels: str) -> float:
     lab = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    pat = re.escape(f"{name}{{{lab}}}" if lab else name) + r" (\S+)\n"
-    m = re.search(pat, text)
+    pat = "^" + re.escape(f"{name}{{{lab}}}" if lab else name) + r" (\S+)\n"
+    m = re.search(pat, text, re.M)
     assert m, f"no sample {name}{labels} in:\n{text}"
     return float(m.group(1))
 

@@ -118,7 +118,6 @@ class TritonCollector(Collector):
             s = lv.stats  # type: ignore[attr-defined]
             with s.lock:
                 success_n, success_ns = s.success.count, s.success.ns
-                fail_ns = s.fail.ns
                 by_reason = dict(s.fail_by_reason)
                 values = {
                     "nv_inference_request_success": success_n,
