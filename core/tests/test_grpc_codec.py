@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tritonclient.grpc import service_pb2 as pb
+
 from triton_core.classification import classify
 from triton_core.errors import TritonError
 from triton_core.grpc import codec
 from triton_core.request import InferenceResponse
 from triton_core.tensor import Tensor
-from tritonclient.grpc import service_pb2 as pb
 
 
 def test_params_round_trip():

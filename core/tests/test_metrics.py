@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from prometheus_client import Counter
 from testing_backend import FAIL_VALUE, SLOW_MS, LoopThread, make_server
+
 from triton_core import abi
 from triton_core.metrics import MetricsFrontEnd, TritonCollector, format_families
 from triton_core.request import InferenceRequest

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from triton_core import abi
 from triton_core.errors import TritonError
 from triton_core.request import InferenceResponse

@@ -160,7 +160,7 @@ def _request_params(req: InferenceRequest, params: dict[str, Any]) -> None:
 def decode_request(msg: pb.ModelInferRequest, shm: Any = None) -> InferenceRequest:
     """Build the core request; raw contents are wrapped without a copy.
 
-    ``shm`` is the server's shared-memory registry (None while the extension is off).
+    ``shm`` is the server's SharedMemoryIO (None while client shared memory is off).
     """
     model = msg.model_name
     params = params_to_dict(msg.parameters) if msg.parameters else {}
@@ -186,7 +186,9 @@ def decode_request(msg: pb.ModelInferRequest, shm: Any = None) -> InferenceReque
                 raise TritonError.invalid_arg(
                     f"input '{t.name}' for model '{model}' has data in the request and "
                     "shared_memory_region: give one of them")
-            tensor = _shm_input(shm, t.name, dt, shape, tparams, model)  # type: ignore[arg-type]
+            if shm is None:
+                raise _no_shm(region)
+            tensor = shm.input_tensor(t.name, dt, list(shape), tparams)
         elif i < n_raw:
             if _has_contents(t):
                 raise TritonError.invalid_arg(
@@ -212,67 +214,11 @@ def decode_request(msg: pb.ModelInferRequest, shm: Any = None) -> InferenceReque
 
 
 # ---------------------------------------------------------------------------------
-# shared memory (the system shared-memory extension plugs in here)
-#
-# Expected registry interface (server.shm_registry):
-#   input_view(region: str, offset: int, byte_size: int) -> memoryview   (read)
-#   output_view(region: str, offset: int, byte_size: int) -> memoryview  (writable)
-# Each checks offset + byte_size against the registered region and raises TritonError.
+# shared memory: server.shm_io (triton_core.shm_io.SharedMemoryIO) when --allow-client-shm
 
 
-def _shm_args(params: dict[str, Any], name: str, what: str) -> tuple[str, int, int]:
-    region = params.get("shared_memory_region")
-    size = params.get("shared_memory_byte_size")
-    offset = params.get("shared_memory_offset", 0) or 0
-    if not isinstance(region, str) or not region:
-        raise TritonError.invalid_arg(f"{what} '{name}': shared_memory_region must be a string")
-    if size is None:
-        raise TritonError.invalid_arg(
-            f"{what} '{name}': shared_memory_byte_size must be given with shared_memory_region")
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0 \
-            or isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
-        raise TritonError.invalid_arg(
-            f"{what} '{name}': shared_memory_byte_size and shared_memory_offset must be "
-            "non-negative integers")
-    return region, offset, size
-
-
-def _no_shm(region: str) -> TritonError:
-    return TritonError.invalid_arg(
-        f"unable to find shared memory region '{region}': the shared-memory extension is not enabled "
-        "(start the server with --allow-client-shm=true)")
-
-
-def _shm_input(shm: Any, name: str, dt: DataType, shape: tuple[int, ...], params: dict[str, Any],
-               model: str) -> Tensor:
-    region, offset, size = _shm_args(params, name, "input")
-    if shm is None:
-        raise _no_shm(region)
-    view = shm.input_view(region, offset, size)
-    return Tensor.from_raw(name, dt, shape, view)
-
-
-def shm_outputs(requested: list[RequestedOutput] | None) -> dict[str, tuple[str, int, int]]:
-    """Outputs the client asked to receive in shared memory: name -> (region, offset, size)."""
-    out: dict[str, tuple[str, int, int]] = {}
-    if requested:
-        for o in requested:
-            if o.parameters and "shared_memory_region" in o.parameters:
-                out[o.name] = _shm_args(o.parameters, o.name, "output")
-    return out
-
-
-def write_shm_output(shm: Any, t: Tensor, where: tuple[str, int, int]) -> None:
-    region, offset, size = where
-    if shm is None:
-        raise _no_shm(region)
-    data = t.to_bytes()
-    if len(data) > size:
-        raise TritonError.invalid_arg(
-            f"shared memory size specified with the request for output '{t.name}' ({size} bytes) "
-            f"should be at least {len(data)} bytes to hold the results")
-    view = shm.output_view(region, offset, len(data))
-    view[:] = data
+def _no_shm(region: object) -> TritonError:
+    return TritonError.invalid_arg(f"Unable to find system shared memory region: '{region}'")
 
 
 # ---------------------------------------------------------------------------------
@@ -293,23 +239,28 @@ def encode_response(
     resp: InferenceResponse,
     requested: list[RequestedOutput] | None = None,
     shm: Any = None,
+    classify: Any = None,
 ) -> pb.ModelInferResponse:
+    """Outputs always go raw (as Triton); ``classify(tensor, top_n)`` for classification."""
     msg = pb.ModelInferResponse(model_name=resp.model_name, model_version=str(resp.model_version),
                                 id=resp.id)
     if resp.parameters:
         fill_params(msg.parameters, resp.parameters)
-    in_shm = shm_outputs(requested) if requested else {}
+    wanted = {o.name: o for o in requested} if requested else None
     raws = []
     for t in resp.outputs:
+        ro = wanted.get(t.name) if wanted else None
+        if ro is not None and ro.parameters:
+            if ro.classification and classify is not None:
+                t = classify(t, ro.classification)
+            if "shared_memory_region" in ro.parameters:
+                if shm is None:
+                    raise _no_shm(ro.parameters["shared_memory_region"])
+                o = msg.outputs.add(name=t.name, datatype=t.datatype.value, shape=t.shape)
+                fill_params(o.parameters, shm.write_output(t, ro.parameters))
+                raws.append(b"")  # keeps raw_output_contents aligned with outputs
+                continue
         o = msg.outputs.add(name=t.name, datatype=t.datatype.value, shape=t.shape)
-        where = in_shm.get(t.name)
-        if where is not None:
-            write_shm_output(shm, t, where)
-            fill_params(o.parameters, {"shared_memory_region": where[0],
-                                       "shared_memory_byte_size": where[2],
-                                       **({"shared_memory_offset": where[1]} if where[1] else {})})
-            raws.append(b"")
-            continue
         if t.parameters:
             fill_params(o.parameters, {k: v for k, v in t.parameters.items()
                                        if isinstance(v, (bool, int, float, str))})

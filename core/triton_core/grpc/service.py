@@ -11,7 +11,7 @@ import grpc
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from ..classification import apply_classification
+from ..classification import classifier_for
 from ..config.io import config_to_proto
 from ..errors import ErrorCode, TritonError
 from ..server import Server
@@ -105,8 +105,7 @@ def _unimplemented(what: str) -> TritonError:
     return TritonError.unsupported(what)
 
 
-_SHM_OFF = ("system shared memory is not available in this server yet: the shared-memory extension "
-            "lands with the native layer")
+_SHM_OFF = "client shared memory is disabled: start the server with --allow-client-shm=true"
 _TRACE_DEFAULTS = {"trace_file": [""], "trace_level": ["OFF"], "trace_rate": ["1000"],
                    "trace_count": ["-1"], "log_frequency": ["0"], "trace_mode": ["triton"]}
 _CUDA_SHM = "CUDA shared memory is not supported by this server (no CUDA devices are used)"
@@ -157,15 +156,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await _abort(context, e)
 
     # inference ---------------------------------------------------------------------
+    def _encode(self, resp, requested) -> pb.ModelInferResponse:
+        classify = None
+        if requested is not None and any(o.classification for o in requested):
+            classify = classifier_for(self.server, resp.model_name, resp.model_version)
+        return codec.encode_response(resp, requested, self.server.shm_io, classify)
+
     async def _infer(self, msg: pb.ModelInferRequest) -> pb.ModelInferResponse:
-        server = self.server
-        shm = server.shm_registry
-        req = codec.decode_request(msg, shm)
-        requested = req.outputs
-        resp = await server.infer_async(req)
-        if requested is not None:
-            apply_classification(server, resp, requested)
-        return codec.encode_response(resp, requested, shm)
+        req = codec.decode_request(msg, self.server.shm_io)
+        resp = await self.server.infer_async(req)
+        return self._encode(resp, req.outputs)
 
     async def ModelInfer(self, request, context):  # noqa: N802
         try:
@@ -184,23 +184,34 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         tasks: set[asyncio.Task] = set()
 
         async def one(msg: pb.ModelInferRequest) -> None:
+            p = msg.parameters.get("triton_enable_empty_final_response") if msg.parameters else None
+            empty_final = p is not None and p.WhichOneof("parameter_choice") == "bool_param" \
+                and p.bool_param
             try:
-                resp = await self._infer(msg)
+                req = codec.decode_request(msg, self.server.shm_io)
+                async for resp, final in self.server.infer_stream(req):
+                    if resp is None:
+                        # A decoupled model's bare FINAL flag: sent only when the client asked.
+                        if final and empty_final:
+                            r = pb.ModelInferResponse(model_name=msg.model_name, id=msg.id)
+                            r.parameters["triton_final_response"].bool_param = True
+                            out.put_nowait(pb.ModelStreamInferResponse(infer_response=r))
+                        continue
+                    if resp.error is not None:
+                        out.put_nowait(_stream_error(msg, resp.error.message))
+                        continue
+                    r = self._encode(resp, req.outputs)
+                    # Marked on every response, as Triton does (a model that is not decoupled
+                    # answers once, and that answer is final).
+                    r.parameters["triton_final_response"].bool_param = final
+                    out.put_nowait(pb.ModelStreamInferResponse(infer_response=r))
             except TritonError as e:
                 out.put_nowait(_stream_error(msg, e.message))
-                return
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001
                 log.exception("ModelStreamInfer request failed")
                 out.put_nowait(_stream_error(msg, f"{type(e).__name__}: {e}"))
-                return
-            # A model that is not decoupled answers once: that response is the final one
-            # (Triton marks it so whether or not triton_enable_empty_final_response is set).
-            # Decoupled models (scheduling issue) send their responses with false, then an
-            # empty final response only when the client set that flag.
-            resp.parameters["triton_final_response"].bool_param = True
-            out.put_nowait(pb.ModelStreamInferResponse(infer_response=resp))
 
         async def reader() -> None:
             try:
@@ -335,22 +346,20 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def SystemSharedMemoryStatus(self, request, context):  # noqa: N802
         try:
-            reg = self._shm()
-            rows = reg.status(request.name or None)
+            rows = self._shm().status(request.name or None)
         except TritonError as e:
             await _abort(context, e)
             return None
         out = pb.SystemSharedMemoryStatusResponse()
         for r in rows:
-            out.regions[r["name"]].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(
-                name=r["name"], key=r["key"], offset=int(r.get("offset", 0)),
+            out.regions[str(r["name"])].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(
+                name=str(r["name"]), key=str(r["key"]), offset=int(r.get("offset", 0)),
                 byte_size=int(r["byte_size"])))
         return out
 
     async def SystemSharedMemoryRegister(self, request, context):  # noqa: N802
         try:
-            reg = self._shm()
-            await asyncio.to_thread(reg.register, request.name, request.key, request.offset,
+            await asyncio.to_thread(self._shm().register, request.name, request.key, request.offset,
                                     request.byte_size)
         except TritonError as e:
             await _abort(context, e)
@@ -360,7 +369,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def SystemSharedMemoryUnregister(self, request, context):  # noqa: N802
         try:
             reg = self._shm()
-            await asyncio.to_thread(reg.unregister, request.name or None)
+            if request.name:
+                await asyncio.to_thread(reg.unregister, request.name)
+            else:
+                await asyncio.to_thread(reg.unregister_all)
         except TritonError as e:
             await _abort(context, e)
             return None
