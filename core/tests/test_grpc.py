@@ -599,3 +599,45 @@ def test_system_shared_memory(tmp_path):
         loop.run(fe.stop(0))
         loop.close()
         server.stop()
+
+
+def test_stream_decoupled_model(tmp_path):
+    from expr_backend import REPEAT_DECOUPLED, write_model
+    from expr_backend import make_server as make_expr_server
+
+    write_model(tmp_path, "repeat", REPEAT_DECOUPLED)
+    server = make_expr_server(tmp_path)
+    server.start()
+    loop = LoopThread()
+    fe = GrpcFrontEnd(server, "127.0.0.1", 0)
+    loop.run(fe.start())
+    try:
+        ch = grpc.insecure_channel(f"127.0.0.1:{fe.port}")
+        s = pb_grpc.GRPCInferenceServiceStub(ch)
+        x = np.array([1, 2], np.int32)
+
+        def req(flag):
+            r = pb.ModelInferRequest(model_name="repeat", id="d")
+            r.inputs.add(name="IN", datatype="INT32", shape=[2])
+            r.raw_input_contents.append(x.tobytes())
+            if flag:
+                r.parameters["triton_enable_empty_final_response"].bool_param = True
+            return r
+
+        got = list(s.ModelStreamInfer(iter([req(True)])))
+        finals = [m.infer_response.parameters["triton_final_response"].bool_param for m in got]
+        assert finals == [False, False, False, True]
+        assert not got[-1].infer_response.outputs and got[-1].infer_response.id == "d"
+        for i, m in enumerate(got[:3]):
+            np.testing.assert_array_equal(np.frombuffer(m.infer_response.raw_output_contents[0], np.int32),
+                                          x * i)
+        got = list(s.ModelStreamInfer(iter([req(False)])))
+        assert len(got) == 3  # no empty final response unless asked for
+        with pytest.raises(grpc.RpcError) as e:
+            s.ModelInfer(req(False))
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        ch.close()
+    finally:
+        loop.run(fe.stop(0))
+        loop.close()
+        server.stop()
