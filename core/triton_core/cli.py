@@ -162,6 +162,8 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         raise SystemExit("error: --http-header-forward-pattern is not supported yet")
     if a.grpc_use_ssl:
         raise SystemExit("error: --grpc-use-ssl is not supported yet")
+    if a.grpc_restricted_protocol:
+        raise SystemExit("error: --grpc-restricted-protocol is not supported yet")
     if a.metrics_config:
         raise SystemExit("error: --metrics-config is not supported yet")
     if a.allow_gpu_metrics:
@@ -228,11 +230,41 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
                 return 1
             await asyncio.sleep(0.01)
         log.info("Started HTTPService at %s:%d", a.http_address, a.http_port)
-    extra = getattr(server, "_frontend_starters", [])
-    for starter in extra:
-        closer = await starter(server, a)
-        if closer is not None:
-            closers.append(closer)
+    if a.allow_grpc:
+        from .grpc import GrpcFrontEnd, GrpcOptions
+
+        grpc_front = GrpcFrontEnd(server, a.grpc_address, a.grpc_port, GrpcOptions(
+            compression_level=a.grpc_infer_response_compression_level,
+            keepalive_time_ms=a.grpc_keepalive_time,
+            keepalive_timeout_ms=a.grpc_keepalive_timeout,
+            keepalive_permit_without_calls=a.grpc_keepalive_permit_without_calls,
+            http2_max_pings_without_data=a.grpc_http2_max_pings_without_data,
+            http2_min_recv_ping_interval_without_data_ms=a.grpc_http2_min_recv_ping_interval_without_data,
+            http2_max_ping_strikes=a.grpc_http2_max_ping_strikes,
+            max_connection_age_ms=a.grpc_max_connection_age,
+            max_connection_age_grace_ms=a.grpc_max_connection_age_grace,
+        ))
+        try:
+            await grpc_front.start()
+        except TritonError as e:
+            log.error("%s", e.message)
+            for c in closers:
+                c()
+            return 1
+        closers.append(lambda: grpc_front.stop(a.exit_timeout_secs))
+    if a.allow_metrics:
+        from .metrics import MetricsFrontEnd
+
+        metrics_front = MetricsFrontEnd(server, a.metrics_address, a.metrics_port,
+                                        a.metrics_interval_ms, cpu_metrics=a.allow_cpu_metrics)
+        try:
+            await metrics_front.start()
+        except OSError as e:
+            log.error("failed to start the metrics service: %s", e)
+            for c in closers:
+                c()
+            return 1
+        closers.append(metrics_front.stop)
     await stop.wait()
     log.info("Signal received, shutting down")
     for c in closers:

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 from prometheus_client import CollectorRegistry, generate_latest
@@ -221,9 +221,7 @@ class Metrics:
 
 
 # ---------------------------------------------------------------------------------
-# the HTTP endpoint: a tiny asyncio HTTP/1.1 server (GET /metrics only)
-
-_MAX_HEADER = 16 * 1024
+# the HTTP endpoint: GET /metrics, an ASGI app served by uvicorn in the running loop
 
 
 class MetricsFrontEnd:
@@ -233,19 +231,42 @@ class MetricsFrontEnd:
                  interval_ms: int = 2000, *, cpu_metrics: bool = True, model_metrics: bool = True) -> None:
         if interval_ms <= 0:
             raise ValueError("the metrics interval must be positive")
-        self.server = server
         self.address = address
         self.port = port
         self.metrics = Metrics(server, interval_ms=interval_ms, cpu_metrics=cpu_metrics,
                                model_metrics=model_metrics)
-        self._srv: asyncio.Server | None = None
+        self._uvicorn: Any = None
+        self._serve: asyncio.Task | None = None
         self._poll: asyncio.Task | None = None
-        self._conns: set[asyncio.Task] = set()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/metrics":
+            status, body, ctype = 404, b"not found\n", b"text/plain"
+        elif scope["method"] not in ("GET", "HEAD"):
+            status, body, ctype = 405, b"method not allowed\n", b"text/plain"
+        else:
+            status, ctype = 200, b"text/plain; version=0.0.4; charset=utf-8"
+            body = await asyncio.to_thread(self.metrics.render)
+        headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
     async def start(self) -> None:
-        self._srv = await asyncio.start_server(self._handle, self.address, self.port,
-                                               reuse_address=True)
-        self.port = self._srv.sockets[0].getsockname()[1]
+        import uvicorn
+
+        config = uvicorn.Config(self, host=self.address, port=self.port, loop="none",
+                                http="httptools", lifespan="off", access_log=False,
+                                log_level="warning")
+        self._uvicorn = uvicorn.Server(config)
+        self._serve = asyncio.create_task(self._uvicorn._serve())  # noqa: SLF001 - our CLI owns signals
+        while not self._uvicorn.started:
+            if self._serve.done():
+                self._serve.result()
+                raise OSError(f"failed to start the metrics service on {self.address}:{self.port}")
+            await asyncio.sleep(0.01)
+        self.port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
         self._poll = asyncio.create_task(self._poll_loop())
         log.info("Started Metrics Service at %s:%d", self.address, self.port)
 
@@ -262,64 +283,10 @@ class MetricsFrontEnd:
         if self._poll is not None:
             self._poll.cancel()
             self._poll = None
-        srv, self._srv = self._srv, None
-        if srv is not None:
-            srv.close()
-            for t in list(self._conns):
-                t.cancel()
-            await srv.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._conns.add(task)
-        try:
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                    return
-                if len(head) > _MAX_HEADER:
-                    return
-                lines = head.decode("latin-1").split("\r\n")
-                parts = lines[0].split()
-                if len(parts) != 3:
-                    await self._respond(writer, 400, b"bad request\n", close=True)
-                    return
-                method, target, version = parts
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        headers[k.strip().lower()] = v.strip()
-                length = int(headers.get("content-length", "0") or 0)
-                if length:
-                    await reader.readexactly(min(length, 1 << 20))
-                close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
-                path = target.split("?", 1)[0]
-                if path != "/metrics":
-                    await self._respond(writer, 404, b"not found\n", close=close)
-                elif method not in ("GET", "HEAD"):
-                    await self._respond(writer, 405, b"method not allowed\n", close=close)
-                else:
-                    body = self.metrics.render()
-                    await self._respond(writer, 200, body, close=close, head=method == "HEAD",
-                                        ctype=CONTENT_TYPE)
-                if close:
-                    return
-        except (asyncio.CancelledError, ConnectionError):
-            pass
-        finally:
-            if task is not None:
-                self._conns.discard(task)
-            writer.close()
-
-    @staticmethod
-    async def _respond(writer: asyncio.StreamWriter, status: int, body: bytes, *, close: bool,
-                       head: bool = False, ctype: str = "text/plain; charset=utf-8") -> None:
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}[status]
-        hdr = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
-               f"Content-Length: {len(body)}\r\n"
-               f"{'Connection: close' if close else 'Connection: keep-alive'}\r\n\r\n")
-        writer.write(hdr.encode("latin-1") + (b"" if head else body))
-        await writer.drain()
+        if self._uvicorn is not None and self._serve is not None:
+            self._uvicorn.should_exit = True
+            try:
+                await asyncio.wait_for(self._serve, timeout=grace or 5.0)
+            except (TimeoutError, asyncio.CancelledError):
+                self._serve.cancel()
+            self._serve = None

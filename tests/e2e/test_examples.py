@@ -116,3 +116,22 @@ def test_exit_on_error_and_keep_serving(tmp_path):
         assert idx["broken"]["state"] == "UNAVAILABLE" and idx["broken"]["reason"]
     finally:
         assert stop_server(r) == 0
+
+
+def test_grpc_and_metrics(examples_server):
+    import urllib.request
+
+    import tritonclient.grpc as grpcclient
+
+    c = grpcclient.InferenceServerClient(examples_server.grpc_url)
+    assert c.is_server_live() and c.is_model_ready("simple")
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    inputs = [grpcclient.InferInput("INPUT0", [1, 16], "INT32"),
+              grpcclient.InferInput("INPUT1", [1, 16], "INT32")]
+    inputs[0].set_data_from_numpy(a)
+    inputs[1].set_data_from_numpy(a)
+    r = c.infer("simple", inputs)
+    np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), a * 2)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{examples_server.metrics}/metrics").read().decode()
+    assert 'nv_inference_request_success{model="simple",version="1"}' in text
+    assert "nv_cpu_utilization" in text
