@@ -20,7 +20,6 @@ Models written by ``make_repository``:
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 import types
@@ -162,7 +161,6 @@ def make_server(tmp_path: Path, **options: object) -> Server:
 
     Defaults to explicit model control with every model loaded, so load / unload work.
     """
-    os.environ.setdefault("TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD", "1")
     repo = make_repository(tmp_path)
     opts: dict = {"model_repository": [repo], "model_control_mode": "explicit", "load_model": ["*"]}
     opts.update(options)

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -73,23 +74,30 @@ def test_metadata_ready_stats(examples_server):
     assert stats["name"] == "simple"
 
 
+def _env():
+    env = dict(os.environ)
+    env.pop("TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD", None)
+    return env
+
+
 def test_triton_backends_lists_onnxruntime():
     out = subprocess.run([str(BIN / "triton"), "backends", "--json"], capture_output=True, text=True,
-                         check=True)
+                         check=True, env=_env())
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["onnxruntime"]["status"] == "available"
     assert rows["onnxruntime"]["distribution"] == "triton-backend-onnx"
 
 
 def test_triton_check(tmp_path):
-    ok = subprocess.run([str(BIN / "triton"), "check", str(EXAMPLES)], capture_output=True, text=True)
+    ok = subprocess.run([str(BIN / "triton"), "check", str(EXAMPLES)], capture_output=True, text=True,
+                        env=_env())
     assert ok.returncode == 0, ok.stdout + ok.stderr
     bad = tmp_path / "repo" / "broken"
     (bad / "1").mkdir(parents=True)
     (bad / "1" / "model.onnx").write_bytes(b"not an onnx file")
     (bad / "config.pbtxt").write_text('platform: "onnxruntime_onnx" max_batch_size: -2')
     res = subprocess.run([str(BIN / "triton"), "check", str(tmp_path / "repo")], capture_output=True,
-                         text=True)
+                         text=True, env=_env())
     assert res.returncode == 1 and "FAIL broken" in res.stdout
 
 
