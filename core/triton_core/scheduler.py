@@ -82,6 +82,8 @@ class RequestQueue:
                 break
             if it is not None:
                 items.append(it)
+        if self._closed:
+            self._simple.put(None)  # keep the end marker for workers still waiting
         return items
 
     def take(self) -> list[_Item] | None:
