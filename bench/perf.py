@@ -147,32 +147,62 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, timeout: float = 40.0) -> None:
+        """SIGTERM the whole process group; wait until every member is gone.
+
+        The shell may exit long before the server does (tritonserver waits up
+        to 30 s for in-flight work), so waiting for the shell alone would leave
+        the ports taken for the next server.
+        """
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            log(f"stopping {self.name} (pid {self.proc.pid})")
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                log(f"{self.name} did not exit in {timeout:.0f}s: SIGKILL")
-                try:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.proc.wait(timeout=10)
+        pgid = self.proc.pid
+        log(f"stopping {self.name} (process group {pgid})")
+        _signal_group(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.proc.poll()
+            if not _group_alive(pgid):
+                break
+            time.sleep(0.1)
         else:
-            # The shell is gone; make sure nothing of its group is left behind.
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
+            log(f"{self.name} did not exit in {timeout:.0f}s: SIGKILL")
+            _signal_group(pgid, signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            log(f"{self.name}: pid {pgid} is still there after SIGKILL")
         if self._log is not None:
             self._log.close()
             self._log = None
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while a process (zombies aside) of the group is alive."""
+    proc = Path("/proc")
+    if proc.is_dir():
+        for stat in proc.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            # fields after "(comm)": state, ppid, pgrp, ...
+            if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+                return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def wait_ready(ep: Endpoint, server: ServerProcess | None, timeout: float) -> None:
@@ -507,10 +537,17 @@ def main(argv: list[str] | None = None) -> int:
             break
 
     table = format_table(results, servers)
-    print(
-        f"\nmodel: ours={ours.model} triton={triton.model}  ({pa_version(args.perf_analyzer)})"
+    names = ", ".join(
+        f"{ep.role}={ep.model}" for ep in (ours, triton) if ep.role in servers
     )
+    print(f"\nmodel: {names}  ({pa_version(args.perf_analyzer)})")
     print(table)
+    for err in errors:
+        print(f"ERROR {err.splitlines()[0]}")
+    for m in results:
+        if not m.ok:
+            first = m.error.splitlines()[0] if m.error else ""
+            print(f"FAILED {m.server} {m.protocol} c={m.concurrency}: {first}")
 
     out = args.output or RESULTS_DIR / f"perf-{stamp}.json"
     payload: dict[str, Any] = {
