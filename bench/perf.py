@@ -78,7 +78,11 @@ class Measurement:
     csv: dict[str, str] = field(default_factory=dict)
     command: list[str] = field(default_factory=list)
     wall_s: float = 0.0
+    attempts: int = 1
+    load_avg: list[float] = field(default_factory=list)  # 1/5/15 min, before the run
+    foreign_perf_analyzers: list[int] = field(default_factory=list)  # pids seen before
     error: str | None = None
+    output_tail: str | None = None
 
 
 def strip_scheme(url: str) -> str:
@@ -297,6 +301,13 @@ def run_perf_analyzer(
         command=cmd,
     )
     log(f"{ep.role}: {ep.model} {protocol} c={concurrency}: {shlex.join(cmd)}")
+    m.load_avg = [round(x, 2) for x in os.getloadavg()]
+    m.foreign_perf_analyzers = foreign_perf_analyzers()
+    if m.foreign_perf_analyzers:
+        log(
+            f"  WARNING: other perf_analyzer processes are running "
+            f"(pids {m.foreign_perf_analyzers}, load {m.load_avg}): numbers will be disturbed"
+        )
     t0 = time.monotonic()
     try:
         proc = subprocess.run(
@@ -309,7 +320,8 @@ def run_perf_analyzer(
                 rows = list(csv.DictReader(f))
         if proc.returncode != 0 or not rows:
             out = (proc.stdout + proc.stderr).strip().splitlines()
-            m.error = f"rc={proc.returncode}: " + "\n".join(out[-15:])
+            m.output_tail = "\n".join(out[-20:])
+            m.error = f"rc={proc.returncode}: {_summary(out)}"
             log(f"  FAILED {m.error}")
             return m
     except subprocess.TimeoutExpired:
@@ -346,11 +358,39 @@ def run_perf_analyzer(
 
 
 def measure(args: argparse.Namespace, ep: Endpoint) -> list[Measurement]:
-    return [
-        run_perf_analyzer(args, ep, protocol, c)
-        for protocol in args.protocol
-        for c in args.concurrency
-    ]
+    results: list[Measurement] = []
+    for protocol in args.protocol:
+        for c in args.concurrency:
+            for attempt in range(1, args.retries + 2):
+                m = run_perf_analyzer(args, ep, protocol, c)
+                m.attempts = attempt
+                if m.ok:
+                    break
+                if attempt <= args.retries:
+                    log(f"  retrying ({attempt}/{args.retries})")
+            results.append(m)
+    return results
+
+
+def _summary(lines: list[str]) -> str:
+    """The line of perf_analyzer's output that says what went wrong."""
+    for line in reversed(lines):
+        low = line.lower()
+        if "fail" in low or "error" in low or "unable" in low:
+            return line.strip()
+    return lines[-1].strip() if lines else "no output"
+
+
+def foreign_perf_analyzers() -> list[int]:
+    """Pids of perf_analyzer processes running now (none of ours is, between runs)."""
+    pids: list[int] = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "perf_analyzer":
+                pids.append(int(comm.parent.name))
+        except (OSError, ValueError):
+            continue
+    return sorted(pids)
 
 
 def measure_server(
@@ -483,6 +523,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--stability", type=int, default=20, help="-s, percent")
     g.add_argument("--pa-args", default="", help="extra perf_analyzer arguments")
     g.add_argument("--pa-timeout", type=float, default=300.0, help="seconds per run")
+    g.add_argument(
+        "--retries",
+        type=int,
+        default=1,
+        help="reruns of a failed (e.g. unstable) measurement",
+    )
     p.add_argument("--ready-timeout", type=float, default=120.0)
     p.add_argument(
         "--output", type=Path, default=None, help="JSON path (default bench/results/)"
