@@ -541,8 +541,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM / SIGHUP unwind like Ctrl-C, so a server we started is stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     if not Path(args.perf_analyzer).exists():
         log(f"{args.perf_analyzer} not found: run bench/setup_tools.sh first")
         return 2
