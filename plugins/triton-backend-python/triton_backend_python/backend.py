@@ -169,7 +169,8 @@ class PythonModel(abi.Model):
         self.server = ctx.server
         cfg = ctx.config
         self.name = ctx.name
-        self.model_file = ctx.version_path / (cfg.default_model_filename or DEFAULT_MODEL_FILENAME)
+        self.model_file = (ctx.version_path / (cfg.default_model_filename or DEFAULT_MODEL_FILENAME)
+                           ).absolute()
         if not self.model_file.is_file():
             raise TritonError.invalid_arg(
                 f"model '{self.name}' version {ctx.version}: {self.model_file} not found")
@@ -199,7 +200,7 @@ class PythonModel(abi.Model):
             pp = env.get("PYTHONPATH")
             env["PYTHONPATH"] = str(_PKG_DIR.parent) + (os.pathsep + pp if pp else "")
             return sys.executable, env
-        path = path.replace("$$TRITON_MODEL_DIRECTORY", str(self.ctx.model_path))
+        path = path.replace("$$TRITON_MODEL_DIRECTORY", str(self.ctx.model_path.absolute()))
         p = Path(path)
         if not p.is_absolute():
             p = self.ctx.model_path / p
@@ -231,7 +232,7 @@ class PythonModel(abi.Model):
             "model_instance_kind": _KIND_ARG.get(ictx.kind, "CPU"),
             "model_instance_name": ictx.name,
             "model_instance_device_id": str(ictx.device_id),
-            "model_repository": str(self.ctx.model_path),
+            "model_repository": str(self.ctx.model_path.absolute()),
             "model_version": str(self.ctx.version),
             "model_name": self.name,
             "_decoupled": self.config.decoupled,

@@ -391,11 +391,11 @@ class Runtime:
             try:
                 reply = handlers[kind](msg[1]) if len(msg) > 1 else handlers[kind]()
             except BaseException as e:  # noqa: BLE001 - every failure goes back to the server
+                traceback.print_exc()
                 if kind == _wire.EXEC:
-                    traceback.print_exc()
                     reply = (_wire.ERR, 1, _failure(self.model_name, e))
                 else:
-                    reply = (_wire.ERR, 1, f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+                    reply = (_wire.ERR, 1, f"{type(e).__name__}: {e}")
             try:
                 sock.sendall(_wire.encode(reply))
             except OSError:
