@@ -23,8 +23,8 @@ EXAMPLES = ROOT / "examples" / "model_repository"
 
 
 def make_server(repo: Path, **kwargs):
-    from triton_core import Server
     import triton_backend_python.plugin as python_plugin
+    from triton_core import Server
 
     kwargs.setdefault("model_repository", [repo])
     server = Server(**kwargs)

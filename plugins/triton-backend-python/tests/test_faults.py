@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from conftest import build_repo, make_server
-from live_server import serving_http
 from tritonclient.utils import InferenceServerException
 
+from live_server import serving_http
 from triton_core import ErrorCode, TritonError
 
 
@@ -83,7 +83,8 @@ def test_worker_dies_mid_request_then_restarts(faults):
     assert not client.is_model_ready("faults") and not client.is_server_ready()
     assert client.is_model_ready("add_sub")  # other models keep serving
     a = np.ones((1, 16), np.float32)
-    i0, i1 = httpclient.InferInput("INPUT0", [1, 16], "FP32"), httpclient.InferInput("INPUT1", [1, 16], "FP32")
+    i0 = httpclient.InferInput("INPUT0", [1, 16], "FP32")
+    i1 = httpclient.InferInput("INPUT1", [1, 16], "FP32")
     i0.set_data_from_numpy(a)
     i1.set_data_from_numpy(a)
     assert client.infer("add_sub", [i0, i1]).as_numpy("OUTPUT0").tolist() == (a * 2).tolist()

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 from conftest import build_repo, make_server
-from live_server import serving_http
 from tritonclient.utils import InferenceServerException
 
+from live_server import serving_http
 from triton_core import InferenceRequest, Tensor
 
 

@@ -144,7 +144,7 @@ class PythonMetricsCollector:
                 labels = dict(s.labels)
                 if kind == HISTOGRAM:
                     cum = 0
-                    for bound, c in zip(list(s.buckets) + [math.inf], s.counts):
+                    for bound, c in zip(list(s.buckets) + [math.inf], s.counts, strict=True):
                         cum += c
                         le = "+Inf" if bound == math.inf else _fmt(bound)
                         m.add_sample(name + "_bucket", {**labels, "le": le}, cum)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 import triton_python_backend_utils as pb_utils
 
 

@@ -1,6 +1,7 @@
 """Custom metrics: a counter, a gauge and a histogram per request."""
 
 import numpy as np
+
 import triton_python_backend_utils as pb_utils
 
 

@@ -10,7 +10,8 @@ class TritonPythonModel:
 
     def execute(self, requests):
         time.sleep(0.4)
-        return [pb_utils.InferenceResponse([pb_utils.Tensor("Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy().copy())])
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "Y", pb_utils.get_input_tensor_by_name(r, "X").as_numpy().copy())])
                 for r in requests]
 
     def finalize(self):

@@ -1,6 +1,7 @@
 """BYTES: upper-cases each element and returns the lengths."""
 
 import numpy as np
+
 import triton_python_backend_utils as pb_utils
 
 
