@@ -169,6 +169,11 @@ class Instance:
         """
         raise NotImplementedError
 
+    def is_ready(self) -> bool:
+        """Whether this instance can serve now (optional; e.g. False while a worker
+        process restarts). The core reports the model not ready while any instance is not."""
+        return True
+
     def close(self) -> None:
         """Release the instance's runtime session."""
 

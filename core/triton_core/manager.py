@@ -103,8 +103,7 @@ class ModelManager:
 
     def is_ready(self, name: str, version: int | None = None) -> bool:
         try:
-            self.get(name, version)
-            return True
+            return self.get(name, version).instances_ready()
         except TritonError:
             return False
 
@@ -138,7 +137,7 @@ class ModelManager:
         """Every model that was asked to load has at least its versions ready."""
         for rec in list(self.models.values()):
             for st in rec.versions.values():
-                if st.state != READY:
+                if st.state != READY or (st.loaded is not None and not st.loaded.instances_ready()):
                     return False
             if rec.error:
                 return False

@@ -79,6 +79,16 @@ class LoadedVersion:
                 log.warning("model '%s' version %d: instance close failed: %s", self.name, self.version, e)
         self.instances.clear()
 
+    def instances_ready(self) -> bool:
+        """Every instance says it can serve (Instance.is_ready; a failing check counts as not)."""
+        for inst in self.instances:
+            try:
+                if not inst.is_ready():
+                    return False
+            except Exception:  # noqa: BLE001 - a broken check means not ready
+                return False
+        return True
+
     def close(self, timeout: float = 30.0) -> None:
         """Stop accepting, let queued and running requests finish, free everything."""
         self.accepting = False

@@ -1,0 +1,905 @@
+"""The python backend, server side: models, instances and their worker processes.
+
+Each instance owns one worker process (triton_python_backend_utils._stub)
+running the user's model.py; the server never imports user code. Per worker:
+
+- the execute channel (a socketpair): the instance thread sends one EXEC frame
+  per batch and reads the reply itself (no thread hand-off on the hot path);
+- the async channel (a second socketpair): decoupled responses, BLS calls,
+  model control, logs and metrics, read by one thread per worker; BLS and
+  model loads run on the backend's thread pool;
+- two shared-memory arenas (native layer regions): the server's, holding
+  request inputs and BLS responses, and the worker's, holding response outputs
+  and BLS inputs. Frames only name (segment, offset, size). Segments are
+  unlinked as soon as both processes mapped them, so nothing is left behind.
+
+A worker that dies fails what it had in flight, the instance reports not ready,
+and a new worker is started (with back-off while it keeps failing).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import triton_python_backend_utils as _pbu
+from triton_core import abi
+from triton_core.config import config_to_json_dict, parse_config_json
+from triton_core.defaults import complete_config
+from triton_core.dtypes import DataType
+from triton_core.errors import ErrorCode, TritonError
+from triton_core.request import (
+    RESPONSE_COMPLETE_FINAL,
+    InferenceRequest,
+    InferenceResponse,
+    RequestedOutput,
+)
+from triton_core.shm import SharedMemoryError, SharedMemoryRegion
+from triton_core.tensor import Tensor
+from triton_python_backend_utils import _arena, _wire
+
+from .metrics import STORE
+
+log = logging.getLogger("triton_core.python")
+
+BACKEND_NAME = "python"
+DEFAULT_MODEL_FILENAME = "model.py"
+_PKG_DIR = Path(_pbu.__file__).resolve().parent  # triton_python_backend_utils/
+_ZERO_COPY = 1 << 16  # outputs at least this large are served from the arena without a copy
+_CODES = {name: i for i, name in enumerate(_wire.CODES)}
+_LOG_LEVELS = {0: logging.INFO, 1: logging.WARNING, 2: logging.ERROR, 3: 5}
+_KIND_ARG = {"KIND_CPU": "CPU", "KIND_GPU": "GPU", "KIND_MODEL": "MODEL", "KIND_AUTO": "CPU"}
+
+_BOOT = (
+    "import sys\n"
+    "try:\n"
+    "    from triton_python_backend_utils._stub import main\n"
+    "except BaseException as e:\n"
+    "    import marshal, socket, struct\n"
+    "    m = '%s: %s (python %s at %s)' % (type(e).__name__, e, sys.version.split()[0],"
+    " sys.executable)\n"
+    "    d = marshal.dumps((27, m), 2)\n"
+    "    socket.socket(fileno=int(sys.argv[2])).sendall(struct.pack('<I', len(d)) + d)\n"
+    "    sys.exit(3)\n"
+    "main()\n"
+)
+
+
+class WorkerDied(Exception):
+    pass
+
+
+def _nbytes(raw: Any) -> int:
+    return raw.nbytes if isinstance(raw, memoryview) else len(raw)
+
+
+def _error(code: int, msg: str) -> TritonError:
+    name = _wire.CODES[code] if 0 <= code < len(_wire.CODES) else "INTERNAL"
+    return TritonError(ErrorCode(name), msg)
+
+
+def _shm_free() -> str:
+    try:
+        st = os.statvfs("/dev/shm")
+        return f"; /dev/shm has {st.f_bavail * st.f_frsize} bytes free"
+    except OSError:
+        return ""
+
+
+# ------------------------------------------------------------------ settings
+
+class Settings:
+    def __init__(self, cfg: dict[str, str]) -> None:
+        def num(key: str, default: float) -> float:
+            try:
+                return float(cfg.get(key, default))
+            except ValueError:
+                raise TritonError.invalid_arg(
+                    f"backend config python,{key}={cfg[key]}: not a number") from None
+
+        self.shm_default = int(num("shm-default-byte-size", 1 << 20))
+        self.shm_growth = int(num("shm-growth-byte-size", 1 << 20))
+        self.stub_timeout = num("stub-timeout-seconds", 30.0)
+        self.bls_threads = int(num("bls-threads", 32))
+
+
+# ------------------------------------------------------------------ backend
+
+class PythonBackend(abi.Backend):
+    def __init__(self, ctx: abi.BackendContext) -> None:
+        self.settings = Settings(ctx.config)
+        self.pool = ThreadPoolExecutor(self.settings.bls_threads, thread_name_prefix="pb-bls")
+        self._envs: dict[str, Path] = {}
+        self._env_lock = threading.Lock()
+        self._shim: Path | None = None
+        self.workers: weakref.WeakSet[Worker] = weakref.WeakSet()
+
+    def load_model(self, ctx: abi.ModelContext) -> PythonModel:
+        return PythonModel(self, ctx)
+
+    def shim_dir(self) -> Path:
+        """A folder holding only triton_python_backend_utils, for foreign interpreters."""
+        with self._env_lock:
+            if self._shim is None:
+                d = Path(tempfile.mkdtemp(prefix="tritoncore-pb-"))
+                (d / "triton_python_backend_utils").symlink_to(_PKG_DIR, target_is_directory=True)
+                self._shim = d
+            return self._shim
+
+    def unpack_env(self, archive: Path) -> Path:
+        with self._env_lock:
+            key = str(archive.resolve())
+            if key not in self._envs:
+                d = Path(tempfile.mkdtemp(prefix="tritoncore-pyenv-"))
+                with tarfile.open(archive) as tf:
+                    tf.extractall(d, filter="data")
+                self._envs[key] = d
+            return self._envs[key]
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for d in [*self._envs.values(), *([self._shim] if self._shim else [])]:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ model
+
+class PythonModel(abi.Model):
+    def __init__(self, backend: PythonBackend, ctx: abi.ModelContext) -> None:
+        self.backend = backend
+        self.ctx = ctx
+        self.server = ctx.server
+        cfg = ctx.config
+        self.name = ctx.name
+        self.model_file = (ctx.version_path / (cfg.default_model_filename or DEFAULT_MODEL_FILENAME)
+                           ).absolute()
+        if not self.model_file.is_file():
+            raise TritonError.invalid_arg(
+                f"model '{self.name}' version {ctx.version}: {self.model_file} not found")
+        self.python, self.env = self._interpreter(cfg)
+        self.execute_timeout = float(cfg.parameter("EXECUTE_TIMEOUT_SECONDS", "0") or 0) or None
+        self._spare: Worker | None = None
+        self.config = cfg
+        w = Worker(self, "autocomplete", cfg.decoupled)
+        w.start()
+        try:
+            if ctx.auto_complete and w.has_autocomplete is not False:
+                new = w.call((_wire.AUTOCOMPLETE, config_to_json_dict(cfg)), backend.settings.stub_timeout,
+                             what="auto_complete_config")
+                if new[1] is not None:
+                    cfg = parse_config_json(new[1], f"model '{self.name}': auto_complete_config")
+            self.config = complete_config(cfg, self.name, BACKEND_NAME, (), DEFAULT_MODEL_FILENAME)
+        except BaseException:
+            w.stop()
+            raise
+        self._spare = w
+        self.config_json = json.dumps(config_to_json_dict(self.config))
+
+    def _interpreter(self, cfg: Any) -> tuple[str, dict[str, str]]:
+        env = dict(os.environ)
+        path = cfg.parameter("EXECUTION_ENV_PATH")
+        if not path:
+            pp = env.get("PYTHONPATH")
+            env["PYTHONPATH"] = str(_PKG_DIR.parent) + (os.pathsep + pp if pp else "")
+            return sys.executable, env
+        path = path.replace("$$TRITON_MODEL_DIRECTORY", str(self.ctx.model_path.absolute()))
+        p = Path(path)
+        if not p.is_absolute():
+            p = self.ctx.model_path / p
+        if p.is_file() and (p.name.endswith((".tar.gz", ".tgz", ".tar"))):
+            p = self.backend.unpack_env(p)
+        if not p.is_dir():
+            raise TritonError.invalid_arg(
+                f"model '{self.name}': EXECUTION_ENV_PATH '{path}' is neither a folder nor a "
+                "conda-pack archive")
+        for cand in ("bin/python3", "bin/python"):
+            if (p / cand).exists():
+                python = str(p / cand)
+                break
+        else:
+            raise TritonError.invalid_arg(
+                f"model '{self.name}': EXECUTION_ENV_PATH '{p}' holds no bin/python3 interpreter")
+        env["PYTHONPATH"] = str(self.backend.shim_dir())
+        env["PATH"] = str(p / "bin") + os.pathsep + env.get("PATH", "")
+        env["VIRTUAL_ENV"] = str(p)
+        env.pop("PYTHONHOME", None)
+        lib = str(p / "lib")
+        env["LD_LIBRARY_PATH"] = lib + (os.pathsep + env["LD_LIBRARY_PATH"]
+                                        if env.get("LD_LIBRARY_PATH") else "")
+        return python, env
+
+    def init_args(self, ictx: abi.InstanceContext) -> dict[str, Any]:
+        return {
+            "model_config": self.config_json,
+            "model_instance_kind": _KIND_ARG.get(ictx.kind, "CPU"),
+            "model_instance_name": ictx.name,
+            "model_instance_device_id": str(ictx.device_id),
+            "model_repository": str(self.ctx.model_path.absolute()),
+            "model_version": str(self.ctx.version),
+            "model_name": self.name,
+            "_decoupled": self.config.decoupled,
+        }
+
+    def take_spare(self) -> Worker | None:
+        w, self._spare = self._spare, None
+        return w
+
+    def create_instance(self, ctx: abi.InstanceContext) -> PythonInstance:
+        return PythonInstance(self, ctx)
+
+    def close(self) -> None:
+        w = self.take_spare()
+        if w is not None:
+            w.stop()
+
+
+# ------------------------------------------------------------------ worker process
+
+class _Pending:
+    __slots__ = ("request", "block", "worker")
+
+    def __init__(self, request: InferenceRequest, block: list, worker: Worker) -> None:
+        self.request = request
+        self.block = block  # [seg, offset, requests still open]
+        self.worker = worker
+
+
+class Worker:
+    """One worker process and everything it shares with the server."""
+
+    def __init__(self, model: PythonModel, instance_name: str, decoupled: bool,
+                 instance: PythonInstance | None = None) -> None:
+        self.model = model
+        self.instance = instance
+        self.instance_name = instance_name
+        self.decoupled = decoupled
+        self.settings = model.backend.settings
+        self.prefix = f"/tpb{os.getpid() % 0xFFFFF:x}{secrets.token_hex(3)}"
+        self.regions: dict[str, SharedMemoryRegion] = {}
+        self.w_segs: list[memoryview] = []
+        self.proc: subprocess.Popen | None = None
+        self.exec_sock: socket.socket | None = None
+        self.async_sock: socket.socket | None = None
+        self.async_lock = threading.Lock()
+        self.s_arena: _arena.Arena | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.has_autocomplete: bool | None = None
+        self.has_is_ready = False
+        self.dead = False
+        self.stopping = False
+        self.fatal = ""
+        self.python_version = ""
+        self._calls: dict[int, Any] = {}
+        self._ids = iter(range(1, 1 << 62))
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else -1
+
+    def describe(self) -> str:
+        return f"model '{self.model.name}' (instance '{self.instance_name}', pid {self.pid})"
+
+    # shared memory ----------------------------------------------------------
+    def _create(self, name: str, size: int) -> memoryview:
+        try:
+            region = SharedMemoryRegion.create(name, size)
+        except (SharedMemoryError, OSError) as e:
+            raise TritonError.unavailable(
+                f"python backend: cannot create the shared-memory region '{name}' of {size} bytes "
+                f"for {self.describe()}: {e.strerror or e}{_shm_free()}") from None
+        self.regions[region.name] = region
+        if sys.platform.startswith("linux"):
+            # Reserve the pages now: without this a full /dev/shm shows up later as SIGBUS.
+            try:
+                fd = os.open("/dev/shm/" + region.name.lstrip("/"), os.O_RDWR)
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                self._unlink(region.name)
+                raise TritonError.unavailable(
+                    f"python backend: the OS refused {size} bytes of shared memory for region "
+                    f"'{name}' of {self.describe()}: {e.strerror}{_shm_free()} (enlarge /dev/shm, "
+                    "e.g. docker --shm-size, or lower shm-default-byte-size)") from None
+        return region.buffer()
+
+    def _unlink(self, name: str) -> None:
+        region = self.regions.get(name)
+        if region is not None and not getattr(region, "_unlinked", False):
+            try:
+                region.unlink()
+            except OSError:
+                pass
+            region._unlinked = True  # type: ignore[attr-defined]
+
+    def _new_s_segment(self, seg_id: int, min_size: int) -> memoryview:
+        size = max(min_size, self.settings.shm_default if seg_id == 0 else self.settings.shm_growth)
+        return self._create(f"{self.prefix}s{seg_id}", size)
+
+    # start-up -----------------------------------------------------------------
+    def start(self) -> None:
+        st = self.settings
+        m = self.model
+        self.s_arena = _arena.Arena(self._new_s_segment, st.shm_default, st.shm_growth)
+        self.w_segs.append(self._create(f"{self.prefix}w0", st.shm_default))
+        ea, eb = socket.socketpair()
+        aa, ab = socket.socketpair()
+        self.exec_sock, self.async_sock = ea, aa
+        self.reader = _wire.Reader(ea)
+        cmd = [m.python, "-c", _BOOT, str(eb.fileno()), str(ab.fileno())]
+        try:
+            self.proc = subprocess.Popen(cmd, pass_fds=(eb.fileno(), ab.fileno()), env=m.env,
+                                         stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         cwd=str(m.model_file.parent))
+        except OSError as e:
+            self.stop()
+            raise TritonError.invalid_arg(
+                f"model '{m.name}': cannot start the python interpreter '{m.python}': {e}") from None
+        finally:
+            eb.close()
+            ab.close()
+        t = threading.Thread(target=self._forward_stderr, name=f"pb-stderr-{self.pid}", daemon=True)
+        t.start()
+        self._threads.append(t)
+        settings = {"prefix": self.prefix, "model_name": m.name, "decoupled": self.decoupled,
+                    "model_file": str(m.model_file), "w_size": len(self.w_segs[0]),
+                    "growth": st.shm_growth}
+        try:
+            reply = self.call((_wire.INIT, settings), st.stub_timeout, what="start-up")
+        except BaseException:
+            self.stop()
+            raise
+        self.has_autocomplete = None
+        self.has_is_ready = bool(reply[1])
+        self.python_version = reply[2]
+        for name in list(self.regions):  # both processes mapped segment 0 of each arena
+            self._unlink(name)
+        t = threading.Thread(target=self._async_loop, name=f"pb-async-{self.pid}", daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _forward_stderr(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        out = sys.stderr
+        for raw in iter(self.proc.stderr.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            self.stderr_tail.append(line.rstrip("\n"))
+            try:
+                out.write(line)
+                out.flush()
+            except (OSError, ValueError):
+                pass
+
+    def call(self, msg: tuple, timeout: float | None, what: str) -> tuple:
+        """One request / reply on the execute channel (start-up, auto-complete, initialize)."""
+        sock = self.exec_sock
+        assert sock is not None
+        sock.settimeout(timeout)
+        try:
+            sock.sendall(_wire.encode(msg))
+            reply = self.reader.read()
+        except TimeoutError:
+            self.kill()
+            raise TritonError.unavailable(
+                f"python backend: {what} of {self.describe()} did not finish within {timeout:g} s "
+                "(backend config stub-timeout-seconds); the worker was killed") from None
+        except (_wire.ChannelClosed, OSError):
+            raise TritonError.internal(
+                f"python backend: the worker of {self.describe()} exited during {what}: "
+                f"{self.exit_reason()}") from None
+        finally:
+            if not self.dead:
+                try:
+                    sock.settimeout(self.model.execute_timeout)
+                except OSError:
+                    pass
+        if reply[0] == _wire.ERR:
+            raise TritonError.internal(
+                f"python backend: {what} of model '{self.model.name}' failed: {reply[2]}")
+        return reply
+
+    def exit_reason(self) -> str:
+        self.dead = True
+        if not self.fatal and self.async_sock is not None:
+            try:  # the bootstrap reports why it could not start on the async channel
+                self.async_sock.settimeout(0.5)
+                msg = _wire.Reader(self.async_sock).read()
+                if msg[0] == _wire.FATAL:
+                    self.fatal = msg[1]
+            except (OSError, _wire.ChannelClosed, ValueError, EOFError, TypeError):
+                pass
+        rc = None
+        if self.proc is not None:
+            try:
+                rc = self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                rc = None
+        if rc is None:
+            why = "the channel closed"
+        elif rc < 0:
+            try:
+                why = f"killed by signal {signal.Signals(-rc).name}"
+            except ValueError:
+                why = f"killed by signal {-rc}"
+        else:
+            why = f"exit code {rc}"
+        parts = [why]
+        if self.fatal:
+            parts.append(f"the worker could not start under '{self.model.python}': {self.fatal}")
+        tail = [x for x in self.stderr_tail if x.strip()][-5:]
+        if tail:
+            parts.append("last output: " + " | ".join(tail))
+        return "; ".join(parts)
+
+    # execute channel (hot path) -----------------------------------------------
+    def execute(self, msg: tuple) -> tuple:
+        try:
+            self.exec_sock.sendall(_wire.encode(msg))  # type: ignore[union-attr]
+            return self.reader.read()
+        except TimeoutError:
+            self.kill()
+            raise TritonError.unavailable(
+                f"model '{self.model.name}': execute did not finish within "
+                f"{self.model.execute_timeout:g} s (EXECUTE_TIMEOUT_SECONDS); its worker was "
+                "killed and is restarting") from None
+        except (_wire.ChannelClosed, OSError):
+            raise WorkerDied(
+                f"the python backend worker of {self.describe()} exited unexpectedly "
+                f"({self.exit_reason()}); it is being restarted") from None
+
+    # async channel --------------------------------------------------------------
+    def post(self, msg: tuple) -> None:
+        data = _wire.encode(msg)
+        with self.async_lock:
+            try:
+                self.async_sock.sendall(data)  # type: ignore[union-attr]
+            except OSError:
+                pass  # the reader notices the death
+
+    def _async_loop(self) -> None:
+        reader = _wire.Reader(self.async_sock)  # type: ignore[arg-type]
+        while True:
+            try:
+                msg = reader.read()
+            except (_wire.ChannelClosed, OSError, ValueError):
+                break
+            try:
+                self._dispatch(msg)
+            except Exception:  # noqa: BLE001 - one bad message must not stop the channel
+                log.exception("python backend: %s: handling a %s message failed",
+                              self.describe(), msg[0])
+        self.dead = True
+        STORE.drop_owner(self)
+        for call in list(self._calls.values()):
+            call.put((False, (1, "worker exited")))
+        if self.instance is not None:
+            self.instance.on_death(self)
+
+    def _dispatch(self, msg: tuple) -> None:
+        kind = msg[0]
+        inst = self.instance
+        if kind == _wire.SEND:
+            if inst is not None:
+                inst.on_send(self, msg[1], msg[2], msg[3])
+        elif kind == _wire.LOG:
+            log.log(_LOG_LEVELS.get(msg[1], logging.INFO), "%s: %s", self.model.name, msg[2])
+        elif kind == _wire.METRIC:
+            STORE.update(self, msg[1], msg[2], msg[3])
+        elif kind == _wire.MAPPED:
+            self._unlink(f"{self.prefix}{msg[1]}{msg[2]}")
+        elif kind == _wire.GROW:
+            seg_id, min_size = msg[2]
+            try:
+                mv = self._create(f"{self.prefix}w{seg_id}",
+                                  max(self.settings.shm_growth, int(min_size)))
+                self.w_segs.append(mv)
+                self.post((_wire.CTRL_RESP, msg[1], True, f"{self.prefix}w{seg_id}"))
+            except TritonError as e:
+                self.post((_wire.CTRL_RESP, msg[1], False, (_CODES[e.code.value], e.message)))
+        elif kind == _wire.BLS:
+            self.model.backend.pool.submit(self._serve_bls, msg[1], msg[2], msg[3])
+        elif kind == _wire.CTRL:
+            self._ctrl(msg[1], msg[2], msg[3])
+        elif kind == _wire.CTRL_RESP:  # the answer to a question the server asked
+            q = self._calls.pop(msg[1], None)
+            if q is not None:
+                q.put((msg[2], msg[3]))
+        elif kind == _wire.FATAL:
+            self.fatal = msg[1]
+
+    def _reply(self, cid: int, fn: Any, *args: Any) -> None:
+        try:
+            value = fn(*args)
+            self.post((_wire.CTRL_RESP, cid, True, value))
+        except TritonError as e:
+            self.post((_wire.CTRL_RESP, cid, False, (_CODES[e.code.value], e.message)))
+        except Exception as e:  # noqa: BLE001
+            self.post((_wire.CTRL_RESP, cid, False, (1, f"{type(e).__name__}: {e}")))
+
+    def _ctrl(self, cid: int, op: str, args: Any) -> None:
+        server = self.model.server
+        if op == "cancelled":
+            p = self.instance.pending.get(args) if self.instance is not None else None
+            self.post((_wire.CTRL_RESP, cid, True, bool(p is not None and p.request.cancelled)))
+        elif op == "metric_family":
+            self._reply(cid, STORE.add_family, self, *args)
+        elif op == "metric":
+            self._reply(cid, STORE.add_metric, self, *args)
+        elif op == "metric_value":
+            self._reply(cid, STORE.value, self, args)
+        elif op == "ready":
+            self._reply(cid, lambda n, v: server.model_ready(n, v or None), *args)
+        elif op == "load":
+            name, config, files = args
+            files = {k[5:] if k.startswith("file:") else k: v for k, v in files.items()}
+            self.model.backend.pool.submit(
+                self._reply, cid, lambda: server.load_model(name, config or None, files or None))
+        elif op == "unload":
+            self.model.backend.pool.submit(self._reply, cid, lambda: server.unload_model(args))
+        else:
+            self.post((_wire.CTRL_RESP, cid, False, (5, f"unknown operation '{op}'")))
+
+    def ask_is_ready(self, timeout: float = 5.0) -> bool:
+        import queue
+
+        q: queue.SimpleQueue = queue.SimpleQueue()
+        cid = next(self._ids)
+        self._calls[cid] = q
+        self.post((_wire.IS_READY_Q, cid))
+        try:
+            ok, value = q.get(timeout=timeout)
+        except queue.Empty:
+            self._calls.pop(cid, None)
+            return False
+        return bool(ok and value)
+
+    # tensors ----------------------------------------------------------------------
+    def output_tensor(self, meta: tuple) -> Tensor:
+        name, wire, shape, seg, off, size = meta
+        mv = self.w_segs[seg]
+        dt = DataType(wire)
+        if size >= _ZERO_COPY and wire != "BYTES":
+            arr = np.frombuffer(mv, dtype=dt.numpy, count=size // dt.itemsize,
+                                offset=off).reshape(shape)
+            weakref.finalize(arr, _arena.release, mv, off)
+            return Tensor(name, dt, shape, array=arr, raw=memoryview(arr).cast("B"))
+        raw = bytes(mv[off:off + size])
+        mv[off - _arena.HEADER] = _arena.RELEASED
+        if wire == "BYTES":
+            return Tensor(name, dt, shape, raw=raw)
+        return Tensor(name, dt, shape, array=np.frombuffer(raw, dtype=dt.numpy).reshape(shape),
+                      raw=raw)
+
+    def to_response(self, meta: tuple) -> InferenceResponse:
+        outs, params, err = meta
+        resp = InferenceResponse(outputs=[self.output_tensor(m) for m in outs])
+        if params:
+            resp.parameters = json.loads(params)
+        if err is not None:
+            resp.error = _error(err[0], err[1])
+        return resp
+
+    def write_response(self, resp: InferenceResponse | None) -> tuple | None:
+        """A core response into the server arena (BLS responses)."""
+        if resp is None:
+            return None
+        params = json.dumps(resp.parameters) if resp.parameters else ""
+        if resp.error is not None:
+            return ((), params, (_CODES[resp.error.code.value], resp.error.message))
+        arena = self.s_arena
+        assert arena is not None
+        metas = []
+        for t in resp.outputs:
+            raw = t.to_bytes()
+            n = _nbytes(raw)
+            seg, off = arena.alloc(n)
+            if n:
+                arena.segs[seg][off:off + n] = raw if not isinstance(raw, memoryview) else raw.cast("B")
+            metas.append((t.name, t.datatype.value, tuple(t.shape), seg, off, n))
+        return (tuple(metas), params, None)
+
+    def _serve_bls(self, cid: int, body: tuple, decoupled: bool) -> None:
+        model, version, rid, corr, flags, timeout_us, params, inputs, outs = body
+        server = self.model.server
+        blocks = []
+        try:
+            tensors = {}
+            for name, wire, shape, seg, off, size in inputs:
+                mv = self.w_segs[seg]
+                blocks.append((mv, off))
+                dt = DataType.from_wire(wire)
+                tensors[name] = Tensor.from_raw(name, dt, shape, mv[off:off + size])
+            req = InferenceRequest(
+                model_name=model, model_version=None if version < 0 else version, id=rid,
+                inputs=tensors, outputs=None if outs is None else [RequestedOutput(o) for o in outs],
+                parameters=json.loads(params) if params else {}, correlation_id=corr, flags=flags,
+                timeout_us=int(timeout_us))
+            if server is None:
+                raise TritonError.unavailable("BLS needs the server")
+            timeout = timeout_us / 1e6 if timeout_us > 0 else None
+            try:
+                for resp, final in server.infer_iter(req, timeout=timeout):
+                    self.post((_wire.BLS_RESP, cid, final, self.write_response(resp)))
+            except TritonError as e:
+                if timeout is not None and "timed out" in e.message:
+                    e = TritonError.unavailable(
+                        f"BLS request to model '{model}' timed out: no response within "
+                        f"{timeout_us} us (Request timeout expired)")
+                raise e from None
+        except TritonError as e:
+            self.post((_wire.BLS_RESP, cid, True,
+                       ((), "", (_CODES[e.code.value], e.message))))
+        except Exception as e:  # noqa: BLE001 - returned to the model as an error response
+            log.exception("python backend: BLS call from %s failed", self.describe())
+            self.post((_wire.BLS_RESP, cid, True, ((), "", (1, f"{type(e).__name__}: {e}"))))
+        finally:
+            for mv, off in blocks:
+                _arena.release(mv, off)
+
+    # shutdown ---------------------------------------------------------------------
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except OSError:
+                pass
+
+    def stop(self, finalize_timeout: float = 30.0) -> None:
+        """finalize() in the worker, then reap it and free its shared memory."""
+        self.stopping = True
+        proc = self.proc
+        if proc is not None and proc.poll() is None and not self.dead and self.exec_sock:
+            try:
+                self.exec_sock.settimeout(finalize_timeout)
+                self.exec_sock.sendall(_wire.encode((_wire.FINALIZE,)))
+                reply = self.reader.read()
+                if reply[0] == _wire.ERR:
+                    log.error("python backend: finalize of %s failed: %s", self.describe(), reply[2])
+            except (OSError, _wire.ChannelClosed):
+                pass
+        if proc is not None:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for s in (self.exec_sock, self.async_sock):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        for name in list(self.regions):
+            self._unlink(name)
+        STORE.drop_owner(self)
+        for t in self._threads:
+            if t is not threading.current_thread():
+                t.join(timeout=2)
+
+
+# ------------------------------------------------------------------ instance
+
+class PythonInstance(abi.Instance):
+    def __init__(self, model: PythonModel, ctx: abi.InstanceContext) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.args = model.init_args(ctx)
+        self.pending: dict[int, _Pending] = {}
+        self._tokens = iter(range(1, 1 << 62))
+        self.cond = threading.Condition()
+        self.closing = False
+        self.restarts = 0
+        self.last_failure = ""
+        self.worker = self._start(model.take_spare())
+        self.state = "ready"
+
+    def _start(self, w: Worker | None = None) -> Worker:
+        m = self.model
+        if w is None:
+            w = Worker(m, self.ctx.name, m.config.decoupled, self)
+            w.start()
+        else:
+            w.instance, w.instance_name = self, self.ctx.name
+            if w.dead:  # died between auto-complete and now: start a fresh one
+                w.stop()
+                return self._start(None)
+        try:
+            w.call((_wire.INITIALIZE, dict(self.args)), m.backend.settings.stub_timeout,
+                   what="initialize")
+        except BaseException:
+            w.instance = None
+            w.stop()
+            raise
+        return w
+
+    # readiness -----------------------------------------------------------------
+    def is_ready(self) -> bool:
+        w = self.worker
+        if self.state != "ready" or w.dead or (w.proc is not None and w.proc.poll() is not None):
+            return False
+        if w.has_is_ready:
+            return w.ask_is_ready()
+        return True
+
+    # death and restart ---------------------------------------------------------------
+    def on_death(self, w: Worker) -> None:
+        with self.cond:
+            if w is not self.worker or self.closing or w.stopping or self.state != "ready":
+                return
+            self.state = "restarting"
+        reason = w.exit_reason()
+        self.last_failure = reason
+        log.error("python backend: the worker of %s exited unexpectedly (%s); restarting it",
+                  w.describe(), reason)
+        self._fail_pending(w, TritonError.unavailable(
+            f"the python backend worker of {w.describe()} exited unexpectedly ({reason})"))
+        threading.Thread(target=self._restart, args=(w,), name="pb-restart", daemon=True).start()
+
+    def _fail_pending(self, w: Worker, err: TritonError) -> None:
+        for token, p in list(self.pending.items()):
+            if p.worker is not w:
+                continue
+            self.pending.pop(token, None)
+            sender = p.request.sender
+            if sender is not None and not sender.closed:
+                try:
+                    sender.send(InferenceResponse(error=err), RESPONSE_COMPLETE_FINAL)
+                except TritonError:
+                    pass
+
+    def _restart(self, old: Worker) -> None:
+        old.stop(finalize_timeout=0)
+        delay = 0.5
+        while True:
+            with self.cond:
+                if self.closing:
+                    return
+            try:
+                w = self._start(None)
+            except TritonError as e:
+                self.last_failure = e.message
+                log.error("python backend: restarting %s failed: %s", old.describe(), e.message)
+                with self.cond:
+                    self.cond.wait(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            with self.cond:
+                if self.closing:
+                    w.stop()
+                    return
+                self.worker = w
+                self.restarts += 1
+                self.state = "ready"
+                self.cond.notify_all()
+            log.info("python backend: %s restarted", w.describe())
+            return
+
+    def _ready_worker(self) -> Worker:
+        if self.state == "ready":
+            return self.worker
+        deadline = time.monotonic() + self.model.backend.settings.stub_timeout
+        with self.cond:
+            while self.state != "ready" and not self.closing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+            if self.state == "ready":
+                return self.worker
+        raise TritonError.unavailable(
+            f"model '{self.model.name}' instance '{self.ctx.name}' is not ready: its python "
+            f"backend worker is restarting (last failure: {self.last_failure})")
+
+    # execute -------------------------------------------------------------------------
+    def execute(self, requests: Any, timer: abi.ExecuteTimer) -> list[InferenceResponse] | None:
+        w = self._ready_worker()
+        arena = w.s_arena
+        assert arena is not None
+        raws = []
+        total = 0
+        for r in requests:
+            for t in r.inputs.values():
+                raw = t.to_bytes()
+                n = _nbytes(raw)
+                raws.append((t, raw, n, total))
+                total += (n + 63) & ~63
+        seg, base = arena.alloc(total)
+        mv = arena.segs[seg]
+        metas = []
+        i = 0
+        decoupled = w.decoupled
+        block = [seg, base, len(requests)]
+        pending = self.pending
+        for r in requests:
+            token = next(self._tokens)
+            ins = []
+            for _ in range(len(r.inputs)):
+                t, raw, n, rel = raws[i]
+                i += 1
+                off = base + rel
+                if n:
+                    mv[off:off + n] = raw if not isinstance(raw, memoryview) else raw.cast("B")
+                ins.append((t.name, t.datatype.value, t.shape, seg, off, n))
+            outs = r.outputs
+            metas.append((token, r.id, r.correlation_id, r.flags, r.timeout_us,
+                          json.dumps(r.parameters) if r.parameters else "", tuple(ins),
+                          None if outs is None else tuple(o.name for o in outs)))
+            pending[token] = _Pending(r, block, w)
+        timer.compute_start()
+        try:
+            reply = w.execute((_wire.EXEC, tuple(metas)))
+        except WorkerDied as e:
+            for m in metas:
+                pending.pop(m[0], None)
+            self.on_death(w)
+            raise TritonError.unavailable(str(e)) from None
+        except TritonError:
+            for m in metas:
+                pending.pop(m[0], None)
+            raise
+        finally:
+            timer.compute_end()
+        if reply[0] == _wire.ERR:
+            for m in metas:
+                pending.pop(m[0], None)
+            arena.free(seg, base)
+            raise _error(reply[1], reply[2])
+        if decoupled:
+            return None
+        for m in metas:
+            pending.pop(m[0], None)
+        arena.free(seg, base)
+        return [w.to_response(m) for m in reply[1]]
+
+    def on_send(self, w: Worker, token: int, flags: int, meta: tuple | None) -> None:
+        """A decoupled response from the worker's async channel."""
+        p = self.pending.get(token)
+        if p is None:
+            return
+        resp = w.to_response(meta) if meta is not None else None
+        final = bool(flags & RESPONSE_COMPLETE_FINAL)
+        if final:
+            self.pending.pop(token, None)
+        sender = p.request.sender
+        if sender is None or sender.closed:
+            return
+        try:
+            sender.send(resp, flags)
+        except TritonError as e:
+            log.warning("python backend: %s: dropped a response: %s", w.describe(), e.message)
+        if final:
+            with self.cond:
+                p.block[2] -= 1
+                done = p.block[2] == 0
+            if done and p.worker is self.worker and w.s_arena is not None:
+                w.s_arena.free(p.block[0], p.block[1])
+
+    # close ------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
+        w = self.worker
+        w.stop()
+        self._fail_pending(w, TritonError.unavailable(
+            f"model '{self.model.name}' is unloading"))
