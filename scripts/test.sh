@@ -8,6 +8,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -U pip
 .venv/bin/python -m pip install -q -r requirements-dev.txt
-.venv/bin/python -m pip install -q -e ./core -e ./plugins/triton-backend-onnx
+.venv/bin/python -m pip install -q -e ./core -e ./plugins/triton-backend-onnx -e ./plugins/triton-backend-python
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"

@@ -1,6 +1,7 @@
 """OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1 (FP32 [16], batched)."""
 
 import numpy as np
+
 import triton_python_backend_utils as pb_utils
 
 
