@@ -12,6 +12,7 @@ from .config import ModelConfig
 from .errors import ErrorCode, TritonError
 from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, ResponseSender
 from .scheduler import RequestQueue, _Item
+from .sequence import SequenceScheduler
 from .stats import ModelStats
 
 log = logging.getLogger("triton_core")
@@ -20,18 +21,22 @@ log = logging.getLogger("triton_core")
 class InstanceWorker(threading.Thread):
     """Owns one backend Instance; execute is only ever called from this thread."""
 
-    def __init__(self, version: LoadedVersion, instance: abi.Instance, name: str) -> None:
+    def __init__(self, version: LoadedVersion, instance: abi.Instance, name: str,
+                 index: int = 0) -> None:
         super().__init__(name=f"triton-{name}", daemon=True)
         self.version = version
         self.instance = instance
+        self.index = index
 
     def run(self) -> None:
         q = self.version.queue
+        idx = self.index
         while True:
-            items = q.take()
+            items = q.take(idx)
             if items is None:
                 return
-            self.version.execute(self.instance, items)
+            if items:
+                self.version.execute(self.instance, items)
 
 
 class LoadedVersion:
@@ -42,8 +47,20 @@ class LoadedVersion:
         self.version = version
         self.model = model
         self.config = config
-        self.queue = RequestQueue(config)
+        self.queue: RequestQueue | SequenceScheduler = (
+            SequenceScheduler(config, _instance_count(config), self._on_reject)
+            if config.sequence_batching is not None
+            else RequestQueue(config, _instance_count(config), self._on_reject))
+        self.sequence = isinstance(self.queue, SequenceScheduler)
         self.stats = ModelStats()
+        self.cache = None  # a ResponseCache when response_cache is enabled (set by the manager)
+        # preserve_ordering: responses leave in the order requests arrived
+        self._ordered = self.queue.preserve_ordering and not config.decoupled
+        self._order_lock = threading.Lock()
+        self._order_in = 0
+        self._order_out = 0
+        self._tickets: dict[int, int] = {}
+        self._held: dict[int, tuple[InferenceRequest, InferenceResponse]] = {}
         self.workers: list[InstanceWorker] = []
         self.instances: list[abi.Instance] = []
         self._inflight = 0
@@ -64,7 +81,7 @@ class LoadedVersion:
                         ctx = abi.InstanceContext(name=iname, kind=kind, device_id=dev)
                         inst = self.model.create_instance(ctx)
                         self.instances.append(inst)
-                        self.workers.append(InstanceWorker(self, inst, iname))
+                        self.workers.append(InstanceWorker(self, inst, iname, len(self.workers)))
         except BaseException:
             self._close_instances()
             raise
@@ -113,16 +130,78 @@ class LoadedVersion:
 
     # requests ----------------------------------------------------------------
     def submit(self, req: InferenceRequest, batch_size: int) -> None:
-        """Queue a validated request; its callback receives the response."""
+        """Queue a validated request; its callback receives the response.
+
+        Raises TritonError when the request is refused up front (not accepting,
+        queue full, a sequence error); the callback is then never called.
+        """
         if not self.accepting:
             raise TritonError.unavailable(f"model '{self.name}' version {self.version} is not ready")
+        cache = self.cache
+        if cache is not None and self._cache_lookup(cache, req):
+            return
         with self._idle:
             self._inflight += 1
         with self.stats.lock:
             self.stats.pending += 1
         if self.decoupled:
             req.sender = ResponseSender(req, self._on_send)
-        self.queue.put(req, batch_size)
+        if self._ordered:
+            with self._order_lock:
+                self._tickets[id(req)] = self._order_in
+                self._order_in += 1
+        try:
+            self.queue.put(req, batch_size)
+        except TritonError:
+            if self._ordered:
+                self._skip_ticket(req)
+            self.stats.record_failure(time.monotonic_ns() - req.arrival_ns, "REJECTED")
+            req.sender = None
+            self._release(1)
+            raise
+
+    def cancel(self, req: InferenceRequest) -> None:
+        """A client gave up: mark the request and fail it now if it is still queued."""
+        req.cancelled = True
+        item = self.queue.remove(req)
+        if item is not None:
+            self._finish(req, TritonError(ErrorCode.CANCELLED, "request cancelled"), "CANCELED")
+
+    # response cache ----------------------------------------------------------------
+    def _cache_lookup(self, cache, req: InferenceRequest) -> bool:
+        t0 = time.monotonic_ns()
+        key = cache.key(self.name, self.version, req)
+        hit = cache.lookup(key, req)
+        if hit is not None:
+            hit.model_name, hit.model_version, hit.id = self.name, self.version, req.id
+            dt = time.monotonic_ns() - t0
+            with self.stats.lock:
+                self.stats.cache_hit.add(dt)
+                self.stats.success.add(time.monotonic_ns() - req.arrival_ns)
+                self.stats.last_inference_ms = int(time.time() * 1000)
+            cb = req.callback
+            if cb is not None:
+                cb(hit, RESPONSE_COMPLETE_FINAL)
+            return True
+        lookup_ns = time.monotonic_ns() - t0
+        inner = req.callback
+        stats = self.stats
+
+        def store(resp: InferenceResponse | None, flags: int) -> None:
+            t1 = time.monotonic_ns()
+            if resp is not None and resp.error is None:
+                cache.insert(key, resp)
+            with stats.lock:
+                stats.cache_miss.add(lookup_ns + time.monotonic_ns() - t1)
+            if inner is not None:
+                inner(resp, flags)
+
+        req.callback = store
+        return False
+
+    # completion ----------------------------------------------------------------
+    def _on_reject(self, item: _Item, error: TritonError) -> None:
+        self._finish(item.request, error, "REJECTED")
 
     def _release(self, n: int) -> None:
         with self.stats.lock:
@@ -136,9 +215,43 @@ class LoadedVersion:
         self.stats.record_failure(time.monotonic_ns() - req.arrival_ns, reason)
         if req.sender is not None:
             req.sender._closed = True  # noqa: SLF001 - the core answers for the backend
-        self._deliver(req, InferenceResponse(self.name, self.version, req.id, error=error),
-                      RESPONSE_COMPLETE_FINAL)
+        self._complete(req, InferenceResponse(self.name, self.version, req.id, error=error))
         self._release(1)
+
+    def _complete(self, req: InferenceRequest, resp: InferenceResponse) -> None:
+        """The FINAL response of a request, in arrival order under preserve_ordering."""
+        if not self._ordered:
+            self._deliver(req, resp, RESPONSE_COMPLETE_FINAL)
+            return
+        ready: list[tuple[InferenceRequest, InferenceResponse]] = []
+        with self._order_lock:
+            ticket = self._tickets.pop(id(req), None)
+            if ticket is None:
+                ready.append((req, resp))
+            else:
+                self._held[ticket] = (req, resp)
+                self._drain_held(ready)
+        for r, rs in ready:
+            self._deliver(r, rs, RESPONSE_COMPLETE_FINAL)
+
+    def _drain_held(self, ready: list) -> None:
+        while True:
+            nxt = self._held.pop(self._order_out, None)
+            if nxt is None:
+                return
+            self._order_out += 1
+            if nxt[0] is not None:
+                ready.append(nxt)
+
+    def _skip_ticket(self, req: InferenceRequest) -> None:
+        ready: list = []
+        with self._order_lock:
+            ticket = self._tickets.pop(id(req), None)
+            if ticket is not None:
+                self._held[ticket] = (None, None)
+                self._drain_held(ready)
+        for r, rs in ready:
+            self._deliver(r, rs, RESPONSE_COMPLETE_FINAL)
 
     def _deliver(self, req: InferenceRequest, resp: InferenceResponse | None, flags: int) -> None:
         if resp is not None:
@@ -159,26 +272,35 @@ class LoadedVersion:
             self._release(1)
 
     def execute(self, instance: abi.Instance, items: Sequence[_Item]) -> None:
-        requests = [it.request for it in items]
         live = []
+        dropped = []
         for it in items:
             if it.request.cancelled:
+                dropped.append(it)
                 self._finish(it.request, TritonError(ErrorCode.CANCELLED, "request cancelled"),
                              "CANCELED")
             else:
                 live.append(it)
+        seq = self.queue if self.sequence else None
+        if seq is not None and dropped:
+            seq.done(dropped, [None] * len(dropped))  # type: ignore[union-attr]
         if not live:
             return
         requests = [it.request for it in live]
         timer = abi.ExecuteTimer()
+        if seq is not None:
+            seq.prepare(live)  # type: ignore[union-attr]
         if self.decoupled:
             self._execute_decoupled(instance, live, requests, timer)
+            if seq is not None:
+                seq.done(live, [None] * len(live))  # type: ignore[union-attr]
             return
         try:
             responses = instance.execute(requests, timer)
-            if len(responses) != len(requests):
+            if responses is None or len(responses) != len(requests):
                 raise TritonError.internal(
-                    f"backend returned {len(responses)} responses for {len(requests)} requests"
+                    f"backend returned {0 if responses is None else len(responses)} responses "
+                    f"for {len(requests)} requests"
                 )
         except TritonError as e:
             responses = [InferenceResponse(error=e) for _ in requests]
@@ -187,10 +309,12 @@ class LoadedVersion:
             err = TritonError.internal(f"{type(e).__name__}: {e}")
             responses = [InferenceResponse(error=err) for _ in requests]
         timer.exec_end_ns = time.monotonic_ns()
+        if seq is not None:
+            seq.done(live, responses)  # type: ignore[union-attr]
         ok = [resp.error is None for resp in responses]
         self._record(live, requests, timer, ok)
         for req, resp in zip(requests, responses, strict=True):
-            self._deliver(req, resp, RESPONSE_COMPLETE_FINAL)
+            self._complete(req, resp)
         self._release(len(live))
 
     def _execute_decoupled(self, instance: abi.Instance, live: Sequence[_Item],
@@ -230,3 +354,11 @@ class LoadedVersion:
             compute_infer_ns=ce - cs,
             compute_output_ns=end - ce,
         )
+
+
+def _instance_count(config: ModelConfig) -> int:
+    n = 0
+    for g in config.instance_group:
+        kind = "KIND_CPU" if g.kind == "KIND_AUTO" else g.kind
+        n += g.count * (len(g.gpus) if kind == "KIND_GPU" and g.gpus else 1)
+    return max(1, n)
