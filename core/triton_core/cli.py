@@ -41,8 +41,7 @@ _REFUSED = {
     "--trace-config": "the trace extension is not supported yet",
     "--trace-file": "the trace extension is not supported yet",
     "--trace-level": "the trace extension is not supported yet",
-    "--cache-config": "the response cache is not supported yet",
-    "--cache-directory": "the response cache is not supported yet",
+    "--cache-directory": "only the 'local' cache is available (--cache-config local,size=N)",
     "--rate-limit": "the rate limiter is not supported yet",
     "--rate-limit-resource": "the rate limiter is not supported yet",
     "--pinned-memory-pool-byte-size": "pinned memory pools do not apply (no CUDA memory management)",
@@ -109,6 +108,8 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--metrics-interval-ms", type=int, default=2000)
     p.add_argument("--metrics-config", action="append", default=[])
     _flag(p, "--allow-client-shm", False, "allow the system shared-memory extension")
+    p.add_argument("--cache-config", action="append", default=[], metavar="<cache>,<key>=<value>",
+                   help="response cache settings, e.g. local,size=1048576")
     p.add_argument("--log-verbose", type=int, default=0)
     p.add_argument("--log-info", type=_bool, default=True)
     p.add_argument("--log-warning", type=_bool, default=True)
@@ -185,7 +186,27 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         backend_config=_backend_config(a.backend_config),
         server_id=a.server_id,
         allow_client_shm=a.allow_client_shm,
+        cache_config=_cache_config(a.cache_config),
     )
+
+
+def _cache_config(items: list[str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for item in items:
+        cache, sep, kv = item.partition(",")
+        key, eq, value = kv.partition("=")
+        if not sep or not eq or not key or not cache:
+            raise SystemExit(f"error: --cache-config expects <cache>,<key>=<value>, got '{item}'")
+        if cache != "local":
+            raise SystemExit(f"error: --cache-config: cache '{cache}' is not supported (only 'local')")
+        if key == "size":
+            try:
+                if int(value) < 0:
+                    raise ValueError
+            except ValueError:
+                raise SystemExit(f"error: --cache-config local,size expects bytes, got '{value}'") from None
+        out.setdefault(cache, {})[key] = value
+    return out
 
 
 def _print_tables(server: Server) -> None:

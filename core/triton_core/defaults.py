@@ -52,14 +52,44 @@ def check_config(cfg: ModelConfig, where: str) -> None:
             if not t.dims and t.reshape is None:
                 fail(f"{kind}[{i}].dims", f"{kind} '{t.name}' must specify dims")
         seen = set()
+    schedulers = [n for n in ("dynamic_batching", "sequence_batching", "ensemble_scheduling")
+                  if getattr(cfg, n) is not None]
+    if len(schedulers) > 1:
+        fail(schedulers[1], f"a model may use only one scheduler, found {', '.join(schedulers)}")
+    if cfg.platform == "ensemble" and cfg.ensemble_scheduling is None:
+        fail("ensemble_scheduling", "an ensemble must specify ensemble_scheduling")
+    rc = cfg.response_cache
+    if rc is not None and rc.enable:
+        if cfg.decoupled:
+            fail("response_cache", f"Response Cache does not currently support model "
+                 f"'{cfg.name}' with 'decoupled' transaction policy. Please disable the "
+                 "response cache.")
+        if cfg.sequence_batching is not None:
+            fail("response_cache", f"Response Cache does not currently support model "
+                 f"'{cfg.name}' with sequence batching. Please disable the response cache.")
     if cfg.sequence_batching is not None:
-        raise TritonError.unsupported(
-            f"{where}: sequence batching (sequence_batching) is not supported yet")
-    if cfg.ensemble_scheduling is not None or cfg.platform == "ensemble":
-        raise TritonError.unsupported(f"{where}: ensemble models are not supported yet")
+        from .sequence import parse_controls
+        parse_controls(cfg.sequence_batching, where)
+        sb = cfg.sequence_batching
+        if sb.get("direct") is not None and sb.get("oldest") is not None:
+            fail("sequence_batching", "specify only one of direct and oldest")
     if cfg.max_batch_size == 0 and cfg.dynamic_batching is not None:
         fail("dynamic_batching", "dynamic batching requires max_batch_size > 0")
     db = cfg.dynamic_batching
+    if db is not None and db.priority_levels:
+        if not 1 <= db.default_priority_level <= db.priority_levels:
+            fail("dynamic_batching.default_priority_level",
+                 f"default priority level {db.default_priority_level} must be between 1 and "
+                 f"priority_levels {db.priority_levels}")
+        for k in db.priority_queue_policy:
+            if not k.isdigit() or not 1 <= int(k) <= db.priority_levels:
+                fail("dynamic_batching.priority_queue_policy",
+                     f"priority level {k} must be between 1 and {db.priority_levels}")
+    if db is not None:
+        for pol in [db.default_queue_policy, *db.priority_queue_policy.values()]:
+            if pol is not None and str(pol.timeout_action).upper() not in ("REJECT", "DELAY"):
+                fail("dynamic_batching.queue_policy.timeout_action",
+                     f"timeout action '{pol.timeout_action}' must be REJECT or DELAY")
     if db is not None:
         for p in db.preferred_batch_size:
             if p < 1 or p > cfg.max_batch_size:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from . import abi
 from .config import ModelConfig, parse_config_json
 from .defaults import check_config, complete_config
+from .ensemble import EnsembleVersion, check_ensemble, composing_models
 from .errors import TritonError
 from .model_version import LoadedVersion
 from .plugins import BackendRegistry
@@ -157,9 +158,48 @@ class ModelManager:
                 log.exception("loading '%s' failed", n)
                 errors[n] = f"{type(e).__name__}: {e}"
 
-        with ThreadPoolExecutor(self.load_threads, thread_name_prefix="triton-load") as pool:
-            list(pool.map(one, names))
+        # Ensembles load after the models they compose (rounds, for ensembles of ensembles).
+        deps = {n: self._ensemble_deps(n) for n in names}
+        remaining = list(names)
+        loaded: set[str] = set()
+        while remaining:
+            wave = [n for n in remaining
+                    if deps[n] is None or not (deps[n] & set(remaining)) or deps[n] <= loaded]
+            if not wave:
+                wave = remaining  # a cycle: let the loads fail with their own message
+            with ThreadPoolExecutor(self.load_threads, thread_name_prefix="triton-load") as pool:
+                list(pool.map(one, wave))
+            loaded.update(wave)
+            remaining = [n for n in remaining if n not in loaded]
         return errors
+
+    def _ensemble_deps(self, name: str) -> set[str] | None:
+        """The composing models of an ensemble in the repository; None for other models."""
+        try:
+            cfg = read_config(self.repository.find(name))
+        except Exception:  # noqa: BLE001 - the load itself reports a broken config
+            return None
+        if cfg.platform != "ensemble" and not cfg.ensemble_scheduling:
+            return None
+        return composing_models(cfg)
+
+    def dependents(self, name: str) -> list[str]:
+        """Loaded ensembles that use ``name``, directly or through other ensembles."""
+        out: list[str] = []
+        frontier = {name}
+        while frontier:
+            nxt = set()
+            for n, rec in list(self.models.items()):
+                if n in out or n == name:
+                    continue
+                for st in rec.versions.values():
+                    lv = st.loaded
+                    if isinstance(lv, EnsembleVersion) and lv.composing() & frontier:
+                        out.append(n)
+                        nxt.add(n)
+                        break
+            frontier = nxt
+        return out
 
     def load(self, name: str, config_json: str | dict | None = None,
              files: dict[str, str] | None = None) -> None:
@@ -270,6 +310,9 @@ class ModelManager:
                 f"{where}: field 'name': config name '{cfg.name}' does not match the model "
                 f"folder '{name}'")
         cfg.name = name
+        if cfg.platform == "ensemble" or cfg.ensemble_scheduling is not None:
+            self._load_ensemble(rec, cfg, src, where, config_json)
+            return
         backend_name = self._resolve_backend(cfg, src)
         entry = self.registry.entry(backend_name)
         backend = self.registry.backend(backend_name)
@@ -300,6 +343,7 @@ class ModelManager:
                 final = complete_config(model.config, name, backend_name, platforms, default_file)
                 check_config(final, where)
                 lv = LoadedVersion(name, v, model, final)
+                self._attach_cache(lv)
                 try:
                     lv.create_instances()
                 except BaseException:
@@ -334,6 +378,44 @@ class ModelManager:
         if rec.versions[newest].loaded is not None:
             rec.config = rec.versions[newest].loaded.config  # type: ignore[union-attr]
         for lv in old:  # in-flight requests on the old versions finish first
+            lv.close(self.exit_timeout)
+        log.info("successfully loaded '%s' version(s) %s", name, ", ".join(map(str, wanted)))
+
+    def _attach_cache(self, lv: LoadedVersion) -> None:
+        rc = lv.config.response_cache
+        cache = getattr(self.server, "response_cache", None)
+        if rc is not None and rc.enable and cache is not None and not lv.decoupled \
+                and lv.config.sequence_batching is None:
+            lv.cache = cache
+
+    def _load_ensemble(self, rec: ModelRecord, cfg: ModelConfig, src: ModelSource, where: str,
+                       config_json: str | dict | None) -> None:
+        name = rec.name
+        cfg.platform = "ensemble"
+        final = complete_config(cfg, name, "", (), "")
+        final.backend = ""
+        final.instance_group = []
+        available = numeric_versions(src.path)
+        wanted = select_versions(final.version_policy, available)
+        if not wanted:
+            raise TritonError.invalid_arg(
+                f"at least one version must be available under the version policy of model '{name}'")
+        try:
+            check_config(final, where)
+            steps = check_ensemble(final, where, self)
+        except TritonError as e:
+            for v in wanted:
+                st = rec.versions.get(v)
+                if st is None or st.state != READY:
+                    rec.versions[v] = VersionState(UNAVAILABLE, e.message)
+            raise TritonError(e.code, f"failed to load '{name}': {e.message}") from None
+        old = [st.loaded for v, st in rec.versions.items() if st.loaded is not None]
+        rec.versions = {v: VersionState(READY, "", EnsembleVersion(name, v, final, steps, self))
+                        for v in wanted}
+        rec.source = src
+        rec.fingerprint = src.fingerprint()
+        rec.config = final
+        for lv in old:
             lv.close(self.exit_timeout)
         log.info("successfully loaded '%s' version(s) %s", name, ", ".join(map(str, wanted)))
 

@@ -24,6 +24,8 @@ class ServerOptions(BaseModel):
     backend_config: dict[str, dict[str, str]] = Field(default_factory=dict)
     server_id: str = "triton"
     allow_client_shm: bool = False
+    # --cache-config <cache>,<key>=<value>: {"local": {"size": "1048576"}}
+    cache_config: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("model_repository", mode="before")
     @classmethod

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .cache import ResponseCache, parse_cache_config
 from .config import ModelConfig, config_to_json_dict
 from .errors import TritonError
 from .logsettings import LogSettings
@@ -31,6 +32,7 @@ log = logging.getLogger("triton_core")
 
 EXTENSIONS = [
     "classification",
+    "sequence",
     "model_repository",
     "model_repository(unload_dependents)",
     "schedule_policy",
@@ -107,6 +109,9 @@ class Server:
         if self.options.allow_client_shm:
             self.shm_registry = SystemSharedMemoryRegistry()
             self.shm_io = SharedMemoryIO(self.shm_registry)
+        cache_size = parse_cache_config(self.options.cache_config)
+        self.response_cache: ResponseCache | None = (
+            ResponseCache(cache_size) if cache_size is not None else None)
 
     # lifecycle -----------------------------------------------------------------
     def start(self) -> None:
@@ -250,7 +255,7 @@ class Server:
         try:
             resp = await fut
         except asyncio.CancelledError:
-            req.cancelled = True
+            lv.cancel(req)  # a queued request leaves the queue now, failed as CANCELLED
             raise
         if resp.error is not None:
             raise resp.error
@@ -281,7 +286,7 @@ class Server:
                 if final:
                     return
         except (asyncio.CancelledError, GeneratorExit):
-            req.cancelled = True
+            lv.cancel(req)
             raise
 
     def infer(self, req: InferenceRequest, timeout: float | None = None) -> InferenceResponse:
@@ -309,7 +314,7 @@ class Server:
             try:
                 resp, flags = q.get(timeout=timeout)
             except queue.Empty:
-                req.cancelled = True
+                lv.cancel(req)
                 raise TritonError.unavailable("timed out waiting for a response") from None
             final = bool(flags & RESPONSE_COMPLETE_FINAL)
             yield resp, final
@@ -358,7 +363,13 @@ class Server:
 
     def unload_model(self, name: str, unload_dependents: bool = False) -> None:
         self._check_model_control()
+        dependents = self.manager.dependents(name) if unload_dependents else []
         self.manager.unload(name)
+        for dep in dependents:
+            try:
+                self.manager.unload(dep)
+            except TritonError as e:
+                log.warning("unloading dependent '%s' of '%s' failed: %s", dep, name, e.message)
 
 
 def _resolve(fut: asyncio.Future, resp: InferenceResponse) -> None:
