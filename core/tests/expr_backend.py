@@ -16,11 +16,21 @@ import numpy as np
 
 from triton_core import abi
 from triton_core.config import parse_config_json
+from triton_core.dtypes import DataType
+from triton_core.errors import ErrorCode, TritonError
 from triton_core.gather import batch_sizes, gather_input, scatter_output
 from triton_core.request import RESPONSE_COMPLETE_FINAL, InferenceResponse
 from triton_core.tensor import Tensor
 
 NAME = "expr"
+
+
+def _outputs(cfg):
+    """(name, datatype) of every output to compute: config outputs, then implicit state outputs."""
+    out = [(o.name, o.datatype) for o in cfg.output]
+    for st in (cfg.sequence_batching or {}).get("state", []) or []:
+        out.append((st["output_name"], DataType.from_config(st.get("data_type", "TYPE_FP32"))))
+    return out
 
 
 class ExprInstance(abi.Instance):
@@ -30,6 +40,8 @@ class ExprInstance(abi.Instance):
         self.active = 0
         self.max_active = 0
         self.calls: list[int] = []  # batch sizes seen by execute
+        self.batches: list[int] = []  # requests per execute
+        self.saw_cancel = False
 
     def execute(self, requests, timer):
         cfg = self.model.config
@@ -40,21 +52,34 @@ class ExprInstance(abi.Instance):
         try:
             sleep_ms = float(cfg.parameter("sleep_ms", "0") or 0)
             fail_on = cfg.parameter("fail_on")
-            names = [i.name for i in cfg.input]
-            batched = cfg.max_batch_size > 0 and len(requests) > 1
+            names = list(requests[0].inputs)
+            outputs = _outputs(cfg)
+            self.batches.append(len(requests))
+            same = all({n: t.shape[1:] for n, t in r.inputs.items()}
+                       == {n: t.shape[1:] for n, t in requests[0].inputs.items()} for r in requests)
+            batched = cfg.max_batch_size > 0 and len(requests) > 1 and same
             timer.compute_start()
             if sleep_ms:
                 time.sleep(sleep_ms / 1000)
+            wait_ms = float(cfg.parameter("cancel_wait_ms", "0") or 0)
+            if wait_ms:
+                end = time.monotonic() + wait_ms / 1000
+                while time.monotonic() < end and not all(r.is_cancelled() for r in requests):
+                    time.sleep(0.002)
+                if all(r.is_cancelled() for r in requests):
+                    self.saw_cancel = True
+                    return [InferenceResponse(error=TritonError(ErrorCode.CANCELLED, "cancelled"))
+                            for _ in requests]
             if batched:
                 sizes = batch_sizes(requests, names[0])
-                env = {n: gather_input(requests, n) for n in names if n in requests[0].inputs}
+                env = {n: gather_input(requests, n) for n in names}
                 self.calls.append(sum(sizes))
-                outs = {o.name: np.asarray(eval(cfg.parameter(o.name), {"np": np}, env))  # noqa: S307
-                        for o in cfg.output}
+                outs = {n: np.asarray(eval(cfg.parameter(n), {"np": np}, env))  # noqa: S307
+                        for n, _ in outputs}
                 timer.compute_end()
                 split = {n: scatter_output(a, sizes) for n, a in outs.items()}
                 return [InferenceResponse(outputs=[
-                    Tensor.from_numpy(o.name, split[o.name][i], o.datatype) for o in cfg.output])
+                    Tensor.from_numpy(n, split[n][i], dt) for n, dt in outputs])
                     for i in range(len(requests))]
             responses = []
             for r in requests:
@@ -65,9 +90,9 @@ class ExprInstance(abi.Instance):
                 ):
                     raise ValueError(f"input holds the failing value {fail_on}")
                 res = []
-                for o in cfg.output:
-                    arr = np.asarray(eval(cfg.parameter(o.name), {"np": np}, env))  # noqa: S307
-                    res.append(Tensor.from_numpy(o.name, arr, o.datatype))
+                for n, dt in outputs:
+                    arr = np.asarray(eval(cfg.parameter(n), {"np": np}, env))  # noqa: S307
+                    res.append(Tensor.from_numpy(n, arr, dt))
                 responses.append(InferenceResponse(outputs=res))
             timer.compute_end()
             return responses

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from . import http_generate
 from .classification import classifier_for
 from .errors import ErrorCode, TritonError
 from .http_body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
@@ -126,6 +127,8 @@ class HttpFrontEnd:
         await self._send(send, resp, headers)
 
     async def _send(self, send: Send, resp: Response, req_headers: dict[bytes, bytes]) -> None:
+        if isinstance(resp, http_generate.StreamResponse):
+            return await resp.stream(send)
         body = resp.body
         if isinstance(body, list):
             body = b"".join(body)
@@ -238,7 +241,10 @@ class HttpFrontEnd:
             self._check_restricted(req, "statistics")
             return self._get(req) or json_response(srv.statistics(name, version))
         if action in ("generate", "generate_stream"):
-            raise TritonError.unsupported(f"the {action} extension is not supported yet")
+            if req.method != "POST":
+                return _method_not_allowed()
+            self._check_restricted(req, "inference")
+            return await http_generate.handle(self, req, name, version, action == "generate_stream")
         return json_response({"error": "Not Found"}, 404)
 
     async def _infer(self, req: _Req, name: str, version_s: str | None) -> Response:
