@@ -33,24 +33,29 @@ _HEADER_LEN = b"inference-header-content-length"
 class _Req:
     """What a handler needs of one HTTP request."""
 
-    __slots__ = ("method", "parts", "headers", "receive", "app")
+    __slots__ = ("method", "parts", "headers", "receive", "app", "raw_body")
 
     def __init__(self, method: str, parts: list[str], headers: dict[bytes, bytes],
-                 receive: Receive, app: HttpFrontEnd) -> None:
+                 receive: Receive | None, app: HttpFrontEnd, raw_body: bytes | None = None) -> None:
         self.method = method
         self.parts = parts
         self.headers = headers
         self.receive = receive
         self.app = app
+        self.raw_body = raw_body  # already read (within the limit) by our own HTTP protocol
 
     async def body(self) -> bytes:
-        cl = self.headers.get(b"content-length")
-        try:
-            length = int(cl) if cl is not None else None
-        except ValueError:
-            raise TritonError.invalid_arg("invalid Content-Length header") from None
         limit = self.app.max_input_size
-        body = await read_body(self.receive, length, limit)
+        if self.raw_body is not None:
+            body = self.raw_body
+        else:
+            cl = self.headers.get(b"content-length")
+            try:
+                length = int(cl) if cl is not None else None
+            except ValueError:
+                raise TritonError.invalid_arg("invalid Content-Length header") from None
+            assert self.receive is not None
+            body = await read_body(self.receive, length, limit)
         enc = self.headers.get(b"content-encoding")
         if enc:
             body = decompress(body, enc.decode("latin-1"), limit)
@@ -101,7 +106,9 @@ class HttpFrontEnd:
         self.max_input_size = max_input_size
         # --http-restricted-api: category -> (header, value) required
         self.restricted = restricted or {}
-        self._uvicorn: Any = None
+        self._server: Any = None
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ASGI ------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -111,10 +118,17 @@ class HttpFrontEnd:
                 if msg["type"] == "lifespan.startup":
                     await send({"type": "lifespan.startup.complete"})
             return
-        path = scope["path"]
-        parts = [p for p in path.split("/") if p]
         headers = dict(scope["headers"])
-        req = _Req(scope["method"], parts, headers, receive, self)
+        req = _Req(scope["method"], [p for p in scope["path"].split("/") if p], headers, receive, self)
+        status, hdrs, body = await self.handle(req, scope["path"])
+        if isinstance(body, http_generate.StreamResponse):
+            return await body.stream(send)
+        hdrs.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await send({"type": "http.response.body", "body": body})
+
+    async def handle(self, req: _Req, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """Run one request: (status, headers without content-length, body)."""
         try:
             resp = await self.dispatch(req)
         except _MethodNotAllowed:
@@ -122,27 +136,22 @@ class HttpFrontEnd:
         except TritonError as e:
             resp = error_response(e)
         except Exception as e:  # never let a handler bug take a connection down silently
-            log.exception("HTTP handler failed for %s %s", scope["method"], path)
+            log.exception("HTTP handler failed for %s %s", req.method, path)
             resp = error_response(TritonError.internal(f"{type(e).__name__}: {e}"))
-        await self._send(send, resp, headers)
-
-    async def _send(self, send: Send, resp: Response, req_headers: dict[bytes, bytes]) -> None:
         if isinstance(resp, http_generate.StreamResponse):
-            return await resp.stream(send)
+            return 200, [], resp  # type: ignore[return-value]  # written chunk by chunk
         body = resp.body
         if isinstance(body, list):
             body = b"".join(body)
         hdrs = [(b"content-type", resp.content_type)]
         hdrs.extend(resp.extra)
-        accept = req_headers.get(b"accept-encoding")
+        accept = req.headers.get(b"accept-encoding")
         if accept and body:
             enc = pick_encoding(accept.decode("latin-1"))
             if enc:
                 body = compress(body, enc)
                 hdrs.append((b"content-encoding", enc.encode()))
-        hdrs.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": resp.status, "headers": hdrs})
-        await send({"type": "http.response.body", "body": body})
+        return resp.status, hdrs, body
 
     # routing ---------------------------------------------------------------------
     async def dispatch(self, req: _Req) -> Response:
@@ -362,25 +371,36 @@ class HttpFrontEnd:
         return json_response({"error": "Not Found"}, 404)
 
     # serving ---------------------------------------------------------------------
-    async def serve(self, host: str = "0.0.0.0", port: int = 8000, workers_backlog: int = 2048) -> None:
-        import uvicorn
+    async def serve(self, host: str = "0.0.0.0", port: int = 8000, backlog: int = 2048) -> None:
+        """Serve on host:port until shutdown(); our httptools protocol (one write per response)."""
+        from .http_server import serve_http
 
-        config = uvicorn.Config(
-            self, host=host, port=port, loop="none", http="httptools", lifespan="off",
-            access_log=False, log_level="warning", backlog=workers_backlog,
-            timeout_keep_alive=75,
-        )
-        server = uvicorn.Server(config)
-        self._uvicorn = server
-        await server._serve()  # noqa: SLF001 - signals are handled by our CLI, not uvicorn
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server, connections = await serve_http(self, host, port, backlog)
+        self._server = server
+        try:
+            await self._stop.wait()
+        finally:
+            server.close()
+            for conn in list(connections):
+                conn.close()
+            await server.wait_closed()
+            self._server = None
 
     @property
     def started(self) -> bool:
-        return bool(self._uvicorn is not None and self._uvicorn.started)
+        return self._server is not None
+
+    @property
+    def port(self) -> int | None:
+        if self._server is None or not self._server.sockets:
+            return None
+        return self._server.sockets[0].getsockname()[1]
 
     def shutdown(self) -> None:
-        if self._uvicorn is not None:
-            self._uvicorn.should_exit = True
+        if self._stop is not None and self._loop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)  # may come from another thread
 
 
 class _MethodNotAllowed(TritonError):

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .http import HttpFrontEnd
 
 _RESERVED = ("id", "parameters")
+_SSE = b"text/event-stream; charset=utf-8"
 
 
 def _input_tensor(name: str, value: Any, cfg_in: Any, batching: bool) -> Tensor:
@@ -127,30 +128,48 @@ class StreamResponse:
             return self._event({"error": resp.error.message})
         return self._event(response_json(resp, self.batching))
 
-    async def stream(self, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8"),
-                                (b"cache-control", b"no-cache")]})
+    async def chunks(self) -> Any:
         resp, final = self.first
-        chunk = self._encode(resp)
-        if chunk:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         try:
+            chunk = self._encode(resp)
+            if chunk:
+                yield chunk
             while not final:
                 try:
                     resp, final = await self.agen.__anext__()
                 except StopAsyncIteration:
                     break
                 except TritonError as e:
-                    chunk = self._event({"error": e.message})
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    yield self._event({"error": e.message})
                     break
                 chunk = self._encode(resp)
                 if chunk:
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    yield chunk
         finally:
             await self.agen.aclose()
+
+    async def stream(self, send: Any) -> None:
+        """Over ASGI."""
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", _SSE), (b"cache-control", b"no-cache")]})
+        async for chunk in self.chunks():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def write_chunked(self, transport: Any, keep_alive: bool) -> None:
+        """Over the raw HTTP/1.1 transport: chunked transfer encoding."""
+        def write(data: bytes) -> None:
+            if transport is not None and not transport.is_closing():
+                transport.write(data)
+
+        write(b"HTTP/1.1 200 OK\r\ncontent-type: " + _SSE + b"\r\ncache-control: no-cache\r\n"
+              b"transfer-encoding: chunked\r\n" + (b"" if keep_alive else b"connection: close\r\n")
+              + b"\r\n")
+        async for chunk in self.chunks():
+            write(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        write(b"0\r\n\r\n")
+        if not keep_alive and transport is not None:
+            transport.close()
 
 
 async def handle(app: HttpFrontEnd, req: Any, name: str, version_s: str | None, stream: bool) -> Any:
