@@ -23,6 +23,9 @@ from triton_core.request import RESPONSE_COMPLETE_FINAL, InferenceResponse
 from triton_core.tensor import Tensor
 
 NAME = "expr"
+# Executes holding an input equal to the `block_value` parameter wait for this (tests).
+GATE = threading.Event()
+GATE.set()
 
 
 def _outputs(cfg):
@@ -42,6 +45,8 @@ class ExprInstance(abi.Instance):
         self.calls: list[int] = []  # batch sizes seen by execute
         self.batches: list[int] = []  # requests per execute
         self.saw_cancel = False
+        self.blocked = 0  # executes that waited on GATE
+        self.order: list = []  # requests in execution order
 
     def execute(self, requests, timer):
         cfg = self.model.config
@@ -61,6 +66,13 @@ class ExprInstance(abi.Instance):
             timer.compute_start()
             if sleep_ms:
                 time.sleep(sleep_ms / 1000)
+            block = cfg.parameter("block_value")
+            if block is not None and any(
+                    np.any(t.as_numpy() == float(block)) for r in requests for t in r.inputs.values()
+                    if t.as_numpy().dtype != object):
+                self.blocked += 1
+                GATE.wait(10)
+            self.order.extend(requests)
             wait_ms = float(cfg.parameter("cancel_wait_ms", "0") or 0)
             if wait_ms:
                 end = time.monotonic() + wait_ms / 1000
@@ -73,6 +85,7 @@ class ExprInstance(abi.Instance):
             if batched:
                 sizes = batch_sizes(requests, names[0])
                 env = {n: gather_input(requests, n) for n in names}
+                env["instance"] = self.model.instances.index(self)
                 self.calls.append(sum(sizes))
                 outs = {n: np.asarray(eval(cfg.parameter(n), {"np": np}, env))  # noqa: S307
                         for n, _ in outputs}
@@ -84,6 +97,7 @@ class ExprInstance(abi.Instance):
             responses = []
             for r in requests:
                 env = {n: t.as_numpy() for n, t in r.inputs.items()}
+                env["instance"] = self.model.instances.index(self)
                 self.calls.append(1)
                 if fail_on is not None and any(
                     a.dtype != object and np.any(a == float(fail_on)) for a in env.values()
@@ -108,6 +122,10 @@ class ExprInstance(abi.Instance):
         def run(req):
             sender = req.response_sender()
             env = {k: t.as_numpy() for k, t in req.inputs.items()}
+            if req.is_cancelled():
+                sender.send(InferenceResponse(error=TritonError(ErrorCode.CANCELLED, "cancelled")),
+                            RESPONSE_COMPLETE_FINAL)
+                return
             for i in range(n):
                 env["i"] = i
                 outs = [Tensor.from_numpy(o.name, np.asarray(eval(cfg.parameter(o.name), {"np": np}, env)),
