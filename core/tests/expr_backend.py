@@ -100,7 +100,8 @@ class ExprInstance(abi.Instance):
                 env["instance"] = self.model.instances.index(self)
                 self.calls.append(1)
                 if fail_on is not None and any(
-                    a.dtype != object and np.any(a == float(fail_on)) for a in env.values()
+                    isinstance(a, np.ndarray) and a.dtype != object and np.any(a == float(fail_on))
+                    for a in env.values()
                 ):
                     raise ValueError(f"input holds the failing value {fail_on}")
                 res = []

@@ -103,7 +103,7 @@ def parse_controls(sb: dict, where: str) -> list[_Control]:
     for ci in sb.get("control_input", []) or []:
         name = ci.get("name", "")
         for c in ci.get("control", []) or []:
-            kind = _KINDS.get(c.get("kind", ""))
+            kind = _KINDS.get(c.get("kind", "CONTROL_SEQUENCE_START"))  # enum 0: omitted
             if kind is None:
                 raise TritonError.invalid_arg(
                     f"{where}: unknown sequence batching control kind '{c.get('kind')}'")
