@@ -1,0 +1,191 @@
+"""Dynamic batching on a compute-bound model: our server under perf_analyzer vs onnxruntime alone.
+
+    python bench/mlp/bench_mlp.py [--protocol grpc] [--concurrency 16]
+
+1. Builds bench/models_mlp/mlp (bench/mlp/build_mlp.py) when missing.
+2. onnxruntime in this process, no server: samples/s at batch 1..64; the best
+   is the physical limit of this machine for this model.
+3. Starts `tritonserver --model-repository bench/models_mlp` (our server),
+   runs perf_analyzer (batch 1 requests, --concurrency-range C:C) and reads the
+   model's statistics before and after: average batch size, and per request
+   the queue time, gather/scatter (compute_input + compute_output) and the
+   time the core spends on a request outside the backend's compute.
+4. Prints throughput, the ratio to the best direct batch and the overheads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def direct(model: Path, seconds: float) -> dict[int, float]:
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    out = {}
+    for b in (1, 2, 4, 8, 16, 32, 64):
+        x = np.random.default_rng(b).standard_normal((b, 1024)).astype(np.float32)
+        for _ in range(3):
+            sess.run(None, {"INPUT": x})
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            sess.run(None, {"INPUT": x})
+            n += 1
+        out[b] = n * b / (time.perf_counter() - t0)
+    return out
+
+
+def batcher_overhead(n: int = 50000) -> dict[str, float]:
+    """The dynamic batcher alone, in this process: microseconds per request to queue and batch."""
+    from triton_core import InferenceRequest, Tensor
+    from triton_core.config.io import parse_pbtxt
+    from triton_core.scheduler import RequestQueue
+
+    cfg = parse_pbtxt((ROOT / "bench/models_mlp/mlp/config.pbtxt").read_text())
+    x = Tensor.from_numpy("INPUT", np.zeros((1, 1024), np.float32))
+    reqs = [InferenceRequest(model_name="mlp", inputs={"INPUT": x}) for _ in range(n)]
+    out = {}
+    for batch in (1, 16, 64):
+        q = RequestQueue(cfg)
+        t0 = time.perf_counter()
+        for i in range(0, n, batch):
+            for r in reqs[i:i + batch]:
+                q.put(r, 1)
+            got = 0
+            while got < min(batch, n - i):
+                got += len(q.take())
+        out[f"put_take_us_per_request_b{batch}"] = (time.perf_counter() - t0) / n * 1e6
+    return out
+
+
+def get_json(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read())
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("our server exited during start-up")
+        try:
+            with urllib.request.urlopen(f"http://{url}/v2/models/mlp/ready", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit("our server did not become ready")
+
+
+def stats(url: str) -> dict:
+    return get_json(f"http://{url}/v2/models/mlp/stats")["model_stats"][0]
+
+
+def delta(a: dict, b: dict) -> dict:
+    ia, ib = a["inference_stats"], b["inference_stats"]
+    d = {k: (ib[k]["count"] - ia[k]["count"], ib[k]["ns"] - ia[k]["ns"]) for k in ib}
+    d["inference_count"] = b["inference_count"] - a["inference_count"]
+    d["execution_count"] = b["execution_count"] - a["execution_count"]
+    return d
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--protocol", default="grpc", choices=("grpc", "http"))
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--port", type=int, default=8600)
+    ap.add_argument("--seconds", type=float, default=3.0, help="per batch size, direct runs")
+    ap.add_argument("--measurement-interval", type=int, default=5000)
+    ap.add_argument("--perf-analyzer", default=os.environ.get(
+        "PERF_ANALYZER", str(ROOT / "bench/.tools/bin/perf_analyzer")))
+    ap.add_argument("--server", default="tritonserver", help="our server's command")
+    a = ap.parse_args()
+
+    repo = ROOT / "bench/models_mlp"
+    onnx_file = repo / "mlp/1/model.onnx"
+    if not onnx_file.exists():
+        import build_mlp
+        build_mlp.build(repo)
+
+    d = direct(onnx_file, a.seconds)
+    best_b = max(d, key=d.get)
+    print("onnxruntime direct (samples/s): " + ", ".join(f"b{b}={v:.0f}" for b, v in d.items()))
+
+    http = f"127.0.0.1:{a.port}"
+    grpc = f"127.0.0.1:{a.port + 1}"
+    cmd = [a.server, "--model-repository", str(repo), "--http-port", str(a.port),
+           "--grpc-port", str(a.port + 1), "--metrics-port", str(a.port + 2),
+           "--http-address", "127.0.0.1", "--grpc-address", "127.0.0.1"]
+    log = open(ROOT / "bench/mlp/server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_ready(http, proc)
+        before = stats(http)
+        pa = [a.perf_analyzer, "-m", "mlp", "-u", grpc if a.protocol == "grpc" else http,
+              "-i", a.protocol, "--concurrency-range", f"{a.concurrency}:{a.concurrency}",
+              "-p", str(a.measurement_interval), "-s", "20", "-f", "/dev/stdout"]
+        print("$ " + " ".join(pa))
+        res = subprocess.run(pa, capture_output=True, text=True, timeout=600)
+        after = stats(http)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    if res.returncode != 0:
+        print(res.stdout[-3000:], res.stderr[-3000:])
+        return 1
+    text = res.stdout[res.stdout.find("Concurrency,"):]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    thr = float(rows[0]["Inferences/Second"])
+    p99 = float(rows[0]["p99 latency"])
+    dd = delta(before, after)
+    own = batcher_overhead()
+    n = dd["success"][0]
+
+    def avg(k: str) -> float:
+        return dd[k][1] / max(1, dd[k][0]) / 1000
+
+    outside = avg("success") - avg("queue") - avg("compute_infer")
+    report = {
+        "protocol": a.protocol, "concurrency": a.concurrency,
+        "server_infer_per_s": thr, "p99_us": p99,
+        "direct_best_batch": best_b, "direct_best_samples_per_s": d[best_b],
+        "direct_per_batch": d, "ratio": thr / d[best_b],
+        "avg_batch": dd["inference_count"] / max(1, dd["execution_count"]),
+        "requests_measured": n,
+        "batcher_in_process": own,
+        "per_request_us": {"total_in_server": avg("success"), "queue": avg("queue"),
+                           "compute_input": avg("compute_input"),
+                           "compute_infer": avg("compute_infer"),
+                           "compute_output": avg("compute_output"),
+                           "outside_queue_and_compute": outside},
+    }
+    print(json.dumps(report, indent=1))
+    print(f"\nours {thr:.0f} infer/s at concurrency {a.concurrency} ({a.protocol}); "
+          f"onnxruntime alone {d[best_b]:.0f} samples/s at batch {best_b}: "
+          f"ratio {thr / d[best_b]:.1%}; average batch {report['avg_batch']:.1f}")
+    out = ROOT / "bench/mlp/result.json"
+    out.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
