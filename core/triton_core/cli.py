@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -298,12 +299,14 @@ def serve(argv: list[str] | None, prog: str = "tritonserver") -> int:
         log.error("exiting: failed to start the server (--exit-on-error=true)")
         return 1
     _print_tables(server)
-    try:
-        import uvloop
+    runner: Any = asyncio.run
+    if os.environ.get("TRITON_CORE_EVENT_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
 
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+            runner = uvloop.run
+        except ImportError:
+            pass
     try:
         return runner(_serve_async(server, a))
     finally:
