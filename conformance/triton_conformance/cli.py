@@ -30,7 +30,7 @@ def pytest_args(ns: argparse.Namespace, extra: list[str]) -> list[str]:
     args = ["--pyargs", "triton_conformance.suite", "--triton-backend", ns.backend,
             # the suite brings its own settings: ignore the project's pytest configuration
             "-c", os.devnull, "--rootdir", os.getcwd(), "-p", "no:cacheprovider",
-            "-o", "python_files=test_*.py", "-rfE"]
+            "-o", "python_files=test_*.py", "-rfE", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if not _plugin_autoloaded():
         args[0:0] = ["-p", "triton_conformance.plugin"]
     if ns.report:

@@ -9,10 +9,9 @@ import dataclasses
 import os
 import shutil
 import socket
-import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -246,6 +245,13 @@ class Client:
               version: int | None = None) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def infer_many(self, model: str, many: Sequence[Inputs], concurrency: int) -> list[dict[str, np.ndarray]]:
+        """Every request in flight at once (up to ``concurrency``); results in order."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(concurrency) as pool:
+            return list(pool.map(lambda ins: self.infer(model, ins), many))
+
 
 class InProcessClient(Client):
     protocol = "inproc"
@@ -267,12 +273,19 @@ class InProcessClient(Client):
 
 def _to_client_array(dt: str, a: np.ndarray) -> np.ndarray:
     if dt == "BF16":
-        return bf16_to_fp32(a)
+        try:  # tritonclient >= 2.58 (r26.06) takes BF16 as ml_dtypes.bfloat16
+            import ml_dtypes
+
+            return np.ascontiguousarray(a, dtype=np.uint16).view(ml_dtypes.bfloat16)
+        except ImportError:  # older clients: float32, truncated to bfloat16
+            return bf16_to_fp32(a)
     return a
 
 
 def _from_client_array(dt: str, a: np.ndarray) -> np.ndarray:
     if dt == "BF16":
+        if a.dtype.itemsize == 2:
+            return np.ascontiguousarray(a).view(np.uint16)
         return fp32_to_bf16(a)
     if dt == "BYTES":
         out = np.empty(a.shape, dtype=object)
@@ -296,23 +309,48 @@ class HttpClient(Client):
         return InferError(_HTTP_CODES.get(status, f"HTTP {status}"), str(getattr(e, "message",
                                                                                 lambda: e)()))
 
-    def infer(self, model, inputs, outputs=None, version=None):
-        from tritonclient.utils import InferenceServerException
-
-        ins, dts = [], {}
+    def _inputs(self, inputs: Inputs) -> list:
+        ins = []
         for n, dt, a in inputs:
             i = self.mod.InferInput(n, list(a.shape), dt)
             i.set_data_from_numpy(_to_client_array(dt, a), binary_data=True)
             ins.append(i)
-            dts[n] = dt
+        return ins
+
+    @staticmethod
+    def _result(r: Any) -> dict[str, np.ndarray]:
+        return {o["name"]: _from_client_array(o["datatype"], r.as_numpy(o["name"]))
+                for o in r.get_response()["outputs"]}
+
+    def infer(self, model, inputs, outputs=None, version=None):
+        from tritonclient.utils import InferenceServerException
+
         outs = [self.mod.InferRequestedOutput(o, binary_data=True) for o in outputs] \
             if outputs is not None else None
         try:
-            r = self.client.infer(model, ins, model_version=str(version or ""), outputs=outs)
+            r = self.client.infer(model, self._inputs(inputs), model_version=str(version or ""),
+                                  outputs=outs)
         except InferenceServerException as e:
             raise self._error(e) from None
-        return {o["name"]: _from_client_array(o["datatype"], r.as_numpy(o["name"]))
-                for o in r.get_response()["outputs"]}
+        return self._result(r)
+
+    def infer_many(self, model, many, concurrency):
+        # tritonclient.http is gevent-based: one client is not shared across OS threads;
+        # async_infer keeps up to `concurrency` requests in flight from this thread.
+        from tritonclient.utils import InferenceServerException
+
+        client = self.mod.InferenceServerClient(self.url, concurrency=concurrency, network_timeout=60)
+        try:
+            pending = [client.async_infer(model, self._inputs(ins)) for ins in many]
+            out = []
+            for p in pending:
+                try:
+                    out.append(self._result(p.get_result()))
+                except InferenceServerException as e:
+                    raise self._error(e) from None
+            return out
+        finally:
+            client.close()
 
     def close(self) -> None:
         self.client.close()
@@ -547,10 +585,3 @@ class Harness:
             self.server.stop()
         if self._saved_env is not None:
             os.environ[ENV_DISABLE_AUTOLOAD] = self._saved_env
-
-
-def roles_summary(roles: Mapping[str, ModelRole]) -> str:
-    return ", ".join(f"{n} ({r.role}{' ' + r.datatype if r.datatype else ''})" for n, r in sorted(roles.items()))
-
-
-PY = sys.executable

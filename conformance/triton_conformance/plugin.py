@@ -70,8 +70,8 @@ def read_xfail_file(path: str | Path) -> dict[str, str]:
 
 
 def _is_conformance(item: pytest.Item) -> bool:
-    return "triton_conformance" in item.nodeid.replace("/", ".") or \
-        item.get_closest_marker("capability") is not None
+    mod = getattr(getattr(item, "module", None), "__name__", "")
+    return mod.startswith("triton_conformance.") or item.get_closest_marker("capability") is not None
 
 
 def _capability(item: pytest.Item) -> str:
