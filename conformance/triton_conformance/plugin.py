@@ -141,7 +141,7 @@ def conformance_harness(triton_backend_name: str, tmp_path_factory: pytest.TempP
 
 
 @pytest.fixture
-def harness(conformance_harness, request: pytest.FixtureRequest):
+def triton_harness(conformance_harness, request: pytest.FixtureRequest):
     """The Harness, skipping the test when the backend cannot be exercised here or the test's
     capability is not declared."""
     h = conformance_harness

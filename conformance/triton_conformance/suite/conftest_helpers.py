@@ -10,7 +10,7 @@ PROTOCOLS = ("inproc", "http", "grpc")
 
 
 def client_for(h, protocol: str):
-    """The harness's client for ``protocol``; skips gRPC when the core has no gRPC front end."""
+    """The triton_harness's client for ``protocol``; skips gRPC when the core has no gRPC front end."""
     if protocol == "grpc":
         cls, reason = grpc_frontend_class()
         if cls is None:

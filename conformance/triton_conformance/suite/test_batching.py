@@ -36,8 +36,8 @@ def _run(c, model, dt, reqs, concurrency):
 
 @pytest.mark.capability("batching")
 @pytest.mark.parametrize("protocol", ["inproc", "http", "grpc"])
-def test_batched_equals_unbatched(harness, protocol):
-    h = harness
+def test_batched_equals_unbatched(triton_harness, protocol):
+    h = triton_harness
     model = h.ready_model(ADD_SUB)
     dt = h.roles[model].datatype
     c = client_for(h, protocol)
@@ -59,10 +59,10 @@ def test_batched_equals_unbatched(harness, protocol):
 
 
 @pytest.mark.capability("multiple_instances")
-def test_instances_never_execute_concurrently(harness):
+def test_instances_never_execute_concurrently(triton_harness):
     """Hammer the two-instance add_sub model; the core-side probe sees at most one execute per
     instance at a time, each instance always on the same thread, as many instances as configured."""
-    h = harness
+    h = triton_harness
     model = h.ready_model(ADD_SUB)
     dt = h.roles[model].datatype
     c = h.client("inproc")
@@ -81,7 +81,7 @@ def test_instances_never_execute_concurrently(harness):
 
 
 @pytest.mark.capability("concurrency")
-def test_probe_saw_no_violation_anywhere(harness):
+def test_probe_saw_no_violation_anywhere(triton_harness):
     """Across every model the session used so far: never two executes at once on one instance,
     never an execute after close."""
-    assert not harness.probe.violations, "; ".join(harness.probe.violations)
+    assert not triton_harness.probe.violations, "; ".join(triton_harness.probe.violations)

@@ -27,8 +27,8 @@ def _check_repeat(values: np.ndarray, responses: list[dict[str, np.ndarray]]) ->
 
 @pytest.mark.capability("decoupled")
 @pytest.mark.parametrize("n", [0, 1, 5])
-def test_decoupled_inproc(harness, n):
-    h = harness
+def test_decoupled_inproc(triton_harness, n):
+    h = triton_harness
     model = h.ready_model(DECOUPLED_REPEAT)
     values = np.arange(10, 10 + n, dtype=np.int32)
     req = InferenceRequest(model_name=model, inputs={"IN": Tensor.from_numpy("IN", values)})
@@ -44,8 +44,8 @@ def test_decoupled_inproc(harness, n):
 
 
 @pytest.mark.capability("decoupled")
-def test_decoupled_grpc_stream(harness):
-    h = harness
+def test_decoupled_grpc_stream(triton_harness):
+    h = triton_harness
     model = h.ready_model(DECOUPLED_REPEAT)
     c = client_for(h, "grpc")
     mod = c.mod
@@ -75,9 +75,9 @@ def test_decoupled_grpc_stream(harness):
 
 
 @pytest.mark.capability("decoupled")
-def test_decoupled_refused_by_unary_infer(harness):
+def test_decoupled_refused_by_unary_infer(triton_harness):
     """A decoupled model asked through a one-response API: a clear error, not a hang."""
-    h = harness
+    h = triton_harness
     model = h.ready_model(DECOUPLED_REPEAT)
     req = InferenceRequest(model_name=model, inputs={"IN": Tensor.from_numpy(
         "IN", np.array([1], dtype=np.int32))})
@@ -93,8 +93,8 @@ def _core_sequence_reason() -> str:
 
 
 @pytest.mark.capability("sequence")
-def test_sequence_accumulate(harness):
-    h = harness
+def test_sequence_accumulate(triton_harness):
+    h = triton_harness
     reason = _core_sequence_reason()
     if reason:
         pytest.skip(reason)
@@ -116,8 +116,8 @@ def test_sequence_accumulate(harness):
 
 
 @pytest.mark.capability("gpu")
-def test_gpu_instance(harness):
-    h = harness
+def test_gpu_instance(triton_harness):
+    h = triton_harness
     if h.spec.gpu_available is not None:
         reason = h.spec.gpu_available()
         if reason:

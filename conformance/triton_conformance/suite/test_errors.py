@@ -53,8 +53,8 @@ KINDS = ["wrong_dtype", "wrong_shape", "missing_input", "unknown_input", "unknow
 
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_bad_request(harness, protocol, kind):
-    h = harness
+def test_bad_request(triton_harness, protocol, kind):
+    h = triton_harness
     model = h.ready_model(ADD_SUB)
     dt = h.roles[model].datatype
     c = client_for(h, protocol)
@@ -71,8 +71,8 @@ def test_bad_request(harness, protocol, kind):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_unknown_model_and_version(harness, protocol):
-    h = harness
+def test_unknown_model_and_version(triton_harness, protocol):
+    h = triton_harness
     model = h.ready_model(ADD_SUB)
     dt = h.roles[model].datatype
     c = client_for(h, protocol)

@@ -17,9 +17,9 @@ pytestmark = pytest.mark.capability("inference")
 
 @pytest.mark.parametrize("dtype", ALL_DTYPES)
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_identity(harness, protocol, dtype):
+def test_identity(triton_harness, protocol, dtype):
     """INPUT0 comes back unchanged, for every shape: one row, several rows, the largest batch."""
-    h = harness
+    h = triton_harness
     model = h.ready_model(IDENTITY, dtype)
     c = client_for(h, protocol)
     binary = h.caps.bytes_any
@@ -32,9 +32,9 @@ def test_identity(harness, protocol, dtype):
 
 @pytest.mark.capability("variable_dims")
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_variable_dims(harness, protocol):
+def test_variable_dims(triton_harness, protocol):
     """dims [-1]: consecutive requests with different sizes, each answered with its own shape."""
-    h = harness
+    h = triton_harness
     dtype = "FP32" if "FP32" in h.caps.dtypes else h.caps.dtypes[0]
     model = h.ready_model(IDENTITY, dtype)
     c = client_for(h, protocol)
@@ -45,8 +45,8 @@ def test_variable_dims(harness, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_add_sub(harness, protocol):
-    h = harness
+def test_add_sub(triton_harness, protocol):
+    h = triton_harness
     model = h.ready_model(ADD_SUB)
     dt = h.roles[model].datatype
     c = client_for(h, protocol)
@@ -59,9 +59,9 @@ def test_add_sub(harness, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_requested_output_only(harness, protocol):
+def test_requested_output_only(triton_harness, protocol):
     """Asking for OUTPUT1 only returns OUTPUT1 only."""
-    h = harness
+    h = triton_harness
     model = h.ready_model(ADD_SUB)
     dt = h.roles[model].datatype
     c = client_for(h, protocol)
@@ -83,9 +83,9 @@ def _add_sub(dt, a, b):
 
 @pytest.mark.capability("bytes")
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_bytes_empty_strings(harness, protocol):
+def test_bytes_empty_strings(triton_harness, protocol):
     """BYTES tensors whose elements are all empty, and a mix of empty and non-empty."""
-    h = harness
+    h = triton_harness
     if "BYTES" not in h.caps.dtypes:
         pytest.skip(f"backend '{h.backend}' does not declare datatype BYTES")
     model = h.ready_model(IDENTITY, "BYTES")
@@ -98,9 +98,9 @@ def test_bytes_empty_strings(harness, protocol):
 
 @pytest.mark.capability("bytes_any")
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_bytes_non_utf8(harness, protocol):
+def test_bytes_non_utf8(triton_harness, protocol):
     """BYTES elements are bytes, not text: NUL, 0xff and every byte value come back unchanged."""
-    h = harness
+    h = triton_harness
     if "BYTES" not in h.caps.dtypes:
         pytest.skip(f"backend '{h.backend}' does not declare datatype BYTES")
     model = h.ready_model(IDENTITY, "BYTES")
@@ -113,9 +113,9 @@ def test_bytes_non_utf8(harness, protocol):
 
 @pytest.mark.capability("bytes")
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_bytes_non_utf8_refused_cleanly(harness, protocol):
+def test_bytes_non_utf8_refused_cleanly(triton_harness, protocol):
     """A backend that holds only UTF-8 text refuses other bytes with INVALID_ARG and serves on."""
-    h = harness
+    h = triton_harness
     if "BYTES" not in h.caps.dtypes:
         pytest.skip(f"backend '{h.backend}' does not declare datatype BYTES")
     if h.caps.bytes_any:
@@ -133,9 +133,9 @@ def test_bytes_non_utf8_refused_cleanly(harness, protocol):
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_model_metadata_and_config(harness, protocol):
+def test_model_metadata_and_config(triton_harness, protocol):
     """Metadata and config of an identity model agree with what the backend declared."""
-    h = harness
+    h = triton_harness
     dtype = h.caps.dtypes[0]
     model = h.ready_model(IDENTITY, dtype)
     c = client_for(h, protocol)

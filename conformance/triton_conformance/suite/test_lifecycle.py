@@ -45,8 +45,8 @@ def _add_versions(folder, versions) -> None:
             shutil.copytree(folder / "1", folder / str(v))
 
 
-def test_load_ready_unload_reload(harness):
-    h = harness
+def test_load_ready_unload_reload(triton_harness):
+    h = triton_harness
     src, dtype = _identity(h)
     name = "conf_lifecycle"
     h.copy_model(src, name)
@@ -65,9 +65,9 @@ def test_load_ready_unload_reload(harness):
     s.unload_model(name)
 
 
-def test_reload_new_version(harness):
+def test_reload_new_version(triton_harness):
     """Adding version 2 and loading again serves version 2 only (default policy: latest 1)."""
-    h = harness
+    h = triton_harness
     src, dtype = _identity(h)
     name = "conf_newversion"
     folder = h.copy_model(src, name)
@@ -90,8 +90,8 @@ def test_reload_new_version(harness):
     ("version_policy: { all: {} }", [1, 2, 3]),
     ("version_policy: { specific: { versions: [1, 3] } }", [1, 3]),
 ], ids=["default", "latest2", "all", "specific"])
-def test_version_policy(harness, policy, want):
-    h = harness
+def test_version_policy(triton_harness, policy, want):
+    h = triton_harness
     src, dtype = _identity(h)
     name = "conf_policy"
     folder = h.copy_model(src, name)
@@ -111,9 +111,9 @@ def test_version_policy(harness, policy, want):
         s.unload_model(name)
 
 
-def test_corrupt_model_fails_clearly(harness):
+def test_corrupt_model_fails_clearly(triton_harness):
     """A damaged model file fails to load with an error naming the model; other models serve."""
-    h = harness
+    h = triton_harness
     src, dtype = _identity(h)
     name = "conf_corrupt"
     folder = h.copy_model(src, name)
@@ -133,10 +133,10 @@ def test_corrupt_model_fails_clearly(harness):
     shutil.rmtree(folder)
 
 
-def test_no_leaks_after_unload(harness):
+def test_no_leaks_after_unload(triton_harness):
     """Load, infer, unload: no threads, file descriptors, processes or shared memory of the
     model remain. (Process-wide backend state created by a first model may stay.)"""
-    h = harness
+    h = triton_harness
     src, dtype = _identity(h)
     name = "conf_leaks"
     h.copy_model(src, name)

@@ -17,10 +17,10 @@ from .test_inference import _add_sub
 
 @pytest.mark.capability("shared_memory")
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_system_shared_memory_inputs_outputs(harness, protocol):
+def test_system_shared_memory_inputs_outputs(triton_harness, protocol):
     import tritonclient.utils.shared_memory as shm
 
-    h = harness
+    h = triton_harness
     dtype = "FP32" if "FP32" in h.caps.dtypes else next(d for d in h.caps.dtypes if d != "BYTES")
     model = h.ready_model(IDENTITY, dtype)
     c = client_for(h, protocol)
@@ -68,10 +68,10 @@ def _stats(h, model: str) -> dict:
 
 @pytest.mark.capability("statistics")
 @pytest.mark.parametrize("protocol", ["inproc", "http"])
-def test_statistics_counted(harness, protocol):
+def test_statistics_counted(triton_harness, protocol):
     """k successful requests of b rows: inference_count += k*b, success += k, executions in
     [1, k]; a refused request does not count as an inference."""
-    h = harness
+    h = triton_harness
     model = h.ready_model(ADD_SUB)
     dt = h.roles[model].datatype
     c = client_for(h, protocol)
