@@ -349,6 +349,17 @@ def _check_cmd(a: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _conformance_cmd(argv: list[str]) -> int:
+    """`triton conformance ...`: delegated to the triton-conformance distribution."""
+    try:
+        from triton_conformance.cli import main
+    except ImportError as e:
+        print("error: the conformance suite is not installed: pip install triton-conformance "
+              f"(then run `triton conformance <backend>`) [{e}]", file=sys.stderr)
+        return 2
+    return main(argv, prog="triton conformance")
+
+
 def triton_main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="triton", description="triton-core command line")
@@ -360,6 +371,10 @@ def triton_main(argv: list[str] | None = None) -> None:
     c = sub.add_parser("check", help="validate a model repository without serving it")
     c.add_argument("repository", nargs="+")
     c.add_argument("--model-config-name", default=None)
+    sub.add_parser("conformance", add_help=False,
+                   help="run the conformance suite against a backend (needs triton-conformance)")
+    if args and args[0] == "conformance":
+        sys.exit(_conformance_cmd(args[1:]))
     if args and args[0] == "serve":
         sys.exit(serve(args[1:], prog="triton serve"))
     a = p.parse_args(args)
