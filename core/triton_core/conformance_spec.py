@@ -48,7 +48,8 @@ max_batch_size = the declared max_batch_size (0 without batching). BYTES: an ech
 ADD_SUB = "add_sub"
 """INPUT0, INPUT1 (the role's datatype, FP32 by default; dims [16]) -> OUTPUT0 = INPUT0 + INPUT1,
 OUTPUT1 = INPUT0 - INPUT1. With batching: max_batch_size as declared, dynamic_batching with a
-short queue delay, two CPU instances."""
+20 ms queue delay (long enough for requests from a one-thread async client to meet), two CPU
+instances."""
 DECOUPLED_REPEAT = "decoupled_repeat"
 """Decoupled. IN (INT32, dims [-1]) -> one response per element i with OUT = [IN[i]]
 (INT32, dims [1]) and IDX = [i] (UINT32, dims [1]), in order, then the FINAL flag (on an empty
@@ -178,7 +179,7 @@ def role_config(role: ModelRole, *, backend: str = "", platform: str = "", max_b
                 + f'output [{{ name: "OUTPUT0" data_type: {DataType(dt).config_name} dims: [16] }},\n'
                 + f'        {{ name: "OUTPUT1" data_type: {DataType(dt).config_name} dims: [16] }}]\n')
         if max_batch_size > 0:
-            text += "dynamic_batching { max_queue_delay_microseconds: 2000 }\n"
+            text += "dynamic_batching { max_queue_delay_microseconds: 20000 }\n"
         text += f"instance_group [{{ kind: KIND_CPU count: {instance_count} }}]\n"
         return text + params
     if role.role == DECOUPLED_REPEAT:
