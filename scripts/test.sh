@@ -8,6 +8,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -U pip
 .venv/bin/python -m pip install -q -r requirements-dev.txt
-.venv/bin/python -m pip install -q -e ./core -e ./plugins/triton-backend-onnx -e ./plugins/triton-backend-python
+.venv/bin/python -m pip install -q -e ./core -e ./plugins/triton-backend-onnx -e ./plugins/triton-backend-python -e ./conformance -e ./docs/examples/triton-backend-numpyexpr
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
+.venv/bin/triton conformance onnxruntime
+.venv/bin/triton conformance numpyexpr

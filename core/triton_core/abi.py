@@ -25,6 +25,7 @@ from .config import ModelConfig
 from .request import InferenceRequest, InferenceResponse
 
 if TYPE_CHECKING:
+    from .conformance_spec import ConformanceSpec
     from .server import Server
 
 PROJECT = "triton_core"
@@ -184,6 +185,13 @@ class HookSpecs:
     @hookspec
     def triton_backends(self) -> Iterable[BackendSpec]:  # type: ignore[empty-body]
         """Return (or yield) the BackendSpecs this plugin provides."""
+
+    @hookspec(firstresult=True)
+    def triton_conformance(self, backend_name: str) -> ConformanceSpec | None:
+        """Optional: the ConformanceSpec of ``backend_name`` if this plugin provides that
+        backend, else None. Used only by the conformance suite (``triton conformance``),
+        never by the server: declare capabilities and build the conformance models
+        (see triton_core.conformance_spec)."""
 
     @hookspec
     def triton_metric_families(self, registry: Any) -> None:

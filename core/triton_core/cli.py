@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -319,12 +320,14 @@ def serve(argv: list[str] | None, prog: str = "tritonserver") -> int:
         log.error("exiting: failed to start the server (--exit-on-error=true)")
         return 1
     _print_tables(server)
-    try:
-        import uvloop
+    runner: Any = asyncio.run
+    if os.environ.get("TRITON_CORE_EVENT_LOOP", "uvloop") == "uvloop":
+        try:
+            import uvloop
 
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
+            runner = uvloop.run
+        except ImportError:
+            pass
     try:
         return runner(_serve_async(server, a))
     finally:
@@ -367,6 +370,17 @@ def _check_cmd(a: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def _conformance_cmd(argv: list[str]) -> int:
+    """`triton conformance ...`: delegated to the triton-conformance distribution."""
+    try:
+        from triton_conformance.cli import main
+    except ImportError as e:
+        print("error: the conformance suite is not installed: pip install triton-conformance "
+              f"(then run `triton conformance <backend>`) [{e}]", file=sys.stderr)
+        return 2
+    return main(argv, prog="triton conformance")
+
+
 def triton_main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="triton", description="triton-core command line")
@@ -378,6 +392,10 @@ def triton_main(argv: list[str] | None = None) -> None:
     c = sub.add_parser("check", help="validate a model repository without serving it")
     c.add_argument("repository", nargs="+")
     c.add_argument("--model-config-name", default=None)
+    sub.add_parser("conformance", add_help=False,
+                   help="run the conformance suite against a backend (needs triton-conformance)")
+    if args and args[0] == "conformance":
+        sys.exit(_conformance_cmd(args[1:]))
     if args and args[0] == "serve":
         sys.exit(serve(args[1:], prog="triton serve"))
     a = p.parse_args(args)

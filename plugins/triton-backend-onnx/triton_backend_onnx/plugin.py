@@ -39,3 +39,13 @@ def triton_backends():
         available=check_runtime,
         description=f"ONNX Runtime {version}",
     )
+
+
+@hookimpl
+def triton_conformance(backend_name: str):
+    """The conformance suite's view of this backend (capabilities and models)."""
+    if backend_name != BACKEND_NAME:
+        return None
+    from .conformance import conformance_spec
+
+    return conformance_spec()

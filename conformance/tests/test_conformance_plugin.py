@@ -1,0 +1,90 @@
+"""The suite's own machinery: xfail files, CLI arguments, data, the spec helpers, `triton conformance`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from triton_conformance.cli import build_parser, pytest_args
+from triton_conformance.data import ALL_DTYPES, assert_same, bf16_to_fp32, fp32_to_bf16, sample
+from triton_conformance.plugin import read_xfail_file
+from triton_core.config import parse_pbtxt
+from triton_core.conformance_spec import (
+    Capabilities,
+    ModelRole,
+    default_corrupt_model,
+    role_config,
+    standard_roles,
+)
+
+
+def test_xfail_file(tmp_path):
+    f = tmp_path / "xfail.txt"
+    f.write_text("# known\n\ntest_inference.py::test_identity[http-FP16]  # client bug\n"
+                 "test_errors.py::test_bad_request[grpc-wrong_shape]\n")
+    assert read_xfail_file(f) == {
+        "test_inference.py::test_identity[http-FP16]": "client bug",
+        "test_errors.py::test_bad_request[grpc-wrong_shape]": "listed in the expected-failures file",
+    }
+
+
+def test_cli_arguments():
+    ns, extra = build_parser().parse_known_args(["onnxruntime", "--report", "r.json", "--xfail", "x",
+                                                 "-k", "FP32"])
+    args = pytest_args(ns, extra)
+    assert args[args.index("--triton-backend") + 1] == "onnxruntime"
+    assert args[args.index("--triton-report") + 1] == "r.json"
+    assert args[args.index("--triton-xfail") + 1] == "x"
+    assert args[-2:] == ["-k", "FP32"]
+    assert "triton_conformance.suite" in args
+
+
+@pytest.mark.parametrize("dtype", ALL_DTYPES)
+def test_samples_are_deterministic(dtype):
+    a, b = sample(dtype, (3, 4), seed=1), sample(dtype, (3, 4), seed=1)
+    assert a.shape == (3, 4)
+    assert_same(a, b)
+
+
+def test_bf16_round_trip():
+    x = np.array([1.0, -2.5, 0.0, 96.0], dtype=np.float32)
+    np.testing.assert_array_equal(bf16_to_fp32(fp32_to_bf16(x)), x)
+
+
+def test_assert_same_reports_mismatch():
+    with pytest.raises(AssertionError, match="element 1"):
+        assert_same(np.array([b"a", b"b"], dtype=object), np.array([b"a", b"c"], dtype=object))
+
+
+def test_role_configs_parse():
+    caps = Capabilities(dtypes=ALL_DTYPES, decoupled=True, sequence=True)
+    roles = standard_roles(caps)
+    assert {r.role for r in roles.values()} == {"identity", "add_sub", "decoupled_repeat",
+                                                "sequence_accumulate"}
+    for role in roles.values():
+        cfg = parse_pbtxt(role_config(role, backend="x", max_batch_size=8, parameters={"k": "v"}))
+        assert cfg.backend == "x" and cfg.parameter("k") == "v"
+    with pytest.raises(ValueError):
+        ModelRole("nope")
+    assert Capabilities(dtypes=("FP33",)).problems()
+    assert not caps.problems()
+
+
+def test_default_corrupt_model(tmp_path):
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "model.onnx").write_bytes(b"good")
+    (tmp_path / "config.pbtxt").write_text("keep")
+    default_corrupt_model(tmp_path)
+    assert (tmp_path / "1" / "model.onnx").read_bytes() != b"good"
+    assert (tmp_path / "config.pbtxt").read_text() == "keep"
+
+
+def test_triton_conformance_unknown_backend_fails():
+    r = subprocess.run([sys.executable, "-c", "from triton_core.cli import triton_main; triton_main()",
+                        "conformance", "no-such-backend", "-k", "registration"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "no-such-backend" in r.stdout
