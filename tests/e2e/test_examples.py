@@ -103,8 +103,8 @@ def test_triton_check(tmp_path):
 
 def test_refused_flag(tmp_path):
     res = subprocess.run([str(BIN / "tritonserver"), "--model-repository", str(EXAMPLES),
-                          "--cache-config", "local,size=1000"], capture_output=True, text=True)
-    assert res.returncode != 0 and "--cache-config is not supported" in res.stderr
+                          "--trace-config", "rate=10"], capture_output=True, text=True)
+    assert res.returncode != 0 and "--trace-config is not supported" in res.stderr
 
 
 def test_exit_on_error_and_keep_serving(tmp_path):
