@@ -234,6 +234,21 @@ def test_coreml_requested_where_missing_falls_back_to_cpu(repo, caplog):
     np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a * 2)
 
 
+@pytest.mark.skipif(
+    COREML not in ort.get_available_providers(),
+    reason="the CoreML execution provider exists only in onnxruntime for macOS; the macos-arm64 "
+    "workflow runs this",
+)
+def test_coreml_session_runs_strict(repo):
+    m = load(add_sub_model(repo), COREML_CFG + params(strict_execution_providers="true"))
+    inst = instance(m)
+    assert inst.providers[0] == COREML
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    (resp,), _ = run(inst, request(INPUT0=a, INPUT1=a))
+    assert resp.error is None
+    np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a * 2)
+
+
 @pytest.mark.skipif(CUDA in ort.get_available_providers(), reason="onnxruntime-gpu is installed")
 def test_gpu_instance_without_onnxruntime_gpu(repo):
     path = add_sub_model(repo)
