@@ -257,7 +257,9 @@ def build_response(
             if shm is None:
                 raise TritonError.invalid_arg(
                     f"Unable to find system shared memory region: '{op['shared_memory_region']}'")
-            entry["parameters"] = shm.write_output(t, op)
+            # Triton's response names no parameters for an output written to shared
+            # memory: its C++ client reads "parameters" as the binary extension's.
+            shm.write_output(t, op)
         elif op.get("binary_data", binary_default):
             raw = t.to_bytes()
             chunks.append(raw)
