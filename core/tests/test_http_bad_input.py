@@ -10,28 +10,15 @@ import zlib
 
 import pytest
 
-from expr_backend import make_server
-from http_helpers import assert_serves, build_repo, error_of, request
+from http_helpers import assert_serves, error_of, request
 from live_server import serving_http
 
 LIMIT = 1024
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    repo = build_repo(tmp_path_factory.mktemp("repo"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD", "1")
-        s = make_server(repo)
-        s.start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def addr(server):
-    with serving_http(server) as a:
-        yield a
+def server(http_server):
+    return http_server
 
 
 @pytest.fixture(scope="module")

@@ -12,29 +12,8 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from expr_backend import ADD_SUB, make_server, write_model
-from http_helpers import add_inputs, assert_serves, build_repo, error_of, request
+from http_helpers import add_inputs, assert_serves, error_of, request
 from live_server import serving_http
-
-
-@pytest.fixture(scope="module")
-def addr(tmp_path_factory):
-    repo = build_repo(tmp_path_factory.mktemp("repo"))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD", "1")
-        server = make_server(repo)
-        server.start()
-    try:
-        with serving_http(server) as a:
-            yield a
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def client(addr):
-    c = httpclient.InferenceServerClient(addr)
-    yield c
-    c.close()
 
 
 def _status(e: pytest.ExceptionInfo) -> str:

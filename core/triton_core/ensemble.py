@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import ModelConfig
 from .errors import ErrorCode, TritonError
+from .inflight import InFlight
 from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, RequestedOutput
 from .stats import ModelStats
 from .tensor import Tensor
@@ -242,8 +243,7 @@ class EnsembleVersion:
         self.stats = ModelStats()
         self.accepting = True
         self.instances: list[Any] = []
-        self._inflight = 0
-        self._idle = threading.Condition()
+        self.inflight = InFlight()
 
     def composing(self) -> set[str]:
         return {s.model_name for s in self.steps}
@@ -260,8 +260,7 @@ class EnsembleVersion:
     def submit(self, req: InferenceRequest, batch_size: int) -> None:
         if not self.accepting:
             raise TritonError.unavailable(f"model '{self.name}' version {self.version} is not ready")
-        with self._idle:
-            self._inflight += 1
+        self.inflight.enter()
         with self.stats.lock:
             self.stats.pending += 1
         _Run(self, req, batch_size).advance()
@@ -288,17 +287,8 @@ class EnsembleVersion:
                 log.error("response callback failed: %s", e)
         with self.stats.lock:
             self.stats.pending -= 1
-        with self._idle:
-            self._inflight -= 1
-            if self._inflight == 0:
-                self._idle.notify_all()
+        self.inflight.leave()
 
     def close(self, timeout: float = 30.0) -> None:
         self.accepting = False
-        deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._inflight > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._idle.wait(left)
+        self.inflight.wait_idle(timeout)

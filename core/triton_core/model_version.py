@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from . import abi
 from .config import ModelConfig
 from .errors import ErrorCode, TritonError
+from .inflight import InFlight
 from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, ResponseSender
 from .scheduler import RequestQueue, _Item
 from .sequence import SequenceScheduler
@@ -63,8 +64,7 @@ class LoadedVersion:
         self._held: dict[int, tuple[InferenceRequest, InferenceResponse]] = {}
         self.workers: list[InstanceWorker] = []
         self.instances: list[abi.Instance] = []
-        self._inflight = 0
-        self._idle = threading.Condition()
+        self.inflight = InFlight()
         self.accepting = True
         self.decoupled = config.decoupled
 
@@ -110,12 +110,7 @@ class LoadedVersion:
         """Stop accepting, let queued and running requests finish, free everything."""
         self.accepting = False
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._inflight > 0:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._idle.wait(left)
+        self.inflight.wait_idle(timeout)
         self.queue.close()
         for item in self.queue.drain():
             self._finish(item.request, error=TritonError.unavailable(
@@ -140,8 +135,7 @@ class LoadedVersion:
         cache = self.cache
         if cache is not None and self._cache_lookup(cache, req):
             return
-        with self._idle:
-            self._inflight += 1
+        self.inflight.enter()
         with self.stats.lock:
             self.stats.pending += 1
         if self.decoupled:
@@ -206,10 +200,7 @@ class LoadedVersion:
     def _release(self, n: int) -> None:
         with self.stats.lock:
             self.stats.pending -= n
-        with self._idle:
-            self._inflight -= n
-            if self._inflight == 0:
-                self._idle.notify_all()
+        self.inflight.leave(n)
 
     def _finish(self, req: InferenceRequest, error: TritonError, reason: str) -> None:
         self.stats.record_failure(time.monotonic_ns() - req.arrival_ns, reason)
