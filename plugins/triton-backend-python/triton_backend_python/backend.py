@@ -87,6 +87,10 @@ class WorkerDied(Exception):
     pass
 
 
+class WorkerTimedOut(Exception):
+    """execute ran past EXECUTE_TIMEOUT_SECONDS; the worker has been killed."""
+
+
 def _nbytes(raw: Any) -> int:
     return raw.nbytes if isinstance(raw, memoryview) else len(raw)
 
@@ -290,6 +294,7 @@ class Worker:
         self._calls: dict[int, Any] = {}
         self._ids = iter(range(1, 1 << 62))
         self._threads: list[threading.Thread] = []
+        self._async_running = False  # the async reader thread owns async_sock
 
     @property
     def pid(self) -> int:
@@ -375,6 +380,7 @@ class Worker:
         for name in list(self.regions):  # both processes mapped segment 0 of each arena
             self._unlink(name)
         t = threading.Thread(target=self._async_loop, name=f"pb-async-{self.pid}", daemon=True)
+        self._async_running = True
         t.start()
         self._threads.append(t)
 
@@ -420,7 +426,7 @@ class Worker:
 
     def exit_reason(self) -> str:
         self.dead = True
-        if not self.fatal and self.async_sock is not None:
+        if not self.fatal and self.async_sock is not None and not self._async_running:
             try:  # the bootstrap reports why it could not start on the async channel
                 self.async_sock.settimeout(0.5)
                 msg = _wire.Reader(self.async_sock).read()
@@ -458,7 +464,7 @@ class Worker:
             return self.reader.read()
         except TimeoutError:
             self.kill()
-            raise TritonError.unavailable(
+            raise WorkerTimedOut(
                 f"model '{self.model.name}': execute did not finish within "
                 f"{self.model.execute_timeout:g} s (EXECUTE_TIMEOUT_SECONDS); its worker was "
                 "killed and is restarting") from None
@@ -742,17 +748,31 @@ class PythonInstance(abi.Instance):
         return True
 
     # death and restart ---------------------------------------------------------------
-    def on_death(self, w: Worker) -> None:
+    def on_death(self, w: Worker, killed_for: str = "") -> None:
+        """``w`` is gone (or was killed for ``killed_for``): fail its requests, restart it.
+
+        Called by whichever notices first: the instance thread (execute saw the channel
+        close, or killed the worker after EXECUTE_TIMEOUT_SECONDS) or the worker's async
+        reader thread (EOF). The first call moves the instance out of "ready" before it
+        returns, so no later execute is sent to the dead worker.
+        """
         with self.cond:
             if w is not self.worker or self.closing or w.stopping or self.state != "ready":
                 return
             self.state = "restarting"
-        reason = w.exit_reason()
+        if killed_for:
+            w.dead = True
+            reason = killed_for
+            log.error("python backend: the worker of %s was killed (%s); restarting it",
+                      w.describe(), reason)
+            err = f"the python backend worker of {w.describe()} was killed ({reason})"
+        else:
+            reason = w.exit_reason()
+            log.error("python backend: the worker of %s exited unexpectedly (%s); restarting it",
+                      w.describe(), reason)
+            err = f"the python backend worker of {w.describe()} exited unexpectedly ({reason})"
         self.last_failure = reason
-        log.error("python backend: the worker of %s exited unexpectedly (%s); restarting it",
-                  w.describe(), reason)
-        self._fail_pending(w, TritonError.unavailable(
-            f"the python backend worker of {w.describe()} exited unexpectedly ({reason})"))
+        self._fail_pending(w, TritonError.unavailable(err))
         threading.Thread(target=self._restart, args=(w,), name="pb-restart", daemon=True).start()
 
     def _fail_pending(self, w: Worker, err: TritonError) -> None:
@@ -852,6 +872,14 @@ class PythonInstance(abi.Instance):
             for m in metas:
                 pending.pop(m[0], None)
             self.on_death(w)
+            raise TritonError.unavailable(str(e)) from None
+        except WorkerTimedOut as e:
+            for m in metas:
+                pending.pop(m[0], None)
+            # Leave "ready" now, not when the async reader notices the EOF: a request
+            # arriving in between would otherwise be sent to the killed worker.
+            self.on_death(w, killed_for=f"execute ran past EXECUTE_TIMEOUT_SECONDS="
+                                        f"{self.model.execute_timeout:g}")
             raise TritonError.unavailable(str(e)) from None
         except TritonError:
             for m in metas:
