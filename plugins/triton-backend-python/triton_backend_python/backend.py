@@ -65,6 +65,9 @@ DEFAULT_MODEL_FILENAME = "model.py"
 _PKG_DIR = Path(_pbu.__file__).resolve().parent  # triton_python_backend_utils/
 _ZERO_COPY = 1 << 16  # outputs at least this large are served from the arena without a copy
 _CODES = {name: i for i, name in enumerate(_wire.CODES)}
+_WIRE = {dt.value: (dt, np.dtype(dt.numpy) if dt is not DataType.BYTES else np.dtype(object))
+         for dt in DataType}  # wire name -> (DataType, numpy dtype)
+_new_tensor = object.__new__
 _LOG_LEVELS = {0: logging.INFO, 1: logging.WARNING, 2: logging.ERROR, 3: 5}
 _KIND_ARG = {"KIND_CPU": "CPU", "KIND_GPU": "GPU", "KIND_MODEL": "MODEL", "KIND_AUTO": "CPU"}
 
@@ -583,22 +586,24 @@ class Worker:
     def output_tensor(self, meta: tuple) -> Tensor:
         name, wire, shape, seg, off, size = meta
         mv = self.w_segs[seg]
-        dt = DataType(wire)
-        if size >= _ZERO_COPY and wire != "BYTES":
-            arr = np.frombuffer(mv, dtype=dt.numpy, count=size // dt.itemsize,
+        dt, npdt = _WIRE[wire]
+        if size >= _ZERO_COPY and dt is not DataType.BYTES:
+            arr = np.frombuffer(mv, dtype=npdt, count=size // npdt.itemsize,
                                 offset=off).reshape(shape)
             weakref.finalize(arr, _arena.release, mv, off)
             return Tensor(name, dt, shape, array=arr, raw=memoryview(arr).cast("B"))
-        raw = bytes(mv[off:off + size])
+        raw = mv[off:off + size].tobytes()
         mv[off - _arena.HEADER] = _arena.RELEASED
-        if wire == "BYTES":
-            return Tensor(name, dt, shape, raw=raw)
-        return Tensor(name, dt, shape, array=np.frombuffer(raw, dtype=dt.numpy).reshape(shape),
-                      raw=raw)
+        # Small outputs: the copied wire bytes only; the array is made if someone asks.
+        # (Tensor.__init__ would re-check the shape marshal already gave as a tuple of ints.)
+        t = _new_tensor(Tensor)
+        t.name, t.datatype, t.shape, t._array, t._raw, t.parameters = name, dt, shape, None, raw, {}
+        return t
 
     def to_response(self, meta: tuple) -> InferenceResponse:
         outs, params, err = meta
-        resp = InferenceResponse(outputs=[self.output_tensor(m) for m in outs])
+        ot = self.output_tensor
+        resp = InferenceResponse(outputs=[ot(m) for m in outs])
         if params:
             resp.parameters = json.loads(params)
         if err is not None:
