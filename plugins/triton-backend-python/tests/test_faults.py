@@ -108,11 +108,17 @@ def test_worker_killed_while_idle(faults):
 
 def test_hang_past_execute_timeout(faults):
     server, client, _ = faults
+    inst = server.manager.get("faults").instances[0]
+    old = inst.worker.pid
     t0 = time.monotonic()
     with pytest.raises(InferenceServerException) as e:
         _x(client, "faults", 4.0)
     assert time.monotonic() - t0 < 5
     assert "did not finish within 1 s" in e.value.message() and e.value.status() == "503"
+    # The instance left "ready" before the error was answered (not later, when the async
+    # reader notices the EOF), so the next request waits for the new worker instead of
+    # being sent to the killed one. The restarted worker sleeps 1.5 s in initialize.
+    assert inst.state == "restarting" and inst.worker.pid == old
     assert _x(client, "faults", 8.0).as_numpy("Y").tolist() == [8.0]
 
 

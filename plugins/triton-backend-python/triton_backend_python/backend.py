@@ -65,6 +65,9 @@ DEFAULT_MODEL_FILENAME = "model.py"
 _PKG_DIR = Path(_pbu.__file__).resolve().parent  # triton_python_backend_utils/
 _ZERO_COPY = 1 << 16  # outputs at least this large are served from the arena without a copy
 _CODES = {name: i for i, name in enumerate(_wire.CODES)}
+_WIRE = {dt.value: (dt, np.dtype(dt.numpy) if dt is not DataType.BYTES else np.dtype(object))
+         for dt in DataType}  # wire name -> (DataType, numpy dtype)
+_new_tensor = object.__new__
 _LOG_LEVELS = {0: logging.INFO, 1: logging.WARNING, 2: logging.ERROR, 3: 5}
 _KIND_ARG = {"KIND_CPU": "CPU", "KIND_GPU": "GPU", "KIND_MODEL": "MODEL", "KIND_AUTO": "CPU"}
 
@@ -85,6 +88,10 @@ _BOOT = (
 
 class WorkerDied(Exception):
     pass
+
+
+class WorkerTimedOut(Exception):
+    """execute ran past EXECUTE_TIMEOUT_SECONDS; the worker has been killed."""
 
 
 def _nbytes(raw: Any) -> int:
@@ -290,6 +297,7 @@ class Worker:
         self._calls: dict[int, Any] = {}
         self._ids = iter(range(1, 1 << 62))
         self._threads: list[threading.Thread] = []
+        self._async_running = False  # the async reader thread owns async_sock
 
     @property
     def pid(self) -> int:
@@ -375,6 +383,7 @@ class Worker:
         for name in list(self.regions):  # both processes mapped segment 0 of each arena
             self._unlink(name)
         t = threading.Thread(target=self._async_loop, name=f"pb-async-{self.pid}", daemon=True)
+        self._async_running = True
         t.start()
         self._threads.append(t)
 
@@ -420,7 +429,7 @@ class Worker:
 
     def exit_reason(self) -> str:
         self.dead = True
-        if not self.fatal and self.async_sock is not None:
+        if not self.fatal and self.async_sock is not None and not self._async_running:
             try:  # the bootstrap reports why it could not start on the async channel
                 self.async_sock.settimeout(0.5)
                 msg = _wire.Reader(self.async_sock).read()
@@ -458,7 +467,7 @@ class Worker:
             return self.reader.read()
         except TimeoutError:
             self.kill()
-            raise TritonError.unavailable(
+            raise WorkerTimedOut(
                 f"model '{self.model.name}': execute did not finish within "
                 f"{self.model.execute_timeout:g} s (EXECUTE_TIMEOUT_SECONDS); its worker was "
                 "killed and is restarting") from None
@@ -577,22 +586,24 @@ class Worker:
     def output_tensor(self, meta: tuple) -> Tensor:
         name, wire, shape, seg, off, size = meta
         mv = self.w_segs[seg]
-        dt = DataType(wire)
-        if size >= _ZERO_COPY and wire != "BYTES":
-            arr = np.frombuffer(mv, dtype=dt.numpy, count=size // dt.itemsize,
+        dt, npdt = _WIRE[wire]
+        if size >= _ZERO_COPY and dt is not DataType.BYTES:
+            arr = np.frombuffer(mv, dtype=npdt, count=size // npdt.itemsize,
                                 offset=off).reshape(shape)
             weakref.finalize(arr, _arena.release, mv, off)
             return Tensor(name, dt, shape, array=arr, raw=memoryview(arr).cast("B"))
-        raw = bytes(mv[off:off + size])
+        raw = mv[off:off + size].tobytes()
         mv[off - _arena.HEADER] = _arena.RELEASED
-        if wire == "BYTES":
-            return Tensor(name, dt, shape, raw=raw)
-        return Tensor(name, dt, shape, array=np.frombuffer(raw, dtype=dt.numpy).reshape(shape),
-                      raw=raw)
+        # Small outputs: the copied wire bytes only; the array is made if someone asks.
+        # (Tensor.__init__ would re-check the shape marshal already gave as a tuple of ints.)
+        t = _new_tensor(Tensor)
+        t.name, t.datatype, t.shape, t._array, t._raw, t.parameters = name, dt, shape, None, raw, {}
+        return t
 
     def to_response(self, meta: tuple) -> InferenceResponse:
         outs, params, err = meta
-        resp = InferenceResponse(outputs=[self.output_tensor(m) for m in outs])
+        ot = self.output_tensor
+        resp = InferenceResponse(outputs=[ot(m) for m in outs])
         if params:
             resp.parameters = json.loads(params)
         if err is not None:
@@ -742,17 +753,31 @@ class PythonInstance(abi.Instance):
         return True
 
     # death and restart ---------------------------------------------------------------
-    def on_death(self, w: Worker) -> None:
+    def on_death(self, w: Worker, killed_for: str = "") -> None:
+        """``w`` is gone (or was killed for ``killed_for``): fail its requests, restart it.
+
+        Called by whichever notices first: the instance thread (execute saw the channel
+        close, or killed the worker after EXECUTE_TIMEOUT_SECONDS) or the worker's async
+        reader thread (EOF). The first call moves the instance out of "ready" before it
+        returns, so no later execute is sent to the dead worker.
+        """
         with self.cond:
             if w is not self.worker or self.closing or w.stopping or self.state != "ready":
                 return
             self.state = "restarting"
-        reason = w.exit_reason()
+        if killed_for:
+            w.dead = True
+            reason = killed_for
+            log.error("python backend: the worker of %s was killed (%s); restarting it",
+                      w.describe(), reason)
+            err = f"the python backend worker of {w.describe()} was killed ({reason})"
+        else:
+            reason = w.exit_reason()
+            log.error("python backend: the worker of %s exited unexpectedly (%s); restarting it",
+                      w.describe(), reason)
+            err = f"the python backend worker of {w.describe()} exited unexpectedly ({reason})"
         self.last_failure = reason
-        log.error("python backend: the worker of %s exited unexpectedly (%s); restarting it",
-                  w.describe(), reason)
-        self._fail_pending(w, TritonError.unavailable(
-            f"the python backend worker of {w.describe()} exited unexpectedly ({reason})"))
+        self._fail_pending(w, TritonError.unavailable(err))
         threading.Thread(target=self._restart, args=(w,), name="pb-restart", daemon=True).start()
 
     def _fail_pending(self, w: Worker, err: TritonError) -> None:
@@ -852,6 +877,14 @@ class PythonInstance(abi.Instance):
             for m in metas:
                 pending.pop(m[0], None)
             self.on_death(w)
+            raise TritonError.unavailable(str(e)) from None
+        except WorkerTimedOut as e:
+            for m in metas:
+                pending.pop(m[0], None)
+            # Leave "ready" now, not when the async reader notices the EOF: a request
+            # arriving in between would otherwise be sent to the killed worker.
+            self.on_death(w, killed_for=f"execute ran past EXECUTE_TIMEOUT_SECONDS="
+                                        f"{self.model.execute_timeout:g}")
             raise TritonError.unavailable(str(e)) from None
         except TritonError:
             for m in metas:

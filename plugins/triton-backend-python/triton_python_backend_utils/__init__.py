@@ -316,8 +316,9 @@ def get_output_tensor_by_name(inference_response: InferenceResponse, name: str) 
 class InferenceResponseSender:
     """Sends a decoupled model's responses for one request; the last with the FINAL flag."""
 
-    def __init__(self, token: int) -> None:
+    def __init__(self, token: int, wanted: list[str] | None = None) -> None:
         self._token = token
+        self._wanted = wanted  # the request's requested output names (None: all)
         self._closed = False
         self._lock = threading.Lock()
 
@@ -334,7 +335,7 @@ class InferenceResponseSender:
                 raise TritonModelException("send() takes a pb_utils.InferenceResponse")
             if flags & TRITONSERVER_RESPONSE_COMPLETE_FINAL:
                 self._closed = True
-        _rt().send_response(self._token, response, int(flags))
+        _rt().send_response(self._token, response, int(flags), self._wanted)
 
     def is_cancelled(self) -> bool:
         return bool(_rt().ctrl("cancelled", self._token))
@@ -411,7 +412,7 @@ class InferenceRequest:
                 raise TritonModelException(
                     "get_response_sender() needs a decoupled model "
                     "(model_transaction_policy { decoupled: true })")
-            self._sender = InferenceResponseSender(self._token)
+            self._sender = InferenceResponseSender(self._token, self._outputs)
         return self._sender
 
     def is_cancelled(self) -> bool:

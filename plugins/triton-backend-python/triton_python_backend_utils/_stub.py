@@ -185,30 +185,36 @@ class Runtime:
         else:
             if arr.dtype.kind in ("O", "S", "U"):
                 raise pb.TritonModelException(f"output '{t._name}': {wire} data in a BYTES array")
-            arr = np.ascontiguousarray(arr)
+            if not arr.flags.c_contiguous:
+                arr = np.ascontiguousarray(arr)
             if arr.dtype.byteorder == ">":
                 arr = arr.astype(arr.dtype.newbyteorder("<"))
-            data = memoryview(arr).cast("B") if arr.size else b""
             n = arr.nbytes
-        seg, off = self.arena.alloc(n)
+            # small: tobytes() is the cheapest way in; large: no extra copy
+            data = arr.tobytes() if n < 65536 else memoryview(arr).cast("B")
+        arena = self.arena
+        seg, off = arena.alloc(n)
         if n:
-            self.arena.segs[seg][off:off + n] = data
-        return (t._name, wire, tuple(int(d) for d in arr.shape), seg, off, n)
+            arena.segs[seg][off:off + n] = data
+        return (t._name, wire, arr.shape, seg, off, n)
 
-    def encode_response(self, resp: Any) -> tuple:
+    def encode_response(self, resp: Any, wanted: list[str] | None = None) -> tuple:
+        """``wanted``: the request's requested output names; others are left out (as Triton)."""
         if not isinstance(resp, pb.InferenceResponse):
             return ((), "", (1, f"expected a pb_utils.InferenceResponse, got {type(resp).__name__}"))
         if resp._error is not None:
             return ((), resp._params, (resp._error.code(), resp._error.message()))
         try:
-            outs = tuple(self.write_tensor(t) for t in resp._outputs)
+            outs = tuple(self.write_tensor(t) for t in resp._outputs
+                         if wanted is None or t._name in wanted)
         except Exception as e:  # noqa: BLE001 - the error goes to this response
             return ((), "", (1, f"{type(e).__name__}: {e}"))
         return (outs, resp._params, None)
 
     # decoupled -------------------------------------------------------------
-    def send_response(self, token: int, resp: Any, flags: int) -> None:
-        meta = None if resp is None else self.encode_response(resp)
+    def send_response(self, token: int, resp: Any, flags: int,
+                      wanted: list[str] | None = None) -> None:
+        meta = None if resp is None else self.encode_response(resp, wanted)
         self.post((_wire.SEND, token, flags, meta))
 
     # BLS -------------------------------------------------------------------
@@ -306,7 +312,9 @@ class Runtime:
             got = "None" if result is None else f"{len(result)} responses"
             return (_wire.ERR, 1, f"execute of model '{name}' returned {got} for "
                                   f"{len(requests)} requests")
-        return (_wire.OK, tuple(self.encode_response(r) for r in result))
+        enc = self.encode_response
+        # zip without strict=: workers may run on Python < 3.10; the lengths match (checked above)
+        return (_wire.OK, tuple(enc(r, q._outputs) for r, q in zip(result, requests)))  # noqa: B905
 
     def _async_done(self, fut: Any, requests: list) -> None:
         exc = fut.exception()
