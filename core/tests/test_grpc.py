@@ -641,3 +641,11 @@ def test_stream_decoupled_model(tmp_path):
         loop.run(fe.stop(0))
         loop.close()
         server.stop()
+
+
+
+def test_only_requested_outputs_are_returned(client):
+    inputs, a, b = simple_inputs()
+    r = client.infer("simple", inputs, outputs=[grpcclient.InferRequestedOutput("OUTPUT1")])
+    assert [o.name for o in r.get_response().outputs] == ["OUTPUT1"]
+    np.testing.assert_array_equal(r.as_numpy("OUTPUT1"), a - b)

@@ -249,6 +249,11 @@ class LoadedVersion:
             resp.model_name = self.name
             resp.model_version = self.version
             resp.id = req.id
+            if req.outputs is not None and resp.outputs:
+                # Only what the client asked for, whatever the backend returned.
+                names = {o.name for o in req.outputs}
+                if len(resp.outputs) != len(names) or any(t.name not in names for t in resp.outputs):
+                    resp.outputs = [t for t in resp.outputs if t.name in names]
         cb = req.callback
         if cb is not None:
             try:
