@@ -37,6 +37,7 @@ def _outputs(cfg):
 
 
 class ExprInstance(abi.Instance):
+    inline_execute = True  # fast models also run on the event loop (the core decides)
     def __init__(self, model: ExprModel, ctx: abi.InstanceContext) -> None:
         self.model = model
         self.ctx = ctx

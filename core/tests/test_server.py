@@ -283,3 +283,35 @@ def test_decoupled_model_streams_responses(tmp_path):
         while s.statistics("repeat")["model_stats"][0]["inference_stats"]["success"]["count"] != 1:
             assert time.monotonic() < deadline
             time.sleep(0.01)
+
+
+def test_fast_models_run_inline_on_the_event_loop(repo):
+    import asyncio
+    import threading
+
+    with make_server(repo) as s:
+        lv = s.manager.get("add")
+        seen: list[int] = []
+        inst = lv.instances[0]
+        orig = inst.execute
+
+        def spy(requests, timer):
+            seen.append(threading.get_ident())
+            return orig(requests, timer)
+
+        inst.execute = spy
+        a, b = _add_inputs()
+
+        async def run():
+            for _ in range(20):
+                req = InferenceRequest("add", inputs={"INPUT0": Tensor.from_numpy("INPUT0", a),
+                                                      "INPUT1": Tensor.from_numpy("INPUT1", b)})
+                resp = await s.infer_async(req)
+                np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a + b)
+            return threading.get_ident()
+
+        loop_thread = asyncio.run(run())
+        # the first executions run on the instance's thread; once proven fast, on the loop
+        assert seen[0] != loop_thread and seen[-1] == loop_thread
+        st = s.statistics("add")["model_stats"][0]
+        assert st["inference_stats"]["success"]["count"] == 20 and st["execution_count"] == 20

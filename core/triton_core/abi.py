@@ -154,6 +154,13 @@ class Model:
 class Instance:
     """One model instance (TRITONBACKEND_ModelInstanceExecute)."""
 
+    inline_execute: bool = False
+    """True when execute never blocks on anything but its own computation (no I/O,
+    no waiting on other processes). The core may then run a request whose model has
+    proven fast (well under a millisecond) directly on the event loop while the
+    instance is idle, saving two thread hand-offs; never concurrently with the
+    instance's worker thread."""
+
     def execute(
         self, requests: Sequence[InferenceRequest], timer: ExecuteTimer
     ) -> list[InferenceResponse]:

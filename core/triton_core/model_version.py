@@ -32,12 +32,20 @@ class InstanceWorker(threading.Thread):
     def run(self) -> None:
         q = self.version.queue
         idx = self.index
+        lock = self.version.instance_locks[idx]
         while True:
             items = q.take(idx)
             if items is None:
                 return
             if items:
-                self.version.execute(self.instance, items)
+                with lock:
+                    self.version.execute(self.instance, items)
+
+
+# Inline execution: only for models whose last executions took less than this
+# (an exponential average over at least _INLINE_WARMUP executions).
+_INLINE_MAX_NS = 200_000
+_INLINE_WARMUP = 8
 
 
 class LoadedVersion:
@@ -64,6 +72,10 @@ class LoadedVersion:
         self._held: dict[int, tuple[InferenceRequest, InferenceResponse]] = {}
         self.workers: list[InstanceWorker] = []
         self.instances: list[abi.Instance] = []
+        self.instance_locks: list[threading.Lock] = []
+        self._exec_ewma_ns = 0
+        self._exec_count = 0
+        self._inline_capable = False
         self.inflight = InFlight()
         self.accepting = True
         self.decoupled = config.decoupled
@@ -81,10 +93,16 @@ class LoadedVersion:
                         ctx = abi.InstanceContext(name=iname, kind=kind, device_id=dev)
                         inst = self.model.create_instance(ctx)
                         self.instances.append(inst)
+                        self.instance_locks.append(threading.Lock())
                         self.workers.append(InstanceWorker(self, inst, iname, len(self.workers)))
         except BaseException:
             self._close_instances()
             raise
+        # Inline execution suits the plain path only: one request, no scheduler state.
+        self._inline_capable = (
+            bool(self.instances) and all(getattr(i, "inline_execute", False) for i in self.instances)
+            and not self.decoupled and not self.sequence and not self._ordered
+            and not getattr(self.queue, "batching", False))
         for w in self.workers:
             w.start()
 
@@ -267,6 +285,30 @@ class LoadedVersion:
         if flags & RESPONSE_COMPLETE_FINAL:
             self._release(1)
 
+    def inline_ready(self) -> bool:
+        """Cheap pre-check for try_inline (no locks taken)."""
+        return self._can_inline()
+
+    def _can_inline(self) -> bool:
+        return (self._inline_capable and self._exec_count >= _INLINE_WARMUP
+                and self._exec_ewma_ns < _INLINE_MAX_NS and self.accepting
+                and self.cache is None and len(self.queue) == 0)
+
+    def try_inline(self, req: InferenceRequest, batch_size: int) -> bool:
+        """Run the request now on the calling thread if an instance is idle and the model
+        is fast; False means the caller must submit() it."""
+        for idx, lock in enumerate(self.instance_locks):
+            if lock.acquire(blocking=False):
+                try:
+                    self.inflight.enter()
+                    with self.stats.lock:
+                        self.stats.pending += 1
+                    self.execute(self.instances[idx], [_Item(req, batch_size, ())])
+                finally:
+                    lock.release()
+                return True
+        return False
+
     def execute(self, instance: abi.Instance, items: Sequence[_Item]) -> None:
         live = []
         dropped = []
@@ -336,6 +378,9 @@ class LoadedVersion:
 
     def _record(self, live: Sequence[_Item], requests: list[InferenceRequest],
                 timer: abi.ExecuteTimer, ok: list[bool]) -> None:
+        took = (timer.exec_end_ns or time.monotonic_ns()) - timer.exec_start_ns
+        self._exec_ewma_ns = took if self._exec_count == 0 else (self._exec_ewma_ns * 7 + took) // 8
+        self._exec_count += 1
         end = timer.exec_end_ns or time.monotonic_ns()
         start = timer.exec_start_ns
         cs = timer.compute_start_ns or start

@@ -244,6 +244,15 @@ class Server:
         if lv.decoupled:
             raise TritonError.unsupported(
                 f"model '{lv.name}' is decoupled: use a streaming API (gRPC ModelStreamInfer)")
+        if lv.inline_ready():
+            got: list[InferenceResponse | None] = []
+            req.callback = lambda resp, flags: got.append(resp)
+            if lv.try_inline(req, batch):
+                resp = got[0]
+                assert resp is not None
+                if resp.error is not None:
+                    raise resp.error
+                return resp
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[InferenceResponse] = loop.create_future()
 
