@@ -412,3 +412,18 @@ def test_load_bad_bodies(explicit):
         status, _, rb = _load_raw(addr, name, {})
         assert status in (400, 404) and error_of(rb)
     assert_serves(addr)
+
+
+def test_verbose_logging_prints_each_request(http_server, addr, caplog):
+    import logging
+
+    import tritonclient.http as httpclient
+
+    http_server.log_settings.update({"log_verbose_level": 1})
+    try:
+        with caplog.at_level(1, logger="triton_core"):
+            httpclient.InferenceServerClient(addr).is_server_live()
+        assert any("HTTP request: GET /v2/health/live" in r.getMessage() for r in caplog.records)
+    finally:
+        http_server.log_settings.update({"log_verbose_level": 0})
+        logging.getLogger("triton_core").setLevel(logging.INFO)

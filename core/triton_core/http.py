@@ -18,6 +18,7 @@ from .classification import classifier_for
 from .errors import ErrorCode, TritonError
 from .http_body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
 from .http_infer import build_response, parse_request, raw_request
+from .logsettings import VERBOSE
 from .server import Server, parse_version
 
 log = logging.getLogger("triton_core")
@@ -129,6 +130,9 @@ class HttpFrontEnd:
 
     async def handle(self, req: _Req, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
         """Run one request: (status, headers without content-length, body)."""
+        verbose = self.server.log_settings.log_verbose_level > 0
+        if verbose:
+            log.log(VERBOSE, "HTTP request: %s %s", req.method, path)
         try:
             resp = await self.dispatch(req)
         except _MethodNotAllowed:
@@ -151,6 +155,9 @@ class HttpFrontEnd:
             if enc:
                 body = compress(body, enc)
                 hdrs.append((b"content-encoding", enc.encode()))
+        if verbose:
+            log.log(VERBOSE, "HTTP response: %s %s -> %d (%d bytes)", req.method, path, resp.status,
+                    len(body))
         return resp.status, hdrs, body
 
     # routing ---------------------------------------------------------------------

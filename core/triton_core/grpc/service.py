@@ -14,6 +14,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from ..classification import classifier_for
 from ..config.io import config_to_proto
 from ..errors import ErrorCode, TritonError
+from ..logsettings import VERBOSE
 from ..server import Server
 from . import codec, health
 
@@ -168,6 +169,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return self._encode(resp, req.outputs)
 
     async def ModelInfer(self, request, context):  # noqa: N802
+        if self.server.log_settings.log_verbose_level > 0:
+            log.log(VERBOSE, "gRPC ModelInfer: model '%s' version '%s' id '%s'",
+                    request.model_name, request.model_version, request.id)
         try:
             return await self._infer(request)
         except TritonError as e:
