@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import httptools
 
 from .errors import TritonError
+from .http import _Req, error_response
 from .http_body import _too_large
 
 if TYPE_CHECKING:
@@ -136,8 +137,6 @@ class HttpConnection(asyncio.Protocol):
 
     # requests ---------------------------------------------------------------------------
     async def _run(self) -> None:
-        from .http import _Req, error_response
-
         app = self.app
         try:
             while self.queue and not self.closing:
