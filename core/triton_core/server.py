@@ -244,7 +244,7 @@ class Server:
         if lv.decoupled:
             raise TritonError.unsupported(
                 f"model '{lv.name}' is decoupled: use a streaming API (gRPC ModelStreamInfer)")
-        if lv.inline_ready():
+        if lv.inline_ready() and _small(req):
             got: list[InferenceResponse | None] = []
             req.callback = lambda resp, flags: got.append(resp)
             if lv.try_inline(req, batch):
@@ -379,6 +379,20 @@ class Server:
                 self.manager.unload(dep)
             except TritonError as e:
                 log.warning("unloading dependent '%s' of '%s' failed: %s", dep, name, e.message)
+
+
+# Inline execution is for small requests only: a large input may take far longer
+# than the model's usual run, and the event loop must not wait on it.
+_INLINE_MAX_INPUT_BYTES = 64 * 1024
+
+
+def _small(req: InferenceRequest) -> bool:
+    total = 0
+    for t in req.inputs.values():
+        total += t.byte_size
+        if total > _INLINE_MAX_INPUT_BYTES:
+            return False
+    return True
 
 
 def _resolve(fut: asyncio.Future, resp: InferenceResponse) -> None:
