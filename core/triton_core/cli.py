@@ -90,6 +90,10 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--grpc-address", default="0.0.0.0")
     p.add_argument("--grpc-use-ssl", type=_bool, nargs="?", const=True, default=False)
+    p.add_argument("--grpc-use-ssl-mutual", type=_bool, nargs="?", const=True, default=False)
+    p.add_argument("--grpc-server-cert", default="")
+    p.add_argument("--grpc-server-key", default="")
+    p.add_argument("--grpc-root-cert", default="")
     p.add_argument("--grpc-infer-response-compression-level", default="none",
                    choices=("none", "low", "medium", "high"))
     p.add_argument("--grpc-keepalive-time", type=int, default=7200000)
@@ -162,8 +166,10 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
             raise SystemExit(f"error: {flag} is not supported by triton-core: {_REFUSED[flag]}")
     if a.http_header_forward_pattern is not None:
         raise SystemExit("error: --http-header-forward-pattern is not supported yet")
-    if a.grpc_use_ssl:
-        raise SystemExit("error: --grpc-use-ssl is not supported yet")
+    if (a.grpc_use_ssl or a.grpc_use_ssl_mutual) and not (a.grpc_server_cert and a.grpc_server_key):
+        raise SystemExit("error: --grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
+    if a.grpc_use_ssl_mutual and not a.grpc_root_cert:
+        raise SystemExit("error: --grpc-use-ssl-mutual needs --grpc-root-cert")
     if a.grpc_restricted_protocol:
         raise SystemExit("error: --grpc-restricted-protocol is not supported yet")
     if a.metrics_config:
@@ -265,6 +271,11 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             http2_max_ping_strikes=a.grpc_http2_max_ping_strikes,
             max_connection_age_ms=a.grpc_max_connection_age,
             max_connection_age_grace_ms=a.grpc_max_connection_age_grace,
+            use_ssl=a.grpc_use_ssl or a.grpc_use_ssl_mutual,
+            ssl_server_cert=a.grpc_server_cert,
+            ssl_server_key=a.grpc_server_key,
+            ssl_root_cert=a.grpc_root_cert,
+            ssl_mutual_auth=a.grpc_use_ssl_mutual,
         ))
         try:
             await grpc_front.start()
