@@ -315,3 +315,31 @@ def test_fast_models_run_inline_on_the_event_loop(repo):
         assert seen[0] != loop_thread and seen[-1] == loop_thread
         st = s.statistics("add")["model_stats"][0]
         assert st["inference_stats"]["success"]["count"] == 20 and st["execution_count"] == 20
+
+
+WARMUP = """
+model_warmup [{ name: "zeros" batch_size: 2 count: 3
+  inputs { key: "INPUT0" value { data_type: TYPE_INT32 dims: [16] zero_data: true } }
+  inputs { key: "INPUT1" value { data_type: TYPE_INT32 dims: [16] random_data: true } } }]
+instance_group [{ count: 2 kind: KIND_CPU }]
+"""
+
+
+def test_model_warmup_runs_on_every_instance(tmp_path):
+    write_model(tmp_path, "warm", ADD_SUB + WARMUP)
+    with make_server(tmp_path) as s:
+        lv = s.manager.get("warm")
+        assert [inst.calls for inst in lv.instances] == [[1, 1, 1], [1, 1, 1]]
+        assert s.statistics("warm")["model_stats"][0]["inference_count"] == 0  # warmup is not counted
+
+
+def test_failing_warmup_fails_the_load(tmp_path):
+    write_model(tmp_path, "cold", ADD_SUB + WARMUP
+                + 'parameters { key: "fail_on" value { string_value: "0" } }')
+    write_model(tmp_path, "add", ADD_SUB)
+    s = make_server(tmp_path, exit_on_error=False)
+    with s:
+        idx = {r["name"]: r for r in s.repository_index()}
+        assert idx["cold"]["state"] == "UNAVAILABLE"
+        assert "warmup sample 'zeros' failed" in idx["cold"]["reason"]
+        assert idx["add"]["state"] == "READY"

@@ -28,6 +28,7 @@ from .repository import (
     read_config,
     select_versions,
 )
+from .warmup import run_warmup
 
 if TYPE_CHECKING:
     from .server import Server
@@ -350,6 +351,7 @@ class ModelManager:
                     model.close()
                     raise
                 new[v] = lv
+                run_warmup(lv, src.path)
         except BaseException as e:
             for lv in new.values():
                 lv.close(timeout=1.0)
