@@ -142,7 +142,7 @@ def _backend_config(items: list[str]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _restricted(items: list[str]) -> dict[str, tuple[str, str]]:
+def _restricted(items: list[str], flag: str) -> dict[str, tuple[str, str]]:
     out: dict[str, tuple[str, str]] = {}
     valid = {"health", "metadata", "inference", "shared-memory", "model-config",
              "model-repository", "statistics", "trace", "logging"}
@@ -151,7 +151,7 @@ def _restricted(items: list[str]) -> dict[str, tuple[str, str]]:
         key, eq, value = kv.partition("=")
         if not sep or not eq or not key:
             raise SystemExit(
-                f"error: --http-restricted-api expects <API>[,<API>]:<key>=<value>, got '{item}'")
+                f"error: {flag} expects <API>[,<API>]:<key>=<value>, got '{item}'")
         for api in apis.split(","):
             if api not in valid:
                 raise SystemExit(f"error: unknown restricted API category '{api}' "
@@ -170,8 +170,6 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         raise SystemExit("error: --grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
     if a.grpc_use_ssl_mutual and not a.grpc_root_cert:
         raise SystemExit("error: --grpc-use-ssl-mutual needs --grpc-root-cert")
-    if a.grpc_restricted_protocol:
-        raise SystemExit("error: --grpc-restricted-protocol is not supported yet")
     if a.metrics_config:
         raise SystemExit("error: --metrics-config is not supported yet")
     if a.allow_gpu_metrics:
@@ -248,7 +246,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
     closers: list[Any] = []
     if a.allow_http:
         http = HttpFrontEnd(server, max_input_size=a.http_max_input_size,
-                            restricted=_restricted(a.http_restricted_api))
+                            restricted=_restricted(a.http_restricted_api, "--http-restricted-api"))
         tasks.append(asyncio.create_task(http.serve(a.http_address, a.http_port)))
         closers.append(http.shutdown)
         while not http.started:
@@ -276,6 +274,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             ssl_server_key=a.grpc_server_key,
             ssl_root_cert=a.grpc_root_cert,
             ssl_mutual_auth=a.grpc_use_ssl_mutual,
+            restricted=_restricted(a.grpc_restricted_protocol, "--grpc-restricted-protocol"),
         ))
         try:
             await grpc_front.start()

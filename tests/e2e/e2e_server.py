@@ -60,6 +60,16 @@ def start_server(tmp_path: Path, *args: str, wait_ready: bool = True) -> Running
                 proc.kill()
                 raise RuntimeError(f"server did not start:\n{log.read_text()}")
             time.sleep(0.1)
+        # gRPC and metrics start after HTTP: wait until their ports accept connections
+        for port in (grpc, metrics):
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"port {port} never opened:\n{log.read_text()}") from None
+                    time.sleep(0.05)
     return r
 
 

@@ -46,3 +46,19 @@ def test_tls_flags_need_cert_and_key(tmp_path):
     res = subprocess.run([str(BIN / "tritonserver"), "--model-repository", str(EXAMPLES),
                           "--grpc-use-ssl=true"], capture_output=True, text=True)
     assert res.returncode != 0 and "--grpc-server-cert" in res.stderr
+
+
+def test_grpc_restricted_protocol(tmp_path):
+    r = start_server(tmp_path, "--model-repository", str(EXAMPLES),
+                     "--grpc-restricted-protocol=model-repository,metadata:admin-key=secret")
+    try:
+        c = grpcclient.InferenceServerClient(f"127.0.0.1:{r.grpc}")
+        assert c.is_server_live()  # health is not restricted
+        with pytest.raises(InferenceServerException, match="expecting header 'admin-key'"):
+            c.get_model_repository_index()
+        with pytest.raises(InferenceServerException, match="restricted"):
+            c.get_server_metadata()
+        assert c.get_model_repository_index(headers={"admin-key": "secret"}).models
+        assert c.get_server_metadata(headers={"admin-key": "secret"}).name
+    finally:
+        assert stop_server(r) == 0

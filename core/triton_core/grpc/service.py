@@ -17,6 +17,7 @@ from ..errors import ErrorCode, TritonError
 from ..logsettings import VERBOSE
 from ..server import Server
 from . import codec, health
+from .restricted import RestrictedProtocols
 
 log = logging.getLogger("triton_core")
 
@@ -51,6 +52,8 @@ class GrpcOptions:
     ssl_root_cert: str = ""
     ssl_mutual_auth: bool = False
     extra_channel_args: list[tuple[str, Any]] = field(default_factory=list)
+    # --grpc-restricted-protocol: category -> (metadata key, value) a call must carry
+    restricted: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def channel_args(self) -> list[tuple[str, Any]]:
         level = _COMPRESSION_LEVELS.get(self.compression_level)
@@ -424,7 +427,9 @@ class GrpcFrontEnd:
 
     async def start(self) -> None:
         opts = self.options
-        srv = grpc.aio.server(options=opts.channel_args(), compression=opts.compression())
+        interceptors = [RestrictedProtocols(opts.restricted)] if opts.restricted else []
+        srv = grpc.aio.server(options=opts.channel_args(), compression=opts.compression(),
+                              interceptors=interceptors)
         pb_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, srv)
         srv.add_generic_rpc_handlers((health.health_handler(self._health_status),))
         creds = opts.credentials()

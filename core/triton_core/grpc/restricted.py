@@ -1,0 +1,53 @@
+"""--grpc-restricted-protocol: RPC categories that need a header (metadata) key=value."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+# Triton's categories, by RPC name.
+CATEGORIES = {
+    "ServerLive": "health", "ServerReady": "health", "ModelReady": "health",
+    "ServerMetadata": "metadata", "ModelMetadata": "metadata",
+    "ModelInfer": "inference", "ModelStreamInfer": "inference",
+    "SystemSharedMemoryStatus": "shared-memory", "SystemSharedMemoryRegister": "shared-memory",
+    "SystemSharedMemoryUnregister": "shared-memory", "CudaSharedMemoryStatus": "shared-memory",
+    "CudaSharedMemoryRegister": "shared-memory", "CudaSharedMemoryUnregister": "shared-memory",
+    "ModelConfig": "model-config",
+    "RepositoryIndex": "model-repository", "RepositoryModelLoad": "model-repository",
+    "RepositoryModelUnload": "model-repository",
+    "ModelStatistics": "statistics", "TraceSetting": "trace", "LogSettings": "logging",
+}
+
+
+class RestrictedProtocols(grpc.aio.ServerInterceptor):
+    """Refuses an RPC whose category is restricted unless the call carries key=value."""
+
+    def __init__(self, rules: dict[str, tuple[str, str]]) -> None:
+        self.rules = rules
+
+    async def intercept_service(
+        self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        category = CATEGORIES.get(details.method.rsplit("/", 1)[-1])
+        rule = self.rules.get(category) if category else None
+        if rule is None:
+            return await continuation(details)
+        key, value = rule
+        for k, v in details.invocation_metadata or ():
+            if k == key.lower() and v == value:
+                return await continuation(details)
+        message = f"This protocol is restricted, expecting header '{key}'"
+
+        async def deny_unary(request: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, message)
+
+        async def deny_stream(request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, message)
+
+        if details.method.endswith("/ModelStreamInfer"):
+            return grpc.stream_stream_rpc_method_handler(deny_stream)
+        return grpc.unary_unary_rpc_method_handler(deny_unary)
