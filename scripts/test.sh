@@ -13,3 +13,4 @@ fi
 .venv/bin/python -m pytest "$@"
 .venv/bin/triton conformance onnxruntime
 .venv/bin/triton conformance numpyexpr
+.venv/bin/triton conformance python

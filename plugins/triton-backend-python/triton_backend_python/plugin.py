@@ -52,3 +52,13 @@ def triton_metric_families(registry: Any) -> None:
 
     registry.register(PythonMetricsCollector())
     _registered.add(id(registry))
+
+
+@hookimpl
+def triton_conformance(backend_name: str):
+    """The conformance suite's view of this backend (see triton_core.conformance_spec)."""
+    if backend_name != "python":
+        return None
+    from .conformance import conformance_spec
+
+    return conformance_spec()
