@@ -106,6 +106,55 @@ def test_worker_killed_while_idle(faults):
     assert _x(client, "faults", 6.0).as_numpy("Y").tolist() == [6.0]
 
 
+def _zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in "ZX"
+    except FileNotFoundError:
+        return True
+
+
+def test_request_right_after_idle_kill_succeeds(faults):
+    """A worker killed between requests: the next request is retried on the new worker."""
+    server, client, _ = faults
+    inst = server.manager.get("faults").instances[0]
+    assert _wait(lambda: client.is_model_ready("faults"), 10)
+    old, restarts = inst.worker.pid, inst.restarts
+    os.kill(old, signal.SIGKILL)  # no wait for readiness: the reader may not have noticed yet
+    assert _x(client, "faults", 9.0).as_numpy("Y").tolist() == [9.0]
+    assert inst.worker.pid != old and inst.restarts == restarts + 1
+
+
+def test_idle_death_before_the_reader_notices(faults, monkeypatch):
+    """The async reader notices the death late: execute finds it and retries, once."""
+    server, client, _ = faults
+    inst = server.manager.get("faults").instances[0]
+    assert _wait(lambda: client.is_model_ready("faults"), 10)
+    old, restarts = inst.worker.pid, inst.restarts
+    late = threading.Event()
+    on_death = inst.on_death
+
+    def slow_reader(w, killed_for=""):
+        if threading.current_thread().name.startswith("pb-async"):
+            late.wait(10)  # the reader "has not noticed yet"
+        on_death(w, killed_for)
+
+    monkeypatch.setattr(inst, "on_death", slow_reader)
+    try:
+        os.kill(old, signal.SIGKILL)
+        assert _wait(lambda: _zombie(old), 5)  # dead, channels closed, not noticed yet
+        assert inst.state == "ready" and inst.worker.pid == old
+        assert _x(client, "faults", 10.0).as_numpy("Y").tolist() == [10.0]
+    finally:
+        late.set()
+    assert inst.worker.pid != old and inst.restarts == restarts + 1
+    # a request the worker had accepted still fails (it may have had side effects)
+    with pytest.raises(InferenceServerException) as e:
+        _x(client, "faults", 3.0)
+    assert e.value.status() == "503" and "exited unexpectedly" in e.value.message()
+    assert _x(client, "faults", 11.0).as_numpy("Y").tolist() == [11.0]
+
+
 def test_hang_past_execute_timeout(faults):
     server, client, _ = faults
     inst = server.manager.get("faults").instances[0]

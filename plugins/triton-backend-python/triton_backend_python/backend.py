@@ -90,6 +90,10 @@ class WorkerDied(Exception):
     pass
 
 
+class _NotStarted(Exception):
+    """The worker died before it read the EXEC frame: the batch never ran, retry it."""
+
+
 class WorkerTimedOut(Exception):
     """execute ran past EXECUTE_TIMEOUT_SECONDS; the worker has been killed."""
 
@@ -476,6 +480,11 @@ class Worker:
                 f"the python backend worker of {self.describe()} exited unexpectedly "
                 f"({self.exit_reason()}); it is being restarted") from None
 
+    def accepted(self, seg: int, base: int) -> bool:
+        """Whether the worker read the EXEC frame whose input block is at (seg, base)."""
+        arena = self.s_arena
+        return arena is None or arena.segs[seg][base - _arena.ACCEPTED_AT] != 0
+
     # async channel --------------------------------------------------------------
     def post(self, msg: tuple) -> None:
         data = _wire.encode(msg)
@@ -782,8 +791,8 @@ class PythonInstance(abi.Instance):
 
     def _fail_pending(self, w: Worker, err: TritonError) -> None:
         for token, p in list(self.pending.items()):
-            if p.worker is not w:
-                continue
+            if p.worker is not w or not w.accepted(p.block[0], p.block[1]):
+                continue  # not accepted: the execute thread still owns it and will retry it
             self.pending.pop(token, None)
             sender = p.request.sender
             if sender is not None and not sender.closed:
@@ -837,7 +846,26 @@ class PythonInstance(abi.Instance):
 
     # execute -------------------------------------------------------------------------
     def execute(self, requests: Any, timer: abi.ExecuteTimer) -> list[InferenceResponse] | None:
-        w = self._ready_worker()
+        try:
+            return self._execute(self._ready_worker(), requests, timer)
+        except _NotStarted as e:
+            # The worker died while idle (OOM killer, kill -9) and nobody had noticed yet:
+            # the batch never reached it, so wait for the restart and run it on the new one.
+            w = e.args[0]
+            log.warning("python backend: %s was found dead before it accepted a request; "
+                        "retrying the request on its replacement", w.describe())
+            self.on_death(w)
+            new = self._ready_worker()
+            if new is w:  # not replaced (the instance is closing)
+                raise TritonError.unavailable(e.args[1]) from None
+            try:
+                return self._execute(new, requests, timer)
+            except _NotStarted as e2:
+                self.on_death(e2.args[0])
+                raise TritonError.unavailable(e2.args[1]) from None
+
+    def _execute(self, w: Worker, requests: Any, timer: abi.ExecuteTimer
+                 ) -> list[InferenceResponse] | None:
         arena = w.s_arena
         assert arena is not None
         raws = []
@@ -850,6 +878,7 @@ class PythonInstance(abi.Instance):
                 total += (n + 63) & ~63
         seg, base = arena.alloc(total)
         mv = arena.segs[seg]
+        mv[base - _arena.ACCEPTED_AT] = 0  # the worker sets it when it reads the EXEC frame
         metas = []
         i = 0
         decoupled = w.decoupled
@@ -872,10 +901,12 @@ class PythonInstance(abi.Instance):
             pending[token] = _Pending(r, block, w)
         timer.compute_start()
         try:
-            reply = w.execute((_wire.EXEC, tuple(metas)))
+            reply = w.execute((_wire.EXEC, tuple(metas), (seg, base)))
         except WorkerDied as e:
             for m in metas:
                 pending.pop(m[0], None)
+            if not w.accepted(seg, base):
+                raise _NotStarted(w, str(e)) from None
             self.on_death(w)
             raise TritonError.unavailable(str(e)) from None
         except WorkerTimedOut as e:

@@ -22,6 +22,9 @@ HEADER = 64
 ALIGN = 64
 INUSE = 1
 RELEASED = 2
+# Second header byte of an EXEC input block: 0 when sent, set to 1 by the worker when it
+# reads the EXEC frame, so a worker found dead with it still 0 never started the batch.
+ACCEPTED_AT = HEADER - 1
 
 
 def _align(n: int) -> int:

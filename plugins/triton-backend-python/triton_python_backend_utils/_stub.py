@@ -397,6 +397,10 @@ class Runtime:
                 os._exit(0)
             kind = msg[0]
             try:
+                if kind == _wire.EXEC:
+                    # Accepted: from here on the server must not retry the batch elsewhere.
+                    seg, off = msg[2]
+                    self.s_seg(seg)[off - _arena.ACCEPTED_AT] = 1
                 reply = handlers[kind](msg[1]) if len(msg) > 1 else handlers[kind]()
             except BaseException as e:  # noqa: BLE001 - every failure goes back to the server
                 traceback.print_exc()
