@@ -9,6 +9,7 @@ from triton_core.conformance_spec import (
     ALL_DTYPES,
     DECOUPLED_REPEAT,
     IDENTITY,
+    SEQUENCE_ACCUMULATE,
     Capabilities,
     ConformanceSpec,
     ModelRole,
@@ -26,11 +27,10 @@ CAPABILITIES = Capabilities(
     max_batch_size=MAX_BATCH_SIZE,
     bytes_any=True,
     decoupled=True,
-    sequence=False,
+    sequence=True,            # the model keeps its own state per correlation id
+
     gpu=False,
     notes={"BF16": "numpy has no bfloat16 type (pb_utils tensors are numpy arrays)",
-           "sequence": "the conformance models keep no state; implicit state is not wired "
-                       "into the python backend yet",
            "gpu": "tensors are CPU numpy arrays"},
 )
 
@@ -68,13 +68,37 @@ REPEAT_PY = _HEAD + '''class TritonPythonModel:
         return None
 '''
 
-_CODE = {IDENTITY: IDENTITY_PY, ADD_SUB: ADD_SUB_PY, DECOUPLED_REPEAT: REPEAT_PY}
+ACCUMULATE_PY = _HEAD + '''class TritonPythonModel:
+    """Sums INPUT0 over a sequence: state kept by the model per correlation id."""
+
+    def initialize(self, args):
+        self.sums = {}
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            cid = r.correlation_id()
+            x = pb_utils.get_input_tensor_by_name(r, "INPUT0").as_numpy()
+            start = pb_utils.get_input_tensor_by_name(r, "START")
+            if start is not None and int(start.as_numpy().reshape(-1)[0]) == 1:
+                self.sums[cid] = 0
+            total = self.sums.get(cid, 0) + int(x.reshape(-1)[0])
+            self.sums[cid] = total
+            if r.flags() & pb_utils.TRITONSERVER_REQUEST_FLAG_SEQUENCE_END:
+                self.sums.pop(cid, None)
+            out.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUTPUT0", np.full(x.shape, total, dtype=np.int32))]))
+        return out
+'''
+
+_CODE = {IDENTITY: IDENTITY_PY, ADD_SUB: ADD_SUB_PY, DECOUPLED_REPEAT: REPEAT_PY,
+         SEQUENCE_ACCUMULATE: ACCUMULATE_PY}
 
 
 def build_models(repo: Path) -> dict[str, ModelRole]:
     roles = standard_roles(CAPABILITIES)
     for name, role in roles.items():
-        batch = MAX_BATCH_SIZE if role.role in (IDENTITY, ADD_SUB) else 0
+        batch = MAX_BATCH_SIZE if role.role in (IDENTITY, ADD_SUB, SEQUENCE_ACCUMULATE) else 0
         folder = write_config(repo, name, role_config(role, backend="python", max_batch_size=batch))
         (folder / "1").mkdir(exist_ok=True)
         (folder / "1" / "model.py").write_text(_CODE[role.role])
