@@ -28,7 +28,6 @@ CAPABILITIES = Capabilities(
     bytes_any=True,
     decoupled=True,
     sequence=True,            # the model keeps its own state per correlation id
-
     gpu=False,
     notes={"BF16": "numpy has no bfloat16 type (pb_utils tensors are numpy arrays)",
            "gpu": "tensors are CPU numpy arrays"},
