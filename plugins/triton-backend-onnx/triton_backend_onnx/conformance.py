@@ -12,6 +12,7 @@ from pathlib import Path
 from triton_core.conformance_spec import (
     ADD_SUB,
     IDENTITY,
+    SEQUENCE_ACCUMULATE,
     Capabilities,
     ConformanceSpec,
     ModelRole,
@@ -33,13 +34,12 @@ CAPABILITIES = Capabilities(
     variable_dims=True,
     bytes_any=False,
     decoupled=False,
-    sequence=False,
+    sequence=True,  # through implicit state (sequence_batching.state)
     gpu=False,
     notes={
         "bytes_any": "ONNX Runtime's Python API holds string tensors as UTF-8 text: "
                      "non-UTF-8 BYTES are refused with INVALID_ARG",
         "decoupled": "an ONNX graph answers each request exactly once",
-        "sequence": "stateful ONNX models need the core's sequence batcher (not written yet)",
         "gpu": "the conformance run uses the CPU execution provider",
     },
 )
@@ -61,15 +61,38 @@ def _save(path: Path, nodes: list, inputs: list, outputs: list) -> None:
     path.write_bytes(model.SerializeToString())
 
 
+# Implicit state of the accumulator: the running sum, zero after START.
+_STATE = ('  state [{ input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_INT32 '
+          'dims: [1] initial_state { name: "zero" data_type: TYPE_INT32 dims: [1] zero_data: true } '
+          '}]\n')
+
+
 def build_models(repo: Path) -> dict[str, ModelRole]:
     from onnx import TensorProto, helper
 
     roles = standard_roles(CAPABILITIES)
     for name, role in roles.items():
-        elem = getattr(TensorProto, _ELEM[role.datatype])
-        folder = write_config(repo, name, role_config(role, backend=BACKEND_NAME,
-                                                      max_batch_size=MAX_BATCH_SIZE))
+        text = role_config(role, backend=BACKEND_NAME, max_batch_size=MAX_BATCH_SIZE)
+        if role.role == SEQUENCE_ACCUMULATE:
+            text = text.replace("sequence_batching {\n", "sequence_batching {\n" + _STATE, 1)
+        folder = write_config(repo, name, text)
         model_file = folder / "1" / "model.onnx"
+        if role.role == SEQUENCE_ACCUMULATE:
+            i32 = TensorProto.INT32
+            shape = ["batch", 1]
+            # OUTPUT0 = STATE_IN * (1 - START) + INPUT0; the new state is OUTPUT0
+            one = helper.make_tensor("one", i32, [1], [1])
+            _save(model_file,
+                  [helper.make_node("Constant", [], ["ONE"], value=one),
+                   helper.make_node("Sub", ["ONE", "START"], ["KEEP"]),
+                   helper.make_node("Mul", ["STATE_IN", "KEEP"], ["KEPT"]),
+                   helper.make_node("Add", ["KEPT", "INPUT0"], ["OUTPUT0"]),
+                   helper.make_node("Identity", ["OUTPUT0"], ["STATE_OUT"])],
+                  [helper.make_tensor_value_info(n, i32, shape)
+                   for n in ("INPUT0", "START", "READY", "STATE_IN")],
+                  [helper.make_tensor_value_info(n, i32, shape) for n in ("OUTPUT0", "STATE_OUT")])
+            continue
+        elem = getattr(TensorProto, _ELEM[role.datatype])
         if role.role == IDENTITY:
             shape = ["batch", "n"]
             _save(model_file, [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])],

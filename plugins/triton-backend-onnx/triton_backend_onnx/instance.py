@@ -35,6 +35,34 @@ class _OutputPlan:
     """Config dims to report when ORT's shape differs (reshape, model scalar); None = as produced."""
 
 
+def _control_datatype(control: dict) -> DataType:
+    if "fp32_false_true" in control:
+        return DataType.FP32
+    if "bool_false_true" in control:
+        return DataType.BOOL
+    if control.get("data_type"):  # CONTROL_SEQUENCE_CORRID
+        return DataType.from_config(control["data_type"])
+    return DataType.INT32
+
+
+def sequence_inputs(cfg) -> list[tuple[str, DataType]]:
+    """Control inputs and implicit-state inputs the sequence batcher adds to requests."""
+    sb = cfg.sequence_batching or {}
+    out = []
+    for ci in sb.get("control_input", []) or []:
+        controls = ci.get("control", []) or [{}]
+        out.append((ci["name"], _control_datatype(controls[0])))
+    for st in sb.get("state", []) or []:
+        out.append((st["input_name"], DataType.from_config(st.get("data_type", "TYPE_INVALID"))))
+    return out
+
+
+def sequence_state_outputs(cfg) -> list[tuple[str, DataType]]:
+    sb = cfg.sequence_batching or {}
+    return [(st["output_name"], DataType.from_config(st.get("data_type", "TYPE_INVALID")))
+            for st in sb.get("state", []) or []]
+
+
 class _Timer:
     """Marks compute start once (first run) and compute end after every run (the last one wins)."""
 
@@ -104,6 +132,14 @@ class OnnxInstance(Instance):
             reshaped = io.reshape is not None or (t is not None and len(t.dims) == 0)
             self._outputs[io.name] = _OutputPlan(io.datatype, tuple(io.dims) if reshaped else None)
         self._output_order = [o.name for o in cfg.output]
+        # Sequence batching: the core adds control inputs and implicit state as inputs
+        # and takes the state outputs back (Triton's onnxruntime backend does the same).
+        for name, dt in sequence_inputs(cfg):
+            self._inputs.setdefault(name, _InputPlan(dt, None))
+        self._state_outputs: list[str] = []
+        for name, dt in sequence_state_outputs(cfg):
+            self._outputs.setdefault(name, _OutputPlan(dt, None))
+            self._state_outputs.append(name)
         self._has_string_input = any(p.datatype is DataType.BYTES for p in self._inputs.values())
 
     # ------------------------------------------------------------------ execute
@@ -162,6 +198,8 @@ class OnnxInstance(Instance):
         for r, outs in zip(requests, per_request, strict=True):
             wanted = r.requested_output_names()
             order = wanted if wanted is not None else self._output_order
+            if self._state_outputs:
+                order = [*order, *self._state_outputs]
             tensors = [Tensor.from_numpy(n, outs[n], self._outputs[n].datatype) for n in order if n in outs]
             responses.append(
                 InferenceResponse(
@@ -178,15 +216,16 @@ class OnnxInstance(Instance):
         for r in requests:
             names = r.requested_output_names()
             if names is None:
-                return list(self._output_order)
+                return list(self._output_order) + self._state_outputs
             wanted.update(names)
+        wanted.update(self._state_outputs)
         unknown = wanted.difference(self._outputs)
         if unknown:
             raise TritonError.invalid_arg(
                 f"unexpected inference output '{min(unknown)}' for model "
                 f"'{self.model.name}'"
             )
-        return [n for n in self._output_order if n in wanted]
+        return [n for n in self._output_order if n in wanted] + self._state_outputs
 
     def _gather(self, requests: list[InferenceRequest]) -> tuple[dict[str, object], list[int]]:
         names = [n for n in requests[0].inputs if n in self._inputs]
