@@ -316,3 +316,27 @@ def test_generate_and_generate_stream(tmp_path):
         assert st == 400 and b"unexpected inference input 'bogus'" in body
         st, _, body = _post(f"http://{addr}/v2/models/nope/generate", {"x": 1})
         assert st in (400, 404)
+
+
+def test_initial_state_from_data_file(tmp_path):
+    cfg = acc_cfg().replace('zero_data: true name: "zero"', 'data_file: "hundred.bin" name: "file"')
+    d = write_model(tmp_path, "acc", cfg)
+    (d / "initial_state").mkdir()
+    (d / "initial_state" / "hundred.bin").write_bytes(np.array([100], "<i4").tobytes())
+    with make_server(tmp_path) as s:
+        assert val(s.infer(seq_req(1, 7, START))) == [101]
+        assert val(s.infer(seq_req(2, 7))) == [103]
+
+
+def test_initial_state_data_file_errors(tmp_path):
+    cfg = acc_cfg().replace('zero_data: true name: "zero"', 'data_file: "../../x.bin" name: "f"')
+    write_model(tmp_path, "bad", cfg)
+    cfg2 = acc_cfg().replace('zero_data: true name: "zero"', 'data_file: "short.bin" name: "f"')
+    d = write_model(tmp_path, "short", cfg2)
+    (d / "initial_state").mkdir()
+    (d / "initial_state" / "short.bin").write_bytes(b"\0\0")
+    s = make_server(tmp_path, exit_on_error=False)
+    with s:
+        idx = {r["name"]: r for r in s.repository_index()}
+        assert "leaves its folder" in idx["bad"]["reason"]
+        assert "has 2 bytes" in idx["short"]["reason"]

@@ -343,7 +343,7 @@ class ModelManager:
                 model = backend.load_model(ctx)
                 final = complete_config(model.config, name, backend_name, platforms, default_file)
                 check_config(final, where)
-                lv = LoadedVersion(name, v, model, final)
+                lv = LoadedVersion(name, v, model, final, src.path)
                 self._attach_cache(lv)
                 try:
                     lv.create_instances()

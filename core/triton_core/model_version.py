@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import abi
 from .config import ModelConfig
@@ -51,13 +52,14 @@ _INLINE_WARMUP = 8
 class LoadedVersion:
     """One READY model version: accepts requests, runs them on its instances."""
 
-    def __init__(self, name: str, version: int, model: abi.Model, config: ModelConfig) -> None:
+    def __init__(self, name: str, version: int, model: abi.Model, config: ModelConfig,
+                 model_path: Path | None = None) -> None:
         self.name = name
         self.version = version
         self.model = model
         self.config = config
         self.queue: RequestQueue | SequenceScheduler = (
-            SequenceScheduler(config, _instance_count(config), self._on_reject)
+            SequenceScheduler(config, _instance_count(config), self._on_reject, model_path)
             if config.sequence_batching is not None
             else RequestQueue(config, _instance_count(config), self._on_reject))
         self.sequence = isinstance(self.queue, SequenceScheduler)

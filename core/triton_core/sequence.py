@@ -27,6 +27,7 @@ import collections
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,7 @@ from .dtypes import DataType
 from .errors import TritonError
 from .request import REQUEST_FLAG_SEQUENCE_END, REQUEST_FLAG_SEQUENCE_START, InferenceRequest
 from .scheduler import _Item
-from .tensor import Tensor
+from .tensor import Tensor, element_count
 
 _KINDS = {
     "CONTROL_SEQUENCE_START": "start",
@@ -59,7 +60,7 @@ class _Control:
 class _State:
     __slots__ = ("input_name", "output_name", "datatype", "dims", "initial")
 
-    def __init__(self, spec: dict, where: str) -> None:
+    def __init__(self, spec: dict, where: str, model_path: Path | None = None) -> None:
         try:
             self.input_name = spec["input_name"]
             self.output_name = spec["output_name"]
@@ -74,9 +75,32 @@ class _State:
                 raise TritonError.invalid_arg(
                     f"{where}: initial_state of state '{self.input_name}' needs fixed dims")
             if init.get("data_file"):
-                raise TritonError.unsupported(
-                    f"{where}: initial_state data_file is not supported yet (use zero_data)")
-            self.initial = np.zeros(dims, dtype=self.datatype.numpy)
+                self.initial = self._from_file(init["data_file"], dims, where, model_path)
+            else:
+                self.initial = np.zeros(dims, dtype=self.datatype.numpy)
+
+    def _from_file(self, name: str, dims: list[int], where: str,
+                   model_path: Path | None) -> np.ndarray:
+        """Triton's layout: <model>/initial_state/<data_file>, raw little-endian values."""
+        if model_path is None:
+            raise TritonError.invalid_arg(f"{where}: initial_state data_file needs the model folder")
+        folder = (model_path / "initial_state").resolve()
+        path = (folder / name).resolve()
+        if not path.is_relative_to(folder):
+            raise TritonError.invalid_arg(f"{where}: initial_state data_file '{name}' leaves its folder")
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise TritonError.invalid_arg(
+                f"{where}: cannot read initial_state data_file '{path}': {e.strerror}") from None
+        if self.datatype is DataType.BYTES:
+            return Tensor.from_raw(self.input_name, self.datatype, dims, raw).as_numpy()
+        n = element_count(dims) * self.datatype.itemsize
+        if len(raw) != n:
+            raise TritonError.invalid_arg(
+                f"{where}: initial_state data_file '{name}' has {len(raw)} bytes, state "
+                f"'{self.input_name}' of dims {dims} needs {n}")
+        return np.frombuffer(raw, dtype=self.datatype.numpy).reshape(dims).copy()
 
     def initial_value(self) -> np.ndarray:
         if self.initial is not None:
@@ -135,7 +159,8 @@ class SequenceScheduler:
     batching = True
     preserve_ordering = False
 
-    def __init__(self, config: ModelConfig, workers: int, on_reject=None) -> None:
+    def __init__(self, config: ModelConfig, workers: int, on_reject=None,
+                 model_path: Path | None = None) -> None:
         sb = config.sequence_batching or {}
         where = f"model '{config.name}'"
         self.name = config.name
@@ -155,7 +180,7 @@ class SequenceScheduler:
         idle = sb.get("max_sequence_idle_microseconds")
         self.idle_ns = int(idle if idle not in (None, 0, "0") else 1_000_000) * 1000
         self.controls = parse_controls(sb, where)
-        self.states = [_State(s, where) for s in sb.get("state", []) or []]
+        self.states = [_State(s, where, model_path) for s in sb.get("state", []) or []]
         self.corrid_type = next((c.datatype for c in self.controls if c.kind == "corrid"), None)
         self._cv = threading.Condition(threading.Lock())
         self._closed = False
