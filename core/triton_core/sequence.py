@@ -35,7 +35,12 @@ import numpy as np
 from .config import ModelConfig
 from .dtypes import DataType
 from .errors import TritonError
-from .request import REQUEST_FLAG_SEQUENCE_END, REQUEST_FLAG_SEQUENCE_START, InferenceRequest
+from .request import (
+    REQUEST_FLAG_SEQUENCE_END,
+    REQUEST_FLAG_SEQUENCE_START,
+    InferenceRequest,
+    RequestedOutput,
+)
 from .scheduler import _Item
 from .tensor import Tensor, element_count
 
@@ -355,6 +360,12 @@ class SequenceScheduler:
                     if self.mbs > 0:
                         val = val.reshape([1, *val.shape])
                 req.inputs[st.input_name] = Tensor.from_numpy(st.input_name, val, st.datatype)
+            if req.outputs is not None and self.states:
+                # The backend must produce the new state even when the client asked for
+                # other outputs; done() removes it before the client sees it.
+                asked = {o.name for o in req.outputs}
+                req.outputs = [*req.outputs, *(RequestedOutput(st.output_name) for st in self.states
+                                               if st.output_name not in asked)]
 
     def done(self, items: Sequence[_Item], responses: Sequence[Any]) -> None:
         """Store the new state from each response; free the sequences for their next request."""

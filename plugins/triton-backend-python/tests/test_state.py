@@ -1,0 +1,24 @@
+"""Implicit state (sequence_batching.state) with a python model."""
+
+import numpy as np
+from conftest import build_repo, make_server
+
+from triton_core import InferenceRequest, RequestedOutput, Tensor
+
+
+def _req(v, flags, outputs=None):
+    return InferenceRequest("accumulate_state", correlation_id=5, flags=flags,
+                            inputs={"INPUT": Tensor.from_numpy("INPUT", np.array([v], np.int32))},
+                            outputs=outputs)
+
+
+def test_state_survives_requests_that_ask_for_some_outputs(tmp_path):
+    server = make_server(build_repo(tmp_path, ["accumulate_state"]))
+    with server:
+        got = []
+        for i, (v, flags) in enumerate([(1, 1), (2, 0), (3, 2)]):
+            asked = [RequestedOutput("OUTPUT")] if i == 1 else None
+            resp = server.infer(_req(v, flags, asked))
+            assert [t.name for t in resp.outputs] == ["OUTPUT"]  # the state stays inside
+            got.append(int(resp.output("OUTPUT").as_numpy()[0]))
+        assert got == [1, 3, 6]
