@@ -78,3 +78,17 @@ def test_garbage_gets_400_and_the_server_serves_on(addr):
         (status, body), = _read_responses(s, 1)
     assert status == 400 and b"malformed HTTP request" in body
     assert_serves(addr)
+
+
+def test_idle_connections_close(addr, monkeypatch):
+    import time
+
+    from triton_core import http_server
+
+    monkeypatch.setattr(http_server, "IDLE_TIMEOUT_S", 0.2)
+    with _connect(addr) as s:
+        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_responses(s, 1)[0][0] == 200
+        time.sleep(0.6)
+        s.settimeout(2)
+        assert s.recv(1) == b""  # the server closed the idle connection

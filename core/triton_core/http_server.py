@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _MAX_PIPELINE = 32  # queued requests on one connection before reading pauses
+IDLE_TIMEOUT_S = 75.0  # a connection with no request in flight and no bytes for this long closes
 
 
 class _Message:
@@ -53,19 +54,39 @@ class HttpConnection(asyncio.Protocol):
         self.worker: asyncio.Task | None = None
         self.paused = False
         self.closing = False
+        self._idle: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.connections.add(self)
+        self._arm_idle()
+
+    def _arm_idle(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+        self._idle = asyncio.get_running_loop().call_later(IDLE_TIMEOUT_S, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        self._idle = None
+        if self.worker is None and not self.queue:
+            self.close()  # idle keep-alive connections must not hold descriptors forever
+        else:
+            self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
         self.closing = True
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         if self.worker is not None and not self.worker.done():
             self.worker.cancel()  # cancels the request's await: a queued request is marked cancelled
 
     def data_received(self, data: bytes) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -164,6 +185,8 @@ class HttpConnection(asyncio.Protocol):
             self.worker = None
         if self.queue and not self.closing:  # arrived while the last response was written
             self.worker = asyncio.get_running_loop().create_task(self._run())
+        elif not self.closing:
+            self._arm_idle()
 
     def _write(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> None:
         t = self.transport
