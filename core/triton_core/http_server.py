@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
@@ -54,39 +55,26 @@ class HttpConnection(asyncio.Protocol):
         self.worker: asyncio.Task | None = None
         self.paused = False
         self.closing = False
-        self._idle: asyncio.TimerHandle | None = None
+        self.last_active = time.monotonic()
 
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.connections.add(self)
-        self._arm_idle()
 
-    def _arm_idle(self) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-        self._idle = asyncio.get_running_loop().call_later(IDLE_TIMEOUT_S, self._idle_timeout)
-
-    def _idle_timeout(self) -> None:
-        self._idle = None
-        if self.worker is None and not self.queue:
-            self.close()  # idle keep-alive connections must not hold descriptors forever
-        else:
-            self._arm_idle()
+    def close_if_idle(self, now: float) -> None:
+        """Idle keep-alive connections must not hold descriptors forever."""
+        if self.worker is None and not self.queue and now - self.last_active > IDLE_TIMEOUT_S:
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
         self.closing = True
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
         if self.worker is not None and not self.worker.done():
             self.worker.cancel()  # cancels the request's await: a queued request is marked cancelled
 
     def data_received(self, data: bytes) -> None:
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self.last_active = time.monotonic()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -185,8 +173,7 @@ class HttpConnection(asyncio.Protocol):
             self.worker = None
         if self.queue and not self.closing:  # arrived while the last response was written
             self.worker = asyncio.get_running_loop().create_task(self._run())
-        elif not self.closing:
-            self._arm_idle()
+        self.last_active = time.monotonic()
 
     def _write(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> None:
         t = self.transport
@@ -218,4 +205,14 @@ async def serve_http(app: HttpFrontEnd, host: str, port: int,
     connections: set[HttpConnection] = set()
     server = await loop.create_server(lambda: HttpConnection(app, connections), host, port,
                                       backlog=backlog, reuse_address=True)
+
+    def sweep() -> None:  # one timer for all connections, not one per request
+        if not server.is_serving():
+            return
+        now = time.monotonic()
+        for conn in list(connections):
+            conn.close_if_idle(now)
+        loop.call_later(min(IDLE_TIMEOUT_S / 4, 1.0), sweep)
+
+    loop.call_later(min(IDLE_TIMEOUT_S / 4, 1.0), sweep)
     return server, connections
