@@ -7,6 +7,7 @@ input holds this value), `auto_complete` (JSON config merged in when enabled).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import threading
 import time
@@ -158,12 +159,50 @@ class ExprModel(abi.Model):
         self.closed = False
 
     def create_instance(self, ctx):
-        inst = ExprInstance(self, ctx)
+        remote = self.config.parameter("remote") == "1"
+        inst = RemoteExprInstance(self, ctx) if remote else ExprInstance(self, ctx)
         self.instances.append(inst)
         return inst
 
     def close(self):
         self.closed = True
+
+
+class _Remote:
+    """abi.PendingExecute over a future (the "other process" is a thread here)."""
+
+    def __init__(self, fut: concurrent.futures.Future) -> None:
+        self.fut = fut
+
+    def wait(self, timeout: float) -> bool:
+        try:
+            self.fut.exception(timeout)
+        except concurrent.futures.TimeoutError:
+            return False
+        return True
+
+    def result(self):
+        return self.fut.result()
+
+
+class RemoteExprInstance(ExprInstance):
+    """parameters { key: "remote" ... "1" }: execute runs elsewhere (like the python
+    backend's worker process); the core may start it from the event loop with
+    begin_execute."""
+
+    inline_execute = False
+
+    def __init__(self, model: ExprModel, ctx: abi.InstanceContext) -> None:
+        super().__init__(model, ctx)
+        self.remote = concurrent.futures.ThreadPoolExecutor(1)
+        self.begun_on: list[int] = []  # thread ids begin_execute was called on
+
+    def begin_execute(self, requests, timer):
+        self.begun_on.append(threading.get_ident())
+        return _Remote(self.remote.submit(self.execute, requests, timer))
+
+    def close(self):
+        self.remote.shutdown()
 
 
 class ExprBackend(abi.Backend):

@@ -317,6 +317,61 @@ def test_fast_models_run_inline_on_the_event_loop(repo):
         assert st["inference_stats"]["success"]["count"] == 20 and st["execution_count"] == 20
 
 
+REMOTE = """
+parameters { key: "remote" value { string_value: "1" } }
+parameters { key: "block_value" value { string_value: "99" } }
+parameters { key: "fail_on" value { string_value: "77" } }
+"""
+
+
+def test_begin_execute_starts_on_the_loop_and_leaves_slow_calls_to_a_thread(tmp_path, monkeypatch):
+    import asyncio
+    import threading
+
+    import expr_backend
+    from triton_core import model_version
+
+    monkeypatch.setattr(model_version, "_INLINE_MAX_NS", 10**9)  # "fast" whatever CI's load
+    write_model(tmp_path, "radd", ADD_SUB + REMOTE)
+    with make_server(tmp_path) as s:
+        inst = s.manager.get("radd").instances[0]
+
+        async def add(a, b):
+            req = InferenceRequest("radd", inputs={"INPUT0": Tensor.from_numpy("INPUT0", a),
+                                                   "INPUT1": Tensor.from_numpy("INPUT1", b)})
+            resp = await s.infer_async(req)
+            np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a + b)
+
+        async def run():
+            a, b = _add_inputs()
+            for _ in range(12):
+                await add(a, b)
+            me = threading.get_ident()
+            assert inst.begun_on and set(inst.begun_on) == {me}
+            begun = len(inst.begun_on)
+            # A call that outlasts the bounded wait: the loop keeps serving meanwhile.
+            expr_backend.GATE.clear()
+            try:
+                slow = asyncio.create_task(add(np.full((1, 16), 99, np.int32), b))
+                for _ in range(10):
+                    await asyncio.sleep(0.005)
+                assert not slow.done()
+            finally:
+                expr_backend.GATE.set()
+            await asyncio.wait_for(slow, 10)
+            assert len(inst.begun_on) == begun + 1
+            # an exception from the remote side fails that request only
+            with pytest.raises(TritonError) as e:
+                await add(np.full((1, 16), 77, np.int32), b)
+            assert "failing value 77" in e.value.message
+            await add(a, b)
+
+        asyncio.run(run())
+        st = s.statistics("radd")["model_stats"][0]
+        assert st["inference_stats"]["success"]["count"] == 14
+        assert st["inference_stats"]["fail"]["count"] == 1
+
+
 WARMUP = """
 model_warmup [{ name: "zeros" batch_size: 2 count: 3
   inputs { key: "INPUT0" value { data_type: TYPE_INT32 dims: [16] zero_data: true } }

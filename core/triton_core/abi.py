@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
@@ -33,7 +33,7 @@ ENTRY_POINT_GROUP = "triton_core"
 
 # The core's ABI version. A backend built for (M, m) loads when M equals
 # ABI_VERSION[0] and m <= ABI_VERSION[1] (Triton's rule).
-ABI_VERSION: tuple[int, int] = (1, 0)
+ABI_VERSION: tuple[int, int] = (1, 1)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -126,6 +126,16 @@ class ExecuteTimer:
         self.compute_end_ns = time.monotonic_ns()
 
 
+class PendingExecute(Protocol):
+    """A started execute (see Instance.begin_execute)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Block up to ``timeout`` seconds; True once ``result()`` will not block."""
+
+    def result(self) -> list[InferenceResponse]:
+        """The responses, one per request (blocks until they are there)."""
+
+
 class Backend:
     """Process-wide state of one backend (TRITONBACKEND_Initialize / _Finalize)."""
 
@@ -174,6 +184,21 @@ class Instance:
         The core has already checked every request against the config (names,
         datatypes, shapes, batch size). A failure specific to one request goes
         in that response's ``error``; an exception fails every request of the call.
+        """
+        raise NotImplementedError
+
+    def begin_execute(self, requests: Sequence[InferenceRequest], timer: ExecuteTimer
+                      ) -> PendingExecute:
+        """Optional (ABI 1.1): start ``execute`` and return without waiting for its result.
+
+        For instances whose execute mostly waits on another process (the python
+        backend's worker). When such a model has proven fast and an instance is idle,
+        the core calls this on the event loop, waits a bounded time (about a
+        millisecond) for the result and answers from the loop; if the result is not
+        there by then, a thread takes over the wait, so a slow call never stalls the
+        loop. Same contract as ``execute`` otherwise (never concurrent with it on one
+        instance; exceptions from this method or from ``result()`` fail the batch).
+        Not used for decoupled or sequence models.
         """
         raise NotImplementedError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import abi
@@ -39,14 +39,16 @@ class InstanceWorker(threading.Thread):
             if items is None:
                 return
             if items:
-                with lock:
-                    self.version.execute(self.instance, items)
+                lock.acquire()
+                self.version.execute(self.instance, items, lock)
 
 
 # Inline execution: only for models whose last executions took less than this
 # (an exponential average over at least _INLINE_WARMUP executions).
 _INLINE_MAX_NS = 200_000
 _INLINE_WARMUP = 8
+# How long the event loop waits for a begin_execute result before a thread takes over.
+_INLINE_WAIT_S = 0.001
 
 
 class LoadedVersion:
@@ -78,6 +80,7 @@ class LoadedVersion:
         self._exec_ewma_ns = 0
         self._exec_count = 0
         self._inline_capable = False
+        self._begin_capable = False
         self.inflight = InFlight()
         self.accepting = True
         self.decoupled = config.decoupled
@@ -101,8 +104,12 @@ class LoadedVersion:
             self._close_instances()
             raise
         # Inline execution suits the plain path only: one request, no scheduler state.
+        self._begin_capable = bool(self.instances) and all(
+            type(i).begin_execute is not abi.Instance.begin_execute for i in self.instances)
         self._inline_capable = (
-            bool(self.instances) and all(getattr(i, "inline_execute", False) for i in self.instances)
+            bool(self.instances)
+            and (self._begin_capable
+                 or all(getattr(i, "inline_execute", False) for i in self.instances))
             and not self.decoupled and not self.sequence and not self._ordered
             and not getattr(self.queue, "batching", False))
         for w in self.workers:
@@ -296,22 +303,46 @@ class LoadedVersion:
                 and self._exec_ewma_ns < _INLINE_MAX_NS and self.accepting
                 and self.cache is None and len(self.queue) == 0)
 
-    def try_inline(self, req: InferenceRequest, batch_size: int) -> bool:
+    def try_inline(self, req: InferenceRequest, batch_size: int,
+                   on_defer: Callable[[], None] | None = None) -> bool:
         """Run the request now on the calling thread if an instance is idle and the model
-        is fast; False means the caller must submit() it."""
+        is fast; False means the caller must submit() it.
+
+        For instances with ``begin_execute``, a result that takes longer than
+        _INLINE_WAIT_S is left to a thread: ``on_defer`` is called first (on this thread)
+        so the caller can switch ``req.callback`` to a cross-thread delivery; without
+        ``on_defer`` such instances are not run inline.
+        """
+        if on_defer is None and self._begin_capable:
+            return False
         for idx, lock in enumerate(self.instance_locks):
             if lock.acquire(blocking=False):
-                try:
-                    self.inflight.enter()
-                    with self.stats.lock:
-                        self.stats.pending += 1
-                    self.execute(self.instances[idx], [_Item(req, batch_size, ())])
-                finally:
-                    lock.release()
+                self.inflight.enter()
+                with self.stats.lock:
+                    self.stats.pending += 1
+                self.execute(self.instances[idx], [_Item(req, batch_size, ())], lock, on_defer)
                 return True
         return False
 
-    def execute(self, instance: abi.Instance, items: Sequence[_Item]) -> None:
+    def execute(self, instance: abi.Instance, items: Sequence[_Item], lock: threading.Lock,
+                on_defer: Callable[[], None] | None = None) -> None:
+        """Run one batch on ``instance``, whose ``lock`` the caller holds.
+
+        The lock is released as soon as the instance is done, before responses are
+        delivered: a client's next request may then find the instance idle (try_inline)
+        instead of racing the worker thread for it. Released from a thread when a
+        begin_execute result is left to one (see try_inline).
+        """
+        owned = True
+        try:
+            owned = self._execute_locked(instance, items, lock, on_defer)
+        finally:
+            if owned:
+                lock.release()
+
+    def _execute_locked(self, instance: abi.Instance, items: Sequence[_Item], lock: threading.Lock,
+                        on_defer: Callable[[], None] | None) -> bool:
+        """execute's body; False once it released ``lock`` or gave it to a thread."""
         live = []
         dropped = []
         for it in items:
@@ -325,7 +356,7 @@ class LoadedVersion:
         if seq is not None and dropped:
             seq.done(dropped, [None] * len(dropped))  # type: ignore[union-attr]
         if not live:
-            return
+            return True
         requests = [it.request for it in live]
         timer = abi.ExecuteTimer()
         if seq is not None:
@@ -334,21 +365,57 @@ class LoadedVersion:
             self._execute_decoupled(instance, live, requests, timer)
             if seq is not None:
                 seq.done(live, [None] * len(live))  # type: ignore[union-attr]
-            return
+            return True
+        if on_defer is not None and self._begin_capable:
+            try:
+                pending = instance.begin_execute(requests, timer)
+            except Exception as e:  # noqa: BLE001 - fails the batch like execute would
+                responses = self._failed(e, requests)
+            else:
+                if not pending.wait(_INLINE_WAIT_S):
+                    on_defer()
+                    threading.Thread(target=self._finish_later, name=f"triton-{self.name}-wait",
+                                     args=(pending, lock, live, requests, timer), daemon=True).start()
+                    return False
+                responses = self._responses(pending.result, requests)
+        else:
+            responses = self._responses(lambda: instance.execute(requests, timer), requests)
+        timer.exec_end_ns = time.monotonic_ns()
+        lock.release()
+        self._conclude(live, requests, timer, responses)
+        return False
+
+    def _finish_later(self, pending: abi.PendingExecute, lock: threading.Lock, live: list[_Item],
+                      requests: list[InferenceRequest], timer: abi.ExecuteTimer) -> None:
         try:
-            responses = instance.execute(requests, timer)
+            responses = self._responses(pending.result, requests)
+            timer.exec_end_ns = time.monotonic_ns()
+        finally:
+            lock.release()
+        self._conclude(live, requests, timer, responses)
+
+    def _responses(self, run: Callable[[], list[InferenceResponse] | None],
+                   requests: list[InferenceRequest]) -> list[InferenceResponse]:
+        try:
+            responses = run()
             if responses is None or len(responses) != len(requests):
                 raise TritonError.internal(
                     f"backend returned {0 if responses is None else len(responses)} responses "
                     f"for {len(requests)} requests"
                 )
-        except TritonError as e:
-            responses = [InferenceResponse(error=e) for _ in requests]
-        except Exception as e:
-            log.exception("model '%s' execute failed", self.name)
-            err = TritonError.internal(f"{type(e).__name__}: {e}")
-            responses = [InferenceResponse(error=err) for _ in requests]
-        timer.exec_end_ns = time.monotonic_ns()
+            return responses
+        except Exception as e:  # noqa: BLE001 - fails every request of the batch
+            return self._failed(e, requests)
+
+    def _failed(self, e: Exception, requests: list[InferenceRequest]) -> list[InferenceResponse]:
+        if not isinstance(e, TritonError):
+            log.error("model '%s' execute failed", self.name, exc_info=e)
+            e = TritonError.internal(f"{type(e).__name__}: {e}")
+        return [InferenceResponse(error=e) for _ in requests]
+
+    def _conclude(self, live: list[_Item], requests: list[InferenceRequest], timer: abi.ExecuteTimer,
+                  responses: list[InferenceResponse]) -> None:
+        seq = self.queue if self.sequence else None
         if seq is not None:
             seq.done(live, responses)  # type: ignore[union-attr]
         ok = [resp.error is None for resp in responses]

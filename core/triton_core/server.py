@@ -244,23 +244,30 @@ class Server:
         if lv.decoupled:
             raise TritonError.unsupported(
                 f"model '{lv.name}' is decoupled: use a streaming API (gRPC ModelStreamInfer)")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[InferenceResponse] | None = None
+
+        def done(resp: InferenceResponse | None, flags: int) -> None:
+            loop.call_soon_threadsafe(_resolve, fut, resp)
+
+        def on_defer() -> None:  # the inline call's result will come from a thread
+            nonlocal fut
+            fut = loop.create_future()
+            req.callback = done
+
         if lv.inline_ready() and _small(req):
             got: list[InferenceResponse | None] = []
             req.callback = lambda resp, flags: got.append(resp)
-            if lv.try_inline(req, batch):
+            if lv.try_inline(req, batch, on_defer) and fut is None:
                 resp = got[0]
                 assert resp is not None
                 if resp.error is not None:
                     raise resp.error
                 return resp
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[InferenceResponse] = loop.create_future()
-
-        def done(resp: InferenceResponse | None, flags: int) -> None:
-            loop.call_soon_threadsafe(_resolve, fut, resp)
-
-        req.callback = done
-        lv.submit(req, batch)
+        if fut is None:
+            fut = loop.create_future()
+            req.callback = done
+            lv.submit(req, batch)
         try:
             resp = await fut
         except asyncio.CancelledError:

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -130,6 +131,9 @@ class Settings:
         self.shm_growth = int(num("shm-growth-byte-size", 1 << 20))
         self.stub_timeout = num("stub-timeout-seconds", 30.0)
         self.bls_threads = int(num("bls-threads", 32))
+        # Both sides poll a while before sleeping in the kernel: a process wake-up costs
+        # ~30 us on small VMs, more than a small model's whole execute.
+        self.spin_s = max(0.0, num("spin-microseconds", 400)) / 1e6
 
 
 # ------------------------------------------------------------------ backend
@@ -302,6 +306,7 @@ class Worker:
         self._ids = iter(range(1, 1 << 62))
         self._threads: list[threading.Thread] = []
         self._async_running = False  # the async reader thread owns async_sock
+        self._poll: Any = None  # select.poll on exec_sock, made on first use
 
     @property
     def pid(self) -> int:
@@ -375,7 +380,7 @@ class Worker:
         self._threads.append(t)
         settings = {"prefix": self.prefix, "model_name": m.name, "decoupled": self.decoupled,
                     "model_file": str(m.model_file), "w_size": len(self.w_segs[0]),
-                    "growth": st.shm_growth}
+                    "growth": st.shm_growth, "spin_us": st.spin_s * 1e6}
         try:
             reply = self.call((_wire.INIT, settings), st.stub_timeout, what="start-up")
         except BaseException:
@@ -466,8 +471,43 @@ class Worker:
 
     # execute channel (hot path) -----------------------------------------------
     def execute(self, msg: tuple) -> tuple:
+        return self.receive(self.send_exec(msg))
+
+    def send_exec(self, msg: tuple) -> OSError | None:
+        """Send an EXEC frame; a failure is returned for receive() to report."""
         try:
             self.exec_sock.sendall(_wire.encode(msg))  # type: ignore[union-attr]
+        except OSError as e:
+            return e
+        return None
+
+    def reply_ready(self, timeout: float) -> bool:
+        """Whether the reply to the last EXEC frame can be read without blocking."""
+        if len(self.reader.buf) > self.reader.pos:
+            return True
+        if self._poll is None:  # poll, not select: fds past FD_SETSIZE are fine
+            self._poll = select.poll()
+            self._poll.register(self.exec_sock, select.POLLIN)
+        try:
+            spin = min(self.settings.spin_s, timeout)
+            if spin:
+                poll, clock = self._poll.poll, time.perf_counter
+                end = clock() + spin
+                while clock() < end:
+                    if poll(0):
+                        return True
+                timeout -= spin
+            return bool(self._poll.poll(timeout * 1000.0))
+        except (OSError, ValueError):
+            return True  # closed: receive() reports it
+
+    def receive(self, send_error: OSError | None) -> tuple:
+        """The reply to the EXEC frame send_exec sent (raises WorkerDied / WorkerTimedOut)."""
+        try:
+            if send_error is not None:
+                raise send_error
+            if self.settings.spin_s:
+                self.reply_ready(self.settings.spin_s)
             return self.reader.read()
         except TimeoutError:
             self.kill()
@@ -717,6 +757,45 @@ class Worker:
                 t.join(timeout=2)
 
 
+class _Sent:
+    """An EXEC frame on its way: what receiving its reply needs."""
+
+    __slots__ = ("worker", "metas", "seg", "base", "timer", "send_error")
+
+    def __init__(self, worker: Worker, metas: list, seg: int, base: int, timer: abi.ExecuteTimer,
+                 send_error: OSError | None) -> None:
+        self.worker = worker
+        self.metas = metas
+        self.seg = seg
+        self.base = base
+        self.timer = timer
+        self.send_error = send_error
+
+
+class _Started:
+    """begin_execute's answer (abi.PendingExecute)."""
+
+    __slots__ = ("instance", "sent", "requests", "timer")
+
+    def __init__(self, instance: PythonInstance, sent: _Sent | None, requests: Any,
+                 timer: abi.ExecuteTimer) -> None:
+        self.instance = instance
+        self.sent = sent
+        self.requests = requests
+        self.timer = timer
+
+    def wait(self, timeout: float) -> bool:
+        sent = self.sent
+        return sent is not None and (sent.send_error is not None
+                                     or sent.worker.reply_ready(timeout))
+
+    def result(self) -> list[InferenceResponse] | None:
+        inst, sent = self.instance, self.sent
+        if sent is None:
+            return inst.execute(self.requests, self.timer)
+        return inst._finish(lambda: inst._receive(sent), self.requests, self.timer)  # noqa: SLF001
+
+
 # ------------------------------------------------------------------ instance
 
 class PythonInstance(abi.Instance):
@@ -846,8 +925,18 @@ class PythonInstance(abi.Instance):
 
     # execute -------------------------------------------------------------------------
     def execute(self, requests: Any, timer: abi.ExecuteTimer) -> list[InferenceResponse] | None:
+        return self._finish(lambda: self._execute(self._ready_worker(), requests, timer),
+                            requests, timer)
+
+    def begin_execute(self, requests: Any, timer: abi.ExecuteTimer) -> _Started:
+        if self.state != "ready":  # restarting: the whole wait belongs on a thread
+            return _Started(self, None, requests, timer)
+        return _Started(self, self._send(self.worker, requests, timer), requests, timer)
+
+    def _finish(self, run: Any, requests: Any, timer: abi.ExecuteTimer
+                ) -> list[InferenceResponse] | None:
         try:
-            return self._execute(self._ready_worker(), requests, timer)
+            return run()
         except _NotStarted as e:
             # The worker died while idle (OOM killer, kill -9) and nobody had noticed yet:
             # the batch never reached it, so wait for the restart and run it on the new one.
@@ -866,6 +955,9 @@ class PythonInstance(abi.Instance):
 
     def _execute(self, w: Worker, requests: Any, timer: abi.ExecuteTimer
                  ) -> list[InferenceResponse] | None:
+        return self._receive(self._send(w, requests, timer))
+
+    def _send(self, w: Worker, requests: Any, timer: abi.ExecuteTimer) -> _Sent:
         arena = w.s_arena
         assert arena is not None
         raws = []
@@ -881,7 +973,6 @@ class PythonInstance(abi.Instance):
         mv[base - _arena.ACCEPTED_AT] = 0  # the worker sets it when it reads the EXEC frame
         metas = []
         i = 0
-        decoupled = w.decoupled
         block = [seg, base, len(requests)]
         pending = self.pending
         for r in requests:
@@ -900,8 +991,14 @@ class PythonInstance(abi.Instance):
                           None if outs is None else tuple(o.name for o in outs)))
             pending[token] = _Pending(r, block, w)
         timer.compute_start()
+        return _Sent(w, metas, seg, base, timer, w.send_exec((_wire.EXEC, tuple(metas), (seg, base))))
+
+    def _receive(self, sent: _Sent) -> list[InferenceResponse] | None:
+        w, metas, seg, base, pending = sent.worker, sent.metas, sent.seg, sent.base, self.pending
+        arena = w.s_arena
+        assert arena is not None
         try:
-            reply = w.execute((_wire.EXEC, tuple(metas), (seg, base)))
+            reply = w.receive(sent.send_error)
         except WorkerDied as e:
             for m in metas:
                 pending.pop(m[0], None)
@@ -922,13 +1019,13 @@ class PythonInstance(abi.Instance):
                 pending.pop(m[0], None)
             raise
         finally:
-            timer.compute_end()
+            sent.timer.compute_end()
         if reply[0] == _wire.ERR:
             for m in metas:
                 pending.pop(m[0], None)
             arena.free(seg, base)
             raise _error(reply[1], reply[2])
-        if decoupled:
+        if w.decoupled:
             return None
         for m in metas:
             pending.pop(m[0], None)

@@ -33,7 +33,7 @@ def triton_backends():
         name="python",
         platforms=(),
         default_model_filename="model.py",
-        abi=(1, 0),
+        abi=(1, 1),
         factory=_factory,
         available=check_runtime,
         description=f"Python models in worker processes (python {sys.version.split()[0]})",

@@ -19,9 +19,11 @@ import inspect
 import itertools
 import os
 import queue
+import select
 import socket
 import sys
 import threading
+import time
 import traceback
 from typing import Any
 
@@ -64,6 +66,7 @@ class Runtime:
         self.model: Any = None
         self.module: Any = None
         self.model_name = ""
+        self.spin_s = 0.0
         self.prefix = ""
         self.s_segs: dict[int, memoryview] = {}
         self.s_lock = threading.Lock()
@@ -333,6 +336,7 @@ class Runtime:
     def init(self, s: dict) -> tuple:
         self.prefix = s["prefix"]
         self.model_name = s["model_name"]
+        self.spin_s = float(s.get("spin_us", 0)) / 1e6
         self.decoupled = bool(s["decoupled"])
         self.s_segs[0] = _arena.map_segment(f"{self.prefix}s0")
         self.arena = _arena.Arena(self._new_w_segment, s["w_size"], s["growth"])
@@ -390,7 +394,15 @@ class Runtime:
                     _wire.FINALIZE: self.finalize}
         reader = self.exec_reader
         sock = self.exec_sock
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        clock = time.perf_counter
         while True:
+            spin = self.spin_s  # poll a while before sleeping: see the server's spin-microseconds
+            if spin and len(reader.buf) == reader.pos:
+                end = clock() + spin
+                while not poller.poll(0) and clock() < end:
+                    pass
             try:
                 msg = reader.read()
             except _wire.ChannelClosed:
