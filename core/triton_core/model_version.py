@@ -328,19 +328,20 @@ class LoadedVersion:
             return
         requests = [it.request for it in live]
         timer = abi.ExecuteTimer()
+        batch = requests
         if seq is not None:
-            seq.prepare(live)  # type: ignore[union-attr]
+            batch = seq.prepare(live)  # type: ignore[union-attr]  # + padding rows (direct)
         if self.decoupled:
-            self._execute_decoupled(instance, live, requests, timer)
+            self._execute_decoupled(instance, live, requests, timer, batch)
             if seq is not None:
                 seq.done(live, [None] * len(live))  # type: ignore[union-attr]
             return
         try:
-            responses = instance.execute(requests, timer)
-            if responses is None or len(responses) != len(requests):
+            responses = instance.execute(batch, timer)
+            if responses is None or len(responses) != len(batch):
                 raise TritonError.internal(
                     f"backend returned {0 if responses is None else len(responses)} responses "
-                    f"for {len(requests)} requests"
+                    f"for {len(batch)} requests"
                 )
         except TritonError as e:
             responses = [InferenceResponse(error=e) for _ in requests]
@@ -350,7 +351,7 @@ class LoadedVersion:
             responses = [InferenceResponse(error=err) for _ in requests]
         timer.exec_end_ns = time.monotonic_ns()
         if seq is not None:
-            seq.done(live, responses)  # type: ignore[union-attr]
+            responses = seq.done(live, responses)  # type: ignore[union-attr]
         ok = [resp.error is None for resp in responses]
         self._record(live, requests, timer, ok)
         for req, resp in zip(requests, responses, strict=True):
@@ -358,10 +359,11 @@ class LoadedVersion:
         self._release(len(live))
 
     def _execute_decoupled(self, instance: abi.Instance, live: Sequence[_Item],
-                           requests: list[InferenceRequest], timer: abi.ExecuteTimer) -> None:
+                           requests: list[InferenceRequest], timer: abi.ExecuteTimer,
+                           batch: list[InferenceRequest]) -> None:
         error: TritonError | None = None
         try:
-            instance.execute(requests, timer)
+            instance.execute(batch, timer)
         except TritonError as e:
             error = e
         except Exception as e:
