@@ -121,6 +121,7 @@ class ExprInstance(abi.Instance):
         """Decoupled: `repeat` responses per request from a thread, then an empty FINAL."""
         cfg = self.model.config
         n = int(cfg.parameter("repeat", "2") or 2)
+        self.order.extend(requests)
 
         def run(req):
             sender = req.response_sender()

@@ -7,6 +7,10 @@ answers without queueing or executing. Least recently used entries are evicted
 to keep the total size (output bytes plus a small overhead per entry) within
 ``size``. A model opts in with ``response_cache { enable: true }``; decoupled
 and sequence models never use it.
+
+The cache counts what Triton's local cache reports as its own metrics: lookups,
+hits, misses, evictions, entries, utilization (bytes used / size) and the total
+time spent in lookups and insertions.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import threading
+import time
 
 from .dtypes import DataType
 from .errors import TritonError
@@ -68,9 +73,12 @@ class ResponseCache:
         self.used = 0
         self._entries: collections.OrderedDict[bytes, _Entry] = collections.OrderedDict()
         self._lock = threading.Lock()
+        self.lookups = 0
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self.lookup_ns = 0  # total time in lookup(), hits and misses
+        self.insert_ns = 0  # total time in insert()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -91,18 +99,45 @@ class ResponseCache:
         h.update(repr(params).encode())
         return h.digest()
 
-    def lookup(self, key: bytes, req: InferenceRequest | None = None) -> InferenceResponse | None:
+    def utilization(self) -> float:
+        """The share of ``size`` in use, 0.0 - 1.0."""
+        return self.used / self.capacity if self.capacity else 0.0
+
+    def counters(self) -> dict[str, int | float]:
+        """One consistent reading of the counters (for the metrics)."""
         with self._lock:
+            return {"entries": len(self._entries), "utilization": self.utilization(),
+                    "lookups": self.lookups, "hits": self.hits, "misses": self.misses,
+                    "evictions": self.evictions, "lookup_ns": self.lookup_ns,
+                    "insert_ns": self.insert_ns}
+
+    def lookup(self, key: bytes, req: InferenceRequest | None = None) -> InferenceResponse | None:
+        t0 = time.monotonic_ns()
+        with self._lock:
+            self.lookups += 1
             e = self._entries.get(key)
             if e is None:
                 self.misses += 1
+                self.lookup_ns += time.monotonic_ns() - t0
                 return None
             self._entries.move_to_end(key)
             self.hits += 1
         outs = [Tensor.from_raw(n, dt, shape, raw) for n, dt, shape, raw in e.outputs]
-        return InferenceResponse(outputs=outs, parameters=dict(e.parameters))
+        resp = InferenceResponse(outputs=outs, parameters=dict(e.parameters))
+        with self._lock:
+            self.lookup_ns += time.monotonic_ns() - t0
+        return resp
 
     def insert(self, key: bytes, resp: InferenceResponse) -> None:
+        t0 = time.monotonic_ns()
+        try:
+            self._insert(key, resp)
+        finally:
+            took = time.monotonic_ns() - t0
+            with self._lock:
+                self.insert_ns += took
+
+    def _insert(self, key: bytes, resp: InferenceResponse) -> None:
         outputs = [(t.name, t.datatype, t.shape, bytes(t.to_bytes())) for t in resp.outputs]
         size = ENTRY_OVERHEAD + sum(len(o[3]) + len(o[0]) for o in outputs)
         if size > self.capacity:

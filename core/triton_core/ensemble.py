@@ -6,16 +6,27 @@ output: ensemble tensor}. The steps form a DAG: a step runs as soon as every
 tensor it consumes exists, so independent steps run concurrently. The first
 failing step ends the request with its error message; the ensemble's own
 statistics count each request once, the composing models keep theirs.
+
+A step may be a decoupled model (Triton's rules): each of its responses is a
+new *iteration* of its output tensors, and a step downstream runs once per
+iteration of its inputs. Every ensemble tensor carries the decoupled step it
+descends from (ensemble inputs: none); a step whose inputs descend from
+different decoupled steps, or outputs that do, are refused at load. An
+ensemble with a decoupled step is itself decoupled (its config says so, as
+Triton fills it in): it answers one response per iteration of its outputs,
+then the FINAL flag, and is served through streaming only.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from .config import ModelConfig
+from .config.model_config import ModelTransactionPolicy
 from .errors import ErrorCode, TritonError
 from .inflight import InFlight
 from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, RequestedOutput
@@ -56,13 +67,17 @@ def composing_models(cfg: ModelConfig) -> set[str]:
 
 
 def check_ensemble(cfg: ModelConfig, where: str, manager: ModelManager) -> list[Step]:
-    """Check the DAG against the ensemble's and the composing models' configs."""
+    """Check the DAG against the ensemble's and the composing models' configs.
+
+    Sets the ensemble's model_transaction_policy: decoupled when a step is.
+    """
     steps = ensemble_steps(cfg, where)
     if not cfg.input:
         raise TritonError.invalid_arg(f"{where}: ensemble must specify at least one input")
     if not cfg.output:
         raise TritonError.invalid_arg(f"{where}: ensemble must specify at least one output")
     produced: dict[str, str] = {i.name: "ensemble input" for i in cfg.input}
+    decoupled: list[bool] = []
     for i, st in enumerate(steps):
         if st.model_name == cfg.name:
             raise TritonError.invalid_arg(f"{where}: ensemble step {i} refers to the ensemble itself")
@@ -73,10 +88,7 @@ def check_ensemble(cfg: ModelConfig, where: str, manager: ModelManager) -> list[
                 f"{where}: ensemble step {i}: composing model '{st.model_name}' is not available: "
                 f"{e.message}") from None
         mc = lv.config
-        if getattr(lv, "decoupled", False):
-            raise TritonError.unsupported(
-                f"{where}: ensemble step {i}: decoupled composing model '{st.model_name}' is not "
-                "supported yet")
+        decoupled.append(bool(getattr(lv, "decoupled", False)))
         for step_in in st.input_map:
             if mc.input_by_name(step_in) is None:
                 raise TritonError.invalid_arg(
@@ -100,17 +112,29 @@ def check_ensemble(cfg: ModelConfig, where: str, manager: ModelManager) -> list[
         if o.name not in produced:
             raise TritonError.invalid_arg(
                 f"{where}: ensemble output '{o.name}' is not produced by any step")
-    # Every step must be reachable from the ensemble inputs (no cycles).
-    have = {i.name for i in cfg.input}
+    # Every step must be reachable from the ensemble inputs (no cycles). On the way,
+    # each tensor gets its lineage: the decoupled step it descends from (0: none).
+    lineage = {i.name: 0 for i in cfg.input}
     pending = list(range(len(steps)))
     while pending:
-        ready = [i for i in pending if all(t in have for t in steps[i].input_map.values())]
+        ready = [i for i in pending if all(t in lineage for t in steps[i].input_map.values())]
         if not ready:
             raise TritonError.invalid_arg(
                 f"{where}: ensemble steps {pending} can never run (their inputs form a cycle)")
         for i in ready:
-            have.update(steps[i].output_map.values())
+            lines = {lineage[t] for t in steps[i].input_map.values()}
+            if len(lines) > 1:
+                raise TritonError.invalid_arg(
+                    f"{where}: ensemble step {i} (model '{steps[i].model_name}') receives inputs "
+                    "that originate from different decoupled models")
+            line = i + 1 if decoupled[i] else (lines.pop() if lines else 0)
+            lineage.update((t, line) for t in steps[i].output_map.values())
             pending.remove(i)
+    if len({lineage[o.name] for o in cfg.output}) > 1:
+        raise TritonError.invalid_arg(
+            f"{where}: ensemble outputs originate from different decoupled models")
+    # As Triton: the ensemble is decoupled exactly when one of its steps is.
+    cfg.model_transaction_policy = ModelTransactionPolicy(decoupled=any(decoupled))
     return steps
 
 
@@ -118,38 +142,113 @@ def _renamed(t: Tensor, name: str) -> Tensor:
     return Tensor(name, t.datatype, t.shape, array=t._array, raw=t._raw)  # noqa: SLF001
 
 
+# An outgoing response of the ensemble: (response or None, flags, failure reason).
+_Out = tuple[InferenceResponse | None, int, str]
+
+
 class _Run:
-    """One ensemble request in flight."""
+    """One ensemble request in flight.
+
+    Tensors are keyed (name, iteration). Ensemble inputs are iteration 0; a step
+    that is not decoupled gives its outputs the iteration of its inputs; each
+    response of a decoupled step is the next iteration of that step. A tensor is
+    dropped once every step that reads it has started and, for a requested output,
+    once it was sent.
+    """
 
     def __init__(self, ens: EnsembleVersion, req: InferenceRequest, batch: int) -> None:
         self.ens = ens
         self.req = req
         self.batch = batch
-        self.tensors: dict[str, Tensor] = dict(req.inputs)
-        self.started = [False] * len(ens.steps)
+        self.wanted = req.requested_output_names() or [o.name for o in ens.config.output]
+        self.tensors: dict[tuple[str, int], Tensor] = {}
+        self.refs: dict[tuple[str, int], int] = {}
+        self.started: set[tuple[int, int]] = set()
+        self.next_iteration = [0] * len(ens.steps)  # of each decoupled step's next response
         self.running = 0
-        self.children: list[InferenceRequest] = []
+        self.children: dict[int, tuple[Any, InferenceRequest]] = {}  # the steps in flight
+        self.outbox: collections.deque[_Out] = collections.deque()
+        self.delivering = False
         self.lock = threading.Lock()
         self.done = False
+        for name, t in req.inputs.items():
+            self._add(name, 0, t)
 
-    def advance(self) -> None:
-        to_start = []
-        with self.lock:
-            if self.done:
-                return
-            for i, st in enumerate(self.ens.steps):
-                if not self.started[i] and all(t in self.tensors for t in st.input_map.values()):
-                    self.started[i] = True
-                    self.running += 1
-                    to_start.append(i)
-            finished = self.running == 0 and not to_start
-        if finished:
-            self.finish()
+    # state (under self.lock) -------------------------------------------------------
+    def _add(self, name: str, iteration: int, t: Tensor) -> None:
+        n = len(self.ens.consumers.get(name, ())) + (name in self.wanted)
+        if n:
+            self.tensors[(name, iteration)] = t
+            self.refs[(name, iteration)] = n
+
+    def _release(self, name: str, iteration: int) -> None:
+        key = (name, iteration)
+        left = self.refs.get(key, 0) - 1
+        if left > 0:
+            self.refs[key] = left
+        else:
+            self.refs.pop(key, None)
+            self.tensors.pop(key, None)
+
+    def _take_ready(self, steps: Any, iteration: int, out: list) -> None:
+        """Claim every step in ``steps`` whose inputs exist at ``iteration``."""
+        for j in steps:
+            st = self.ens.steps[j]
+            if (j, iteration) in self.started or not all(
+                    (t, iteration) in self.tensors for t in st.input_map.values()):
+                continue
+            self.started.add((j, iteration))
+            self.running += 1
+            inputs = {si: _renamed(self.tensors[(et, iteration)], si) for si, et in st.input_map.items()}
+            for et in set(st.input_map.values()):
+                self._release(et, iteration)
+            out.append((j, iteration, inputs))
+
+    def _outputs_at(self, iteration: int) -> InferenceResponse | None:
+        """The response of ``iteration`` when every requested output exists there."""
+        if not all((n, iteration) in self.tensors for n in self.wanted):
+            return None
+        outs = [self.tensors[(n, iteration)] for n in self.wanted]
+        for n in self.wanted:
+            self._release(n, iteration)
+        return InferenceResponse(outputs=outs)
+
+    def _finish_locked(self) -> None:
+        """No step runs and none can start: the FINAL response."""
+        self.done = True
+        if self.ens.decoupled:
+            if self.outbox and self.outbox[-1][1] == 0:
+                resp, _, _ = self.outbox.pop()  # not sent yet: it carries the flag
+                self.outbox.append((resp, RESPONSE_COMPLETE_FINAL, ""))
+            else:
+                self.outbox.append((None, RESPONSE_COMPLETE_FINAL, ""))
             return
-        for i in to_start:
-            self.start(i)
+        resp = self._outputs_at(0)
+        if resp is None:
+            missing = [n for n in self.wanted if (n, 0) not in self.tensors]
+            self.outbox.append((InferenceResponse(error=TritonError.internal(
+                f"ensemble '{self.ens.name}' did not produce output '{missing[0]}'")),
+                RESPONSE_COMPLETE_FINAL, "BACKEND"))
+            return
+        self.outbox.append((resp, RESPONSE_COMPLETE_FINAL, ""))
 
-    def start(self, i: int) -> None:
+    # flow ----------------------------------------------------------------------------
+    def advance(self) -> None:
+        """Start the steps the ensemble inputs make ready."""
+        ready: list = []
+        with self.lock:
+            self._take_ready(range(len(self.ens.steps)), 0, ready)
+            if self.ens.decoupled:
+                out = self._outputs_at(0)  # outputs that are ensemble inputs as they are
+                if out is not None:
+                    self.outbox.append((out, 0, ""))
+            if not ready:
+                self._finish_locked()
+        self._deliver()
+        for j, it, inputs in ready:
+            self.start(j, it, inputs)
+
+    def start(self, i: int, iteration: int, inputs: dict[str, Tensor]) -> None:
         st = self.ens.steps[i]
         req = self.req
         if req.cancelled:
@@ -159,15 +258,16 @@ class _Run:
             lv = self.ens.manager.get(st.model_name, st.model_version)
             child = InferenceRequest(
                 model_name=st.model_name, model_version=st.model_version, id=req.id,
-                inputs={si: _renamed(self.tensors[et], si) for si, et in st.input_map.items()},
-                outputs=[RequestedOutput(o) for o in st.output_map],
+                inputs=inputs, outputs=[RequestedOutput(o) for o in st.output_map],
                 parameters=dict(req.parameters), correlation_id=req.correlation_id,
                 flags=req.flags, priority=req.priority, timeout_us=req.timeout_us,
             )
             batch = normalize_request(child, lv.config)
-            child.callback = lambda resp, flags, i=i: self.step_done(i, resp, flags)
+            decoupled = bool(lv.decoupled)
+            key = id(child)
+            child.callback = lambda resp, flags: self.step_done(i, iteration, decoupled, resp, flags, key)
             with self.lock:
-                self.children.append(child)
+                self.children[key] = (lv, child)
             lv.submit(child, batch)
         except TritonError as e:
             self.fail(e)
@@ -175,61 +275,90 @@ class _Run:
             log.exception("ensemble '%s' step %d failed", self.ens.name, i)
             self.fail(TritonError.internal(f"{type(e).__name__}: {e}"))
 
-    def step_done(self, i: int, resp: InferenceResponse | None, flags: int) -> None:
+    def step_done(self, i: int, iteration: int, decoupled: bool,
+                  resp: InferenceResponse | None, flags: int, key: int = 0) -> None:
         if resp is not None and resp.error is not None:
-            self.fail(resp.error)
+            cancelled = resp.error.code is ErrorCode.CANCELLED
+            self.fail(resp.error, "CANCELED" if cancelled else "BACKEND")
             return
-        if resp is not None:
-            with self.lock:
-                for step_out, ens_t in self.ens.steps[i].output_map.items():
-                    t = resp.output(step_out)
-                    if t is not None:
-                        self.tensors[ens_t] = _renamed(t, ens_t)
-        if not flags & RESPONSE_COMPLETE_FINAL:
-            return
+        st = self.ens.steps[i]
+        ready: list = []
+        missing: list[str] = []
         with self.lock:
-            self.running -= 1
-            missing = [et for so, et in self.ens.steps[i].output_map.items()
-                       if et not in self.tensors]
+            if self.done:
+                return
+            if resp is not None:
+                got = {so: resp.output(so) for so in st.output_map}
+                missing = [st.output_map[so] for so, t in got.items() if t is None]
+                if not missing:
+                    it = iteration
+                    if decoupled:
+                        it = self.next_iteration[i]
+                        self.next_iteration[i] += 1
+                    for so, t in got.items():
+                        et = st.output_map[so]
+                        self._add(et, it, _renamed(t, et))  # type: ignore[arg-type]
+                        self._take_ready(self.ens.consumers.get(et, ()), it, ready)
+                    if self.ens.decoupled:
+                        out = self._outputs_at(it)
+                        if out is not None:
+                            self.outbox.append((out, 0, ""))
+            if not missing:
+                if flags & RESPONSE_COMPLETE_FINAL:
+                    self.running -= 1
+                    self.children.pop(key, None)
+                if self.running == 0:
+                    self._finish_locked()
         if missing:
             self.fail(TritonError.internal(
-                f"in ensemble '{self.ens.name}', step model '{self.ens.steps[i].model_name}' "
-                f"did not produce {missing}"))
+                f"in ensemble '{self.ens.name}', step model '{st.model_name}' did not produce {missing}"))
             return
-        self.advance()
+        self._deliver()
+        for j, it, inputs in ready:
+            self.start(j, it, inputs)
 
     def fail(self, err: TritonError, reason: str = "BACKEND") -> None:
         with self.lock:
             if self.done:
                 return
             self.done = True
-            children = list(self.children)
-        for c in children:
+            children = list(self.children.values())
+            self.outbox.append((InferenceResponse(error=err), RESPONSE_COMPLETE_FINAL, reason))
+        for _, c in children:
             c.cancelled = True
-        self.ens.complete(self, InferenceResponse(error=err), reason)
+        self._deliver()
 
-    def finish(self) -> None:
+    def cancel(self) -> None:
+        """The client gave up: tell the running steps (a queued one fails now)."""
         with self.lock:
-            if self.done:
+            children = list(self.children.values())
+        for lv, c in children:
+            try:
+                lv.cancel(c)
+            except Exception as e:  # noqa: BLE001 - the step may be unloading
+                log.warning("ensemble '%s': cancelling a step failed: %s", self.ens.name, e)
+
+    def _deliver(self) -> None:
+        """Send queued responses in order, one thread at a time (FINAL stays last)."""
+        with self.lock:
+            if self.delivering:
                 return
-            self.done = True
-        cfg = self.ens.config
-        wanted = self.req.requested_output_names() or [o.name for o in cfg.output]
-        outs = []
-        for n in wanted:
-            t = self.tensors.get(n)
-            if t is None:
-                self.ens.complete(self, InferenceResponse(error=TritonError.internal(
-                    f"ensemble '{self.ens.name}' did not produce output '{n}'")), "BACKEND")
-                return
-            outs.append(t)
-        self.ens.complete(self, InferenceResponse(outputs=outs), "")
+            self.delivering = True
+        while True:
+            with self.lock:
+                if not self.outbox:
+                    self.delivering = False
+                    return
+                resp, flags, reason = self.outbox.popleft()
+            if flags & RESPONSE_COMPLETE_FINAL:
+                self.ens.complete(self, resp, reason)
+            else:
+                self.ens.send(self, resp)
 
 
 class EnsembleVersion:
     """A READY ensemble version; the server treats it like a LoadedVersion."""
 
-    decoupled = False
     sequence = False
     cache = None
 
@@ -240,10 +369,18 @@ class EnsembleVersion:
         self.config = config
         self.steps = steps
         self.manager = manager
+        self.decoupled = config.decoupled
+        # ensemble tensor -> the steps that read it
+        self.consumers: dict[str, list[int]] = {}
+        for i, st in enumerate(steps):
+            for t in dict.fromkeys(st.input_map.values()):
+                self.consumers.setdefault(t, []).append(i)
         self.stats = ModelStats()
         self.accepting = True
         self.instances: list[Any] = []
         self.inflight = InFlight()
+        self._runs: dict[int, _Run] = {}
+        self._runs_lock = threading.Lock()
 
     def composing(self) -> set[str]:
         return {s.model_name for s in self.steps}
@@ -263,22 +400,46 @@ class EnsembleVersion:
         self.inflight.enter()
         with self.stats.lock:
             self.stats.pending += 1
-        _Run(self, req, batch_size).advance()
+        run = _Run(self, req, batch_size)
+        with self._runs_lock:
+            self._runs[id(req)] = run
+        run.advance()
 
     def cancel(self, req: InferenceRequest) -> None:
         req.cancelled = True
+        with self._runs_lock:
+            run = self._runs.get(id(req))
+        if run is not None:
+            run.cancel()
 
-    def complete(self, run: _Run, resp: InferenceResponse, reason: str) -> None:
+    def _label(self, run: _Run, resp: InferenceResponse) -> None:
+        resp.model_name, resp.model_version, resp.id = self.name, self.version, run.req.id
+
+    def send(self, run: _Run, resp: InferenceResponse | None) -> None:
+        """A response that is not the last (decoupled ensembles)."""
+        if resp is not None:
+            self._label(run, resp)
+        cb = run.req.callback
+        if cb is not None:
+            try:
+                cb(resp, 0)
+            except Exception as e:  # noqa: BLE001
+                log.error("response callback failed: %s", e)
+
+    def complete(self, run: _Run, resp: InferenceResponse | None, reason: str) -> None:
         req = run.req
+        with self._runs_lock:
+            self._runs.pop(id(req), None)
         now = time.monotonic_ns()
         total = now - req.arrival_ns
-        if resp.error is None:
+        if resp is None or resp.error is None:
             self.stats.record_execution(batch_size=run.batch, n_requests=1, queue_ns=[0],
                                         request_ns=[total], ok=[True], compute_input_ns=0,
                                         compute_infer_ns=0, compute_output_ns=0)
         else:
             self.stats.record_failure(total, reason or "BACKEND")
-        resp.model_name, resp.model_version, resp.id = self.name, self.version, req.id
+        if resp is not None:
+            self._label(run, resp)
         cb = req.callback
         if cb is not None:
             try:

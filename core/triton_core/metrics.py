@@ -52,7 +52,20 @@ _CACHE_COUNTERS = {
     "nv_cache_num_hits_per_model": "Number of cache hits per model",
     "nv_cache_num_misses_per_model": "Number of cache misses per model",
     "nv_cache_hit_duration_per_model": "Total cache hit duration per model, in microseconds",
-    "nv_cache_miss_duration_per_model": "Total cache miss duration per model, in microseconds",
+    "nv_cache_miss_duration_per_model":
+        "Total cache miss (insert+lookup) duration per model, in microseconds",
+}
+# The server-wide gauges Triton's local cache reports through the metrics API
+# (since 23.03 the core itself reports only the per-model counters above).
+_CACHE_GAUGES = {
+    "nv_cache_util": "Cache utilization [0.0 - 1.0]",
+    "nv_cache_num_entries": "Number of responses stored in response cache",
+    "nv_cache_num_hits": "Number of cache hits in response cache",
+    "nv_cache_num_misses": "Number of cache misses in response cache",
+    "nv_cache_num_lookups": "Number of cache lookups in response cache",
+    "nv_cache_num_evictions": "Number of cache evictions in response cache",
+    "nv_cache_lookup_duration": "Total cache lookup duration (hit and miss), in microseconds",
+    "nv_cache_insertion_duration": "Total cache insertion duration, in microseconds",
 }
 
 
@@ -86,16 +99,19 @@ class TritonCollector(Collector):
         self.cpu = cpu if cpu is not None else (CpuSampler() if cpu_metrics else None)
         self.model_metrics = model_metrics
 
-    def _versions(self) -> Iterator[tuple[str, int, object, float, object]]:
+    def _versions(self) -> Iterator[tuple[str, int, object, float]]:
         for name, rec in sorted(self.server.manager.models.items()):
             for ver, st in sorted(rec.versions.items()):
                 lv = st.loaded
                 if lv is not None:
-                    yield name, ver, lv, rec.load_seconds, lv.config
+                    yield name, ver, lv, rec.load_seconds
 
     def collect(self) -> Iterable[Metric]:
         if self.model_metrics:
             yield from self._model_families()
+        cache = getattr(self.server, "response_cache", None)
+        if cache is not None:
+            yield from _cache_gauges(cache)
         if self.cpu is not None:
             for name, doc, value in (
                 ("nv_cpu_utilization", "CPU utilization rate [0.0 - 1.0]", self.cpu.utilization),
@@ -113,7 +129,7 @@ class TritonCollector(Collector):
         load = Metric("nv_model_load_duration_secs", "Model load time in seconds", "gauge")
         cache = {n: Metric(n, doc, "counter") for n, doc in _CACHE_COUNTERS.items()}
         any_cache = False
-        for name, ver, lv, load_secs, cfg in self._versions():
+        for name, ver, lv, load_secs in self._versions():
             labels = {"model": name, "version": str(ver)}
             s = lv.stats  # type: ignore[attr-defined]
             with s.lock:
@@ -139,8 +155,9 @@ class TritonCollector(Collector):
                     "nv_inference_request_failure", {**labels, "reason": reason}, v)
             pending.add_sample(pending.name, labels, pend)
             load.add_sample(load.name, labels, round(load_secs, 6))
-            rc = getattr(cfg, "response_cache", None)
-            if (rc is not None and getattr(rc, "enable", False)) or any(cache_values):
+            # As Triton: only for models that use the cache (enabled in the model's
+            # config and a cache configured for the server).
+            if getattr(lv, "cache", None) is not None:
                 any_cache = True
                 for (n, fam), v in zip(cache.items(), cache_values, strict=True):
                     fam.add_sample(n, labels, v)
@@ -149,6 +166,24 @@ class TritonCollector(Collector):
         yield load
         if any_cache:
             yield from cache.values()
+
+
+def _cache_gauges(cache: Any) -> Iterator[Metric]:
+    c = cache.counters()
+    values = {
+        "nv_cache_util": c["utilization"],
+        "nv_cache_num_entries": c["entries"],
+        "nv_cache_num_hits": c["hits"],
+        "nv_cache_num_misses": c["misses"],
+        "nv_cache_num_lookups": c["lookups"],
+        "nv_cache_num_evictions": c["evictions"],
+        "nv_cache_lookup_duration": _us(c["lookup_ns"]),
+        "nv_cache_insertion_duration": _us(c["insert_ns"]),
+    }
+    for name, doc in _CACHE_GAUGES.items():
+        m = Metric(name, doc, "gauge")
+        m.add_sample(name, {}, values[name])
+        yield m
 
 
 # ---------------------------------------------------------------------------------

@@ -359,10 +359,11 @@ class LoadedVersion:
             return True
         requests = [it.request for it in live]
         timer = abi.ExecuteTimer()
+        batch = requests
         if seq is not None:
-            seq.prepare(live)  # type: ignore[union-attr]
+            batch = seq.prepare(live)  # type: ignore[union-attr]  # + padding rows (direct)
         if self.decoupled:
-            self._execute_decoupled(instance, live, requests, timer)
+            self._execute_decoupled(instance, live, requests, timer, batch)
             if seq is not None:
                 seq.done(live, [None] * len(live))  # type: ignore[union-attr]
             return True
@@ -379,7 +380,7 @@ class LoadedVersion:
                     return False
                 responses = self._responses(pending.result, requests)
         else:
-            responses = self._responses(lambda: instance.execute(requests, timer), requests)
+            responses = self._responses(lambda: instance.execute(batch, timer), batch)
         timer.exec_end_ns = time.monotonic_ns()
         lock.release()
         self._conclude(live, requests, timer, responses)
@@ -395,17 +396,18 @@ class LoadedVersion:
         self._conclude(live, requests, timer, responses)
 
     def _responses(self, run: Callable[[], list[InferenceResponse] | None],
-                   requests: list[InferenceRequest]) -> list[InferenceResponse]:
+                   batch: list[InferenceRequest]) -> list[InferenceResponse]:
+        """One response per row of ``batch`` (padding rows included); errors become responses."""
         try:
             responses = run()
-            if responses is None or len(responses) != len(requests):
+            if responses is None or len(responses) != len(batch):
                 raise TritonError.internal(
                     f"backend returned {0 if responses is None else len(responses)} responses "
-                    f"for {len(requests)} requests"
+                    f"for {len(batch)} requests"
                 )
             return responses
         except Exception as e:  # noqa: BLE001 - fails every request of the batch
-            return self._failed(e, requests)
+            return self._failed(e, batch)
 
     def _failed(self, e: Exception, requests: list[InferenceRequest]) -> list[InferenceResponse]:
         if not isinstance(e, TritonError):
@@ -416,8 +418,8 @@ class LoadedVersion:
     def _conclude(self, live: list[_Item], requests: list[InferenceRequest], timer: abi.ExecuteTimer,
                   responses: list[InferenceResponse]) -> None:
         seq = self.queue if self.sequence else None
-        if seq is not None:
-            seq.done(live, responses)  # type: ignore[union-attr]
+        if seq is not None:  # the state is kept, padding rows' responses dropped
+            responses = seq.done(live, responses)  # type: ignore[union-attr]
         ok = [resp.error is None for resp in responses]
         self._record(live, requests, timer, ok)
         for req, resp in zip(requests, responses, strict=True):
@@ -425,10 +427,11 @@ class LoadedVersion:
         self._release(len(live))
 
     def _execute_decoupled(self, instance: abi.Instance, live: Sequence[_Item],
-                           requests: list[InferenceRequest], timer: abi.ExecuteTimer) -> None:
+                           requests: list[InferenceRequest], timer: abi.ExecuteTimer,
+                           batch: list[InferenceRequest]) -> None:
         error: TritonError | None = None
         try:
-            instance.execute(requests, timer)
+            instance.execute(batch, timer)
         except TritonError as e:
             error = e
         except Exception as e:

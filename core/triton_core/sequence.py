@@ -6,7 +6,14 @@ the first and last request with the START / END flags. The core:
 - binds each sequence to one instance (least loaded at START) for its whole
   life: every request of it runs there, one at a time, in arrival order;
 - ``direct`` (default): an instance holds at most max(1, max_batch_size)
-  sequences (its batch slots); further sequences wait for a free slot;
+  sequences, each in its own batch slot (the lowest free one); further
+  sequences wait for a free slot. A batch covers slots 0 .. the highest slot
+  with a request: slots without one (or whose request's shapes differ from
+  the lowest slot's) get a padding row, a copy of that request with zeroed
+  inputs and state, START / END / READY false and CORRID 0, whose response is
+  dropped (Triton's null requests). With ``max_queue_delay_microseconds`` and
+  ``minimum_slot_utilization`` both set, a batch waits for that share of the
+  slots to have a request, at most the delay;
   ``oldest``: an instance holds up to ``max_candidate_sequences`` and each
   batch takes the next request of the sequences whose next request is oldest
   (waiting up to ``max_queue_delay_microseconds`` to fill a batch);
@@ -40,8 +47,9 @@ from .request import (
     REQUEST_FLAG_SEQUENCE_START,
     InferenceRequest,
     RequestedOutput,
+    ResponseSender,
 )
-from .scheduler import _Item
+from .scheduler import _Item, shape_key
 from .tensor import Tensor, element_count
 
 _KINDS = {
@@ -114,11 +122,13 @@ class _State:
 
 
 class _Seq:
-    __slots__ = ("corrid", "instance", "pending", "busy", "last_ns", "state", "ended", "released")
+    __slots__ = ("corrid", "instance", "slot", "pending", "busy", "last_ns", "state", "ended",
+                 "released")
 
     def __init__(self, corrid: int | str) -> None:
         self.corrid = corrid
         self.instance = -1
+        self.slot = -1  # its batch slot on the instance (direct strategy)
         self.pending: collections.deque[_Item] = collections.deque()
         self.busy = False
         self.last_ns = time.monotonic_ns()
@@ -182,6 +192,9 @@ class SequenceScheduler:
             self.slots = self.max_batch
             self.preferred = []
         self.delay_ns = int(strat.get("max_queue_delay_microseconds", 0) or 0) * 1000
+        self.min_utilization = float(strat.get("minimum_slot_utilization", 0) or 0)
+        self.decoupled = config.decoupled
+        self.ragged = frozenset(i.name for i in config.input if i.allow_ragged_batch)
         idle = sb.get("max_sequence_idle_microseconds")
         self.idle_ns = int(idle if idle not in (None, 0, "0") else 1_000_000) * 1000
         self.controls = parse_controls(sb, where)
@@ -192,6 +205,7 @@ class SequenceScheduler:
         self.seqs: dict[int | str, _Seq] = {}
         self.assigned: list[list[_Seq]] = [[] for _ in range(self.workers)]
         self.backlog: collections.deque[_Seq] = collections.deque()
+        self._span = [0] * self.workers  # rows (slots) of each instance's current batch
         self._count = 0
 
     def __len__(self) -> int:
@@ -238,10 +252,16 @@ class SequenceScheduler:
         loads = [len(a) for a in self.assigned]
         best = min(range(self.workers), key=lambda i: loads[i])
         if loads[best] < self.slots:
-            seq.instance = best
-            self.assigned[best].append(seq)
+            self._place(seq, best)
         else:
             self.backlog.append(seq)
+
+    def _place(self, seq: _Seq, worker: int) -> None:
+        seq.instance = worker
+        if not self.oldest:  # the lowest free slot, as Triton hands them out
+            used = {s.slot for s in self.assigned[worker]}
+            seq.slot = next(i for i in range(self.slots) if i not in used)
+        self.assigned[worker].append(seq)
 
     def remove(self, req: InferenceRequest) -> _Item | None:
         with self._cv:
@@ -293,9 +313,7 @@ class SequenceScheduler:
             best = min(range(self.workers), key=lambda i: loads[i])
             if loads[best] >= self.slots:
                 break
-            s = self.backlog.popleft()
-            s.instance = best
-            self.assigned[best].append(s)
+            self._place(self.backlog.popleft(), best)
         return nxt
 
     def take(self, worker: int = 0) -> list[_Item] | None:
@@ -304,6 +322,16 @@ class SequenceScheduler:
             while True:
                 now = time.monotonic_ns()
                 wait = self._release(now)
+                if not self.oldest:
+                    batch, left = self._direct_batch(worker, now)
+                    if batch:
+                        return batch
+                    if left is not None:
+                        wait = left if wait is None else min(wait, left)
+                    elif self._closed:
+                        return None
+                    self._cv.wait(wait)
+                    continue
                 ready = [s for s in self.assigned[worker] if s.pending and not s.busy]
                 if ready:
                     ready.sort(key=lambda s: s.pending[0].enqueue_ns)
@@ -324,28 +352,56 @@ class SequenceScheduler:
                     return None
                 self._cv.wait(wait)
 
+    def _direct_batch(self, worker: int, now: int) -> tuple[list[_Item] | None, float | None]:
+        """The next request of each sequence of the instance, in slot order; or the
+        seconds to wait for more slots to fill (None: nothing to wait for)."""
+        seqs = sorted((s for s in self.assigned[worker] if s.pending and not s.busy),
+                      key=lambda s: s.slot)
+        if not seqs:
+            return None, None
+        if self.delay_ns and self.min_utilization > 0 and not self._closed:
+            oldest = min(s.pending[0].enqueue_ns for s in seqs)
+            if now - oldest < self.delay_ns and len(seqs) / self.max_batch < self.min_utilization:
+                return None, (oldest + self.delay_ns - now) / 1e9
+        # Requests whose shapes differ from the lowest slot's wait for a later batch
+        # (their slot is padded in this one), as Triton does when shapes must match.
+        key = shape_key(seqs[0].pending[0].request, self.mbs > 0, self.ragged)
+        batch = []
+        for s in seqs:
+            if s is seqs[0] or shape_key(s.pending[0].request, self.mbs > 0, self.ragged) == key:
+                batch.append(s.pending.popleft())
+                s.busy = True
+        self._count -= len(batch)
+        self._span[worker] = seqs[-1].slot + 1
+        return batch, None
+
     # around execute ------------------------------------------------------------
-    def _control_tensor(self, c: _Control, req: InferenceRequest) -> Tensor:
+    def _control_tensor(self, c: _Control, req: InferenceRequest | None) -> Tensor:
+        """The control input ``c`` for ``req``; None: a padding row (nothing ready)."""
         shape = [1, 1] if self.mbs > 0 else [1]
         if c.kind == "corrid":
-            cid = req.correlation_id
+            cid = req.correlation_id if req is not None else 0
             if c.datatype is DataType.BYTES:
-                arr = np.array([str(cid).encode()], dtype=object).reshape(shape)
+                arr = np.array([str(cid).encode() if req is not None else b""],
+                               dtype=object).reshape(shape)
             else:
                 arr = np.full(shape, int(cid), dtype=c.datatype.numpy)
             return Tensor.from_numpy(c.name, arr, c.datatype)
-        if c.kind == "start":
+        if req is None:
+            on = False
+        elif c.kind == "start":
             on = bool(req.flags & REQUEST_FLAG_SEQUENCE_START)
         elif c.kind == "end":
             on = bool(req.flags & REQUEST_FLAG_SEQUENCE_END)
         else:
-            on = True  # READY: only ready requests reach execute
+            on = True  # READY: every real request reaches execute ready
         assert c.values is not None
         arr = np.full(shape, c.values[1] if on else c.values[0], dtype=c.datatype.numpy)
         return Tensor.from_numpy(c.name, arr, c.datatype)
 
-    def prepare(self, items: Sequence[_Item]) -> None:
-        """Add control inputs and implicit state to each request (instance thread)."""
+    def prepare(self, items: Sequence[_Item]) -> list[InferenceRequest]:
+        """Add control inputs and implicit state to each request (instance thread);
+        the requests to execute: one per slot of the batch, padding included."""
         for it in items:
             req = it.request
             for c in self.controls:
@@ -366,9 +422,42 @@ class SequenceScheduler:
                 asked = {o.name for o in req.outputs}
                 req.outputs = [*req.outputs, *(RequestedOutput(st.output_name) for st in self.states
                                                if st.output_name not in asked)]
+        requests = [it.request for it in items]
+        if self.oldest or not items:
+            return requests
+        span = self._span[items[0].seq.instance]
+        if span <= len(items):
+            return requests
+        rows: list[InferenceRequest | None] = [None] * span
+        for it in items:
+            rows[it.seq.slot] = it.request
+        return [r if r is not None else self._padding(requests[0]) for r in rows]
 
-    def done(self, items: Sequence[_Item], responses: Sequence[Any]) -> None:
-        """Store the new state from each response; free the sequences for their next request."""
+    def _padding(self, rep: InferenceRequest) -> InferenceRequest:
+        """A row for an empty slot: ``rep``'s inputs zeroed, nothing ready, no outputs asked."""
+        inputs: dict[str, Tensor] = {}
+        for name, t in rep.inputs.items():
+            if t.datatype is DataType.BYTES:
+                arr = np.full(t.shape, b"", dtype=object)
+            else:
+                arr = np.zeros(t.shape, dtype=t.datatype.numpy)
+            inputs[name] = Tensor.from_numpy(name, arr, t.datatype)
+        for c in self.controls:
+            inputs[c.name] = self._control_tensor(c, None)
+        pad = InferenceRequest(model_name=rep.model_name, model_version=rep.model_version,
+                               inputs=inputs, outputs=[])
+        if self.decoupled:
+            pad.sender = ResponseSender(pad, _drop)
+        return pad
+
+    def done(self, items: Sequence[_Item], responses: Sequence[Any]) -> list[Any]:
+        """Store the new state from each response; free the sequences for their next request.
+
+        ``responses`` may hold one per slot of a padded batch; the result holds the
+        responses of ``items`` only, in their order.
+        """
+        if len(responses) > len(items):
+            responses = [responses[it.seq.slot] for it in items]
         for it, resp in zip(items, responses, strict=False):
             seq: _Seq = it.seq
             if resp is not None and resp.error is None and self.states:
@@ -390,3 +479,8 @@ class SequenceScheduler:
                 it.seq.busy = False
                 it.seq.last_ns = now
             self._cv.notify_all()
+        return list(responses)
+
+
+def _drop(req: InferenceRequest, resp: Any, flags: int) -> None:
+    """Where the responses of padding rows go."""
