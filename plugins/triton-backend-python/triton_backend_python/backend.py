@@ -133,7 +133,7 @@ class Settings:
         self.bls_threads = int(num("bls-threads", 32))
         # Both sides poll a while before sleeping in the kernel: a process wake-up costs
         # ~30 us on small VMs, more than a small model's whole execute.
-        self.spin_s = max(0.0, num("spin-microseconds", 400)) / 1e6
+        self.spin_s = max(0.0, num("spin-microseconds", 1000)) / 1e6
 
 
 # ------------------------------------------------------------------ backend
@@ -307,6 +307,8 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._async_running = False  # the async reader thread owns async_sock
         self._poll: Any = None  # select.poll on exec_sock, made on first use
+        self._spin_pays = True  # the last reply came within spin-microseconds
+        self._sent_at = 0.0
 
     @property
     def pid(self) -> int:
@@ -479,6 +481,7 @@ class Worker:
             self.exec_sock.sendall(_wire.encode(msg))  # type: ignore[union-attr]
         except OSError as e:
             return e
+        self._sent_at = time.perf_counter()
         return None
 
     def reply_ready(self, timeout: float) -> bool:
@@ -490,7 +493,7 @@ class Worker:
             self._poll.register(self.exec_sock, select.POLLIN)
         try:
             spin = min(self.settings.spin_s, timeout)
-            if spin:
+            if spin and self._spin_pays:
                 poll, clock = self._poll.poll, time.perf_counter
                 end = clock() + spin
                 while clock() < end:
@@ -506,8 +509,13 @@ class Worker:
         try:
             if send_error is not None:
                 raise send_error
-            if self.settings.spin_s:
-                self.reply_ready(self.settings.spin_s)
+            spin = self.settings.spin_s
+            if spin:
+                self.reply_ready(spin)
+                reply = self.reader.read()
+                # spin for the next reply only if this one came within the window
+                self._spin_pays = time.perf_counter() - self._sent_at <= spin
+                return reply
             return self.reader.read()
         except TimeoutError:
             self.kill()

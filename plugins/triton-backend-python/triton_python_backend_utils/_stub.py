@@ -397,16 +397,19 @@ class Runtime:
         poller = select.poll()
         poller.register(sock, select.POLLIN)
         clock = time.perf_counter
+        recent = True  # the last request came within the spin window: worth spinning for
         while True:
             spin = self.spin_s  # poll a while before sleeping: see the server's spin-microseconds
-            if spin and len(reader.buf) == reader.pos:
-                end = clock() + spin
+            idle_from = clock()
+            if spin and recent and len(reader.buf) == reader.pos:
+                end = idle_from + spin
                 while not poller.poll(0) and clock() < end:
                     pass
             try:
                 msg = reader.read()
             except _wire.ChannelClosed:
                 os._exit(0)
+            recent = clock() - idle_from <= spin
             kind = msg[0]
             try:
                 if kind == _wire.EXEC:

@@ -1,4 +1,4 @@
-"""X=1: raise; X=2: error response; X=3: os._exit; X=4: hang; else echo.
+"""X=1: raise; X=2: error response; X=3: os._exit; X=4: hang; X=5: 50 ms; else echo.
 
 A restarted worker (not the first start) waits 1.5 s in initialize, so tests
 can watch the model report not ready while its worker is down.
@@ -35,6 +35,8 @@ class TritonPythonModel:
                 os._exit(3)
             if x == 4:
                 time.sleep(30)
+            if x == 5:
+                time.sleep(0.05)
             out.append(pb_utils.InferenceResponse(
                 [pb_utils.Tensor("Y", np.array([x], dtype=np.float32))]))
         return out

@@ -1,0 +1,94 @@
+"""Requests started from the event loop (begin_execute), spinning and idle CPU."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+from conftest import build_repo, make_server
+
+from triton_core import InferenceRequest, Tensor, TritonError, model_version
+
+
+def _req(model: str, **arrays: np.ndarray) -> InferenceRequest:
+    return InferenceRequest(model, inputs={k: Tensor.from_numpy(k, v) for k, v in arrays.items()})
+
+
+def _x(x: float) -> np.ndarray:
+    return np.array([x], dtype=np.float32)
+
+
+@pytest.fixture(params=["1000", "0"], ids=["spin", "no-spin"])
+def server(request, tmp_path, monkeypatch):
+    monkeypatch.setattr(model_version, "_INLINE_MAX_NS", 10**9)  # "fast" whatever CI's load
+    repo = build_repo(tmp_path, ["faults", "add_sub"])
+    s = make_server(repo, backend_config={"python": {"spin-microseconds": request.param}})
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_loop_path_results_slow_calls_and_failures(server):
+    inst = server.manager.get("faults").instances[0]
+    begun: list[int] = []
+    orig = inst.begin_execute
+
+    def spy(requests, timer):
+        begun.append(threading.get_ident())
+        return orig(requests, timer)
+
+    inst.begin_execute = spy
+
+    async def run():
+        a = np.arange(16, dtype=np.float32).reshape(1, 16)
+        for _ in range(12):
+            resp = await server.infer_async(_req("add_sub", INPUT0=a, INPUT1=a))
+            np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a + a)
+        for i in range(12):
+            resp = await server.infer_async(_req("faults", X=_x(10 + i)))
+            assert resp.output("Y").as_numpy()[0] == 10 + i
+        assert begun and set(begun) == {threading.get_ident()}
+        # a reply slower than the loop's bounded wait: a thread takes it, the loop runs on
+        slow = asyncio.create_task(server.infer_async(_req("faults", X=_x(5))))
+        ticks = 0
+        while not slow.done():
+            ticks += 1
+            await asyncio.sleep(0.002)
+        assert ticks >= 5 and (await slow).output("Y").as_numpy()[0] == 5
+        # an execute error and an error response fail their request only
+        with pytest.raises(TritonError, match="boom in execute"):
+            await server.infer_async(_req("faults", X=_x(1)))
+        with pytest.raises(TritonError, match="bad value 2"):
+            await server.infer_async(_req("faults", X=_x(2)))
+        # the worker dies mid-request: UNAVAILABLE, then it is restarted
+        with pytest.raises(TritonError, match="exited unexpectedly"):
+            await server.infer_async(_req("faults", X=_x(3)))
+        deadline = time.monotonic() + 20
+        while not server.model_ready("faults"):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        resp = await server.infer_async(_req("faults", X=_x(7)))
+        assert resp.output("Y").as_numpy()[0] == 7
+
+    asyncio.run(run())
+
+
+def test_idle_worker_uses_no_cpu(server):
+    a = np.ones((1, 16), dtype=np.float32)
+
+    async def burst():
+        for _ in range(50):
+            await server.infer_async(_req("add_sub", INPUT0=a, INPUT1=a))
+
+    asyncio.run(burst())
+    worker = psutil.Process(server.manager.get("add_sub").instances[0].worker.pid)
+    time.sleep(0.05)  # past any spin window
+    before = sum(worker.cpu_times()[:2])
+    time.sleep(1.0)
+    assert sum(worker.cpu_times()[:2]) - before < 0.2
