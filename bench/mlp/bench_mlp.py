@@ -1,16 +1,18 @@
 """Dynamic batching on a compute-bound model: our server under perf_analyzer vs onnxruntime alone.
 
-    python bench/mlp/bench_mlp.py [--protocol grpc] [--concurrency 16]
+    python bench/mlp/bench_mlp.py [--protocol grpc] [--concurrency 16] [--client-batch 1 8 16]
+        [--ort-param session.intra_op.allow_spinning=0]
 
 1. Builds bench/models_mlp/mlp (bench/mlp/build_mlp.py) when missing.
 2. onnxruntime in this process, no server: samples/s at batch 1..64; the best
    is the physical limit of this machine for this model.
-3. Starts `tritonserver --model-repository bench/models_mlp` (our server),
-   runs perf_analyzer (batch 1 requests, --concurrency-range C:C) and reads the
-   model's statistics before and after: average batch size, and per request
-   the queue time, gather/scatter (compute_input + compute_output) and the
-   time the core spends on a request outside the backend's compute.
-4. Prints throughput, the ratio to the best direct batch and the overheads.
+3. For each --client-batch B (default 1 8 16): starts `tritonserver
+   --model-repository bench/models_mlp` (our server), runs perf_analyzer
+   (`-b B --concurrency-range C:C`) and reads the model's statistics before
+   and after: average batch size, and per request the queue time,
+   gather/scatter (compute_input + compute_output) and the time the core
+   spends on a request outside the backend's compute.
+4. Prints samples/s, the ratio to the best direct batch and the overheads.
 """
 
 from __future__ import annotations
@@ -105,10 +107,73 @@ def delta(a: dict, b: dict) -> dict:
     return d
 
 
+def serve_and_measure(a: argparse.Namespace, repo: Path, client_batch: int) -> dict:
+    """Start our server on ``repo``, run perf_analyzer once, return its numbers and the stats."""
+    http = f"127.0.0.1:{a.port}"
+    grpc = f"127.0.0.1:{a.port + 1}"
+    cmd = [a.server, "--model-repository", str(repo), "--http-port", str(a.port),
+           "--grpc-port", str(a.port + 1), "--metrics-port", str(a.port + 2),
+           "--http-address", "127.0.0.1", "--grpc-address", "127.0.0.1"]
+    if a.shared_memory:
+        cmd += ["--allow-client-shm", "true"]
+    log = open(ROOT / "bench/mlp/server.log", "w")  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_ready(http, proc)
+        before = stats(http)
+        pa = [a.perf_analyzer, "-m", "mlp", "-u", grpc if a.protocol == "grpc" else http,
+              "-i", a.protocol, "-b", str(client_batch),
+              "--concurrency-range", f"{a.concurrency}:{a.concurrency}",
+              "-p", str(a.measurement_interval), "-s", "20", "-f", "/dev/stdout"]
+        if a.shared_memory:
+            pa += ["--shared-memory", "system", "--output-shared-memory-size",
+                   str(4 * 1024 * client_batch)]
+        print("$ " + " ".join(pa), flush=True)
+        res = subprocess.run(pa, capture_output=True, text=True, timeout=600)
+        after = stats(http)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    if res.returncode != 0:
+        raise SystemExit(f"perf_analyzer failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    text = res.stdout[res.stdout.find("Concurrency,"):]
+    row = list(csv.DictReader(io.StringIO(text)))[0]
+    dd = delta(before, after)
+
+    def avg(k: str) -> float:
+        return dd[k][1] / max(1, dd[k][0]) / 1000
+
+    return {
+        "client_batch": client_batch,
+        # perf_analyzer counts inferences: requests x their batch size
+        "server_samples_per_s": float(row["Inferences/Second"]),
+        "p99_us": float(row["p99 latency"]),
+        "avg_batch": dd["inference_count"] / max(1, dd["execution_count"]),
+        "requests_measured": dd["success"][0],
+        "per_request_us": {"total_in_server": avg("success"), "queue": avg("queue"),
+                           "compute_input": avg("compute_input"),
+                           "compute_infer": avg("compute_infer"),
+                           "compute_output": avg("compute_output"),
+                           "outside_queue_and_compute":
+                               avg("success") - avg("queue") - avg("compute_infer")},
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--protocol", default="grpc", choices=("grpc", "http"))
+    ap.add_argument("--protocol", default="http", choices=("grpc", "http"))
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--client-batch", type=int, nargs="+", default=[1, 8, 16],
+                    help="batch size of each perf_analyzer request (-b); one run per value")
+    ap.add_argument("--ort-param", action="append", default=[], metavar="KEY=VALUE",
+                    help="a model config parameter for the onnxruntime session, e.g. "
+                         "session.intra_op.allow_spinning=0 (repeatable)")
+    ap.add_argument("--instances", type=int, default=1, help="instance_group count")
+    ap.add_argument("--shared-memory", action="store_true",
+                    help="tensors through system shared memory (perf_analyzer --shared-memory system)")
     ap.add_argument("--port", type=int, default=8600)
     ap.add_argument("--seconds", type=float, default=3.0, help="per batch size, direct runs")
     ap.add_argument("--measurement-interval", type=int, default=5000)
@@ -122,66 +187,38 @@ def main() -> int:
     if not onnx_file.exists():
         import build_mlp
         build_mlp.build(repo)
+    config = repo / "mlp/config.pbtxt"
+    base_config = config.read_text()
+    params = "".join(f'parameters {{ key: "{k}" value {{ string_value: "{v}" }} }}\n'
+                     for k, v in (p.split("=", 1) for p in a.ort_param))
 
     d = direct(onnx_file, a.seconds)
     best_b = max(d, key=d.get)
     print("onnxruntime direct (samples/s): " + ", ".join(f"b{b}={v:.0f}" for b, v in d.items()))
-
-    http = f"127.0.0.1:{a.port}"
-    grpc = f"127.0.0.1:{a.port + 1}"
-    cmd = [a.server, "--model-repository", str(repo), "--http-port", str(a.port),
-           "--grpc-port", str(a.port + 1), "--metrics-port", str(a.port + 2),
-           "--http-address", "127.0.0.1", "--grpc-address", "127.0.0.1"]
-    log = open(ROOT / "bench/mlp/server.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    runs = []
     try:
-        wait_ready(http, proc)
-        before = stats(http)
-        pa = [a.perf_analyzer, "-m", "mlp", "-u", grpc if a.protocol == "grpc" else http,
-              "-i", a.protocol, "--concurrency-range", f"{a.concurrency}:{a.concurrency}",
-              "-p", str(a.measurement_interval), "-s", "20", "-f", "/dev/stdout"]
-        print("$ " + " ".join(pa))
-        res = subprocess.run(pa, capture_output=True, text=True, timeout=600)
-        after = stats(http)
+        config.write_text(base_config.replace("count: 1", f"count: {a.instances}") + params)
+        for cb in a.client_batch:
+            r = serve_and_measure(a, repo, cb)
+            r["ratio"] = r["server_samples_per_s"] / d[best_b]
+            runs.append(r)
+            print(f"client batch {cb}: {r['server_samples_per_s']:.0f} samples/s, "
+                  f"ratio {r['ratio']:.1%}, average batch {r['avg_batch']:.1f}", flush=True)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-    if res.returncode != 0:
-        print(res.stdout[-3000:], res.stderr[-3000:])
-        return 1
-    text = res.stdout[res.stdout.find("Concurrency,"):]
-    rows = list(csv.DictReader(io.StringIO(text)))
-    thr = float(rows[0]["Inferences/Second"])
-    p99 = float(rows[0]["p99 latency"])
-    dd = delta(before, after)
-    own = batcher_overhead()
-    n = dd["success"][0]
-
-    def avg(k: str) -> float:
-        return dd[k][1] / max(1, dd[k][0]) / 1000
-
-    outside = avg("success") - avg("queue") - avg("compute_infer")
+        config.write_text(base_config)
     report = {
-        "protocol": a.protocol, "concurrency": a.concurrency,
-        "server_infer_per_s": thr, "p99_us": p99,
+        "protocol": a.protocol, "concurrency": a.concurrency, "instances": a.instances,
+        "shared_memory": a.shared_memory,
+        "ort_params": a.ort_param,
         "direct_best_batch": best_b, "direct_best_samples_per_s": d[best_b],
-        "direct_per_batch": d, "ratio": thr / d[best_b],
-        "avg_batch": dd["inference_count"] / max(1, dd["execution_count"]),
-        "requests_measured": n,
-        "batcher_in_process": own,
-        "per_request_us": {"total_in_server": avg("success"), "queue": avg("queue"),
-                           "compute_input": avg("compute_input"),
-                           "compute_infer": avg("compute_infer"),
-                           "compute_output": avg("compute_output"),
-                           "outside_queue_and_compute": outside},
+        "direct_per_batch": d, "batcher_in_process": batcher_overhead(), "runs": runs,
     }
     print(json.dumps(report, indent=1))
-    print(f"\nours {thr:.0f} infer/s at concurrency {a.concurrency} ({a.protocol}); "
-          f"onnxruntime alone {d[best_b]:.0f} samples/s at batch {best_b}: "
-          f"ratio {thr / d[best_b]:.1%}; average batch {report['avg_batch']:.1f}")
+    print(f"\nonnxruntime alone: {d[best_b]:.0f} samples/s at batch {best_b}")
+    for r in runs:
+        print(f"ours, {a.protocol} c{a.concurrency}, client batch {r['client_batch']}: "
+              f"{r['server_samples_per_s']:.0f} samples/s = {r['ratio']:.1%} "
+              f"(average batch {r['avg_batch']:.1f})")
     out = ROOT / "bench/mlp/result.json"
     out.write_text(json.dumps(report, indent=1))
     return 0
