@@ -93,7 +93,10 @@ class _Model(_Proxy):
 
     def create_instance(self, ctx: abi.InstanceContext) -> Any:
         rec = InstanceRecord(self._name, ctx.name)
-        inst = _Instance(self._inner.create_instance(ctx), self._probe, rec)
+        inner = self._inner.create_instance(ctx)
+        proxy = _BeginInstance if callable(getattr(type(inner), "begin_execute", None)) and \
+            type(inner).begin_execute is not abi.Instance.begin_execute else _Instance
+        inst = proxy(inner, self._probe, rec)
         with self._probe.lock:
             self._probe.instances.append(rec)
         return inst
@@ -108,7 +111,7 @@ class _Instance(_Proxy):
         object.__setattr__(self, "_probe", probe)
         object.__setattr__(self, "_rec", rec)
 
-    def execute(self, requests: Sequence[InferenceRequest], timer: abi.ExecuteTimer) -> Any:
+    def _enter(self, requests: Sequence[InferenceRequest]) -> None:
         rec, probe = self._rec, self._probe
         with probe.lock:
             rec.active += 1
@@ -122,16 +125,50 @@ class _Instance(_Proxy):
             if rec.closed:
                 probe.violations.append(
                     f"model '{rec.model}' instance '{rec.name}': execute called after close")
+
+    def _leave(self) -> None:
+        with self._probe.lock:
+            self._rec.active -= 1
+
+    def execute(self, requests: Sequence[InferenceRequest], timer: abi.ExecuteTimer) -> Any:
+        self._enter(requests)
         try:
             return self._inner.execute(requests, timer)
         finally:
-            with probe.lock:
-                rec.active -= 1
+            self._leave()
 
     def close(self) -> None:
         with self._probe.lock:
             self._rec.closed = True
         self._inner.close()
+
+
+class _BeginInstance(_Instance):
+    """For backends with begin_execute: the started execute counts as running until
+    its result is taken (the core finds the method on the class, so only these have it)."""
+
+    def begin_execute(self, requests: Sequence[InferenceRequest], timer: abi.ExecuteTimer) -> Any:
+        self._enter(requests)
+        try:
+            return _ProbedPending(self._inner.begin_execute(requests, timer), self)
+        except BaseException:
+            self._leave()
+            raise
+
+
+class _ProbedPending:
+    def __init__(self, inner: Any, instance: _BeginInstance) -> None:
+        self._inner = inner
+        self._instance = instance
+
+    def wait(self, timeout: float) -> bool:
+        return self._inner.wait(timeout)
+
+    def result(self) -> Any:
+        try:
+            return self._inner.result()
+        finally:
+            self._instance._leave()  # noqa: SLF001
 
 
 # ---------------------------------------------------------------------------

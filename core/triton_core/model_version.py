@@ -47,6 +47,7 @@ class InstanceWorker(threading.Thread):
 # (an exponential average over at least _INLINE_WARMUP executions).
 _INLINE_MAX_NS = 200_000
 _INLINE_WARMUP = 8
+_NO_BEGIN = abi.Instance.begin_execute  # instances need not subclass abi.Instance
 # How long the event loop waits for a begin_execute result before a thread takes over.
 _INLINE_WAIT_S = 0.001
 
@@ -105,7 +106,7 @@ class LoadedVersion:
             raise
         # Inline execution suits the plain path only: one request, no scheduler state.
         self._begin_capable = bool(self.instances) and all(
-            type(i).begin_execute is not abi.Instance.begin_execute for i in self.instances)
+            getattr(type(i), "begin_execute", _NO_BEGIN) is not _NO_BEGIN for i in self.instances)
         self._inline_capable = (
             bool(self.instances)
             and (self._begin_capable
