@@ -205,3 +205,36 @@ def test_grpc_stream_of_a_decoupled_ensemble(repo):
         loop.run(fe.stop(0))
         loop.close()
         server.stop()
+
+
+def test_max_inflight_requests_pauses_the_producer(tmp_path):
+    import threading
+
+    import expr_backend
+
+    write_model(tmp_path, "pre", expr("A", "B", "A * 10"))
+    write_model(tmp_path, "repeat", REPEAT_DECOUPLED)
+    write_model(tmp_path, "post", expr("Y", "Z", "Y + 1",
+                                       'parameters { key: "block_value" value { string_value: "0" } }'))
+    cfg = ensemble(PIPELINE, out("RESULT")).replace(
+        "ensemble_scheduling {", "ensemble_scheduling { max_inflight_requests: 1")
+    write_model(tmp_path, "limited", cfg)
+    with make_server(tmp_path) as s:
+        post = s.manager.get("post")
+        expr_backend.GATE.clear()
+        try:
+            got: list = []
+            t = threading.Thread(target=lambda: got.extend(collect(s, req("limited", [1]))))
+            t.start()
+            deadline = time.monotonic() + 5
+            while post.instances[0].blocked == 0:  # the first post request holds the step
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            time.sleep(0.2)
+            # the other two responses of "repeat" wait for room instead of queueing at post
+            assert post.stats.pending == 1
+        finally:
+            expr_backend.GATE.set()
+        t.join(20)
+        assert sorted(values(got)) == [[1], [11], [21]]
+        assert s.manager.get("limited").step_slots[2]._value == 1  # every slot given back

@@ -246,14 +246,34 @@ class _Run:
                 self._finish_locked()
         self._deliver()
         for j, it, inputs in ready:
-            self.start(j, it, inputs)
+            self.start(j, it, inputs, wait=False)
 
-    def start(self, i: int, iteration: int, inputs: dict[str, Tensor]) -> None:
+    def start(self, i: int, iteration: int, inputs: dict[str, Tensor], wait: bool = True) -> None:
+        """Submit step ``i``. With max_inflight_requests, wait for room at the step: a
+        producer's response callback blocks (back-pressure); the client's thread does
+        not (``wait=False``: a helper thread waits instead)."""
+        slots = self.ens.step_slots
+        if slots is not None and not slots[i].acquire(blocking=False):
+            if not wait:
+                threading.Thread(target=self._start_when_free, args=(i, iteration, inputs),
+                                 name=f"ensemble-{self.ens.name}-wait", daemon=True).start()
+                return
+            slots[i].acquire()
+        self._start(i, iteration, inputs)
+
+    def _start_when_free(self, i: int, iteration: int, inputs: dict[str, Tensor]) -> None:
+        self.ens.step_slots[i].acquire()  # type: ignore[index]
+        self._start(i, iteration, inputs)
+
+    def _start(self, i: int, iteration: int, inputs: dict[str, Tensor]) -> None:
+        """Submit step ``i`` (its slot, if limited, is held; released on its FINAL)."""
         st = self.ens.steps[i]
         req = self.req
         if req.cancelled:
+            self.ens.free_slot(i)
             self.fail(TritonError(ErrorCode.CANCELLED, "request cancelled"), "CANCELED")
             return
+        submitted = False
         try:
             lv = self.ens.manager.get(st.model_name, st.model_version)
             child = InferenceRequest(
@@ -269,14 +289,20 @@ class _Run:
             with self.lock:
                 self.children[key] = (lv, child)
             lv.submit(child, batch)
+            submitted = True
         except TritonError as e:
             self.fail(e)
         except Exception as e:  # noqa: BLE001
             log.exception("ensemble '%s' step %d failed", self.ens.name, i)
             self.fail(TritonError.internal(f"{type(e).__name__}: {e}"))
+        finally:
+            if not submitted:
+                self.ens.free_slot(i)
 
     def step_done(self, i: int, iteration: int, decoupled: bool,
                   resp: InferenceResponse | None, flags: int, key: int = 0) -> None:
+        if flags & RESPONSE_COMPLETE_FINAL:
+            self.ens.free_slot(i)  # the step's request is done, whatever it answered
         if resp is not None and resp.error is not None:
             cancelled = resp.error.code is ErrorCode.CANCELLED
             self.fail(resp.error, "CANCELED" if cancelled else "BACKEND")
@@ -375,12 +401,21 @@ class EnsembleVersion:
         for i, st in enumerate(steps):
             for t in dict.fromkeys(st.input_map.values()):
                 self.consumers.setdefault(t, []).append(i)
+        # ensemble_scheduling.max_inflight_requests: requests in flight at each step,
+        # across all ensemble requests (0: no limit); a full step pauses its producers
+        limit = int((config.ensemble_scheduling or {}).get("max_inflight_requests", 0) or 0)
+        self.step_slots: list[threading.BoundedSemaphore] | None = (
+            [threading.BoundedSemaphore(limit) for _ in steps] if limit > 0 else None)
         self.stats = ModelStats()
         self.accepting = True
         self.instances: list[Any] = []
         self.inflight = InFlight()
         self._runs: dict[int, _Run] = {}
         self._runs_lock = threading.Lock()
+
+    def free_slot(self, i: int) -> None:
+        if self.step_slots is not None:
+            self.step_slots[i].release()
 
     def composing(self) -> set[str]:
         return {s.model_name for s in self.steps}
