@@ -92,3 +92,23 @@ def test_idle_connections_close(addr, monkeypatch):
         time.sleep(0.3)
         s.settimeout(3)  # the sweep runs every second at most
         assert s.recv(1) == b""  # the server closed the idle connection
+
+
+def test_waiting_clients_sees_unread_requests():
+    import socket
+
+    from triton_core.http_server import WaitingClients
+
+    w = WaitingClients()
+    a, b = socket.socketpair()
+    try:
+        w.add(a.fileno())
+        assert not w()
+        b.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert w()
+        w.remove(a.fileno())
+        w.remove(a.fileno())  # twice: harmless
+        assert not w()
+    finally:
+        a.close()
+        b.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import select
 import time
 from http import HTTPStatus
 from typing import TYPE_CHECKING
@@ -41,12 +42,38 @@ class _Message:
         self.error: TritonError | None = None
 
 
+class WaitingClients:
+    """Whether any client connection has bytes the loop has not read yet: a request
+    waiting behind the one being handled (one poll(0) over every connection)."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+
+    def add(self, fd: int) -> None:
+        self._poll.register(fd, select.POLLIN)
+
+    def remove(self, fd: int) -> None:
+        try:
+            self._poll.unregister(fd)
+        except KeyError:
+            pass
+
+    def __call__(self) -> bool:
+        try:
+            return any(ev & select.POLLIN for _, ev in self._poll.poll(0))
+        except OSError:
+            return False
+
+
 class HttpConnection(asyncio.Protocol):
     """One client connection; requests are answered in order (HTTP pipelining)."""
 
-    def __init__(self, app: HttpFrontEnd, connections: set[HttpConnection]) -> None:
+    def __init__(self, app: HttpFrontEnd, connections: set[HttpConnection],
+                 waiting: WaitingClients | None = None) -> None:
         self.app = app
         self.connections = connections
+        self.waiting = waiting
+        self.fd = -1
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.msg: _Message | None = None
@@ -61,6 +88,10 @@ class HttpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if self.waiting is not None and sock is not None:
+            self.fd = sock.fileno()
+            self.waiting.add(self.fd)
 
     def close_if_idle(self, now: float) -> None:
         """Idle keep-alive connections must not hold descriptors forever."""
@@ -69,6 +100,8 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
+        if self.waiting is not None and self.fd >= 0:
+            self.waiting.remove(self.fd)
         self.closing = True
         if self.worker is not None and not self.worker.done():
             self.worker.cancel()  # cancels the request's await: a queued request is marked cancelled
@@ -203,7 +236,9 @@ async def serve_http(app: HttpFrontEnd, host: str, port: int,
                      backlog: int) -> tuple[asyncio.Server, set[HttpConnection]]:
     loop = asyncio.get_running_loop()
     connections: set[HttpConnection] = set()
-    server = await loop.create_server(lambda: HttpConnection(app, connections), host, port,
+    waiting = WaitingClients()
+    app.server.waiting_checks.append(waiting)
+    server = await loop.create_server(lambda: HttpConnection(app, connections, waiting), host, port,
                                       backlog=backlog, reuse_address=True)
 
     def sweep() -> None:  # one timer for all connections, not one per request

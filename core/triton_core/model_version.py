@@ -295,6 +295,11 @@ class LoadedVersion:
         if flags & RESPONSE_COMPLETE_FINAL:
             self._release(1)
 
+    @property
+    def begin_capable(self) -> bool:
+        """Its instances start executes without waiting for them (Instance.begin_execute)."""
+        return self._begin_capable
+
     def inline_ready(self) -> bool:
         """Cheap pre-check for try_inline (no locks taken)."""
         return self._can_inline()

@@ -7,7 +7,7 @@ import concurrent.futures
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -100,6 +100,9 @@ class Server:
         )
         self.log_settings = LogSettings()
         self.live = False
+        self._in_flight = 0  # infer_async calls running on the event loop
+        # front ends' "a client request is waiting to be read" checks (HTTP adds one)
+        self.waiting_checks: list[Callable[[], bool]] = []
         self.load_errors: dict[str, str] = {}
         self._poll_stop = threading.Event()
         self._poll_thread: threading.Thread | None = None
@@ -244,6 +247,14 @@ class Server:
         if lv.decoupled:
             raise TritonError.unsupported(
                 f"model '{lv.name}' is decoupled: use a streaming API (gRPC ModelStreamInfer)")
+        self._in_flight += 1
+        try:
+            return await self._infer_async(lv, batch, req)
+        finally:
+            self._in_flight -= 1
+
+    async def _infer_async(self, lv: LoadedVersion, batch: int, req: InferenceRequest
+                           ) -> InferenceResponse:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[InferenceResponse] | None = None
 
@@ -255,7 +266,7 @@ class Server:
             fut = loop.create_future()
             req.callback = done
 
-        if lv.inline_ready() and _small(req):
+        if lv.inline_ready() and _small(req) and not (lv.begin_capable and self._loop_busy()):
             got: list[InferenceResponse | None] = []
             req.callback = lambda resp, flags: got.append(resp)
             if lv.try_inline(req, batch, on_defer) and fut is None:
@@ -304,6 +315,12 @@ class Server:
         except (asyncio.CancelledError, GeneratorExit):
             lv.cancel(req)
             raise
+
+    def _loop_busy(self) -> bool:
+        """Other requests are in flight or waiting to be read: a model that waits on
+        another process (begin_execute) then goes to its instance thread, which overlaps
+        them, instead of making the loop wait for it."""
+        return self._in_flight > 1 or any(check() for check in self.waiting_checks)
 
     def infer(self, req: InferenceRequest, timeout: float | None = None) -> InferenceResponse:
         """Blocking inference of a non-decoupled model, for code without an event loop."""

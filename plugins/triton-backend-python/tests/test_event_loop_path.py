@@ -92,3 +92,26 @@ def test_idle_worker_uses_no_cpu(server):
     before = sum(worker.cpu_times()[:2])
     time.sleep(1.0)
     assert sum(worker.cpu_times()[:2]) - before < 0.2
+
+
+def test_busy_loop_leaves_the_wait_to_the_instance_thread(server):
+    inst = server.manager.get("add_sub").instances[0]
+    begun: list[int] = []
+    orig = inst.begin_execute
+    inst.begin_execute = lambda requests, timer: begun.append(1) or orig(requests, timer)
+    a = np.ones((1, 16), dtype=np.float32)
+
+    async def run(n: int) -> None:
+        for _ in range(n):
+            resp = await server.infer_async(_req("add_sub", INPUT0=a, INPUT1=a))
+            np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a + a)
+
+    asyncio.run(run(12))
+    assert begun  # idle loop: started from the loop
+    begun.clear()
+    server.waiting_checks.append(lambda: True)  # a client request waits to be read
+    try:
+        asyncio.run(run(5))
+    finally:
+        server.waiting_checks.pop()
+    assert not begun
