@@ -380,15 +380,18 @@ class HttpFrontEnd:
     # serving ---------------------------------------------------------------------
     async def serve(self, host: str = "0.0.0.0", port: int = 8000, backlog: int = 2048) -> None:
         """Serve on host:port until shutdown(); our httptools protocol (one write per response)."""
-        from .http_server import serve_http
+        from .http_server import WaitingClients, serve_http
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server, connections = await serve_http(self, host, port, backlog)
+        waiting = WaitingClients()  # tells the core when requests wait to be read
+        server, connections = await serve_http(self, host, port, backlog, waiting)
         self._server = server
+        self.server.waiting_checks.append(waiting)
         try:
             await self._stop.wait()
         finally:
+            self.server.waiting_checks.remove(waiting)
             server.close()
             for conn in list(connections):
                 conn.close()

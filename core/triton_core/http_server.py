@@ -232,12 +232,11 @@ class HttpConnection(asyncio.Protocol):
         self._write(status, [(b"content-type", b"application/json")], body, False)
 
 
-async def serve_http(app: HttpFrontEnd, host: str, port: int,
-                     backlog: int) -> tuple[asyncio.Server, set[HttpConnection]]:
+async def serve_http(app: HttpFrontEnd, host: str, port: int, backlog: int,
+                     waiting: WaitingClients | None = None
+                     ) -> tuple[asyncio.Server, set[HttpConnection]]:
     loop = asyncio.get_running_loop()
     connections: set[HttpConnection] = set()
-    waiting = WaitingClients()
-    app.server.waiting_checks.append(waiting)
     server = await loop.create_server(lambda: HttpConnection(app, connections, waiting), host, port,
                                       backlog=backlog, reuse_address=True)
 
