@@ -111,14 +111,14 @@ class _Instance(_Proxy):
         object.__setattr__(self, "_probe", probe)
         object.__setattr__(self, "_rec", rec)
 
-    def _enter(self, requests: Sequence[InferenceRequest]) -> None:
+    def _enter(self, requests: Sequence[InferenceRequest], allowed: int = 1) -> None:
         rec, probe = self._rec, self._probe
         with probe.lock:
             rec.active += 1
             rec.max_active = max(rec.max_active, rec.active)
             rec.threads.add(threading.get_ident())
             rec.calls.append(len(requests))
-            if rec.active > 1:
+            if rec.active > allowed:
                 probe.violations.append(
                     f"model '{rec.model}' instance '{rec.name}': execute called while another "
                     "execute of the same instance was running")
@@ -145,10 +145,12 @@ class _Instance(_Proxy):
 
 class _BeginInstance(_Instance):
     """For backends with begin_execute: the started execute counts as running until
-    its result is taken (the core finds the method on the class, so only these have it)."""
+    its result is taken (the core finds the method on the class, so only these have it);
+    up to the instance's pipeline_depth may be outstanding."""
 
     def begin_execute(self, requests: Sequence[InferenceRequest], timer: abi.ExecuteTimer) -> Any:
-        self._enter(requests)
+        # pipeline_depth: that many started executes may wait for their results at once
+        self._enter(requests, max(1, int(getattr(self._inner, "pipeline_depth", 1))))
         try:
             return _ProbedPending(self._inner.begin_execute(requests, timer), self)
         except BaseException:

@@ -172,8 +172,9 @@ class ExprModel(abi.Model):
 class _Remote:
     """abi.PendingExecute over a future (the "other process" is a thread here)."""
 
-    def __init__(self, fut: concurrent.futures.Future) -> None:
+    def __init__(self, fut: concurrent.futures.Future, inst: RemoteExprInstance) -> None:
         self.fut = fut
+        self.inst = inst
 
     def wait(self, timeout: float) -> bool:
         try:
@@ -183,7 +184,11 @@ class _Remote:
         return True
 
     def result(self):
-        return self.fut.result()
+        try:
+            return self.fut.result()
+        finally:
+            with self.inst.lock:
+                self.inst.outstanding -= 1
 
 
 class RemoteExprInstance(ExprInstance):
@@ -192,15 +197,22 @@ class RemoteExprInstance(ExprInstance):
     begin_execute."""
 
     inline_execute = False
+    pipeline_depth = 2  # the remote side runs one at a time, in order
 
     def __init__(self, model: ExprModel, ctx: abi.InstanceContext) -> None:
         super().__init__(model, ctx)
         self.remote = concurrent.futures.ThreadPoolExecutor(1)
         self.begun_on: list[int] = []  # thread ids begin_execute was called on
+        self.lock = threading.Lock()
+        self.outstanding = 0
+        self.max_outstanding = 0
 
     def begin_execute(self, requests, timer):
         self.begun_on.append(threading.get_ident())
-        return _Remote(self.remote.submit(self.execute, requests, timer))
+        with self.lock:
+            self.outstanding += 1
+            self.max_outstanding = max(self.max_outstanding, self.outstanding)
+        return _Remote(self.remote.submit(self.execute, requests, timer), self)
 
     def close(self):
         self.remote.shutdown()

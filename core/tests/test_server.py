@@ -347,7 +347,7 @@ def test_begin_execute_starts_on_the_loop_and_leaves_slow_calls_to_a_thread(tmp_
             for _ in range(12):
                 await add(a, b)
             me = threading.get_ident()
-            assert inst.begun_on and set(inst.begun_on) == {me}
+            assert inst.begun_on and inst.begun_on[-1] == me  # warm-up ran on the instance thread
             begun = len(inst.begun_on)
             # A call that outlasts the bounded wait: the loop keeps serving meanwhile.
             expr_backend.GATE.clear()
@@ -370,6 +370,27 @@ def test_begin_execute_starts_on_the_loop_and_leaves_slow_calls_to_a_thread(tmp_
         st = s.statistics("radd")["model_stats"][0]
         assert st["inference_stats"]["success"]["count"] == 14
         assert st["inference_stats"]["fail"]["count"] == 1
+
+
+def test_pipelined_instance_thread_keeps_the_next_request_started(tmp_path):
+    write_model(tmp_path, "radd", ADD_SUB + REMOTE)
+    with make_server(tmp_path) as s:
+        lv = s.manager.get("radd")
+        assert lv.pipelined
+        inst = lv.instances[0]
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+
+        def one(i):
+            b = np.full((1, 16), i % 50, np.int32)  # not REMOTE's 77 (fails) or 99 (blocks)
+            resp = s.model("radd").infer({"INPUT0": a, "INPUT1": b})
+            np.testing.assert_array_equal(resp["OUTPUT0"], a + b)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, range(200)))
+        assert inst.max_outstanding == 2  # one running, the next already handed over
+        assert inst.max_active == 1 and inst.outstanding == 0
+        st = s.statistics("radd")["model_stats"][0]
+        assert st["inference_stats"]["success"]["count"] == 200
 
 
 WARMUP = """

@@ -202,6 +202,12 @@ class Instance:
         """
         raise NotImplementedError
 
+    pipeline_depth: int = 1
+    """With begin_execute: how many started executes may await their results at once
+    (results are always taken in the order they were started). The python backend says 2:
+    its worker reads requests in order, so the next one waits there, ready, while the
+    current one runs."""
+
     def is_ready(self) -> bool:
         """Whether this instance can serve now (optional; e.g. False while a worker
         process restarts). The core reports the model not ready while any instance is not."""

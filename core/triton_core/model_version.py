@@ -40,7 +40,10 @@ class InstanceWorker(threading.Thread):
                 return
             if items:
                 lock.acquire()
-                self.version.execute(self.instance, items, lock)
+                if self.version.pipelined:
+                    self.version.execute_pipelined(self.instance, items, lock)
+                else:
+                    self.version.execute(self.instance, items, lock)
 
 
 # Inline execution: only for models whose last executions took less than this
@@ -82,6 +85,7 @@ class LoadedVersion:
         self._exec_count = 0
         self._inline_capable = False
         self._begin_capable = False
+        self.pipelined = False
         self.inflight = InFlight()
         self.accepting = True
         self.decoupled = config.decoupled
@@ -107,6 +111,13 @@ class LoadedVersion:
         # Inline execution suits the plain path only: one request, no scheduler state.
         self._begin_capable = bool(self.instances) and all(
             getattr(type(i), "begin_execute", _NO_BEGIN) is not _NO_BEGIN for i in self.instances)
+        # The instance thread keeps a second request at an instance that allows it
+        # (pipeline_depth >= 2): the other process starts it as soon as it answers one.
+        self.pipelined = (
+            self._begin_capable
+            and all(getattr(i, "pipeline_depth", 1) >= 2 for i in self.instances)
+            and not self.decoupled and not self.sequence and not self._ordered
+            and not getattr(self.queue, "scheduled", True))
         self._inline_capable = (
             bool(self.instances)
             and (self._begin_capable
@@ -349,15 +360,7 @@ class LoadedVersion:
     def _execute_locked(self, instance: abi.Instance, items: Sequence[_Item], lock: threading.Lock,
                         on_defer: Callable[[], None] | None) -> bool:
         """execute's body; False once it released ``lock`` or gave it to a thread."""
-        live = []
-        dropped = []
-        for it in items:
-            if it.request.cancelled:
-                dropped.append(it)
-                self._finish(it.request, TritonError(ErrorCode.CANCELLED, "request cancelled"),
-                             "CANCELED")
-            else:
-                live.append(it)
+        live, dropped = self._live_items(items)
         seq = self.queue if self.sequence else None
         if seq is not None and dropped:
             seq.done(dropped, [None] * len(dropped))  # type: ignore[union-attr]
@@ -391,6 +394,70 @@ class LoadedVersion:
         lock.release()
         self._conclude(live, requests, timer, responses)
         return False
+
+    def _live_items(self, items: Sequence[_Item]) -> tuple[list[_Item], list[_Item]]:
+        """(live, dropped): cancelled requests are failed now."""
+        live: list[_Item] = []
+        dropped: list[_Item] = []
+        for it in items:
+            if it.request.cancelled:
+                dropped.append(it)
+                self._finish(it.request, TritonError(ErrorCode.CANCELLED, "request cancelled"),
+                             "CANCELED")
+            else:
+                live.append(it)
+        return live, dropped
+
+    def execute_pipelined(self, instance: abi.Instance, items: Sequence[_Item],
+                          lock: threading.Lock) -> None:
+        """Run ``items`` and whatever else is queued, keeping the next request already
+        sent (begin_execute) while the current one runs. ``lock`` is released as soon as
+        nothing more is sent, before the last answer is delivered (so the client's next
+        request can find the instance idle). Unscheduled, non-decoupled, non-sequence
+        models only."""
+        q = self.queue
+        owned = True
+        try:
+            cur = self._begin(instance, items)
+            while True:
+                nxt = None
+                while nxt is None and (more := q.take_nowait()) is not None:  # type: ignore[union-attr]
+                    nxt = self._begin(instance, more)
+                if cur is None:
+                    if nxt is None:
+                        return
+                    cur = nxt
+                    continue
+                live, requests, timer, pending, responses = cur
+                if pending is not None:
+                    responses = self._responses(pending.result, requests)
+                timer.exec_end_ns = time.monotonic_ns()
+                if nxt is None:
+                    while nxt is None and (more := q.take_nowait()) is not None:  # type: ignore[union-attr]
+                        nxt = self._begin(instance, more)
+                    if nxt is None:
+                        owned = False
+                        lock.release()
+                        self._conclude(live, requests, timer, responses)
+                        return
+                self._conclude(live, requests, timer, responses)
+                cur = nxt
+        finally:
+            if owned:
+                lock.release()
+
+    def _begin(self, instance: abi.Instance, items: Sequence[_Item]) -> tuple | None:
+        """(live, requests, timer, pending or None, error responses or None); None when
+        every request was cancelled."""
+        live, _ = self._live_items(items)
+        if not live:
+            return None
+        requests = [it.request for it in live]
+        timer = abi.ExecuteTimer()
+        try:
+            return live, requests, timer, instance.begin_execute(requests, timer), None
+        except Exception as e:  # noqa: BLE001 - fails the batch like execute would
+            return live, requests, timer, None, self._failed(e, requests)
 
     def _finish_later(self, pending: abi.PendingExecute, lock: threading.Lock, live: list[_Item],
                       requests: list[InferenceRequest], timer: abi.ExecuteTimer) -> None:

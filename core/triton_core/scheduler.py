@@ -216,6 +216,21 @@ class RequestQueue:
             if rejected:
                 self._reject(rejected)
 
+    def take_nowait(self) -> list[_Item] | None:
+        """The next request if one is queued now (unscheduled queues only), else None."""
+        while True:
+            try:
+                it = self._simple.get_nowait()
+            except queue.Empty:
+                return None
+            if it is None:
+                self._simple.put(None)  # closing: leave the end marker for take()
+                return None
+            if it.deadline_ns and time.monotonic_ns() > it.deadline_ns:
+                self._reject([it])
+                continue
+            return [it]
+
     def _reject(self, items: list[_Item]) -> None:
         if self.on_reject is None:
             return

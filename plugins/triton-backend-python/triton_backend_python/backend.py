@@ -807,6 +807,9 @@ class _Started:
 # ------------------------------------------------------------------ instance
 
 class PythonInstance(abi.Instance):
+    # The worker reads EXEC frames in order: one may wait while another runs.
+    pipeline_depth = 2
+
     def __init__(self, model: PythonModel, ctx: abi.InstanceContext) -> None:
         self.model = model
         self.ctx = ctx
