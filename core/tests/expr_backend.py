@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import os
+import select
 import threading
 import time
 from pathlib import Path
@@ -183,12 +185,26 @@ class _Remote:
             return False
         return True
 
+    def fileno(self) -> int:
+        return self.inst.done_r  # one byte per finished execute, in order
+
     def result(self):
         try:
             return self.fut.result()
         finally:
+            _take_byte(self.inst.done_r)
             with self.inst.lock:
                 self.inst.outstanding -= 1
+
+
+def _take_byte(fd: int) -> None:
+    while True:
+        select.select([fd], [], [])  # an event loop may have left it non-blocking
+        try:
+            os.read(fd, 1)
+            return
+        except BlockingIOError:
+            continue
 
 
 class RemoteExprInstance(ExprInstance):
@@ -206,16 +222,21 @@ class RemoteExprInstance(ExprInstance):
         self.lock = threading.Lock()
         self.outstanding = 0
         self.max_outstanding = 0
+        self.done_r, self.done_w = os.pipe()
 
     def begin_execute(self, requests, timer):
         self.begun_on.append(threading.get_ident())
         with self.lock:
             self.outstanding += 1
             self.max_outstanding = max(self.max_outstanding, self.outstanding)
-        return _Remote(self.remote.submit(self.execute, requests, timer), self)
+        fut = self.remote.submit(self.execute, requests, timer)
+        fut.add_done_callback(lambda _: os.write(self.done_w, b"x"))
+        return _Remote(fut, self)
 
     def close(self):
         self.remote.shutdown()
+        os.close(self.done_r)
+        os.close(self.done_w)
 
 
 class ExprBackend(abi.Backend):

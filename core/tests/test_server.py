@@ -393,6 +393,93 @@ def test_pipelined_instance_thread_keeps_the_next_request_started(tmp_path):
         assert st["inference_stats"]["success"]["count"] == 200
 
 
+def test_busy_loop_reads_pipelined_answers_when_they_come(tmp_path):
+    """Loop busy: requests are sent from the loop and answered when the instance's
+    descriptor turns readable (LoopPipeline), never waited for on the loop; a call
+    slower than the loop's patience goes to a thread."""
+    import asyncio
+    import threading
+
+    import expr_backend
+
+    write_model(tmp_path, "radd", ADD_SUB + REMOTE)
+    with make_server(tmp_path) as s:
+        lv = s.manager.get("radd")
+        inst = lv.instances[0]
+        waits: list[tuple[int, float]] = []
+        orig_wait = expr_backend._Remote.wait
+
+        taken: list[int] = []  # threads that took results
+        orig_result = expr_backend._Remote.result
+
+        def spy_wait(self, timeout):
+            waits.append((threading.get_ident(), timeout))
+            return orig_wait(self, timeout)
+
+        def spy_result(self):
+            taken.append(threading.get_ident())
+            return orig_result(self)
+
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+
+        async def add(i: int):
+            b = np.full((1, 16), i, np.int32)
+            req = InferenceRequest("radd", inputs={"INPUT0": Tensor.from_numpy("INPUT0", a),
+                                                   "INPUT1": Tensor.from_numpy("INPUT1", b)})
+            resp = await s.infer_async(req)
+            np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a + b)
+
+        async def run():
+            me = threading.get_ident()
+            s.waiting_checks.append(lambda: True)  # as if a client request waited to be read
+            expr_backend._Remote.wait = spy_wait
+            expr_backend._Remote.result = spy_result
+            try:
+                inst.begun_on.clear()
+                await asyncio.gather(*(add(i) for i in range(40)))
+                assert inst.begun_on == [me] * 40  # all sent from the loop
+                assert not [t for t in waits if t[0] == me and t[1] > 0]  # never waited there
+                assert inst.max_outstanding == 2 and inst.max_active == 1
+                assert lv.loop_pipeline is not None and not lv.loop_pipeline.owned
+                # a request cancelled while it waits in the backlog never runs
+                expr_backend.GATE.clear()
+                try:
+                    first = [asyncio.ensure_future(add(99)), asyncio.ensure_future(add(1)),
+                             asyncio.ensure_future(add(2))]
+                    last = asyncio.ensure_future(add(3))
+                    await asyncio.sleep(0)
+                    assert len(lv.loop_pipeline.backlog) == 2
+                    last.cancel()
+                    await asyncio.sleep(0)
+                    assert len(lv.loop_pipeline.backlog) == 1
+                finally:
+                    expr_backend.GATE.set()
+                await asyncio.wait_for(asyncio.gather(*first), 10)
+                with pytest.raises(asyncio.CancelledError):
+                    await last
+                # a slow call: a thread takes the wait, the loop keeps running
+                expr_backend.GATE.clear()
+                try:
+                    slow = asyncio.gather(add(99), *(add(i) for i in range(5)))
+                    for _ in range(10):
+                        await asyncio.sleep(0.005)
+                    assert not slow.done()
+                finally:
+                    expr_backend.GATE.set()
+                await asyncio.wait_for(slow, 10)
+                assert taken[:43] == [me] * 43 and set(taken[43:]) - {me}  # a thread took them
+            finally:
+                expr_backend._Remote.wait = orig_wait
+                expr_backend._Remote.result = orig_result
+                s.waiting_checks.pop()
+
+        asyncio.run(run())
+        st = s.statistics("radd")["model_stats"][0]
+        assert st["inference_stats"]["success"]["count"] == 40 + 6 + 3
+        assert st["inference_stats"]["fail"]["count"] == 1  # the cancelled one
+        assert inst.outstanding == 0 and lv.inflight._count == 0  # noqa: SLF001
+
+
 WARMUP = """
 model_warmup [{ name: "zeros" batch_size: 2 count: 3
   inputs { key: "INPUT0" value { data_type: TYPE_INT32 dims: [16] zero_data: true } }

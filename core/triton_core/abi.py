@@ -33,7 +33,7 @@ ENTRY_POINT_GROUP = "triton_core"
 
 # The core's ABI version. A backend built for (M, m) loads when M equals
 # ABI_VERSION[0] and m <= ABI_VERSION[1] (Triton's rule).
-ABI_VERSION: tuple[int, int] = (1, 1)
+ABI_VERSION: tuple[int, int] = (1, 2)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -135,6 +135,12 @@ class PendingExecute(Protocol):
     def result(self) -> list[InferenceResponse]:
         """The responses, one per request (blocks until they are there)."""
 
+    # Optional (ABI 1.2): ``def fileno(self) -> int | None``, a descriptor that turns
+    # readable when ``wait(0)`` may turn True. The core then watches it on its event loop
+    # instead of giving the wait to a thread (see Instance.begin_execute). ``wait(0)``
+    # must stay False when the descriptor is readable for another reason (the peer
+    # closed it): a thread then calls ``result()``, which may block.
+
 
 class Backend:
     """Process-wide state of one backend (TRITONBACKEND_Initialize / _Finalize)."""
@@ -196,7 +202,10 @@ class Instance:
         the core calls this on the event loop, waits a bounded time (about a
         millisecond) for the result and answers from the loop; if the result is not
         there by then, a thread takes over the wait, so a slow call never stalls the
-        loop. Same contract as ``execute`` otherwise (never concurrent with it on one
+        loop. While the loop is busy, a pipelined model (``pipeline_depth`` >= 2) whose
+        PendingExecute has ``fileno()`` has its results read on the loop when that
+        descriptor turns readable; executes unanswered after 20 ms go to a thread.
+        Same contract as ``execute`` otherwise (never concurrent with it on one
         instance; exceptions from this method or from ``result()`` fail the batch).
         Not used for decoupled or sequence models.
         """

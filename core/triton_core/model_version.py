@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -12,6 +13,7 @@ from . import abi
 from .config import ModelConfig
 from .errors import ErrorCode, TritonError
 from .inflight import InFlight
+from .loop_pipeline import LoopPipeline
 from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, ResponseSender
 from .scheduler import RequestQueue, _Item
 from .sequence import SequenceScheduler
@@ -51,6 +53,9 @@ class InstanceWorker(threading.Thread):
 _INLINE_MAX_NS = 200_000
 _INLINE_WARMUP = 8
 _NO_BEGIN = abi.Instance.begin_execute  # instances need not subclass abi.Instance
+# Executes are awaited on the loop (LoopPipeline) only for models faster than this: a
+# slower one would be handed to a thread anyway.
+_LOOP_MAX_NS = 5_000_000
 # How long the event loop waits for a begin_execute result before a thread takes over.
 _INLINE_WAIT_S = 0.001
 
@@ -86,6 +91,7 @@ class LoadedVersion:
         self._inline_capable = False
         self._begin_capable = False
         self.pipelined = False
+        self.loop_pipeline: LoopPipeline | None = None
         self.inflight = InFlight()
         self.accepting = True
         self.decoupled = config.decoupled
@@ -196,6 +202,8 @@ class LoadedVersion:
     def cancel(self, req: InferenceRequest) -> None:
         """A client gave up: mark the request and fail it now if it is still queued."""
         req.cancelled = True
+        if self.loop_pipeline is not None:
+            self.loop_pipeline.cancel(req)
         item = self.queue.remove(req)
         if item is not None:
             self._finish(req, TritonError(ErrorCode.CANCELLED, "request cancelled"), "CANCELED")
@@ -305,6 +313,18 @@ class LoadedVersion:
         self._deliver(req, resp, flags)
         if flags & RESPONSE_COMPLETE_FINAL:
             self._release(1)
+
+    def pipeline_on(self, loop: asyncio.AbstractEventLoop) -> LoopPipeline | None:
+        """The loop's pipeline for this version (pipelined models only)."""
+        if self.cache is not None or (self._exec_count >= _INLINE_WARMUP
+                                      and self._exec_ewma_ns > _LOOP_MAX_NS):
+            return None
+        lp = self.loop_pipeline
+        if lp is None or (lp.loop is not loop and not lp.owned):
+            if not self.pipelined:
+                return None
+            lp = self.loop_pipeline = LoopPipeline(self, loop)
+        return lp if lp.loop is loop else None
 
     @property
     def begin_capable(self) -> bool:

@@ -151,6 +151,10 @@ class RequestQueue:
             self._cv.notify()
         return item
 
+    def requeue(self, item: _Item) -> None:
+        """Queue an item that already counts as accepted (unscheduled queues only)."""
+        self._simple.put(item)
+
     def remove(self, req: InferenceRequest) -> _Item | None:
         """Take a still-queued request out (cancellation); None when not queued here."""
         if not self.scheduled:

@@ -257,9 +257,13 @@ class Server:
                            ) -> InferenceResponse:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[InferenceResponse] | None = None
+        loop_thread = threading.get_ident()
 
         def done(resp: InferenceResponse | None, flags: int) -> None:
-            loop.call_soon_threadsafe(_resolve, fut, resp)
+            if threading.get_ident() == loop_thread:  # answered on the loop (LoopPipeline)
+                _resolve(fut, resp)
+            else:
+                loop.call_soon_threadsafe(_resolve, fut, resp)
 
         def on_defer() -> None:  # the inline call's result will come from a thread
             nonlocal fut
@@ -278,7 +282,10 @@ class Server:
         if fut is None:
             fut = loop.create_future()
             req.callback = done
-            lv.submit(req, batch)
+            # Busy: a pipelined model's answers are read on the loop, else a thread waits.
+            lp = lv.pipeline_on(loop) if _small(req) else None
+            if lp is None or not lp.offer(req, batch):
+                lv.submit(req, batch)
         try:
             resp = await fut
         except asyncio.CancelledError:
@@ -318,8 +325,8 @@ class Server:
 
     def _loop_busy(self) -> bool:
         """Other requests are in flight or waiting to be read: a model that waits on
-        another process (begin_execute) then goes to its instance thread, which overlaps
-        them, instead of making the loop wait for it."""
+        another process (begin_execute) then is not waited for on the loop; its answers
+        are read when they come (LoopPipeline) or by its instance thread."""
         return self._in_flight > 1 or any(check() for check in self.waiting_checks)
 
     def infer(self, req: InferenceRequest, timeout: float | None = None) -> InferenceResponse:
