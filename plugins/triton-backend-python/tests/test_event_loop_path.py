@@ -11,6 +11,7 @@ import psutil
 import pytest
 from conftest import build_repo, make_server
 
+from triton_backend_python import backend
 from triton_core import InferenceRequest, Tensor, TritonError, model_version
 
 
@@ -95,26 +96,53 @@ def test_idle_worker_uses_no_cpu(server):
     assert sum(worker.cpu_times()[:2]) - before < 0.2
 
 
-def test_busy_loop_leaves_the_wait_to_the_instance_thread(server):
-    inst = server.manager.get("add_sub").instances[0]
+def test_busy_loop_reads_answers_when_they_come(server, monkeypatch):
+    """Other requests waiting: the loop sends requests to the worker and reads each
+    answer when the channel turns readable, never waiting on it; a slow answer or a
+    dead worker is left to a thread."""
+    inst = server.manager.get("faults").instances[0]
     begun: list[int] = []
     orig = inst.begin_execute
     inst.begin_execute = lambda requests, timer: begun.append(threading.get_ident()) or orig(
         requests, timer)
-    a = np.ones((1, 16), dtype=np.float32)
+    waits: list[tuple[int, float]] = []  # PendingExecute.wait calls
+    started = backend._Started
+    wait = started.wait
+    monkeypatch.setattr(started, "wait", lambda self, timeout: waits.append(
+        (threading.get_ident(), timeout)) or wait(self, timeout))
 
-    async def run(n: int) -> int:
-        for _ in range(n):
-            resp = await server.infer_async(_req("add_sub", INPUT0=a, INPUT1=a))
-            np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a + a)
-        return threading.get_ident()
+    async def one(x: float) -> float:
+        return (await server.infer_async(_req("faults", X=_x(x)))).output("Y").as_numpy()[0]
 
-    loop_thread = asyncio.run(run(12))
-    assert loop_thread in begun  # idle loop: started from the loop
-    begun.clear()
-    server.waiting_checks.append(lambda: True)  # a client request waits to be read
-    try:
-        loop_thread = asyncio.run(run(5))
-    finally:
-        server.waiting_checks.pop()
-    assert len(begun) == 5 and loop_thread not in begun  # the instance thread started them
+    async def run() -> None:
+        me = threading.get_ident()
+        server.waiting_checks.append(lambda: True)  # a client request waits to be read
+        try:
+            assert await asyncio.gather(*(one(10 + i) for i in range(30))) == [
+                10 + i for i in range(30)]
+            assert begun == [me] * 30
+            assert not [w for w in waits if w[0] == me and w[1] > 0]
+            # slower than the loop's patience: a thread takes it, the loop keeps ticking
+            slow = asyncio.ensure_future(one(5))
+            ticks = 0
+            while not slow.done():
+                ticks += 1
+                await asyncio.sleep(0.002)
+            assert ticks >= 5 and await slow == 5
+            with pytest.raises(TritonError, match="boom in execute"):
+                await one(1)
+            # the worker dies: the channel turns readable without an answer
+            with pytest.raises(TritonError, match="exited unexpectedly"):
+                await one(3)
+            deadline = time.monotonic() + 20
+            while not server.model_ready("faults"):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            assert await asyncio.gather(*(one(40 + i) for i in range(8))) == [
+                40 + i for i in range(8)]
+        finally:
+            server.waiting_checks.pop()
+
+    asyncio.run(run())
+    lv = server.manager.get("faults")
+    assert lv.loop_pipeline is not None and not lv.loop_pipeline.owned

@@ -277,6 +277,9 @@ class _Pending:
         self.worker = worker
 
 
+_NO_TIMEOUT = 365 * 86400.0  # "no execute timeout", as a socket timeout
+
+
 class Worker:
     """One worker process and everything it shares with the server."""
 
@@ -309,6 +312,7 @@ class Worker:
         self._poll: Any = None  # select.poll on exec_sock, made on first use
         self._spin_pays = True  # the last reply came within spin-microseconds
         self._sent_at = 0.0
+        self._outstanding = 0  # EXEC frames sent whose reply is not read yet
 
     @property
     def pid(self) -> int:
@@ -430,7 +434,9 @@ class Worker:
         finally:
             if not self.dead:
                 try:
-                    sock.settimeout(self.model.execute_timeout)
+                    # Never None: an event loop watching the socket (the core's
+                    # LoopPipeline) leaves it O_NONBLOCK, which only a timeout copes with.
+                    sock.settimeout(self.model.execute_timeout or _NO_TIMEOUT)
                 except OSError:
                     pass
         if reply[0] == _wire.ERR:
@@ -477,8 +483,10 @@ class Worker:
 
     def send_exec(self, msg: tuple) -> OSError | None:
         """Send an EXEC frame; a failure is returned for receive() to report."""
+        lone = self._outstanding == 0  # tells the worker whether spinning for the next pays
+        self._outstanding += 1
         try:
-            self.exec_sock.sendall(_wire.encode(msg))  # type: ignore[union-attr]
+            self.exec_sock.sendall(_wire.encode((*msg, lone)))  # type: ignore[union-attr]
         except OSError as e:
             return e
         self._sent_at = time.perf_counter()
@@ -498,14 +506,25 @@ class Worker:
                 end = clock() + spin
                 while clock() < end:
                     if poll(0):
-                        return True
+                        return self._has_bytes()
                 timeout -= spin
-            return bool(self._poll.poll(timeout * 1000.0))
+            return bool(self._poll.poll(timeout * 1000.0)) and self._has_bytes()
         except (OSError, ValueError):
-            return True  # closed: receive() reports it
+            return False  # closed: receive() reports it
+
+    def _has_bytes(self) -> bool:
+        """Readable because the worker wrote, not because it closed the channel: at EOF
+        the caller must not count on a reply without blocking (receive() reports it)."""
+        try:
+            return bool(self.exec_sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))  # type: ignore[union-attr]
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return False
 
     def receive(self, send_error: OSError | None) -> tuple:
         """The reply to the EXEC frame send_exec sent (raises WorkerDied / WorkerTimedOut)."""
+        self._outstanding -= 1
         try:
             if send_error is not None:
                 raise send_error
@@ -794,8 +813,16 @@ class _Started:
 
     def wait(self, timeout: float) -> bool:
         sent = self.sent
-        return sent is not None and (sent.send_error is not None
-                                     or sent.worker.reply_ready(timeout))
+        # A failed send is reported by result() on a thread, where a restart may be awaited.
+        return sent is not None and sent.send_error is None and sent.worker.reply_ready(timeout)
+
+    def fileno(self) -> int | None:
+        """The worker's channel: readable once the reply (or the worker's death) is there."""
+        sent = self.sent
+        if sent is None or sent.send_error is not None:
+            return None
+        sock = sent.worker.exec_sock
+        return None if sock is None else sock.fileno()
 
     def result(self) -> list[InferenceResponse] | None:
         inst, sent = self.instance, self.sent

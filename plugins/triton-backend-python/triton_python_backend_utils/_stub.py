@@ -398,13 +398,24 @@ class Runtime:
         poller.register(sock, select.POLLIN)
         clock = time.perf_counter
         recent = True  # the last request came within the spin window: worth spinning for
+        lone = True  # the server had no other request outstanding when it sent the last one
+        calm_at = 0.0  # no spinning before this time
+        cpu = time.thread_time
         while True:
             spin = self.spin_s  # poll a while before sleeping: see the server's spin-microseconds
             idle_from = clock()
-            if spin and recent and len(reader.buf) == reader.pos:
+            # Under load (requests sent while others were outstanding) the cores are
+            # better left to the server: the next request then waits here anyway.
+            if spin and recent and lone and idle_from > calm_at and len(reader.buf) == reader.pos:
                 end = idle_from + spin
+                cpu0 = cpu()
                 while not poller.poll(0) and clock() < end:
                     pass
+                # Preempted while spinning (less CPU than wall time): the cores are
+                # wanted elsewhere, so sleep instead of spinning for a while.
+                waited = clock() - idle_from
+                if waited > 50e-6 and cpu() - cpu0 < 0.5 * waited:
+                    calm_at = clock() + _CALM_S
             try:
                 msg = reader.read()
             except _wire.ChannelClosed:
@@ -416,6 +427,7 @@ class Runtime:
                     # Accepted: from here on the server must not retry the batch elsewhere.
                     seg, off = msg[2]
                     self.s_seg(seg)[off - _arena.ACCEPTED_AT] = 1
+                    lone = len(msg) < 4 or bool(msg[3])
                 reply = handlers[kind](msg[1]) if len(msg) > 1 else handlers[kind]()
             except BaseException as e:  # noqa: BLE001 - every failure goes back to the server
                 traceback.print_exc()
@@ -431,6 +443,10 @@ class Runtime:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(0)
+
+
+# After a preempted spin, how long the worker sleeps in the kernel instead of spinning.
+_CALM_S = 0.01
 
 
 def _failure(model: str, e: BaseException) -> str:
