@@ -436,10 +436,40 @@ class GrpcClient(Client):
 # Resources of the process (for the leak check after unload)
 
 
+# Threads of grpc's process-wide pools, by kernel name (as /proc shows it: 15 bytes at most).
+# grpc sizes these for the whole process on its own schedule, not per model, so the leak check
+# leaves them out. The iomgr timer manager ("grpc_global_timer") starts one more thread each
+# time a timer fires while no other of its threads is waiting, and keeps it until grpc shuts
+# down: e.g. at the first run of the client-channel backup poller, a 5 s timer grpc starts
+# with the first client channel unless its EventEngine client, listener and DNS are all on.
+# With GRPC_EXPERIMENTS=-event_engine_listener (triton_core's default) the harness's own gRPC
+# client thus made that pool grow from 1 to 2 threads during the check, when it happened to
+# run 5 s after the client connected. EventEngine's work-stealing pool ("event_engine") adds
+# threads when busy and retires idle ones. A model's threads, Python or native, still count.
+GRPC_POOL_THREADS = frozenset({"grpc_global_tim", "event_engine"})
+
+
+def _native_threads() -> dict[int, str]:
+    """The process's threads by kernel id with their names (/proc; {} where there is none)."""
+    out: dict[int, str] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                out[int(tid)] = f.read().strip()
+        except (OSError, ValueError):  # the thread ended meanwhile
+            pass
+    return out
+
+
 @dataclasses.dataclass
 class Resources:
-    threads: int
+    threads: int  # OS threads, less those of grpc's process-wide pools where names are known
     py_threads: set[str]
+    native_threads: dict[int, str]  # tid -> kernel thread name (Linux; empty elsewhere)
     fds: int
     children: set[int]
     shm: set[str]
@@ -462,15 +492,22 @@ class Resources:
                 shm = set(os.listdir("/dev/shm"))
             except OSError:
                 pass
-        return cls(threads=p.num_threads(),
+        native = _native_threads()
+        threads = (sum(n not in GRPC_POOL_THREADS for n in native.values()) if native
+                   else p.num_threads())
+        return cls(threads=threads,
                    py_threads={f"{t.name}#{t.ident}" for t in threading.enumerate()},
+                   native_threads=native,
                    fds=fds, children={c.pid for c in p.children(recursive=True)}, shm=shm)
 
     def leaks_since(self, base: Resources) -> list[str]:
         out = []
         if self.threads > base.threads:
+            new = sorted(f"{n}#{t}" for t, n in self.native_threads.items()
+                         if t not in base.native_threads and n not in GRPC_POOL_THREADS)
             out.append(f"{self.threads - base.threads} more OS thread(s) "
-                       f"(new Python threads: {sorted(self.py_threads - base.py_threads) or 'none'})")
+                       f"(new Python threads: {sorted(self.py_threads - base.py_threads) or 'none'}; "
+                       f"new OS threads: {new or 'unknown'})")
         if self.fds > base.fds:
             out.append(f"{self.fds - base.fds} more open file descriptor(s)")
         if self.children - base.children:

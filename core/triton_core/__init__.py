@@ -2,6 +2,16 @@
 
 __version__ = "0.1.0"
 
+import os as _os
+
+# gRPC C-core reads this when grpc loads (tritonclient's generated modules load it
+# below): our gRPC server then serves connections from the polling thread grpc.aio
+# already runs instead of EventEngine's own threads, one cross-thread hop less per
+# call (unary ModelInfer at concurrency 1: +25-35% on 2 cores). gRPC clients in the
+# process keep EventEngine's endpoints, but grpc then also runs its client-channel backup
+# poller (a 5 s timer) while a channel is open. A user's own setting wins.
+_os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_listener")
+
 from .abi import (  # noqa: E402
     ABI_VERSION,
     Backend,
