@@ -146,3 +146,37 @@ def test_busy_loop_reads_answers_when_they_come(server, monkeypatch):
     asyncio.run(run())
     lv = server.manager.get("faults")
     assert lv.loop_pipeline is not None and not lv.loop_pipeline.owned
+
+
+def test_unload_while_the_loop_owns_the_worker(server):
+    """Requests sent or backlogged on the loop when an unload starts finish normally;
+    the unload waits for them and reaps the worker."""
+    a = np.ones((1, 16), dtype=np.float32)
+    worker = psutil.Process(server.manager.get("add_sub").instances[0].worker.pid)
+
+    async def one() -> str:
+        try:
+            resp = await server.infer_async(_req("add_sub", INPUT0=a, INPUT1=a))
+        except TritonError as e:
+            return e.message
+        np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a + a)
+        return "ok"
+
+    async def run() -> list[str]:
+        server.waiting_checks.append(lambda: True)  # a client request waits to be read
+        try:
+            assert await asyncio.gather(*(one() for _ in range(10))) == ["ok"] * 10
+            tasks = [asyncio.ensure_future(one()) for _ in range(30)]
+            await asyncio.sleep(0)  # every one sent or waiting in the backlog
+            lp = server.manager.get("add_sub").loop_pipeline
+            assert lp is not None and lp.owned and lp.backlog
+            unload = asyncio.ensure_future(asyncio.to_thread(server.manager.unload, "add_sub"))
+            results = await asyncio.wait_for(asyncio.gather(*tasks), 30)
+            await asyncio.wait_for(unload, 30)
+            return results
+        finally:
+            server.waiting_checks.pop()
+
+    assert asyncio.run(run()) == ["ok"] * 30
+    assert not server.model_ready("add_sub")
+    worker.wait(10)  # reaped
