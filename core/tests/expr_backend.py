@@ -219,6 +219,7 @@ class RemoteExprInstance(ExprInstance):
         super().__init__(model, ctx)
         self.remote = concurrent.futures.ThreadPoolExecutor(1)
         self.begun_on: list[int] = []  # thread ids begin_execute was called on
+        self.begun_b: list[int] = []  # each request's first INPUT1 value, in begin order
         self.lock = threading.Lock()
         self.outstanding = 0
         self.max_outstanding = 0
@@ -226,6 +227,7 @@ class RemoteExprInstance(ExprInstance):
 
     def begin_execute(self, requests, timer):
         self.begun_on.append(threading.get_ident())
+        self.begun_b.extend(int(r.inputs["INPUT1"].as_numpy().flat[0]) for r in requests)
         with self.lock:
             self.outstanding += 1
             self.max_outstanding = max(self.max_outstanding, self.outstanding)

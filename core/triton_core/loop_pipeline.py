@@ -61,8 +61,8 @@ class LoopPipeline:
         """Take ``req`` (True: its callback gets the response) or leave it to the caller
         to submit() (False: every instance is busy on its thread)."""
         v = self.version
-        if not v.accepting:
-            return False
+        if not v.accepting or self._threads_waiting():
+            return False  # join the threads' queue: the loop gives its instances back
         own = next((o for o in self.owned if len(o.out) < self.depth), None)
         if own is None and len(self.owned) < len(v.instance_locks) and len(v.queue) == 0:
             own = self._acquire()
@@ -93,6 +93,12 @@ class LoopPipeline:
                                      "CANCELED")
                 return
 
+    def _threads_waiting(self) -> bool:
+        """Requests wait in the instance threads' queue, or a thread holds one for an
+        instance the loop owns: the loop must stop sending so they are not starved."""
+        v = self.version
+        return len(v.queue) > 0 or any(v.lock_waiting)
+
     # ownership --------------------------------------------------------------------------
     def _acquire(self) -> _Owned | None:
         v = self.version
@@ -112,13 +118,16 @@ class LoopPipeline:
             self._backlog_to_queue()
 
     def _forget(self, own: _Owned) -> None:
-        if own.fd >= 0:
-            self.loop.remove_reader(own.fd)
-            own.fd = -1
+        self.owned.remove(own)
         if own.watchdog is not None:
             own.watchdog.cancel()
             own.watchdog = None
-        self.owned.remove(own)
+        if own.fd >= 0:
+            fd, own.fd = own.fd, -1
+            try:
+                self.loop.remove_reader(fd)
+            except (OSError, RuntimeError, ValueError):
+                pass  # closed meanwhile (worker restart), its number maybe reused: not ours
 
     def _backlog_to_queue(self) -> None:
         """Requests still waiting go to the instance threads."""
@@ -143,7 +152,11 @@ class LoopPipeline:
             self._hand_off(own)  # nothing to watch (or a new worker): a thread waits
             return
         if own.fd < 0:
-            self.loop.add_reader(fd, self._on_readable, own)
+            try:
+                self.loop.add_reader(fd, self._on_readable, own)
+            except (OSError, RuntimeError, ValueError):
+                self._hand_off(own)  # not watchable (closed meanwhile): a thread waits
+                return
             own.fd = fd
 
     def _on_readable(self, own: _Owned) -> None:
@@ -164,7 +177,7 @@ class LoopPipeline:
     def _refill(self, own: _Owned) -> None:
         v = self.version
         while len(own.out) < self.depth and self.backlog and own in self.owned:
-            if len(v.queue):  # another path waits for an instance: let the threads have them
+            if self._threads_waiting():  # let the threads have the instances
                 self._backlog_to_queue()
                 return
             item = self.backlog.popleft()

@@ -41,7 +41,10 @@ class InstanceWorker(threading.Thread):
             if items is None:
                 return
             if items:
+                waiting = self.version.lock_waiting
+                waiting[idx] = True  # the loop's pipeline gives the instance back soon
                 lock.acquire()
+                waiting[idx] = False
                 if self.version.pipelined:
                     self.version.execute_pipelined(self.instance, items, lock)
                 else:
@@ -86,6 +89,7 @@ class LoadedVersion:
         self.workers: list[InstanceWorker] = []
         self.instances: list[abi.Instance] = []
         self.instance_locks: list[threading.Lock] = []
+        self.lock_waiting: list[bool] = []  # an instance thread holds a batch for that instance
         self._exec_ewma_ns = 0
         self._exec_count = 0
         self._inline_capable = False
@@ -110,6 +114,7 @@ class LoadedVersion:
                         inst = self.model.create_instance(ctx)
                         self.instances.append(inst)
                         self.instance_locks.append(threading.Lock())
+                        self.lock_waiting.append(False)
                         self.workers.append(InstanceWorker(self, inst, iname, len(self.workers)))
         except BaseException:
             self._close_instances()

@@ -483,10 +483,11 @@ class Worker:
 
     def send_exec(self, msg: tuple) -> OSError | None:
         """Send an EXEC frame; a failure is returned for receive() to report."""
-        lone = self._outstanding == 0  # tells the worker whether spinning for the next pays
-        self._outstanding += 1
+        # lone: tells the worker whether spinning for the next request pays
+        data = _wire.encode((*msg, self._outstanding == 0))
+        self._outstanding += 1  # receive() takes it back, whatever the send did
         try:
-            self.exec_sock.sendall(_wire.encode((*msg, lone)))  # type: ignore[union-attr]
+            self.exec_sock.sendall(data)  # type: ignore[union-attr]
         except OSError as e:
             return e
         self._sent_at = time.perf_counter()
