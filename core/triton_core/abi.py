@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 from .config import ModelConfig
+
+# ABI 1.3: for backends that spin waiting for work
+from .loop_load import server_saturated as server_saturated
 from .request import InferenceRequest, InferenceResponse
 
 if TYPE_CHECKING:
@@ -33,7 +36,7 @@ ENTRY_POINT_GROUP = "triton_core"
 
 # The core's ABI version. A backend built for (M, m) loads when M equals
 # ABI_VERSION[0] and m <= ABI_VERSION[1] (Triton's rule).
-ABI_VERSION: tuple[int, int] = (1, 2)
+ABI_VERSION: tuple[int, int] = (1, 3)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

@@ -17,6 +17,7 @@ from .cache import ResponseCache, parse_cache_config
 from .config import ModelConfig, config_to_json_dict
 from .errors import TritonError
 from .logsettings import LogSettings
+from .loop_load import LoopLoad
 from .manager import ModelManager
 from .model_version import LoadedVersion
 from .options import ServerOptions
@@ -101,6 +102,7 @@ class Server:
         self.log_settings = LogSettings()
         self.live = False
         self._in_flight = 0  # infer_async calls running on the event loop
+        self.loop_load = LoopLoad()
         # front ends' "a client request is waiting to be read" checks (HTTP adds one)
         self.waiting_checks: list[Callable[[], bool]] = []
         self.load_errors: dict[str, str] = {}
@@ -163,6 +165,7 @@ class Server:
         if self.live:
             self.registry.pm.hook.triton_server_stopping(server=self)
         self.live = False
+        self.loop_load.reset()
         self._poll_stop.set()
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=5)
@@ -248,6 +251,7 @@ class Server:
             raise TritonError.unsupported(
                 f"model '{lv.name}' is decoupled: use a streaming API (gRPC ModelStreamInfer)")
         self._in_flight += 1
+        self.loop_load.tick()
         try:
             return await self._infer_async(lv, batch, req)
         finally:
@@ -324,10 +328,12 @@ class Server:
             raise
 
     def _loop_busy(self) -> bool:
-        """Other requests are in flight or waiting to be read: a model that waits on
-        another process (begin_execute) then is not waited for on the loop; its answers
-        are read when they come (LoopPipeline) or by its instance thread."""
-        return self._in_flight > 1 or any(check() for check in self.waiting_checks)
+        """Other requests are in flight or waiting to be read, or the loop's load is
+        being measured or high (LoopLoad): a model that waits on another process
+        (begin_execute) then is not waited for on the loop; its answers are read when
+        they come (LoopPipeline) or by its instance thread."""
+        return (self._in_flight > 1 or self.loop_load.probing
+                or any(check() for check in self.waiting_checks))
 
     def infer(self, req: InferenceRequest, timeout: float | None = None) -> InferenceResponse:
         """Blocking inference of a non-decoupled model, for code without an event loop."""

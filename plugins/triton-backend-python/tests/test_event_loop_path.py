@@ -180,3 +180,26 @@ def test_unload_while_the_loop_owns_the_worker(server):
     assert asyncio.run(run()) == ["ok"] * 30
     assert not server.model_ready("add_sub")
     worker.wait(10)  # reaped
+
+
+def test_no_worker_spin_while_the_server_loop_is_saturated(server, monkeypatch):
+    """The EXEC frame's last element (lone) lets the worker spin for the next request;
+    while the core says its loop is saturated (LoopLoad), the worker must not."""
+    from triton_core import loop_load
+    from triton_python_backend_utils import _wire
+
+    sent: list[tuple] = []
+    encode = _wire.encode
+
+    def spy(obj):
+        if isinstance(obj, tuple) and obj and obj[0] == _wire.EXEC:
+            sent.append(obj)
+        return encode(obj)
+
+    monkeypatch.setattr(_wire, "encode", spy)
+    a, b = np.full((1, 16), 2.0, np.float32), np.ones((1, 16), np.float32)
+    server.infer(_req("add_sub", INPUT0=a, INPUT1=b))
+    monkeypatch.setattr(loop_load, "_saturated", True)
+    resp = server.infer(_req("add_sub", INPUT0=a, INPUT1=b))
+    assert resp.outputs[0].as_numpy().tolist() == (a + b).tolist()
+    assert [frame[-1] for frame in sent] == [True, False]

@@ -59,6 +59,9 @@ from triton_python_backend_utils import _arena, _wire
 
 from .metrics import STORE
 
+# ABI 1.3; an older core has no load signal
+_server_saturated = getattr(abi, "server_saturated", lambda: False)
+
 log = logging.getLogger("triton_core.python")
 
 BACKEND_NAME = "python"
@@ -483,8 +486,9 @@ class Worker:
 
     def send_exec(self, msg: tuple) -> OSError | None:
         """Send an EXEC frame; a failure is returned for receive() to report."""
-        # lone: tells the worker whether spinning for the next request pays
-        data = _wire.encode((*msg, self._outstanding == 0))
+        # lone: tells the worker whether spinning for the next request pays; not
+        # while the server's loop is saturated: the spin would take its core
+        data = _wire.encode((*msg, self._outstanding == 0 and not _server_saturated()))
         self._outstanding += 1  # receive() takes it back, whatever the send did
         try:
             self.exec_sock.sendall(data)  # type: ignore[union-attr]
