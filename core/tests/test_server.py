@@ -481,6 +481,73 @@ def test_busy_loop_reads_pipelined_answers_when_they_come(tmp_path):
         assert inst.outstanding == 0
 
 
+def test_probe_windows_pipeline_a_lone_request(tmp_path, monkeypatch):
+    """LoopLoad: in a probe window a lone request of a pipelined model is sent and
+    answered through the LoopPipeline (so the loop's CPU use shows its real load);
+    outside one it is waited for inline."""
+    import asyncio
+    import threading
+
+    import expr_backend
+    from triton_core import model_version
+    from triton_core.loop_pipeline import LoopPipeline
+
+    monkeypatch.setattr(model_version, "_INLINE_MAX_NS", 10**9)  # "fast" whatever CI's load
+    sent: list[int] = []
+    orig_send = LoopPipeline._send
+
+    def spy_send(self, own, item):
+        sent.append(1)
+        return orig_send(self, own, item)
+
+    monkeypatch.setattr(LoopPipeline, "_send", spy_send)
+    write_model(tmp_path, "radd", ADD_SUB + REMOTE)
+    with make_server(tmp_path) as s:
+        lv = s.manager.get("radd")
+        assert lv.pipelined
+        waits: list[tuple[int, float]] = []
+        orig_wait = expr_backend._Remote.wait
+
+        def spy_wait(self, timeout):
+            waits.append((threading.get_ident(), timeout))
+            return orig_wait(self, timeout)
+
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+
+        async def add() -> None:
+            req = InferenceRequest("radd", inputs={"INPUT0": Tensor.from_numpy("INPUT0", a),
+                                                   "INPUT1": Tensor.from_numpy("INPUT1", a)})
+            resp = await s.infer_async(req)
+            np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a + a)
+
+        def window(probing: bool) -> None:
+            s.loop_load.probing = probing
+            s.loop_load._end = float("inf")  # noqa: SLF001 - hold this window
+
+        async def run() -> None:
+            me = threading.get_ident()
+            window(False)
+            for _ in range(model_version._INLINE_WARMUP + 2):  # past the inline warm-up
+                await add()
+            expr_backend._Remote.wait = spy_wait
+            try:
+                waits.clear()
+                sent.clear()
+                await add()
+                assert [t for t in waits if t[0] == me and t[1] > 0]  # waited inline
+                assert not sent
+                window(True)
+                waits.clear()
+                for _ in range(3):
+                    await add()
+                assert not [t for t in waits if t[0] == me and t[1] > 0]  # never waited
+                assert len(sent) == 3
+            finally:
+                expr_backend._Remote.wait = orig_wait
+
+        asyncio.run(run())
+
+
 def test_busy_loop_gives_the_instance_back_to_queued_requests(tmp_path):
     """While the loop keeps an instance busy, a request that came through the instance
     threads' queue (blocking infer, BLS, ensembles, large inputs) waits its turn behind

@@ -274,7 +274,8 @@ class Server:
             fut = loop.create_future()
             req.callback = done
 
-        if lv.inline_ready() and _small(req) and not (lv.begin_capable and self._loop_busy()):
+        small = _small(req)
+        if lv.inline_ready() and small and not (lv.begin_capable and self._loop_busy(lv)):
             got: list[InferenceResponse | None] = []
             req.callback = lambda resp, flags: got.append(resp)
             if lv.try_inline(req, batch, on_defer) and fut is None:
@@ -287,7 +288,7 @@ class Server:
             fut = loop.create_future()
             req.callback = done
             # Busy: a pipelined model's answers are read on the loop, else a thread waits.
-            lp = lv.pipeline_on(loop) if _small(req) else None
+            lp = lv.pipeline_on(loop) if small else None
             if lp is None or not lp.offer(req, batch):
                 lv.submit(req, batch)
         try:
@@ -327,12 +328,12 @@ class Server:
             lv.cancel(req)
             raise
 
-    def _loop_busy(self) -> bool:
-        """Other requests are in flight or waiting to be read, or the loop's load is
-        being measured or high (LoopLoad): a model that waits on another process
-        (begin_execute) then is not waited for on the loop; its answers are read when
-        they come (LoopPipeline) or by its instance thread."""
-        return (self._in_flight > 1 or self.loop_load.probing
+    def _loop_busy(self, lv: LoadedVersion) -> bool:
+        """Other requests are in flight or waiting to be read, or (for a pipelined
+        model) the loop's load is being measured or high (LoopLoad): a model that waits
+        on another process (begin_execute) then is not waited for on the loop; its
+        answers are read when they come (LoopPipeline) or by its instance thread."""
+        return (self._in_flight > 1 or (lv.pipelined and self.loop_load.probing)
                 or any(check() for check in self.waiting_checks))
 
     def infer(self, req: InferenceRequest, timeout: float | None = None) -> InferenceResponse:
