@@ -2,14 +2,18 @@
 """Response cache for ensembles: the ensemble's final response is cached under its own
 name and version; a hit runs no composing model."""
 
+import asyncio
+import json
 import logging
 import re
+import urllib.request
 
 import numpy as np
 import pytest
 from test_sequence_ensemble_cache import DAG_IN, DAG_OUT, DAG_STEPS, SCALE, ens_cfg
 
 from expr_backend import ADD_SUB, REPEAT_DECOUPLED, make_server, write_model
+from live_server import serving_http
 from triton_core import InferenceRequest, Tensor, TritonError
 from triton_core.metrics import Metrics
 
@@ -146,6 +150,37 @@ def test_no_cache_without_server_cache_or_config(tmp_path):
         s.model("a_ens").infer(inputs())
         assert executions(s)["add"][0] == 2
         assert "nv_cache" not in Metrics(s, cpu_metrics=False).render().decode()
+
+
+def test_hit_through_the_async_front_end_path(tmp_path):
+    with make_server(repo(tmp_path), cache_config=CACHE) as s:
+        def req() -> InferenceRequest:
+            return InferenceRequest(model_name="a_ens", inputs={
+                n: Tensor.from_numpy(n, v) for n, v in inputs().items()})
+
+        async def twice():
+            return await s.infer_async(req()), await s.infer_async(req())
+
+        a, b = asyncio.run(twice())
+        np.testing.assert_array_equal(a.output("SUM").as_numpy(), b.output("SUM").as_numpy())
+        assert ens_stats(s)["inference_stats"]["cache_hit"]["count"] == 1
+        assert executions(s)["add"][0] == 1
+
+
+def test_hit_over_http(tmp_path):
+    body = json.dumps({"inputs": [
+        {"name": n, "datatype": "INT32", "shape": list(v.shape), "data": v.reshape(-1).tolist()}
+        for n, v in inputs().items()]}).encode()
+    with make_server(repo(tmp_path), cache_config=CACHE) as s, serving_http(s) as addr:
+        answers = []
+        for _ in range(2):
+            r = urllib.request.Request(f"http://{addr}/v2/models/a_ens/infer", data=body,
+                                       headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(r, timeout=20) as resp:
+                answers.append(json.loads(resp.read()))
+        assert answers[0] == answers[1] and answers[0]["model_name"] == "a_ens"
+        assert ens_stats(s)["inference_stats"]["cache_hit"]["count"] == 1
+        assert executions(s)["add"][0] == 1
 
 
 # decoupled ensembles and ensembles of sequence models are never cached -------------------------

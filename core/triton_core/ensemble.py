@@ -397,6 +397,13 @@ class EnsembleVersion(CachedVersion):
     """
 
     sequence = False
+    begin_capable = False  # the front ends' fast paths are for models with instances
+
+    def inline_ready(self) -> bool:
+        return False
+
+    def pipeline_on(self, loop: Any) -> None:
+        return None
 
     def __init__(self, name: str, version: int, config: ModelConfig, steps: list[Step],
                  manager: ModelManager) -> None:
