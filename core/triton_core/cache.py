@@ -6,7 +6,8 @@ parameters that can change a result (all but the scheduling ones). A hit
 answers without queueing or executing. Least recently used entries are evicted
 to keep the total size (output bytes plus a small overhead per entry) within
 ``size``. A model opts in with ``response_cache { enable: true }``; decoupled
-and sequence models never use it.
+and sequence models never use it. An ensemble that opts in caches its own final
+responses (cache_use.py); composing models cache on their own settings.
 
 The cache counts what Triton's local cache reports as its own metrics: lookups,
 hits, misses, evictions, entries, utilization (bytes used / size) and the total

@@ -15,6 +15,11 @@ different decoupled steps, or outputs that do, are refused at load. An
 ensemble with a decoupled step is itself decoupled (its config says so, as
 Triton fills it in): it answers one response per iteration of its outputs,
 then the FINAL flag, and is served through streaming only.
+
+With ``response_cache { enable: true }`` and a server cache, an ensemble's final
+responses are cached like any model's (cache_use.CachedVersion): a hit runs no
+step. Decoupled ensembles and ensembles with a sequence-batched step are not
+cached (as Triton: an ensemble inherits its composing models' limits).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .cache_use import CachedVersion
 from .config import ModelConfig
 from .config.model_config import ModelTransactionPolicy
 from .errors import ErrorCode, TritonError
@@ -382,11 +388,22 @@ class _Run:
                 self.ens.send(self, resp)
 
 
-class EnsembleVersion:
-    """A READY ensemble version; the server treats it like a LoadedVersion."""
+class EnsembleVersion(CachedVersion):
+    """A READY ensemble version; the server treats it like a LoadedVersion.
+
+    With ``response_cache { enable: true }`` (and a server cache) the ensemble's
+    final responses are cached under its own name and version: a hit answers
+    without running any step. Composing models cache (or not) on their own.
+    """
 
     sequence = False
-    cache = None
+    begin_capable = False  # the front ends' fast paths are for models with instances
+
+    def inline_ready(self) -> bool:
+        return False
+
+    def pipeline_on(self, loop: Any) -> None:
+        return None
 
     def __init__(self, name: str, version: int, config: ModelConfig, steps: list[Step],
                  manager: ModelManager) -> None:
@@ -420,6 +437,26 @@ class EnsembleVersion:
     def composing(self) -> set[str]:
         return {s.model_name for s in self.steps}
 
+    def uncacheable(self) -> str:
+        """Why the ensemble's responses cannot be cached ('' when they can).
+
+        As Triton: an ensemble inherits the limits of its composing models, so
+        neither a decoupled ensemble nor one with a step that keeps state
+        (sequence batching) is cached.
+        """
+        if self.decoupled:
+            return "it is decoupled"
+        for s in self.steps:
+            try:
+                lv = self.manager.get(s.model_name, s.model_version)
+            except TritonError:
+                continue  # checked at load; the ensemble fails its requests meanwhile
+            if getattr(lv, "sequence", False):
+                return f"composing model '{s.model_name}' uses sequence batching"
+            if isinstance(lv, EnsembleVersion) and (why := lv.uncacheable()):
+                return f"composing ensemble '{s.model_name}' cannot be cached: {why}"
+        return ""
+
     def instances_ready(self) -> bool:
         for s in self.steps:
             try:
@@ -432,6 +469,9 @@ class EnsembleVersion:
     def submit(self, req: InferenceRequest, batch_size: int) -> None:
         if not self.accepting:
             raise TritonError.unavailable(f"model '{self.name}' version {self.version} is not ready")
+        cache = self.cache
+        if cache is not None and self._cache_lookup(cache, req):
+            return
         self.inflight.enter()
         with self.stats.lock:
             self.stats.pending += 1

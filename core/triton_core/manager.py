@@ -383,12 +383,21 @@ class ModelManager:
             lv.close(self.exit_timeout)
         log.info("successfully loaded '%s' version(s) %s", name, ", ".join(map(str, wanted)))
 
-    def _attach_cache(self, lv: LoadedVersion) -> None:
+    def _attach_cache(self, lv: LoadedVersion | EnsembleVersion) -> None:
+        """Let ``lv`` use the server's response cache when its config enables it."""
         rc = lv.config.response_cache
         cache = getattr(self.server, "response_cache", None)
-        if rc is not None and rc.enable and cache is not None and not lv.decoupled \
-                and lv.config.sequence_batching is None:
-            lv.cache = cache
+        if rc is None or not rc.enable or cache is None:
+            return
+        if isinstance(lv, EnsembleVersion):
+            why = lv.uncacheable()
+            if why:
+                log.warning("ensemble '%s' version %d: response cache not used: %s",
+                            lv.name, lv.version, why)
+                return
+        elif lv.decoupled or lv.config.sequence_batching is not None:
+            return
+        lv.cache = cache
 
     def _load_ensemble(self, rec: ModelRecord, cfg: ModelConfig, src: ModelSource, where: str,
                        config_json: str | dict | None) -> None:
@@ -412,8 +421,10 @@ class ModelManager:
                     rec.versions[v] = VersionState(UNAVAILABLE, e.message)
             raise TritonError(e.code, f"failed to load '{name}': {e.message}") from None
         old = [st.loaded for v, st in rec.versions.items() if st.loaded is not None]
-        rec.versions = {v: VersionState(READY, "", EnsembleVersion(name, v, final, steps, self))
-                        for v in wanted}
+        ensembles = {v: EnsembleVersion(name, v, final, steps, self) for v in wanted}
+        for ev in ensembles.values():
+            self._attach_cache(ev)
+        rec.versions = {v: VersionState(READY, "", ev) for v, ev in ensembles.items()}
         rec.source = src
         rec.fingerprint = src.fingerprint()
         rec.config = final

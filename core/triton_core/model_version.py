@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import abi
+from .cache import ResponseCache
+from .cache_use import CachedVersion
 from .config import ModelConfig
 from .errors import ErrorCode, TritonError
 from .inflight import InFlight
@@ -63,7 +65,7 @@ _LOOP_MAX_NS = 5_000_000
 _INLINE_WAIT_S = 0.001
 
 
-class LoadedVersion:
+class LoadedVersion(CachedVersion):
     """One READY model version: accepts requests, runs them on its instances."""
 
     def __init__(self, name: str, version: int, model: abi.Model, config: ModelConfig,
@@ -78,7 +80,7 @@ class LoadedVersion:
             else RequestQueue(config, _instance_count(config), self._on_reject))
         self.sequence = isinstance(self.queue, SequenceScheduler)
         self.stats = ModelStats()
-        self.cache = None  # a ResponseCache when response_cache is enabled (set by the manager)
+        self.cache: ResponseCache | None = None  # set by the manager (response_cache)
         # preserve_ordering: responses leave in the order requests arrived
         self._ordered = self.queue.preserve_ordering and not config.decoupled
         self._order_lock = threading.Lock()
@@ -212,38 +214,6 @@ class LoadedVersion:
         item = self.queue.remove(req)
         if item is not None:
             self._finish(req, TritonError(ErrorCode.CANCELLED, "request cancelled"), "CANCELED")
-
-    # response cache ----------------------------------------------------------------
-    def _cache_lookup(self, cache, req: InferenceRequest) -> bool:
-        t0 = time.monotonic_ns()
-        key = cache.key(self.name, self.version, req)
-        hit = cache.lookup(key, req)
-        if hit is not None:
-            hit.model_name, hit.model_version, hit.id = self.name, self.version, req.id
-            dt = time.monotonic_ns() - t0
-            with self.stats.lock:
-                self.stats.cache_hit.add(dt)
-                self.stats.success.add(time.monotonic_ns() - req.arrival_ns)
-                self.stats.last_inference_ms = int(time.time() * 1000)
-            cb = req.callback
-            if cb is not None:
-                cb(hit, RESPONSE_COMPLETE_FINAL)
-            return True
-        lookup_ns = time.monotonic_ns() - t0
-        inner = req.callback
-        stats = self.stats
-
-        def store(resp: InferenceResponse | None, flags: int) -> None:
-            t1 = time.monotonic_ns()
-            if resp is not None and resp.error is None:
-                cache.insert(key, resp)
-            with stats.lock:
-                stats.cache_miss.add(lookup_ns + time.monotonic_ns() - t1)
-            if inner is not None:
-                inner(resp, flags)
-
-        req.callback = store
-        return False
 
     # completion ----------------------------------------------------------------
     def _on_reject(self, item: _Item, error: TritonError) -> None:
