@@ -23,6 +23,10 @@ def test_unknown_types_are_invalid_arg():
     assert e.value.code is ErrorCode.INVALID_ARG
     with pytest.raises(TritonError):
         DataType.from_config("TYPE_NOPE")
+    for bad in (["FP32"], {"FP32": 1}, None, 3):  # what a JSON body may hold instead
+        with pytest.raises(TritonError) as e:
+            DataType.from_wire(bad)  # type: ignore[arg-type]
+        assert e.value.code is ErrorCode.INVALID_ARG
 
 
 def test_error_codes_map_to_http_and_grpc():
