@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from e2e_server import EXAMPLES, Running, start_server, stop_server
 
@@ -67,7 +67,7 @@ def client(proto: str, http: httpclient.InferenceServerClient,
 def tensors(proto: str, **arrays: np.ndarray) -> list:
     out = []
     for name, a in arrays.items():
-        t = mod(proto).InferInput(name, list(a.shape), "INT32" if a.dtype == np.int32 else "FP32")
+        t = mod(proto).InferInput(name, list(a.shape), np_to_triton_dtype(a.dtype))
         t.set_data_from_numpy(a)
         out.append(t)
     return out
@@ -316,3 +316,102 @@ def test_grpc_client_timeout_on_a_queued_request(server: Running, http, grpc) ->
     assert executed == [-1.0, 8.0, 8.0]  # the timed-out request never ran
     got = delta(stats(http, "slow"), before)
     assert got["success"] == 3 and got["fail"] == 1, got
+
+
+# gRPC streaming of models that are not decoupled ------------------------------------------------
+
+class Stream:
+    """A tritonclient gRPC stream whose results come back through a queue."""
+
+    def __init__(self, server: Running) -> None:
+        self.client = grpcclient.InferenceServerClient(server.grpc_url)
+        self.got: queue.Queue = queue.Queue()
+        self.client.start_stream(callback=lambda result, error: self.got.put((result, error)))
+
+    def call(self, model: str, **kwargs: Any) -> tuple[Any, Any]:
+        self.client.async_stream_infer(model, **kwargs)
+        return self.got.get(timeout=WAIT)
+
+    def close(self) -> None:
+        self.client.stop_stream()
+        self.client.close()
+
+
+def test_ensemble_and_sequences_over_one_grpc_stream(server: Running) -> None:
+    s = Stream(server)
+    try:
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        result, error = s.call("ens", inputs=tensors("grpc", IN0=a, IN1=a), request_id="e1")
+        assert error is None, error
+        assert result.get_response().id == "e1"
+        np.testing.assert_array_equal(result.as_numpy("OUT"), 4 * a)
+        # a failing step: the error comes back on the stream, which stays usable
+        result, error = s.call("ens", inputs=tensors("grpc", IN0=-9 * a - 1, IN1=a))
+        assert result is None and "double: negative value" in str(error), (result, error)
+        # interleaved sequences, as perf_analyzer sends them
+        sums: dict[Any, int] = {}
+        for cid, v, first, last in [(3001, 1, True, False), ("stream-b", 10, True, False),
+                                    (3001, 2, False, True), ("stream-b", 20, False, True)]:
+            result, error = s.call("accum", inputs=tensors("grpc", X=np.array([[v]], np.int32)),
+                                   sequence_id=cid, sequence_start=first, sequence_end=last)
+            assert error is None, error
+            sums[cid] = sums.get(cid, 0) + v
+            assert int(result.as_numpy("SUM").reshape(-1)[0]) == sums[cid]
+        result, error = s.call("ens", inputs=tensors("grpc", IN0=a, IN1=a))
+        assert error is None, error
+        np.testing.assert_array_equal(result.as_numpy("DIFF"), 0 * a)
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("proto", ["http", "grpc"])
+def test_sequence_without_start_is_refused(proto: str, http, grpc) -> None:
+    c = client(proto, http, grpc)
+    with pytest.raises(InferenceServerException, match="START") as e:
+        c.infer("accum", tensors(proto, X=np.array([[1]], dtype=np.int32)),
+                sequence_id=f"{proto}-never-started")
+    assert e.value.status() == ("400" if proto == "http" else "StatusCode.INVALID_ARGUMENT")
+
+
+def test_cancelled_decoupled_stream_leaves_the_server_serving(server: Running) -> None:
+    s = Stream(server)
+    values = np.arange(200, dtype=np.int32)
+    s.client.async_stream_infer("repeat", tensors("grpc", IN=values,
+                                                  DELAY=np.array([5], dtype=np.uint32)))
+    result, error = s.got.get(timeout=WAIT)  # the first response: the request runs
+    assert error is None and int(result.as_numpy("OUT")[0]) == 0, error
+    s.client.stop_stream(cancel_requests=True)
+    s.client.close()
+    s = Stream(server)  # a new stream on the same server works, to the end
+    try:
+        s.client.async_stream_infer("repeat", tensors("grpc", IN=np.array([4, 5], np.int32)),
+                                    enable_empty_final_response=True)
+        out = []
+        while True:
+            result, error = s.got.get(timeout=WAIT)
+            assert error is None, error
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                break
+            out.append(int(result.as_numpy("OUT")[0]))
+        assert out == [4, 5]
+    finally:
+        s.close()
+
+
+def test_sigterm_with_an_open_grpc_stream_exits(tmp_path: Path) -> None:
+    # An open stream used to hold the exit for --exit-timeout-secs (then stop_server kills: -9)
+    r = start_server(tmp_path, "--model-repository", str(EXAMPLES))
+    c = grpcclient.InferenceServerClient(r.grpc_url)
+    got: queue.Queue = queue.Queue()
+    try:
+        c.start_stream(callback=lambda result, error: got.put((result, error)))
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        c.async_stream_infer("simple", tensors("grpc", INPUT0=a, INPUT1=a))
+        result, error = got.get(timeout=WAIT)
+        assert error is None, error
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), 2 * a)
+        assert stop_server(r) == 0, r.log.read_text()
+    finally:
+        if r.proc.poll() is None:
+            stop_server(r)
+        c.close()
