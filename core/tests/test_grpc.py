@@ -649,3 +649,50 @@ def test_only_requested_outputs_are_returned(client):
     r = client.infer("simple", inputs, outputs=[grpcclient.InferRequestedOutput("OUTPUT1")])
     assert [o.name for o in r.get_response().outputs] == ["OUTPUT1"]
     np.testing.assert_array_equal(r.as_numpy("OUTPUT1"), a - b)
+
+
+def test_stop_ends_open_streams_and_answers_their_requests(tmp_path):
+    # An open stream must not hold shutdown for the whole grace period (it did: an idle
+    # stream kept `tritonserver` alive for --exit-timeout-secs); a request in flight on a
+    # stream still gets its answer before the stream ends.
+    import time
+
+    import expr_backend
+    from expr_backend import ADD_SUB, write_model
+    from expr_backend import make_server as make_expr_server
+
+    gate = 'parameters { key: "block_value" value { string_value: "777" } }\n'
+    write_model(tmp_path, "add", ADD_SUB + gate)
+    server = make_expr_server(tmp_path)
+    server.start()
+    loop = LoopThread()
+    fe = GrpcFrontEnd(server, "127.0.0.1", 0)
+    loop.run(fe.start())
+    got: queue.Queue = queue.Queue()
+    idle, busy = (grpcclient.InferenceServerClient(f"127.0.0.1:{fe.port}") for _ in range(2))
+    expr_backend.GATE.clear()
+    try:
+        for c in (idle, busy):
+            c.start_stream(callback=lambda result, error: got.put((result, error)))
+        idle.async_stream_infer("add", simple_inputs()[0])
+        result, error = got.get(timeout=10)
+        assert error is None
+        busy.async_stream_infer("add", simple_inputs(a=np.full((1, 16), 777, np.int32))[0],
+                                request_id="b")
+        inst = server.manager.get("add").instances[0]
+        deadline = time.monotonic() + 10
+        while not inst.blocked:  # the request executes and waits on the gate
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        stopped = asyncio.run_coroutine_threadsafe(fe.stop(60), loop.loop)
+        expr_backend.GATE.set()
+        result, error = got.get(timeout=10)
+        assert error is None and result.get_response().id == "b"
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), np.full((1, 16), 778, np.int32))
+        stopped.result(timeout=20)  # well before the 60 s grace
+    finally:
+        expr_backend.GATE.set()
+        for c in (idle, busy):
+            c.close()
+        loop.close()
+        server.stop()

@@ -120,6 +120,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     def __init__(self, server: Server) -> None:
         self.server = server
+        # The reading tasks of open ModelStreamInfer calls; at shutdown they stop reading,
+        # so an idle stream ends at once and a busy one once its requests have answered.
+        self._stream_readers: set[asyncio.Task] = set()
+        self._closing = False
+
+    def close_streams(self) -> None:
+        """Shutdown: every open stream stops reading and ends when its requests are done."""
+        self._closing = True
+        for t in list(self._stream_readers):
+            t.cancel()
 
     # health and metadata ---------------------------------------------------------
     async def ServerLive(self, request, context):  # noqa: N802
@@ -222,16 +232,29 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         async def reader() -> None:
             try:
-                async for msg in request_iterator:
-                    t = asyncio.create_task(one(msg))
-                    tasks.add(t)
-                    t.add_done_callback(tasks.discard)
+                try:
+                    async for msg in request_iterator:
+                        t = asyncio.create_task(one(msg))
+                        tasks.add(t)
+                        t.add_done_callback(tasks.discard)
+                except asyncio.CancelledError:
+                    if not self._closing:
+                        raise
+                # close_streams() may cancel this wait too: asyncio.wait leaves the tasks running
                 while tasks:
-                    await asyncio.gather(*list(tasks), return_exceptions=True)
+                    try:
+                        await asyncio.wait(list(tasks))
+                    except asyncio.CancelledError:
+                        if not self._closing:
+                            raise
             finally:
                 out.put_nowait(None)
 
         read_task = asyncio.create_task(reader())
+        if self._closing:
+            read_task.cancel()
+        self._stream_readers.add(read_task)
+        read_task.add_done_callback(self._stream_readers.discard)
         try:
             while True:
                 item = await out.get()
@@ -451,6 +474,7 @@ class GrpcFrontEnd:
     async def stop(self, grace: float | None = 5.0) -> None:
         srv, self._grpc = self._grpc, None
         if srv is not None:
+            self.servicer.close_streams()  # else an idle open stream holds stop() for all of grace
             await srv.stop(grace)
 
     async def wait_for_termination(self) -> None:
