@@ -21,7 +21,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
-from e2e_server import EXAMPLES, Running, start_server, stop_server
+from e2e_server import EXAMPLES, ROOT, Running, start_server, stop_server
 
 MODELS = Path(__file__).resolve().parent / "models"
 WAIT = 20.0  # seconds: the longest any poll here waits before failing
@@ -35,6 +35,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     repo = root / "models"
     shutil.copytree(MODELS, repo, ignore=shutil.ignore_patterns("README.md", "__pycache__"))
     shutil.copytree(EXAMPLES / "simple", repo / "simple")
+    # the python backend's own decoupled test model, unchanged
+    shutil.copytree(ROOT / "plugins/triton-backend-python/tests/models/repeat", repo / "repeat",
+                    ignore=shutil.ignore_patterns("__pycache__"))
     r = start_server(root, "--model-repository", str(repo), "--cache-config", "local,size=1048576")
     r.repo = repo  # type: ignore[attr-defined]
     yield r
