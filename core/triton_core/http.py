@@ -283,7 +283,7 @@ class HttpFrontEnd:
             if hlen == 0:
                 cfg = srv.model_config(name, version)
                 ireq = raw_request(name, version, mv, cfg)
-                resp = await srv.infer_async(ireq)
+                resp = await srv.infer_async(ireq, _DECOUPLED)
                 header, chunks = build_response(resp, ireq, True, shm, self._classifier(name, resp))
                 return _infer_response(header, chunks)
             header_bytes = mv[:hlen]
@@ -296,7 +296,7 @@ class HttpFrontEnd:
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise TritonError.invalid_arg(f"failed to parse the request JSON buffer: {e}") from None
         ireq, binary_default = parse_request(name, version, header, binary, shm)
-        resp = await srv.infer_async(ireq)
+        resp = await srv.infer_async(ireq, _DECOUPLED)
         header_out, chunks = build_response(resp, ireq, binary_default, shm,
                                             self._classifier(name, resp))
         return _infer_response(header_out, chunks)
@@ -427,3 +427,7 @@ def _infer_response(header: bytes, chunks: list) -> Response:
         return Response(200, header, _JSON)
     return Response(200, [header, *chunks], _OCTET,
                     [(b"inference-header-content-length", str(len(header)).encode())])
+
+
+# Triton's words (http_server.cc) for /infer on a decoupled model
+_DECOUPLED = "HTTP end point doesn't support models with decoupled transaction policy"

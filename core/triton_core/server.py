@@ -244,12 +244,16 @@ class Server:
         batch = normalize_request(req, lv.config)
         return lv, batch
 
-    async def infer_async(self, req: InferenceRequest) -> InferenceResponse:
-        """Run one request of a non-decoupled model; raises TritonError on failure."""
+    async def infer_async(self, req: InferenceRequest,
+                          decoupled_error: str | None = None) -> InferenceResponse:
+        """Run one request of a non-decoupled model; raises TritonError on failure.
+
+        ``decoupled_error``: the message for a decoupled model (front ends pass Triton's).
+        """
         lv, batch = self._prepare(req)
         if lv.decoupled:
-            raise TritonError.unsupported(
-                f"model '{lv.name}' is decoupled: use a streaming API (gRPC ModelStreamInfer)")
+            raise TritonError.unsupported(decoupled_error or (
+                f"model '{lv.name}' is decoupled: use a streaming API (gRPC ModelStreamInfer)"))
         self._in_flight += 1
         self.loop_load.tick()
         try:

@@ -240,12 +240,15 @@ def test_decoupled_over_grpc_stream(server: Running) -> None:
 
 
 def test_decoupled_refused_over_unary_infer(http, grpc) -> None:
-    # Triton: UNSUPPORTED, that is HTTP 501 and gRPC UNIMPLEMENTED ("HTTP end point / ModelInfer
-    # RPC doesn't support models with decoupled transaction policy"; the wording here differs)
-    with pytest.raises(InferenceServerException, match="'repeat' is decoupled") as e:
+    # Triton: UNSUPPORTED (HTTP 501, gRPC UNIMPLEMENTED) with these words
+    with pytest.raises(InferenceServerException,
+                       match="HTTP end point doesn't support models with decoupled "
+                             "transaction policy") as e:
         http.infer("repeat", tensors("http", IN=np.array([1, 2], dtype=np.int32)))
     assert e.value.status() == "501"
-    with pytest.raises(InferenceServerException, match="'repeat' is decoupled") as e:
+    with pytest.raises(InferenceServerException,
+                       match="ModelInfer RPC doesn't support models with decoupled "
+                             "transaction policy") as e:
         grpc.infer("repeat", tensors("grpc", IN=np.array([1, 2], dtype=np.int32)))
     assert e.value.status() == "StatusCode.UNIMPLEMENTED"
 

@@ -178,7 +178,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _infer(self, msg: pb.ModelInferRequest) -> pb.ModelInferResponse:
         req = codec.decode_request(msg, self.server.shm_io)
-        resp = await self.server.infer_async(req)
+        resp = await self.server.infer_async(req, _DECOUPLED)
         return self._encode(resp, req.outputs)
 
     async def ModelInfer(self, request, context):  # noqa: N802
@@ -480,3 +480,7 @@ class GrpcFrontEnd:
     async def wait_for_termination(self) -> None:
         if self._grpc is not None:
             await self._grpc.wait_for_termination()
+
+
+# Triton's words (grpc_server.cc) for unary ModelInfer on a decoupled model
+_DECOUPLED = "ModelInfer RPC doesn't support models with decoupled transaction policy"
