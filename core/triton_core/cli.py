@@ -105,6 +105,9 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--grpc-max-connection-age", type=int, default=None)
     p.add_argument("--grpc-max-connection-age-grace", type=int, default=None)
     p.add_argument("--grpc-restricted-protocol", action="append", default=[])
+    p.add_argument("--grpc-engine", default="h2", choices=("h2", "grpcio"),
+                   help="h2: HTTP/2 by libnghttp2 on the server's event loop (fastest); "
+                        "grpcio: grpc.aio")
     _flag(p, "--allow-metrics", True, "serve Prometheus metrics")
     _flag(p, "--allow-cpu-metrics", True, "report CPU metrics")
     _flag(p, "--allow-gpu-metrics", False, "report GPU metrics (none: no GPU support)")
@@ -275,6 +278,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             ssl_root_cert=a.grpc_root_cert,
             ssl_mutual_auth=a.grpc_use_ssl_mutual,
             restricted=_restricted(a.grpc_restricted_protocol, "--grpc-restricted-protocol"),
+            engine=a.grpc_engine,
         ))
         try:
             await grpc_front.start()

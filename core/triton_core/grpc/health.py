@@ -7,7 +7,8 @@ they are encoded and decoded here directly in protobuf's wire format.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 
@@ -78,15 +79,21 @@ def decode_response(data: bytes) -> int:
     return status
 
 
-def health_handler(status_of: Callable[[str], int]) -> grpc.GenericRpcHandler:
-    """A generic handler for Health/Check; status_of(service) gives the ServingStatus."""
+def check_method(status_of: Callable[[str], int]) -> Callable[[str, Any], Awaitable[int]]:
+    """Health/Check as a servicer method; status_of(service) gives the ServingStatus."""
 
-    async def check(request: str, context: grpc.aio.ServicerContext) -> int:
+    async def check(request: str, context: Any) -> int:
         status = status_of(request)
         if status == SERVICE_UNKNOWN:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service '{request}'")
         return status
 
+    return check
+
+
+def health_handler(status_of: Callable[[str], int]) -> grpc.GenericRpcHandler:
+    """A generic handler for Health/Check on grpc.aio."""
     handler = grpc.unary_unary_rpc_method_handler(
-        check, request_deserializer=decode_request, response_serializer=encode_response)
+        check_method(status_of), request_deserializer=decode_request,
+        response_serializer=encode_response)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, {"Check": handler})

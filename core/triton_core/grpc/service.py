@@ -17,6 +17,7 @@ from ..errors import ErrorCode, TritonError
 from ..logsettings import VERBOSE
 from ..server import Server
 from . import codec, health
+from .h2_server import H2Server
 from .restricted import RestrictedProtocols
 
 log = logging.getLogger("triton_core")
@@ -54,6 +55,8 @@ class GrpcOptions:
     extra_channel_args: list[tuple[str, Any]] = field(default_factory=list)
     # --grpc-restricted-protocol: category -> (metadata key, value) a call must carry
     restricted: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # "h2": HTTP/2 by libnghttp2 on the server's event loop (h2_server.py); "grpcio": grpc.aio
+    engine: str = "h2"
 
     def channel_args(self) -> list[tuple[str, Any]]:
         level = _COMPRESSION_LEVELS.get(self.compression_level)
@@ -435,7 +438,11 @@ class GrpcFrontEnd:
         self.options = options or GrpcOptions(**kwargs)
         if options is not None and kwargs:
             raise TypeError("give either options or keyword settings, not both")
+        if self.options.engine not in ("h2", "grpcio"):
+            raise TritonError.invalid_arg(
+                f"unknown gRPC engine '{self.options.engine}': use h2 or grpcio")
         self._grpc: grpc.aio.Server | None = None
+        self._h2: H2Server | None = None
         self.servicer = InferenceServicer(server)
 
     def _health_status(self, service: str) -> int:
@@ -449,6 +456,20 @@ class GrpcFrontEnd:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
+        if self.options.engine == "h2":
+            await self._start_h2()
+        else:
+            await self._start_grpcio()
+        log.info("Started GRPCInferenceService at %s:%d", self.address, self.port)
+
+    async def _start_h2(self) -> None:
+        self.options.channel_args()  # the same checks as for grpcio
+        h2 = H2Server(self.servicer, self.options, health.check_method(self._health_status))
+        self.port = await h2.start(self.address, self.port)
+        self._h2 = h2
+        self.server.waiting_checks.append(h2.waiting_check)
+
+    async def _start_grpcio(self) -> None:
         opts = self.options
         interceptors = [RestrictedProtocols(opts.restricted)] if opts.restricted else []
         srv = grpc.aio.server(options=opts.channel_args(), compression=opts.compression(),
@@ -469,17 +490,24 @@ class GrpcFrontEnd:
         self.port = bound
         await srv.start()
         self._grpc = srv
-        log.info("Started GRPCInferenceService at %s:%d", self.address, self.port)
 
     async def stop(self, grace: float | None = 5.0) -> None:
         srv, self._grpc = self._grpc, None
-        if srv is not None:
+        h2, self._h2 = self._h2, None
+        if srv is not None or h2 is not None:
             self.servicer.close_streams()  # else an idle open stream holds stop() for all of grace
+        if srv is not None:
             await srv.stop(grace)
+        if h2 is not None:
+            if h2.waiting_check in self.server.waiting_checks:
+                self.server.waiting_checks.remove(h2.waiting_check)
+            await h2.stop(grace)
 
     async def wait_for_termination(self) -> None:
         if self._grpc is not None:
             await self._grpc.wait_for_termination()
+        elif self._h2 is not None:
+            await self._h2.wait_closed()
 
 
 # Triton's words (grpc_server.cc) for unary ModelInfer on a decoupled model

@@ -1,0 +1,475 @@
+"""One client connection of the native gRPC engine: HTTP/2 by libnghttp2 (through ngh2,
+sans-I/O) on an asyncio Protocol, each call handled by the same servicer as on grpc.aio.
+
+Why not grpc.aio: per unary call it costs the event loop about as much CPU as our whole
+HTTP path (completion-queue events handed over from its poller thread). Here a call is
+one ``receive_data`` in, one task, and one socket write out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import ngh2
+
+from . import wire
+from .wire import WireError
+
+if TYPE_CHECKING:
+    from .h2_server import H2Server, Route
+
+log = logging.getLogger("triton_core")
+
+_OK = [(b"grpc-status", b"0")]
+_STREAM_BUFFER = 4 << 20  # a stream's queued response bytes before write() waits for the peer
+_WINDOW = 16 << 20  # receive window, per stream and for the connection
+_MAX_FRAME = 1 << 20
+_IDLE_PING_INTERVAL_S = 7200.0  # grpc C-core: the least ping interval without calls, unless permitted
+
+
+class Call:
+    """What a servicer method sees of its call (the part of grpc.aio.ServicerContext we use)."""
+
+    __slots__ = ("_conn", "_stream")
+
+    def __init__(self, conn: GrpcConnection, stream: Stream) -> None:
+        self._conn = conn
+        self._stream = stream
+
+    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+        raise WireError(code, details)
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return tuple((k.decode("latin-1"), v.decode("latin-1"))
+                     for k, v in self._stream.headers if not k.startswith(b":"))
+
+    def time_remaining(self) -> float | None:
+        d = self._stream.deadline
+        return None if d is None else max(0.0, d - time.monotonic())
+
+    async def write(self, message: Any) -> None:
+        await self._conn.write_message(self._stream, self._stream.route.encode(message))
+
+
+class Stream:
+    """One call (an HTTP/2 stream)."""
+
+    __slots__ = ("id", "route", "headers", "reader", "messages", "task", "closed", "deadline",
+                 "timer", "headers_sent", "gzip", "ended", "expired", "payload")
+
+    def __init__(self, sid: int, route: Route, headers: tuple, reader: wire.MessageReader) -> None:
+        self.id = sid
+        self.route = route
+        self.headers = headers
+        self.reader = reader
+        self.messages: asyncio.Queue[bytes | None] | None = None
+        self.task: asyncio.Task | None = None
+        self.closed = False  # our side is done: the status was sent, or the call was reset
+        self.ended = False  # the client's side is done
+        self.deadline: float | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.headers_sent = False
+        self.gzip = 0  # zlib level for response messages, 0: uncompressed
+        self.expired = False
+        self.payload: bytes | None = None
+
+
+class GrpcConnection(asyncio.Protocol):
+    def __init__(self, server: H2Server) -> None:
+        self.server = server
+        self.opts = server.options
+        self.h2 = ngh2.Connection(ngh2.Role.SERVER, server.h2_config)
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, Stream] = {}
+        self.fd = -1
+        self.loop = asyncio.get_running_loop()
+        self._writable: asyncio.Future | None = None
+        self._paused = False
+        self._timers: list[asyncio.TimerHandle] = []
+        self._ping_sent_at: float | None = None
+        self._pings_without_data = 0
+        self._last_ping_received: float | None = None
+        self._strikes = 0
+        self._going_away = False
+
+    # asyncio.Protocol ---------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self.fd = sock.fileno()
+            self.server.waiting.add(self.fd)
+        self.h2.initiate_connection({
+            ngh2.Setting.MAX_CONCURRENT_STREAMS: 1 << 16,
+            ngh2.Setting.INITIAL_WINDOW_SIZE: _WINDOW,
+            ngh2.Setting.MAX_FRAME_SIZE: _MAX_FRAME,
+        })
+        self.h2.set_local_window_size(_WINDOW)
+        self.flush()
+        o = self.opts
+        if 0 < o.keepalive_time_ms < 2**31 - 1:
+            self._timers.append(self.loop.call_later(o.keepalive_time_ms / 1000, self._keepalive))
+        if o.max_connection_age_ms is not None and o.max_connection_age_ms < 2**31 - 1:
+            self._timers.append(self.loop.call_later(o.max_connection_age_ms / 1000, self._too_old))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        if self.fd >= 0:
+            self.server.waiting.remove(self.fd)
+            self.fd = -1
+        for t in self._timers:
+            t.cancel()
+        for s in list(self.streams.values()):
+            self._drop(s)
+        self.streams.clear()
+        if self._writable is not None and not self._writable.done():
+            self._writable.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._wake_writers()
+
+    def data_received(self, data: bytes) -> None:
+        h2 = self.h2
+        try:
+            h2.receive_data(data)
+        except ngh2.NGH2Error as e:
+            log.debug("gRPC connection closed on an HTTP/2 error: %s", e)
+            self.flush()
+            self.close()
+            return
+        for ev in h2.events():
+            t = type(ev)
+            if t is ngh2.DataReceived:
+                self._on_data(ev.stream_id, ev.data, ev.end_stream)
+            elif t is ngh2.RequestReceived:
+                self._on_request(ev.stream_id, ev.headers, ev.end_stream)
+            elif t is ngh2.StreamReset:
+                s = self.streams.pop(ev.stream_id, None)
+                if s is not None:
+                    self._drop(s)
+            elif t is ngh2.StreamClosed:
+                s = self.streams.get(ev.stream_id)
+                if s is not None and s.closed:
+                    del self.streams[ev.stream_id]
+            elif t is ngh2.TrailersReceived:
+                self._on_data(ev.stream_id, b"", True)
+            elif t is ngh2.WindowUpdated:
+                self._wake_writers()
+            elif t is ngh2.PingReceived:
+                self._on_ping()
+            elif t is ngh2.PingAcknowledged:
+                self._ping_sent_at = None
+            elif t is ngh2.ConnectionClosed:
+                self.flush()
+                self.close()
+                return
+        self.flush()
+
+    # calls ------------------------------------------------------------------------------
+    def _on_request(self, sid: int, headers: tuple, end_stream: bool) -> None:
+        path = b""
+        ctype = b""
+        encoding = b""
+        accept = b""
+        timeout = None
+        for k, v in headers:
+            if k == b":path":
+                path = v
+            elif k == b"content-type":
+                ctype = v
+            elif k == b"grpc-encoding":
+                encoding = v
+            elif k == b"grpc-accept-encoding":
+                accept = v
+            elif k == b"grpc-timeout":
+                timeout = wire.parse_timeout(v)
+        if not ctype.startswith(b"application/grpc"):
+            self.h2.send_response(sid, [(b":status", b"415")], end_stream=True)
+            return
+        route = self.server.routes.get(path)
+        s = Stream(sid, route, headers, wire.MessageReader(encoding, self.opts.max_receive_message_length))  # type: ignore[arg-type]
+        if route is None:
+            self._finish(s, grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+            return
+        refusal = self.server.refusal(route, headers)
+        if refusal is not None:
+            self._finish(s, grpc.StatusCode.UNAVAILABLE, refusal)
+            return
+        if self.server.gzip_level and b"gzip" in accept:
+            s.gzip = self.server.gzip_level
+        self.streams[sid] = s
+        if timeout is not None:
+            s.deadline = time.monotonic() + timeout
+            s.timer = self.loop.call_later(timeout, self._expire, s)
+        if route.streaming:
+            s.messages = asyncio.Queue()
+            s.task = self.loop.create_task(self._run_stream(s))
+            self.server.track(s.task)
+        if end_stream:
+            self._on_data(sid, b"", True)
+
+    def _on_data(self, sid: int, data: bytes, end: bool) -> None:
+        s = self.streams.get(sid)
+        if s is None or s.closed or s.ended:
+            return
+        try:
+            msgs = s.reader.feed(data) if data else []
+            if end and s.reader.partial:
+                raise WireError(grpc.StatusCode.INTERNAL, "the request ended inside a message")
+        except WireError as e:
+            self._finish(s, e.code, e.details)
+            self.h2.reset_stream(sid, ngh2.ErrorCode.NO_ERROR)
+            return
+        if end:
+            s.ended = True
+        q = s.messages
+        if q is not None:
+            for m in msgs:
+                q.put_nowait(m)
+            if end:
+                q.put_nowait(None)
+            return
+        if msgs:
+            if s.payload is not None or len(msgs) > 1:
+                self._finish(s, grpc.StatusCode.UNIMPLEMENTED,
+                             "more than one request message in a unary call")
+                return
+            s.payload = msgs[0]
+        if end:
+            if s.payload is None:
+                self._finish(s, grpc.StatusCode.UNIMPLEMENTED, "no request message in a unary call")
+                return
+            self.server.pending += 1
+            s.task = self.loop.create_task(self._run_unary(s))
+            self.server.track(s.task)
+
+    async def _run_unary(self, s: Stream) -> None:
+        self.server.pending -= 1
+        route = s.route
+        try:
+            payload = s.payload
+            s.payload = None
+            resp = await route.handler(route.decode(payload), Call(self, s))
+            body = route.encode(resp)
+        except WireError as e:
+            self._finish(s, e.code, e.details)
+        except asyncio.CancelledError:
+            self._cancelled(s)
+        except Exception as e:  # noqa: BLE001 - a bug must not look like a dropped connection
+            log.exception("gRPC call %s failed", route.name)
+            self._finish(s, grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        else:
+            if not s.closed:
+                self._respond(s, body)
+
+    async def _run_stream(self, s: Stream) -> None:
+        route = s.route
+        try:
+            await route.handler(self._requests(s), Call(self, s))
+        except WireError as e:
+            self._finish(s, e.code, e.details)
+        except asyncio.CancelledError:
+            self._cancelled(s)
+        except Exception as e:  # noqa: BLE001
+            log.exception("gRPC call %s failed", route.name)
+            self._finish(s, grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        else:
+            self._finish(s, grpc.StatusCode.OK, "")
+
+    async def _requests(self, s: Stream):  # noqa: ANN202 - an async generator of messages
+        q = s.messages
+        assert q is not None
+        decode = s.route.decode
+        while True:
+            m = await q.get()
+            if m is None:
+                return
+            try:
+                msg = decode(m)
+            except Exception as e:  # noqa: BLE001 - the stream ends with the reason
+                self._finish(s, grpc.StatusCode.INTERNAL, f"cannot parse the request message: {e}")
+                return
+            yield msg
+
+    def _cancelled(self, s: Stream) -> None:
+        if s.expired:
+            return
+        # the server is stopping (a reset or a lost connection closed the stream already)
+        self._finish(s, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+
+    def _expire(self, s: Stream) -> None:
+        s.timer = None
+        if s.closed:
+            return
+        s.expired = True
+        if s.task is not None:
+            s.task.cancel()
+        self._finish(s, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        self.h2.reset_stream(s.id, ngh2.ErrorCode.CANCEL)
+        self.flush()
+
+    def _drop(self, s: Stream) -> None:
+        """The client reset the call or went away: its handler is cancelled."""
+        s.closed = True
+        if s.timer is not None:
+            s.timer.cancel()
+        if s.task is not None and not s.task.done():
+            s.task.cancel()
+        if s.messages is not None:
+            s.messages.put_nowait(None)
+
+    # responses --------------------------------------------------------------------------
+    def _response_headers(self, s: Stream) -> list[tuple[bytes, bytes]]:
+        h = [(b":status", b"200"), (b"content-type", b"application/grpc"),
+             (b"grpc-accept-encoding", wire.ACCEPT_ENCODING)]
+        if s.gzip:
+            h.append((b"grpc-encoding", b"gzip"))
+        return h
+
+    def _send_message(self, s: Stream, body: bytes) -> bool:
+        limit = self.opts.max_send_message_length
+        if len(body) > limit:
+            self._finish(s, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                         f"Sent message larger than max ({len(body)} vs. {limit})")
+            return False
+        h2 = self.h2
+        if not s.headers_sent:
+            s.headers_sent = True
+            h2.send_response(s.id, self._response_headers(s))
+        if s.gzip:
+            h2.send_data(s.id, wire.frame(wire.compress(body, s.gzip), True))
+        elif len(body) < 65536:
+            h2.send_data(s.id, b"\x00" + len(body).to_bytes(4, "big") + body)
+        else:  # no copy of a large body
+            h2.send_data(s.id, b"\x00" + len(body).to_bytes(4, "big"))
+            h2.send_data(s.id, body)
+        self._pings_without_data = 0
+        self._strikes = 0
+        return True
+
+    def _respond(self, s: Stream, body: bytes) -> None:
+        if self._send_message(s, body):
+            self._close_stream(s, _OK)
+            self.flush()
+
+    async def write_message(self, s: Stream, body: bytes) -> None:
+        if s.closed:
+            return
+        if not self._send_message(s, body):
+            return
+        self.flush()
+        while (self._paused or self.h2.queued_body_size(s.id) > _STREAM_BUFFER) and not s.closed \
+                and self.transport is not None and not self.transport.is_closing():
+            if self._writable is None or self._writable.done():
+                self._writable = self.loop.create_future()
+            await self._writable
+
+    def _wake_writers(self) -> None:
+        w = self._writable
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _finish(self, s: Stream, code: grpc.StatusCode, details: str) -> None:
+        """Ends the call with a status (trailers-only when nothing was sent yet)."""
+        if s.closed:
+            return
+        status = _OK if code is grpc.StatusCode.OK else wire.status_headers(code, details)
+        if s.headers_sent:
+            self._close_stream(s, status)
+        else:
+            s.closed = True
+            s.headers_sent = True
+            self._forget(s)
+            try:
+                self.h2.send_response(s.id, self._response_headers(s) + status, end_stream=True)
+            except ngh2.NGH2Error:
+                return
+        self.flush()
+
+    def _close_stream(self, s: Stream, trailers: list[tuple[bytes, bytes]]) -> None:
+        s.closed = True
+        self._forget(s)
+        try:
+            self.h2.send_trailers(s.id, trailers)
+        except ngh2.NGH2Error:
+            pass
+
+    def _forget(self, s: Stream) -> None:
+        if s.timer is not None:
+            s.timer.cancel()
+            s.timer = None
+        if s.ended and s.messages is None:
+            self.streams.pop(s.id, None)
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        t = self.transport
+        if data and t is not None and not t.is_closing():
+            t.write(data)
+
+    def close(self) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.close()
+
+    # connection management -----------------------------------------------------------------
+    def go_away(self) -> None:
+        """Shutdown: no new calls; the calls in flight finish."""
+        if not self._going_away:
+            self._going_away = True
+            try:
+                self.h2.send_goaway(ngh2.ErrorCode.NO_ERROR)
+            except ngh2.NGH2Error:
+                pass
+            self.flush()
+
+    def _too_old(self) -> None:  # --grpc-max-connection-age
+        self.go_away()
+        grace = self.opts.max_connection_age_grace_ms
+        if grace is not None and grace < 2**31 - 1:
+            self._timers.append(self.loop.call_later(grace / 1000, self.close))
+
+    def _keepalive(self) -> None:
+        o = self.opts
+        if self.transport is None or self.transport.is_closing():
+            return
+        can = o.keepalive_permit_without_calls or self.streams
+        limit = o.http2_max_pings_without_data
+        if can and (limit == 0 or self._pings_without_data < limit):
+            self._pings_without_data += 1
+            self._ping_sent_at = time.monotonic()
+            self.h2.ping(b"tritonka")
+            self.flush()
+            self._timers.append(self.loop.call_later(o.keepalive_timeout_ms / 1000, self._ping_timeout))
+        self._timers.append(self.loop.call_later(o.keepalive_time_ms / 1000, self._keepalive))
+
+    def _ping_timeout(self) -> None:
+        if self._ping_sent_at is not None:
+            log.debug("gRPC keepalive ping not answered: closing the connection")
+            self.close()
+
+    def _on_ping(self) -> None:
+        """Too many pings without data get a GOAWAY, as grpc C-core does (ping strikes)."""
+        o = self.opts
+        now = time.monotonic()
+        last, self._last_ping_received = self._last_ping_received, now
+        if last is None or o.http2_max_ping_strikes == 0:
+            return
+        least = o.http2_min_recv_ping_interval_without_data_ms / 1000
+        if not self.streams and not o.keepalive_permit_without_calls:
+            least = max(least, _IDLE_PING_INTERVAL_S)
+        if now - last < least:
+            self._strikes += 1
+            if self._strikes > o.http2_max_ping_strikes:
+                self.h2.send_goaway(ngh2.ErrorCode.ENHANCE_YOUR_CALM, debug_data=b"too_many_pings")
+                self.flush()
+                self.close()

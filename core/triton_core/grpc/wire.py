@@ -1,0 +1,136 @@
+"""gRPC over HTTP/2, the parts above HTTP/2 itself: message framing, compression,
+grpc-timeout and the status trailers (grpc/doc/PROTOCOL-HTTP2.md)."""
+
+from __future__ import annotations
+
+import zlib
+
+import grpc
+
+# grpc.StatusCode's numbers, by code
+STATUS_NUMBER = {code: code.value[0] for code in grpc.StatusCode}
+
+_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
+
+# gzip maps --grpc-infer-response-compression-level onto zlib's levels
+ZLIB_LEVELS = {"low": 1, "medium": 6, "high": 9}
+
+SUPPORTED_ENCODINGS = (b"identity", b"gzip", b"deflate")
+ACCEPT_ENCODING = b"identity,deflate,gzip"
+
+
+class WireError(Exception):
+    """A call that cannot be read: ends the call with ``code`` and ``details``."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(details)
+        self.code = code
+        self.details = details
+
+
+def parse_timeout(value: bytes) -> float | None:
+    """grpc-timeout ("100m", "5S", ...) in seconds; None when malformed."""
+    unit = _TIMEOUT_UNITS.get(value[-1:])
+    digits = value[:-1]
+    if unit is None or not digits.isdigit() or len(digits) > 8:
+        return None
+    return int(digits) * unit
+
+
+def frame(payload: bytes, compressed: bool = False) -> bytes:
+    """One length-prefixed message."""
+    return (b"\x01" if compressed else b"\x00") + len(payload).to_bytes(4, "big") + payload
+
+
+def compress(payload: bytes, level: int) -> bytes:
+    c = zlib.compressobj(level, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # gzip container
+    return c.compress(payload) + c.flush()
+
+
+def decompress(payload: bytes, encoding: bytes, limit: int) -> bytes:
+    """A compressed message's bytes (``encoding`` from grpc-encoding), at most ``limit``."""
+    if encoding == b"gzip":
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    elif encoding == b"deflate":
+        d = zlib.decompressobj()
+    elif encoding in (b"", b"identity"):
+        raise WireError(grpc.StatusCode.INTERNAL,
+                        "a message is marked compressed but the call has no grpc-encoding")
+    else:
+        raise WireError(grpc.StatusCode.UNIMPLEMENTED,
+                        f"Compression algorithm '{encoding.decode('latin-1')}' is not supported")
+    try:
+        out = d.decompress(payload, limit + 1)
+    except zlib.error as e:
+        raise WireError(grpc.StatusCode.INTERNAL, f"cannot decompress the message: {e}") from None
+    if len(out) > limit:
+        raise too_large(len(out), limit)
+    return out
+
+
+def too_large(size: int, limit: int) -> WireError:
+    # grpc C-core's words
+    return WireError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                     f"Received message larger than max ({size} vs. {limit})")
+
+
+class MessageReader:
+    """Splits a call's request body into messages as its DATA frames arrive."""
+
+    __slots__ = ("buf", "encoding", "limit")
+
+    def __init__(self, encoding: bytes, limit: int) -> None:
+        self.buf = b""
+        self.encoding = encoding
+        self.limit = limit
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buf = self.buf + data if self.buf else data
+        out: list[bytes] = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= 5:
+            size = int.from_bytes(buf[pos + 1:pos + 5], "big")
+            if size > self.limit:
+                raise too_large(size, self.limit)
+            end = pos + 5 + size
+            if end > n:
+                break
+            flag = buf[pos]
+            payload = buf[pos + 5:end] if (pos or end != n) else buf[5:]
+            if flag == 1:
+                payload = decompress(payload, self.encoding, self.limit)
+            elif flag != 0:
+                raise WireError(grpc.StatusCode.INTERNAL, f"invalid message flag {flag}")
+            out.append(payload)
+            pos = end
+        self.buf = buf[pos:] if pos < n else b""
+        return out
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.buf)
+
+
+def _printable(details: str) -> bool:
+    return details.isascii() and details.isprintable() and "%" not in details
+
+
+def encode_message(details: str) -> bytes:
+    """grpc-message: percent-encoded UTF-8 outside printable ASCII."""
+    if _printable(details):
+        return details.encode("ascii")
+    out = bytearray()
+    for b in details.encode("utf-8"):
+        if 0x20 <= b <= 0x7E and b != 0x25:
+            out.append(b)
+        else:
+            out += b"%%%02X" % b
+    return bytes(out)
+
+
+def status_headers(code: grpc.StatusCode, details: str) -> list[tuple[bytes, bytes]]:
+    out = [(b"grpc-status", str(STATUS_NUMBER[code]).encode())]
+    if details:
+        out.append((b"grpc-message", encode_message(details)))
+    return out
