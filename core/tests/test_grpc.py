@@ -37,9 +37,10 @@ class Harness:
         self.server.stop()
 
 
-@pytest.fixture(scope="module")
-def h(tmp_path_factory):
-    harness = Harness(tmp_path_factory.mktemp("grpc"))
+@pytest.fixture(scope="module", params=["h2", "grpcio"])
+def h(tmp_path_factory, request):
+    """Both gRPC engines pass every test that uses this fixture."""
+    harness = Harness(tmp_path_factory.mktemp("grpc"), engine=request.param)
     yield harness
     harness.close()
 

@@ -255,10 +255,15 @@ class GrpcConnection(asyncio.Protocol):
     async def _run_unary(self, s: Stream) -> None:
         self.server.pending -= 1
         route = s.route
+        payload = s.payload
+        s.payload = None
         try:
-            payload = s.payload
-            s.payload = None
-            resp = await route.handler(route.decode(payload), Call(self, s))
+            msg = route.decode(payload)
+        except Exception as e:  # noqa: BLE001 - the client's bytes, not a server bug
+            self._finish(s, grpc.StatusCode.INTERNAL, f"Exception deserializing request: {e}")
+            return
+        try:
+            resp = await route.handler(msg, Call(self, s))
             body = route.encode(resp)
         except WireError as e:
             self._finish(s, e.code, e.details)
@@ -296,7 +301,7 @@ class GrpcConnection(asyncio.Protocol):
             try:
                 msg = decode(m)
             except Exception as e:  # noqa: BLE001 - the stream ends with the reason
-                self._finish(s, grpc.StatusCode.INTERNAL, f"cannot parse the request message: {e}")
+                self._finish(s, grpc.StatusCode.INTERNAL, f"Exception deserializing request: {e}")
                 return
             yield msg
 

@@ -1,0 +1,323 @@
+"""The native gRPC engine at the HTTP/2 level: bad calls, deadlines, resets, pings, age.
+
+A raw HTTP/2 client (ngh2) sends what tritonclient never would; every case ends in a gRPC
+status with a clear message, and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import ngh2
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from testing_backend import LoopThread, make_server
+from tritonclient.grpc import service_pb2 as pb
+
+from triton_core.grpc import GrpcFrontEnd, wire
+
+INFER = b"/inference.GRPCInferenceService/ModelInfer"
+LIVE = b"/inference.GRPCInferenceService/ServerLive"
+
+
+class RawClient:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.settimeout(10)
+        self.h2 = ngh2.Connection(ngh2.Role.CLIENT)
+        self.h2.initiate_connection()
+        self.events: list[ngh2.Event] = []
+        self.flush()
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def start(self, path: bytes, headers: list | None = None,
+              content_type: bytes = b"application/grpc") -> int:
+        sid = self.h2.send_request([
+            (b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
+            (b":authority", b"localhost"), (b"content-type", content_type), (b"te", b"trailers"),
+            *(headers or [])])
+        self.flush()
+        return sid
+
+    def send(self, sid: int, body: bytes, end: bool = True) -> None:
+        self.h2.send_data(sid, body, end_stream=end)
+        self.flush()
+
+    def call(self, path: bytes, body: bytes, headers: list | None = None,
+             content_type: bytes = b"application/grpc") -> int:
+        sid = self.start(path, headers, content_type)
+        self.send(sid, body)
+        return sid
+
+    def read_until(self, done, timeout: float = 10.0) -> None:
+        end = time.monotonic() + timeout
+        while not done():
+            assert time.monotonic() < end, f"timed out; events: {self.events}"
+            data = self.sock.recv(1 << 16)
+            if not data:
+                return
+            self.h2.receive_data(data)
+            self.events.extend(self.h2.events())
+            self.flush()
+
+    def result(self, sid: int) -> tuple[dict[bytes, bytes], bytes]:
+        """The call's headers and trailers in one dict, and its body."""
+
+        def finished() -> bool:
+            return any(
+                (isinstance(e, ngh2.TrailersReceived) and e.stream_id == sid)
+                or (isinstance(e, ngh2.ResponseReceived) and e.stream_id == sid and e.end_stream)
+                or (isinstance(e, ngh2.StreamReset) and e.stream_id == sid)
+                for e in self.events)
+
+        self.read_until(finished)
+        headers: dict[bytes, bytes] = {}
+        body = b""
+        for e in self.events:
+            if getattr(e, "stream_id", None) != sid:
+                continue
+            if isinstance(e, (ngh2.ResponseReceived, ngh2.TrailersReceived)):
+                headers.update(dict(e.headers))
+            elif isinstance(e, ngh2.DataReceived):
+                body += e.data
+        return headers, body
+
+    def has(self, kind: type) -> bool:
+        return any(isinstance(e, kind) for e in self.events)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class Served:
+    def __init__(self, tmp_path, **grpc_kwargs) -> None:
+        self.server = make_server(tmp_path)
+        self.loop = LoopThread()
+        self.front = GrpcFrontEnd(self.server, "127.0.0.1", 0, **grpc_kwargs)
+        self.loop.run(self.front.start())
+        self.port = self.front.port
+
+    def close(self) -> None:
+        self.loop.run(self.front.stop(0))
+        self.loop.close()
+        self.server.stop()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    s = Served(tmp_path_factory.mktemp("h2"), max_receive_message_length=1 << 20)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def raw(served):
+    c = RawClient(served.port)
+    yield c
+    c.close()
+
+
+def infer_request(model: str = "simple") -> bytes:
+    msg = pb.ModelInferRequest(model_name=model)
+    for name in ("INPUT0", "INPUT1"):
+        t = msg.inputs.add(name=name, datatype="INT32", shape=[1, 16] if model == "simple" else [16])
+        t.contents.int_contents.extend(range(16))
+    return msg.SerializeToString()
+
+
+def assert_serving(served: Served) -> None:
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{served.port}") as c:
+        assert c.is_server_live()
+
+
+def test_a_unary_call(raw):
+    h, body = raw.result(raw.call(INFER, wire.frame(infer_request())))
+    assert h[b":status"] == b"200" and h[b"grpc-status"] == b"0"
+    resp = pb.ModelInferResponse.FromString(body[5:])
+    out = np.frombuffer(resp.raw_output_contents[0], dtype=np.int32)
+    assert out.tolist() == [2 * i for i in range(16)]
+
+
+@pytest.mark.parametrize(("path", "body", "headers", "status", "message"), [
+    (b"/inference.GRPCInferenceService/NoSuchRpc", wire.frame(b""), [], 12, b"Method not found!"),
+    (INFER, wire.frame(infer_request())[:-3], [], 13, b"the request ended inside a message"),
+    (INFER, wire.frame(infer_request()) * 2, [], 12, b"more than one request message"),
+    (INFER, b"", [], 12, b"no request message in a unary call"),
+    (INFER, wire.frame(b"\xff\xff\xff"), [], 13, b"Exception deserializing request"),
+    (INFER, wire.frame(infer_request(), compressed=True), [], 13, b"no grpc-encoding"),
+    (INFER, wire.frame(infer_request(), compressed=True), [(b"grpc-encoding", b"snappy")], 12,
+     b"Compression algorithm 'snappy' is not supported"),
+    (INFER, wire.frame(b"not gzip", compressed=True), [(b"grpc-encoding", b"gzip")], 13,
+     b"cannot decompress"),
+    (INFER, wire.frame(b"\x00" * ((1 << 20) + 1)), [], 8,
+     b"Received message larger than max (1048577 vs. 1048576)"),
+    (INFER, wire.frame(wire.compress(b"\x00" * (2 << 20), 1), compressed=True),
+     [(b"grpc-encoding", b"gzip")], 8, b"Received message larger than max"),
+    (INFER, b"\x07\x00\x00\x00\x00", [], 13, b"invalid message flag 7"),
+], ids=["unknown-method", "truncated", "two-messages", "no-message", "not-protobuf",
+        "compressed-without-encoding", "unknown-encoding", "bad-gzip", "too-large",
+        "too-large-after-gzip", "bad-flag"])
+def test_bad_calls_get_a_status_and_the_server_serves_on(served, raw, path, body, headers, status,
+                                                         message):
+    h, _ = raw.result(raw.call(path, body, headers))
+    assert h[b":status"] == b"200"
+    assert h[b"grpc-status"] == str(status).encode(), h
+    assert message in h.get(b"grpc-message", b""), h
+    # the same connection still answers
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+    assert_serving(served)
+
+
+def test_a_gzip_request_is_read(raw):
+    body = wire.frame(wire.compress(infer_request(), 6), compressed=True)
+    h, out = raw.result(raw.call(INFER, body, [(b"grpc-encoding", b"gzip")]))
+    assert h[b"grpc-status"] == b"0"
+    assert pb.ModelInferResponse.FromString(out[5:]).model_name == "simple"
+
+
+def test_not_grpc_content_type_is_415(raw):
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b""), content_type=b"application/json"))
+    assert h[b":status"] == b"415"
+
+
+def test_grpc_message_is_percent_encoded(raw):
+    h, _ = raw.result(raw.call(INFER, wire.frame(infer_request("no_such_model_é"))))
+    assert h[b"grpc-status"] == b"5"
+    assert b"no_such_model_%C3%A9" in h[b"grpc-message"]
+
+
+def test_server_side_deadline(served, raw):
+    h, _ = raw.result(raw.call(INFER, wire.frame(infer_request("slow")), [(b"grpc-timeout", b"50m")]))
+    assert h[b"grpc-status"] == b"4" and h[b"grpc-message"] == b"Deadline Exceeded"
+    assert_serving(served)
+
+
+def test_a_reset_call_is_cancelled(served, raw):
+    sid = raw.call(INFER, wire.frame(infer_request("slow")))
+    deadline = time.monotonic() + 5
+    while not served.front._h2.calls:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    raw.h2.reset_stream(sid, ngh2.ErrorCode.CANCEL)
+    raw.flush()
+    while served.front._h2.calls:  # the handler's task ends now, not after the model's 200 ms
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+
+
+def test_a_closed_connection_cancels_its_calls(served):
+    c = RawClient(served.port)
+    c.call(INFER, wire.frame(infer_request("slow")))
+    deadline = time.monotonic() + 5
+    while not served.front._h2.calls:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    c.close()
+    while served.front._h2.calls:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    assert_serving(served)
+
+
+def test_large_messages_both_ways(served, tmp_path):
+    """Larger than the 16 MiB flow-control windows, in both directions."""
+    data = np.array([b"x" * (20 << 20)], dtype=np.object_).reshape(1, 1)
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{served.port}") as c:
+        inp = grpcclient.InferInput("INPUT0", [1, 1], "BYTES")
+        inp.set_data_from_numpy(data)
+        with pytest.raises(Exception, match="Received message larger than max"):
+            c.infer("simple_string", [inp])  # this server reads 1 MiB at most
+    s = Served(tmp_path)
+    try:
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{s.port}") as c:
+            out = c.infer("simple_string", [inp]).as_numpy("OUTPUT0")
+            assert out.shape == (1, 1) and out[0, 0] == data[0, 0]
+    finally:
+        s.close()
+
+
+def test_too_many_pings_get_goaway(tmp_path):
+    s = Served(tmp_path, http2_max_ping_strikes=2)
+    c = RawClient(s.port)
+    try:
+        for _ in range(4):
+            c.h2.ping(b"12345678")
+        c.flush()
+        c.read_until(lambda: c.has(ngh2.GoAwayReceived))
+        goaway = next(e for e in c.events if isinstance(e, ngh2.GoAwayReceived))
+        assert goaway.error_code == ngh2.ErrorCode.ENHANCE_YOUR_CALM
+        assert goaway.debug_data == b"too_many_pings"
+    finally:
+        c.close()
+        s.close()
+
+
+def test_keepalive_pings_and_connection_age(tmp_path):
+    s = Served(tmp_path, keepalive_time_ms=50, keepalive_permit_without_calls=True,
+               max_connection_age_ms=300, max_connection_age_grace_ms=100)
+    c = RawClient(s.port)
+    try:
+        c.read_until(lambda: c.has(ngh2.PingReceived), timeout=5)
+        c.read_until(lambda: c.has(ngh2.GoAwayReceived), timeout=5)
+        c.read_until(lambda: False, timeout=5)  # returns when the server closes the connection
+    finally:
+        c.close()
+        s.close()
+
+
+def test_unanswered_keepalive_closes_the_connection(tmp_path):
+    s = Served(tmp_path, keepalive_time_ms=50, keepalive_timeout_ms=50,
+               keepalive_permit_without_calls=True)
+    sock = socket.create_connection(("127.0.0.1", s.port))
+    sock.settimeout(5)
+    try:
+        h2 = ngh2.Connection(ngh2.Role.CLIENT)
+        h2.initiate_connection()
+        sock.sendall(h2.data_to_send())
+        # read nothing back into the session, so no ping is ever acknowledged
+        while sock.recv(1 << 16):
+            pass
+    finally:
+        sock.close()
+        s.close()
+
+
+def test_wire_helpers():
+    assert wire.parse_timeout(b"100m") == pytest.approx(0.1)
+    assert wire.parse_timeout(b"2S") == 2.0
+    assert wire.parse_timeout(b"1H") == 3600.0
+    assert wire.parse_timeout(b"x") is None
+    assert wire.parse_timeout(b"123456789S") is None
+    assert wire.encode_message("ok") == b"ok"
+    assert wire.encode_message("50%\n") == b"50%25%0A"
+    r = wire.MessageReader(b"", 100)
+    whole = wire.frame(b"abc") + wire.frame(b"de")
+    assert r.feed(whole[:4]) == [] and r.partial
+    assert r.feed(whole[4:]) == [b"abc", b"de"] and not r.partial
+
+
+def test_responses_are_gzipped_when_asked_and_accepted(tmp_path):
+    s = Served(tmp_path, compression_level="high")
+    c = RawClient(s.port)
+    try:
+        h, out = c.result(c.call(INFER, wire.frame(infer_request()),
+                                 [(b"grpc-accept-encoding", b"identity,gzip")]))
+        assert h[b"grpc-status"] == b"0" and h[b"grpc-encoding"] == b"gzip"
+        assert out[0] == 1
+        resp = pb.ModelInferResponse.FromString(wire.decompress(out[5:], b"gzip", 1 << 20))
+        assert resp.model_name == "simple"
+        # a client that does not accept gzip gets the message uncompressed
+        h, out = c.result(c.call(INFER, wire.frame(infer_request())))
+        assert b"grpc-encoding" not in h and out[0] == 0
+    finally:
+        c.close()
+        s.close()
