@@ -18,6 +18,7 @@ from .classification import classifier_for
 from .errors import ErrorCode, TritonError
 from .http_body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
 from .http_infer import build_response, parse_request, raw_request
+from .http_plan import MAX_HEADER, RequestPlans, plan_of
 from .logsettings import VERBOSE
 from .server import Server, parse_version
 
@@ -105,6 +106,7 @@ class HttpFrontEnd:
                  restricted: dict[str, tuple[str, str]] | None = None) -> None:
         self.server = server
         self.max_input_size = max_input_size
+        self._plans = RequestPlans()
         # --http-restricted-api: category -> (header, value) required
         self.restricted = restricted or {}
         self._server: Any = None
@@ -291,11 +293,20 @@ class HttpFrontEnd:
         else:
             header_bytes = mv
             binary = mv[len(body):]
-        try:
-            header = json.loads(bytes(header_bytes))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise TritonError.invalid_arg(f"failed to parse the request JSON buffer: {e}") from None
-        ireq, binary_default = parse_request(name, version, header, binary, shm)
+        hb = bytes(header_bytes)
+        key = (name, version_s, hb)
+        plan = self._plans.get(key) if len(hb) <= MAX_HEADER else None
+        ireq = plan.build(name, version, binary) if plan is not None else None
+        if ireq is not None:
+            binary_default = plan.binary_default  # type: ignore[union-attr]
+        else:
+            try:
+                header = json.loads(hb)
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                raise TritonError.invalid_arg(f"failed to parse the request JSON buffer: {e}") from None
+            ireq, binary_default = parse_request(name, version, header, binary, shm)
+            if plan is None and len(hb) <= MAX_HEADER:
+                self._plans.put(key, plan_of(header, ireq, binary_default))
         resp = await srv.infer_async(ireq, _DECOUPLED)
         header_out, chunks = build_response(resp, ireq, binary_default, shm,
                                             self._classifier(name, resp))

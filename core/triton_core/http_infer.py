@@ -242,6 +242,8 @@ def build_response(
     classify: Any = None,
 ) -> tuple[bytes, list[bytes | memoryview]]:
     """The JSON header and the binary chunks that follow it (empty for pure JSON)."""
+    if not resp.parameters and _all_binary(req, binary_default):  # no classification asked
+        return _binary_response(resp, req)
     wanted = {o.name: o for o in req.outputs} if req.outputs is not None else None
     outs = []
     chunks: list[bytes | memoryview] = []
@@ -274,3 +276,44 @@ def build_response(
         body["parameters"] = resp.parameters
     body["outputs"] = outs
     return json.dumps(body, separators=(",", ":")).encode(), chunks
+
+
+_BINARY = {"binary_data": True}
+# JSON headers of all-binary responses, by their content: the same model answering the same
+# client repeats the same header (bounded: cleared when full)
+_HEADERS: dict[tuple, bytes] = {}
+_MAX_HEADERS = 1024
+
+
+def _all_binary(req: InferenceRequest, binary_default: bool) -> bool:
+    if req.outputs is None:
+        return binary_default
+    return all(o.parameters == _BINARY for o in req.outputs)
+
+
+def _binary_response(resp: InferenceResponse, req: InferenceRequest
+                     ) -> tuple[bytes, list[bytes | memoryview]]:
+    wanted = None if req.outputs is None else {o.name for o in req.outputs}
+    chunks: list[bytes | memoryview] = []
+    sig = []
+    for t in resp.outputs:
+        if wanted is not None and t.name not in wanted:
+            continue
+        raw = t.to_bytes()
+        chunks.append(raw)
+        sig.append((t.name, t.datatype, t.shape, len(raw)))
+    key = (resp.model_name, resp.model_version, resp.id, tuple(sig))
+    header = _HEADERS.get(key)
+    if header is None:
+        body: dict[str, Any] = {"model_name": resp.model_name,
+                                "model_version": str(resp.model_version)}
+        if resp.id:
+            body["id"] = resp.id
+        body["outputs"] = [{"name": n, "datatype": dt.value, "shape": list(shape),
+                            "parameters": {"binary_data_size": size}}
+                           for n, dt, shape, size in sig]
+        header = json.dumps(body, separators=(",", ":")).encode()
+        if len(_HEADERS) >= _MAX_HEADERS:
+            _HEADERS.clear()
+        _HEADERS[key] = header
+    return header, chunks

@@ -18,6 +18,23 @@ def _matches(dims: list[int], shape: tuple[int, ...]) -> bool:
     return all(d == -1 or d == s for d, s in zip(dims, shape, strict=True))
 
 
+# a config's lookup tables, built once per config object (a reload makes a new one)
+_TABLES: dict[int, tuple[ModelConfig, tuple]] = {}
+
+
+def _tables(config: ModelConfig) -> tuple:
+    hit = _TABLES.get(id(config))
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    tables = ({i.name: (i, i.datatype) for i in config.input},
+              [i.name for i in config.input if not i.optional],
+              frozenset(o.name for o in config.output))
+    if len(_TABLES) > 256:
+        _TABLES.clear()
+    _TABLES[id(config)] = (config, tables)
+    return tables
+
+
 def normalize_request(req: InferenceRequest, config: ModelConfig) -> int:
     """Validate names, datatypes, shapes and batch size; return the request's batch size.
 
@@ -25,11 +42,10 @@ def normalize_request(req: InferenceRequest, config: ModelConfig) -> int:
     """
     name = config.name
     mbs = config.max_batch_size
-    expected = {i.name: i for i in config.input}
+    expected, required, known_outputs = _tables(config)
     for in_name in req.inputs:
         if in_name not in expected:
             raise TritonError.invalid_arg(f"unexpected inference input '{in_name}' for model '{name}'")
-    required = [i.name for i in config.input if not i.optional]
     missing = [n for n in required if n not in req.inputs]
     if missing:
         raise TritonError.invalid_arg(
@@ -39,15 +55,14 @@ def normalize_request(req: InferenceRequest, config: ModelConfig) -> int:
         )
     batch = 0
     for in_name, t in req.inputs.items():
-        cfg = expected[in_name]
-        want = cfg.datatype
+        cfg, want = expected[in_name]
         if t.datatype is not want:
             raise TritonError.invalid_arg(
                 f"inference input '{in_name}' data-type is '{t.datatype.value}', "
                 f"but model '{name}' expects '{want.value}'"
             )
         shape = t.shape
-        dims = list(cfg.dims)
+        dims = cfg.dims
         if mbs > 0:
             if len(shape) == 0:
                 raise TritonError.invalid_arg(
@@ -63,9 +78,9 @@ def normalize_request(req: InferenceRequest, config: ModelConfig) -> int:
                 raise TritonError.invalid_arg(
                     f"inference request batch-size must be <= {mbs} for '{name}'"
                 )
-            full = [-1] + dims
+            full = [-1, *dims]
         else:
-            full = dims
+            full = list(dims)
             batch = 1
         if not _matches(full, shape):
             raise TritonError.invalid_arg(
@@ -81,9 +96,8 @@ def normalize_request(req: InferenceRequest, config: ModelConfig) -> int:
             t.shape = tuple(t._array.shape)  # noqa: SLF001
             t._raw = None  # noqa: SLF001
     if req.outputs is not None:
-        known = {o.name for o in config.output}
         for o in req.outputs:
-            if o.name not in known:
+            if o.name not in known_outputs:
                 raise TritonError.invalid_arg(
                     f"unexpected inference output '{o.name}' for model '{name}'"
                 )
