@@ -55,10 +55,10 @@ class Tensor:
         cls, name: str, datatype: DataType, shape: Sequence[int], raw: bytes | memoryview
     ) -> Tensor:
         """Wrap wire bytes, checking their length against the shape."""
-        shape = tuple(int(d) for d in shape)
-        if any(d < 0 for d in shape):
+        shape = tuple(map(int, shape))
+        if shape and min(shape) < 0:
             raise TritonError.invalid_arg(f"input '{name}' has a negative dimension in {list(shape)}")
-        n = element_count(shape)
+        n = math.prod(shape)
         if datatype is DataType.BYTES:
             arr = bytes_codec.deserialize_bytes(raw, n)
             return cls(name, datatype, shape, array=arr.reshape(shape), raw=raw)
@@ -68,8 +68,10 @@ class Tensor:
                 f"input byte size mismatch for input '{name}': expected {expected} bytes "
                 f"for shape {list(shape)} of {datatype.value}, got {len(raw)}"
             )
-        arr = np.frombuffer(raw, dtype=datatype.numpy).reshape(shape)
-        return cls(name, datatype, shape, array=arr, raw=raw)
+        # as_numpy() makes the array when asked; the shape is checked ints already
+        t = cls.__new__(cls)
+        t.name, t.datatype, t.shape, t._array, t._raw, t.parameters = name, datatype, shape, None, raw, {}
+        return t
 
     def as_numpy(self) -> np.ndarray:
         if self._array is None:
