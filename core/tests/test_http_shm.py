@@ -73,3 +73,44 @@ def test_shared_memory_is_off_by_default(tmp_path):
         with pytest.raises(InferenceServerException, match="allow-client-shm"):
             c.register_system_shared_memory("r", "/tc_x", 64)
         assert "system_shared_memory" not in c.get_server_metadata()["extensions"]
+
+
+def test_repeated_shared_memory_requests_reuse_their_header(url, monkeypatch):
+    """The second and later requests skip the header parse (http_plan) yet read fresh data
+    and fresh registrations: new contents each time, and the region's removal is seen."""
+    import triton_core.http as http_mod
+
+    calls = []
+    real = http_mod.parse_request
+    monkeypatch.setattr(http_mod, "parse_request", lambda *a, **k: calls.append(1) or real(*a, **k))
+    c = httpclient.InferenceServerClient(url)
+    nbytes = 64
+    ih = shm.create_shared_memory_region("pin", "/tc_plan_in", nbytes * 2)
+    oh = shm.create_shared_memory_region("pout", "/tc_plan_out", nbytes * 2)
+    try:
+        c.register_system_shared_memory("pin", "/tc_plan_in", nbytes * 2)
+        c.register_system_shared_memory("pout", "/tc_plan_out", nbytes * 2)
+        i0 = httpclient.InferInput("INPUT0", [1, 16], "INT32")
+        i0.set_shared_memory("pin", nbytes)
+        i1 = httpclient.InferInput("INPUT1", [1, 16], "INT32")
+        i1.set_shared_memory("pin", nbytes, offset=nbytes)
+        o0 = httpclient.InferRequestedOutput("OUTPUT0")
+        o0.set_shared_memory("pout", nbytes)
+        o1 = httpclient.InferRequestedOutput("OUTPUT1", binary_data=True)
+        for k in range(4):
+            a = np.full((1, 16), k, dtype=np.int32)
+            b = np.arange(16, dtype=np.int32).reshape(1, 16)
+            shm.set_shared_memory_region(ih, [a, b])
+            r = c.infer("add", [i0, i1], outputs=[o0, o1])
+            np.testing.assert_array_equal(shm.get_contents_as_numpy(oh, np.int32, [1, 16]), a + b)
+            np.testing.assert_array_equal(r.as_numpy("OUTPUT1"), a - b)
+            assert "parameters" not in r.get_output("OUTPUT0")
+        assert len(calls) == 1
+        c.unregister_system_shared_memory("pin")
+        with pytest.raises(InferenceServerException, match="Unable to find shared memory region: 'pin'"):
+            c.infer("add", [i0, i1], outputs=[o0, o1])
+        assert c.is_server_live()
+    finally:
+        c.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(ih)
+        shm.destroy_shared_memory_region(oh)

@@ -296,7 +296,7 @@ class HttpFrontEnd:
         hb = bytes(header_bytes)
         key = (name, version_s, hb)
         plan = self._plans.get(key) if len(hb) <= MAX_HEADER else None
-        ireq = plan.build(name, version, binary) if plan is not None else None
+        ireq = plan.build(name, version, binary, shm) if plan is not None else None
         if ireq is not None:
             binary_default = plan.binary_default  # type: ignore[union-attr]
         else:

@@ -242,8 +242,8 @@ def build_response(
     classify: Any = None,
 ) -> tuple[bytes, list[bytes | memoryview]]:
     """The JSON header and the binary chunks that follow it (empty for pure JSON)."""
-    if not resp.parameters and _all_binary(req, binary_default):  # no classification asked
-        return _binary_response(resp, req)
+    if not resp.parameters and _all_binary(req, binary_default, shm):  # no classification asked
+        return _binary_response(resp, req, shm)
     wanted = {o.name: o for o in req.outputs} if req.outputs is not None else None
     outs = []
     chunks: list[bytes | memoryview] = []
@@ -279,25 +279,43 @@ def build_response(
 
 
 _BINARY = {"binary_data": True}
-# JSON headers of all-binary responses, by their content: the same model answering the same
-# client repeats the same header (bounded: cleared when full)
+SHM_KEYS = frozenset(("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"))
+# JSON headers of responses whose outputs are all binary or in shared memory, by their
+# content: the same model answering the same client repeats the same header (bounded:
+# cleared when full)
 _HEADERS: dict[tuple, bytes] = {}
 _MAX_HEADERS = 1024
 
 
-def _all_binary(req: InferenceRequest, binary_default: bool) -> bool:
+def _plain_output(params: dict[str, Any], shm: Any) -> bool:
+    if params == _BINARY:
+        return True
+    return ("shared_memory_region" in params and shm is not None
+            and params.keys() <= SHM_KEYS | {"binary_data"})
+
+
+def _all_binary(req: InferenceRequest, binary_default: bool, shm: Any) -> bool:
+    """Every output goes as binary data or into shared memory (no JSON, no classification)."""
     if req.outputs is None:
         return binary_default
-    return all(o.parameters == _BINARY for o in req.outputs)
+    return all(_plain_output(o.parameters, shm) for o in req.outputs)
 
 
-def _binary_response(resp: InferenceResponse, req: InferenceRequest
+def _binary_response(resp: InferenceResponse, req: InferenceRequest, shm: Any
                      ) -> tuple[bytes, list[bytes | memoryview]]:
-    wanted = None if req.outputs is None else {o.name for o in req.outputs}
+    wanted = None if req.outputs is None else {o.name: o.parameters for o in req.outputs}
     chunks: list[bytes | memoryview] = []
     sig = []
     for t in resp.outputs:
-        if wanted is not None and t.name not in wanted:
+        if wanted is None:
+            op = None
+        else:
+            op = wanted.get(t.name)
+            if op is None:
+                continue
+        if op is not None and "shared_memory_region" in op:
+            shm.write_output(t, op)
+            sig.append((t.name, t.datatype, t.shape, -1))
             continue
         raw = t.to_bytes()
         chunks.append(raw)
@@ -309,9 +327,13 @@ def _binary_response(resp: InferenceResponse, req: InferenceRequest
                                 "model_version": str(resp.model_version)}
         if resp.id:
             body["id"] = resp.id
-        body["outputs"] = [{"name": n, "datatype": dt.value, "shape": list(shape),
-                            "parameters": {"binary_data_size": size}}
-                           for n, dt, shape, size in sig]
+        outs = []
+        for n, dt, shape, size in sig:
+            entry: dict[str, Any] = {"name": n, "datatype": dt.value, "shape": list(shape)}
+            if size >= 0:  # an output in shared memory names no parameters (see above)
+                entry["parameters"] = {"binary_data_size": size}
+            outs.append(entry)
+        body["outputs"] = outs
         header = json.dumps(body, separators=(",", ":")).encode()
         if len(_HEADERS) >= _MAX_HEADERS:
             _HEADERS.clear()

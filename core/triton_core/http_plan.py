@@ -1,8 +1,8 @@
 """Parsed request headers, reused: clients such as perf_analyzer send the same JSON header
 with every request, only the binary tensor data after it changes.
 
-A header whose inputs are all binary, fixed-size data (no JSON data, no shared memory, no
-BYTES) is parsed and checked once per model; later requests with the same header bytes
+A header whose inputs are all binary, fixed-size data or in shared memory (no JSON data,
+no binary BYTES) is parsed and checked once per model; later requests with the same header bytes
 skip json.loads and the checks (about 10 us of the event loop's ~150 us per request).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .dtypes import DataType
+from .http_infer import SHM_KEYS
 from .request import InferenceRequest, RequestedOutput
 from .tensor import Tensor
 
@@ -31,13 +32,19 @@ class RequestPlan:
         self.params = params
         self.rid = rid
 
-    def build(self, model: str, version: int | None, binary: memoryview) -> InferenceRequest | None:
+    def build(self, model: str, version: int | None, binary: memoryview, shm: Any = None
+              ) -> InferenceRequest | None:
         """The request for these bytes; None when they do not fit (a full parse says why)."""
         if len(binary) != self.total:
             return None
         inputs: dict[str, Tensor] = {}
         off = 0
         for name, dt, shape, size in self.inputs:
+            if type(size) is dict:  # in shared memory: looked up now, as parse_request does
+                if shm is None:
+                    return None
+                inputs[name] = shm.input_tensor(name, dt, list(shape), dict(size))
+                continue
             end = off + size
             inputs[name] = Tensor(name, dt, shape, raw=binary[off:end])
             off = end
@@ -52,21 +59,24 @@ def plan_of(header: dict[str, Any], req: InferenceRequest, binary_default: bool)
     """A plan for a header that parse_request accepted, or None when it cannot be reused."""
     if req.correlation_id or req.flags or req.priority or req.timeout_us:
         return None  # sequence, priority and timeout requests: parsed each time
-    inputs = []
+    inputs: list[tuple[str, DataType, tuple[int, ...], Any]] = []
     total = 0
     for inp in header["inputs"]:
         p = inp.get("parameters") or {}
+        t = req.inputs[inp["name"]]
+        if "shared_memory_region" in p and p.keys() <= SHM_KEYS:
+            inputs.append((t.name, t.datatype, t.shape, dict(p)))
+            continue
         if "binary_data_size" not in p or len(p) != 1:
             return None
-        t = req.inputs[inp["name"]]
         if t.datatype is DataType.BYTES or t.datatype is DataType.BF16:
             return None
         size = p["binary_data_size"]
         inputs.append((t.name, t.datatype, t.shape, size))
         total += size
     if req.outputs is not None and any(
-            set(o.parameters) - {"binary_data"} for o in req.outputs):
-        return None  # shared memory or classification outputs: parsed each time
+            o.parameters.keys() - SHM_KEYS - {"binary_data"} for o in req.outputs):
+        return None  # classification outputs: parsed each time
     return RequestPlan(inputs, total, req.outputs, binary_default, dict(req.parameters), req.id)
 
 

@@ -48,17 +48,22 @@ class WaitingClients:
 
     def __init__(self) -> None:
         self._poll = select.poll()
+        self._fds: set[int] = set()
 
     def add(self, fd: int) -> None:
         self._poll.register(fd, select.POLLIN)
+        self._fds.add(fd)
 
     def remove(self, fd: int) -> None:
+        self._fds.discard(fd)
         try:
             self._poll.unregister(fd)
         except KeyError:
             pass
 
     def __call__(self) -> bool:
+        if not self._fds:
+            return False  # no system call for a front end without connections
         try:
             return any(ev & select.POLLIN for _, ev in self._poll.poll(0))
         except OSError:
