@@ -86,10 +86,17 @@ def main() -> int:
     ap.add_argument("--ports", type=int, nargs=3, default=[8000, 8001, 8002],
                     metavar=("HTTP", "GRPC", "METRICS"))
     ap.add_argument("--perf-analyzer", default=str(ROOT / "bench/.tools/bin/perf_analyzer"))
+    ap.add_argument("--pa-arg", action="append", default=[],
+                    help="one more perf_analyzer argument, e.g. --pa-arg=--shared-memory=system "
+                         "(repeatable); the server gets --allow-client-shm=true with it")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="one more server argument (repeatable)")
     a = ap.parse_args()
     http, grpc, metrics = a.ports
     cmd = shlex.split(a.server) + [f"--http-port={http}", f"--grpc-port={grpc}",
-                                   f"--metrics-port={metrics}"]
+                                   f"--metrics-port={metrics}", *a.server_arg]
+    if any("shared-memory" in x for x in a.pa_arg):
+        cmd.append("--allow-client-shm=true")
     srv = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                            start_new_session=True)
     pa = None
@@ -108,7 +115,8 @@ def main() -> int:
         ms = int((a.seconds + 8) * 1000)
         pa = subprocess.Popen([a.perf_analyzer, "-m", a.model, "-u", f"127.0.0.1:{port}",
                                "-i", a.protocol, "-b", str(a.batch), "-p", str(ms),
-                               "--concurrency-range", f"{a.concurrency}:{a.concurrency}"],
+                               "--concurrency-range", f"{a.concurrency}:{a.concurrency}",
+                               *a.pa_arg],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(4)  # past perf_analyzer's warm-up
         kids = descendants(srv.pid)
