@@ -321,3 +321,54 @@ def test_responses_are_gzipped_when_asked_and_accepted(tmp_path):
     finally:
         c.close()
         s.close()
+
+
+# --- every way a call ends leaves nothing behind ------------------------------------------------
+
+STREAM = b"/inference.GRPCInferenceService/ModelStreamInfer"
+
+
+def raw_frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def wait_for(cond, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def leftovers(s: Served) -> tuple[list[int], int, int]:
+    """Streams still held, calls (tasks) in flight, calls read but not started."""
+    h2 = s.front._h2
+    return [sid for c in list(h2.connections) for sid in c.streams], len(h2.calls), h2.pending
+
+
+def assert_nothing_left(s: Served) -> None:
+    try:
+        wait_for(lambda: leftovers(s) == ([], 0, 0), "")
+    except AssertionError:
+        raise AssertionError(f"left behind (streams, calls, pending): {leftovers(s)}") from None
+
+
+def test_a_call_reset_as_it_arrives_is_not_left_pending(tmp_path):
+    """The request's last DATA and the client's RST_STREAM in one read: the call's task is
+    cancelled before it runs, and no call may stay counted as read but not started."""
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    try:
+        out = b""
+        for _ in range(5):  # HEADERS by the client's session; DATA and RST_STREAM by hand
+            sid = c.h2.send_request([(b":method", b"POST"), (b":scheme", b"http"), (b":path", INFER),
+                                     (b":authority", b"localhost"),
+                                     (b"content-type", b"application/grpc")])
+            out += c.h2.data_to_send() + raw_frame(0, 1, sid, wire.frame(infer_request())) \
+                + raw_frame(3, 0, sid, (8).to_bytes(4, "big"))
+        c.sock.sendall(out)
+        h, _ = c.result(c.call(LIVE, wire.frame(b"")))  # answered after those were read
+        assert h[b"grpc-status"] == b"0"
+        assert_nothing_left(s)  # pending: 0, else the loop always sees calls waiting
+    finally:
+        c.close()
+        s.close()

@@ -316,8 +316,7 @@ class GrpcConnection(asyncio.Protocol):
         if s.closed:
             return
         s.expired = True
-        if s.task is not None:
-            s.task.cancel()
+        self._cancel_task(s)
         self._finish(s, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         self.h2.reset_stream(s.id, ngh2.ErrorCode.CANCEL)
         self.flush()
@@ -327,10 +326,17 @@ class GrpcConnection(asyncio.Protocol):
         s.closed = True
         if s.timer is not None:
             s.timer.cancel()
-        if s.task is not None and not s.task.done():
-            s.task.cancel()
+        self._cancel_task(s)
         if s.messages is not None:
             s.messages.put_nowait(None)
+
+    def _cancel_task(self, s: Stream) -> None:
+        t = s.task
+        if t is not None and not t.done():
+            t.cancel()
+            if s.payload is not None:  # a unary call whose task never ran: not pending any more
+                s.payload = None
+                self.server.pending -= 1
 
     # responses --------------------------------------------------------------------------
     def _response_headers(self, s: Stream) -> list[tuple[bytes, bytes]]:
