@@ -372,3 +372,19 @@ def test_a_call_reset_as_it_arrives_is_not_left_pending(tmp_path):
     finally:
         c.close()
         s.close()
+
+
+def test_a_bad_message_on_a_stream_ends_its_handler(tmp_path):
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    try:
+        sid = c.start(STREAM)
+        c.send(sid, wire.frame(infer_request()), end=False)
+        c.send(sid, b"\x07\x00\x00\x00\x00", end=False)
+        h, body = c.result(sid)
+        assert h[b"grpc-status"] == b"13" and b"invalid message flag" in h[b"grpc-message"]
+        wait_for(lambda: not s.front._h2.calls, "the handler to stop waiting for requests")
+        assert_serving(s)
+    finally:
+        c.close()
+        s.close()

@@ -228,6 +228,7 @@ class GrpcConnection(asyncio.Protocol):
         except WireError as e:
             self._finish(s, e.code, e.details)
             self.h2.reset_stream(sid, ngh2.ErrorCode.NO_ERROR)
+            self._drop(s)  # a stream's handler waits for requests no more
             return
         if end:
             s.ended = True
@@ -302,6 +303,7 @@ class GrpcConnection(asyncio.Protocol):
                 msg = decode(m)
             except Exception as e:  # noqa: BLE001 - the stream ends with the reason
                 self._finish(s, grpc.StatusCode.INTERNAL, f"Exception deserializing request: {e}")
+                self._drop(s)  # the call is over: its handler and requests are cancelled
                 return
             yield msg
 
