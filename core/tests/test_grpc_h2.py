@@ -352,6 +352,114 @@ def assert_nothing_left(s: Served) -> None:
         raise AssertionError(f"left behind (streams, calls, pending): {leftovers(s)}") from None
 
 
+def _unary_ok(s, c):
+    h, _ = c.result(c.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+
+
+def _unary_bad_at_the_end(s, c):
+    h, _ = c.result(c.call(INFER, wire.frame(infer_request())[:-3]))
+    assert h[b"grpc-status"] == b"13"
+
+
+def _unary_bad_before_the_end(s, c):
+    sid = c.start(INFER)
+    c.send(sid, wire.frame(b"xx", compressed=True), end=False)
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"13"
+
+
+def _unary_deadline(s, c):
+    h, _ = c.result(c.call(INFER, wire.frame(infer_request("slow")), [(b"grpc-timeout", b"20m")]))
+    assert h[b"grpc-status"] == b"4"
+
+
+def _unary_deadline_before_the_end(s, c):
+    h, _ = c.result(c.start(INFER, [(b"grpc-timeout", b"20m")]))
+    assert h[b"grpc-status"] == b"4"
+
+
+def _unary_reset(s, c):
+    sid = c.call(INFER, wire.frame(infer_request("slow")))
+    wait_for(lambda: s.front._h2.calls, "the call to start")
+    c.h2.reset_stream(sid, ngh2.ErrorCode.CANCEL)
+    c.flush()
+    wait_for(lambda: not s.front._h2.calls, "the call to end")
+
+
+def _stream_ok(s, c):
+    h, body = c.result(c.call(STREAM, wire.frame(infer_request()) * 3))
+    assert h[b"grpc-status"] == b"0" and body.count(b"simple") == 3
+
+
+def _stream_bad_message(s, c):
+    sid = c.start(STREAM)
+    c.send(sid, wire.frame(b"xx", compressed=True), end=False)
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"13"
+
+
+def _stream_not_protobuf(s, c):
+    sid = c.start(STREAM)
+    c.send(sid, wire.frame(infer_request("slow")) + wire.frame(b"\xff\xff\xff"), end=False)
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"13" and b"deserializing" in h[b"grpc-message"]
+
+
+def _stream_deadline(s, c):
+    sid = c.start(STREAM, [(b"grpc-timeout", b"20m")])
+    c.send(sid, wire.frame(infer_request()), end=False)
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"4"
+
+
+@pytest.mark.parametrize("kind", [
+    _unary_ok, _unary_bad_at_the_end, _unary_bad_before_the_end, _unary_deadline,
+    _unary_deadline_before_the_end, _unary_reset, _stream_ok, _stream_bad_message,
+    _stream_not_protobuf, _stream_deadline], ids=lambda f: f.__name__.strip("_"))
+def test_every_way_a_call_ends_forgets_it(served, kind):
+    """Nothing more arrives on the connection after the calls: their streams must be gone."""
+    c = RawClient(served.port)
+    try:
+        for _ in range(3):
+            kind(served, c)
+            c.events.clear()
+        assert_nothing_left(served)
+    finally:
+        c.close()
+
+
+def test_a_bad_message_on_a_stream_ends_its_handler(tmp_path):
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    try:
+        sid = c.start(STREAM)
+        c.send(sid, wire.frame(infer_request()), end=False)
+        c.send(sid, b"\x07\x00\x00\x00\x00", end=False)
+        h, body = c.result(sid)
+        assert h[b"grpc-status"] == b"13" and b"invalid message flag" in h[b"grpc-message"]
+        wait_for(lambda: not s.front._h2.calls, "the handler to stop waiting for requests")
+        assert_serving(s)
+    finally:
+        c.close()
+        s.close()
+
+
+@pytest.mark.parametrize("path", [INFER, STREAM])
+def test_a_call_the_http2_layer_resets_is_dropped(tmp_path, path):
+    """libnghttp2 resets a stream itself (here: more DATA than its content-length)."""
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    try:
+        sid = c.start(path, [(b"content-length", b"3")])
+        c.send(sid, wire.frame(infer_request()), end=False)
+        c.read_until(lambda: c.has(ngh2.StreamReset))
+        assert_nothing_left(s)
+    finally:
+        c.close()
+        s.close()
+
+
 def test_a_call_reset_as_it_arrives_is_not_left_pending(tmp_path):
     """The request's last DATA and the client's RST_STREAM in one read: the call's task is
     cancelled before it runs, and no call may stay counted as read but not started."""
@@ -369,22 +477,6 @@ def test_a_call_reset_as_it_arrives_is_not_left_pending(tmp_path):
         h, _ = c.result(c.call(LIVE, wire.frame(b"")))  # answered after those were read
         assert h[b"grpc-status"] == b"0"
         assert_nothing_left(s)  # pending: 0, else the loop always sees calls waiting
-    finally:
-        c.close()
-        s.close()
-
-
-def test_a_bad_message_on_a_stream_ends_its_handler(tmp_path):
-    s = Served(tmp_path)
-    c = RawClient(s.port)
-    try:
-        sid = c.start(STREAM)
-        c.send(sid, wire.frame(infer_request()), end=False)
-        c.send(sid, b"\x07\x00\x00\x00\x00", end=False)
-        h, body = c.result(sid)
-        assert h[b"grpc-status"] == b"13" and b"invalid message flag" in h[b"grpc-message"]
-        wait_for(lambda: not s.front._h2.calls, "the handler to stop waiting for requests")
-        assert_serving(s)
     finally:
         c.close()
         s.close()
