@@ -480,3 +480,134 @@ def test_a_call_reset_as_it_arrives_is_not_left_pending(tmp_path):
     finally:
         c.close()
         s.close()
+
+
+# --- ModelStreamInfer through tritonclient -------------------------------------------------------
+
+BIG = 7 << 20
+
+
+class ExprServed(Served):
+    """The expr test backend: add (fast), waits (waits for its cancellation), repeat
+    (decoupled, 300 responses), big (7 MiB out of one INT32)."""
+
+    def __init__(self, tmp_path, **grpc_kwargs) -> None:
+        from expr_backend import ADD_SUB, REPEAT_DECOUPLED, make_server, write_model
+
+        write_model(tmp_path, "add", ADD_SUB)
+        write_model(tmp_path, "waits", ADD_SUB.replace("max_batch_size: 8", "max_batch_size: 0")
+                    + 'parameters { key: "cancel_wait_ms" value { string_value: "10000" } }\n')
+        write_model(tmp_path, "repeat", REPEAT_DECOUPLED.replace('string_value: "3"',
+                                                                  'string_value: "300"'))
+        write_model(tmp_path, "big", REPEAT_DECOUPLED.replace("model_transaction_policy { decoupled: true }",
+                                                              "")
+                    .replace("IN * i", f"np.repeat(IN, {BIG // 4})"))
+        self.server = make_server(tmp_path)
+        self.server.start()
+        self.loop = LoopThread()
+        self.front = GrpcFrontEnd(self.server, "127.0.0.1", 0, **grpc_kwargs)
+        self.loop.run(self.front.start())
+        self.port = self.front.port
+
+    def instance(self, model: str):
+        return self.server.manager.get(model).instances[0]
+
+
+@pytest.fixture(scope="module")
+def expr_served(tmp_path_factory):
+    s = ExprServed(tmp_path_factory.mktemp("h2expr"))
+    yield s
+    s.close()
+
+
+def add_inputs(a: np.ndarray, shape=(1, 16)) -> list:
+    out = []
+    for name in ("INPUT0", "INPUT1"):
+        t = grpcclient.InferInput(name, list(shape), "INT32")
+        t.set_data_from_numpy(a.reshape(shape))
+        out.append(t)
+    return out
+
+
+def test_a_stream_of_many_requests_and_responses(expr_served):
+    import queue
+
+    got: queue.Queue = queue.Queue()
+    c = grpcclient.InferenceServerClient(f"127.0.0.1:{expr_served.port}")
+    try:
+        c.start_stream(callback=lambda result, error: got.put((result, error)))
+        for i in range(200):
+            c.async_stream_infer("add", add_inputs(np.full(16, i, np.int32)), request_id=str(i))
+        x = grpcclient.InferInput("IN", [3], "INT32")
+        x.set_data_from_numpy(np.array([1, 2, 3], np.int32))
+        c.async_stream_infer("repeat", [x], request_id="r", enable_empty_final_response=True)
+        c.stop_stream()  # half-closes at once: every answer must still come
+        results = [got.get(timeout=10) for _ in range(200 + 301)]
+        assert got.empty()
+        assert all(e is None for _, e in results), [e for _, e in results if e is not None][:3]
+        sums = {r.get_response().id: r.as_numpy("OUTPUT0") for r, _ in results
+                if r.get_response().id != "r"}
+        assert sorted(sums, key=int) == [str(i) for i in range(200)]
+        assert all((v == 2 * int(k)).all() for k, v in sums.items())
+        repeats = [r for r, _ in results if r.get_response().id == "r"]
+        assert [int(r.as_numpy("OUT")[2]) for r in repeats[:-1]] == [3 * i for i in range(300)]
+        assert repeats[-1].get_response().parameters["triton_final_response"].bool_param
+    finally:
+        c.close()
+    assert_nothing_left(expr_served)
+
+
+def test_a_cancelled_stream_cancels_its_requests(expr_served):
+    import queue
+
+    inst = expr_served.instance("waits")
+    inst.saw_cancel = False
+    got: queue.Queue = queue.Queue()
+    c = grpcclient.InferenceServerClient(f"127.0.0.1:{expr_served.port}")
+    try:
+        c.start_stream(callback=lambda result, error: got.put((result, error)))
+        c.async_stream_infer("waits", add_inputs(np.ones(16, np.int32), (16,)))
+        wait_for(lambda: inst.active, "the request to execute")
+        c.stop_stream(cancel_requests=True)
+        wait_for(lambda: inst.saw_cancel, "the model to see the cancellation")
+    finally:
+        c.close()
+    assert_nothing_left(expr_served)
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{expr_served.port}") as c:
+        assert c.infer("add", add_inputs(np.ones(16, np.int32))).as_numpy("OUTPUT0").sum() == 32
+
+
+def test_a_slow_reader_holds_back_stream_responses_larger_than_the_window(expr_served):
+    """Three 7 MiB answers (more than the 16 MiB windows) to a client that stops reading:
+    the server queues a bounded amount (write_message waits), and all arrive intact."""
+    c = RawClient(expr_served.port)
+    try:
+        sid = c.start(STREAM)
+        for i in range(3):
+            msg = pb.ModelInferRequest(model_name="big", id=str(i))
+            msg.inputs.add(name="IN", datatype="INT32", shape=[1]).contents.int_contents.append(i)
+            c.send(sid, wire.frame(msg.SerializeToString()), end=i == 2)
+        # the client reads nothing for now
+        def queued() -> int:
+            return max((c.h2.queued_body_size() for c in list(expr_served.front._h2.connections)),
+                       default=0)
+
+        wait_for(lambda: queued() > 0, "responses to queue")
+        time.sleep(0.5)
+        assert queued() < 2 * BIG  # not all three: the writer waits
+        h, body = c.result(sid)
+        assert h[b"grpc-status"] == b"0", h
+        ids = []
+        while body:
+            n = int.from_bytes(body[1:5], "big")
+            r = pb.ModelStreamInferResponse.FromString(body[5:5 + n])
+            assert not r.error_message
+            i = int(r.infer_response.id)
+            ids.append(i)
+            out = r.infer_response.raw_output_contents[0]
+            assert out == np.full(BIG // 4, i, np.int32).tobytes()
+            body = body[5 + n:]
+        assert sorted(ids) == [0, 1, 2]
+    finally:
+        c.close()
+    assert_nothing_left(expr_served)
