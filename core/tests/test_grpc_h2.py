@@ -611,3 +611,54 @@ def test_a_slow_reader_holds_back_stream_responses_larger_than_the_window(expr_s
     finally:
         c.close()
     assert_nothing_left(expr_served)
+
+
+# --- stop(grace) ---------------------------------------------------------------------------------
+
+def test_stop_lets_a_call_whose_request_is_still_arriving_finish(tmp_path):
+    import asyncio
+
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    stopped = None
+    try:
+        body = wire.frame(infer_request())
+        sid = c.start(INFER)
+        c.send(sid, body[:20], end=False)
+        wait_for(lambda: any(sid in conn.streams for conn in list(s.front._h2.connections)),
+                 "the call to arrive")
+        stopped = asyncio.run_coroutine_threadsafe(s.front.stop(10), s.loop.loop)
+        c.read_until(lambda: c.has(ngh2.GoAwayReceived))
+        with pytest.raises(OSError):  # no new connections
+            socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
+        c.send(sid, body[20:])
+        h, out = c.result(sid)
+        assert h.get(b"grpc-status") == b"0", h
+        assert pb.ModelInferResponse.FromString(out[5:]).model_name == "simple"
+        stopped.result(timeout=10)
+    finally:
+        c.close()
+        if stopped is None:
+            s.close()
+        else:
+            s.loop.close()
+            s.server.stop()
+
+
+def test_stop_past_grace_ends_calls_with_unavailable(tmp_path):
+    import asyncio
+
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    try:
+        sid = c.call(INFER, wire.frame(infer_request("slow")))
+        wait_for(lambda: s.front._h2.calls, "the call to start")
+        asyncio.run_coroutine_threadsafe(s.front.stop(0.02), s.loop.loop).result(timeout=10)
+        h, _ = c.result(sid)
+        assert h.get(b"grpc-status") == b"14", h
+        assert h[b"grpc-message"] == b"the server is shutting down"
+        time.sleep(0.3)  # the model's execution ends (on its thread) before the loop closes
+    finally:
+        c.close()
+        s.loop.close()
+        s.server.stop()
