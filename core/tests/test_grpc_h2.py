@@ -662,3 +662,31 @@ def test_stop_past_grace_ends_calls_with_unavailable(tmp_path):
         c.close()
         s.loop.close()
         s.server.stop()
+
+
+def test_ping_strikes_start_over_when_the_server_sends(tmp_path):
+    """As grpc C-core (Chttp2PingAbusePolicy::ResetPingStrikes on every DATA or HEADERS sent):
+    after the server sends, the next ping is not a strike and max_ping_strikes more pass;
+    a client's keepalive on a long call is refused no sooner than by grpcio's server."""
+    s = Served(tmp_path, http2_max_ping_strikes=2)
+    c = RawClient(s.port)
+
+    def pings(n: int) -> None:
+        acks = sum(isinstance(e, ngh2.PingAcknowledged) for e in c.events) + n
+        for _ in range(n):
+            c.h2.ping(b"12345678")
+        c.flush()
+        c.read_until(lambda: sum(isinstance(e, ngh2.PingAcknowledged) for e in c.events) >= acks)
+
+    try:
+        sid = c.start(STREAM)  # a call in flight: the transport is not idle
+        pings(1)
+        c.send(sid, wire.frame(infer_request()), end=False)
+        c.read_until(lambda: any(isinstance(e, ngh2.DataReceived) for e in c.events))
+        pings(3)  # one free, then two strikes: allowed
+        assert not c.has(ngh2.GoAwayReceived)
+        pings(1)  # a third strike
+        c.read_until(lambda: c.has(ngh2.GoAwayReceived))
+    finally:
+        c.close()
+        s.close()

@@ -380,8 +380,13 @@ class GrpcConnection(asyncio.Protocol):
             h2.send_data(s.id, b"\x00" + len(body).to_bytes(4, "big"))
             h2.send_data(s.id, body)
         self._pings_without_data = 0
-        self._strikes = 0
+        self._sent()
         return True
+
+    def _sent(self) -> None:
+        """HEADERS or DATA went out: ping strikes start over (grpc C-core's ResetPingStrikes)."""
+        self._strikes = 0
+        self._last_ping_received = None
 
     def _respond(self, s: Stream, body: bytes) -> None:
         if self._send_message(s, body):
@@ -420,6 +425,7 @@ class GrpcConnection(asyncio.Protocol):
                 self.h2.send_response(s.id, self._response_headers(s) + status, end_stream=True)
             except ngh2.NGH2Error:
                 return
+            self._sent()
         self.flush()
 
     def _close_stream(self, s: Stream, trailers: list[tuple[bytes, bytes]]) -> None:
