@@ -321,3 +321,372 @@ def test_responses_are_gzipped_when_asked_and_accepted(tmp_path):
     finally:
         c.close()
         s.close()
+
+
+# --- every way a call ends leaves nothing behind ------------------------------------------------
+
+STREAM = b"/inference.GRPCInferenceService/ModelStreamInfer"
+
+
+def raw_frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def wait_for(cond, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def leftovers(s: Served) -> tuple[list[int], int, int]:
+    """Streams still held, calls (tasks) in flight, calls read but not started."""
+    h2 = s.front._h2
+    return [sid for c in list(h2.connections) for sid in c.streams], len(h2.calls), h2.pending
+
+
+def assert_nothing_left(s: Served) -> None:
+    try:
+        wait_for(lambda: leftovers(s) == ([], 0, 0), "")
+    except AssertionError:
+        raise AssertionError(f"left behind (streams, calls, pending): {leftovers(s)}") from None
+
+
+def _unary_ok(s, c):
+    h, _ = c.result(c.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+
+
+def _unary_bad_at_the_end(s, c):
+    h, _ = c.result(c.call(INFER, wire.frame(infer_request())[:-3]))
+    assert h[b"grpc-status"] == b"13"
+
+
+def _unary_bad_before_the_end(s, c):
+    sid = c.start(INFER)
+    c.send(sid, wire.frame(b"xx", compressed=True), end=False)
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"13"
+
+
+def _unary_deadline(s, c):
+    h, _ = c.result(c.call(INFER, wire.frame(infer_request("slow")), [(b"grpc-timeout", b"20m")]))
+    assert h[b"grpc-status"] == b"4"
+
+
+def _unary_deadline_before_the_end(s, c):
+    h, _ = c.result(c.start(INFER, [(b"grpc-timeout", b"20m")]))
+    assert h[b"grpc-status"] == b"4"
+
+
+def _unary_reset(s, c):
+    sid = c.call(INFER, wire.frame(infer_request("slow")))
+    wait_for(lambda: s.front._h2.calls, "the call to start")
+    c.h2.reset_stream(sid, ngh2.ErrorCode.CANCEL)
+    c.flush()
+    wait_for(lambda: not s.front._h2.calls, "the call to end")
+
+
+def _stream_ok(s, c):
+    h, body = c.result(c.call(STREAM, wire.frame(infer_request()) * 3))
+    assert h[b"grpc-status"] == b"0" and body.count(b"simple") == 3
+
+
+def _stream_bad_message(s, c):
+    sid = c.start(STREAM)
+    c.send(sid, wire.frame(b"xx", compressed=True), end=False)
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"13"
+
+
+def _stream_not_protobuf(s, c):
+    sid = c.start(STREAM)
+    c.send(sid, wire.frame(infer_request("slow")) + wire.frame(b"\xff\xff\xff"), end=False)
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"13" and b"deserializing" in h[b"grpc-message"]
+
+
+def _stream_deadline(s, c):
+    sid = c.start(STREAM, [(b"grpc-timeout", b"20m")])
+    c.send(sid, wire.frame(infer_request()), end=False)
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"4"
+
+
+@pytest.mark.parametrize("kind", [
+    _unary_ok, _unary_bad_at_the_end, _unary_bad_before_the_end, _unary_deadline,
+    _unary_deadline_before_the_end, _unary_reset, _stream_ok, _stream_bad_message,
+    _stream_not_protobuf, _stream_deadline], ids=lambda f: f.__name__.strip("_"))
+def test_every_way_a_call_ends_forgets_it(served, kind):
+    """Nothing more arrives on the connection after the calls: their streams must be gone."""
+    c = RawClient(served.port)
+    try:
+        for _ in range(3):
+            kind(served, c)
+            c.events.clear()
+        assert_nothing_left(served)
+    finally:
+        c.close()
+
+
+def test_a_bad_message_on_a_stream_ends_its_handler(tmp_path):
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    try:
+        sid = c.start(STREAM)
+        c.send(sid, wire.frame(infer_request()), end=False)
+        c.send(sid, b"\x07\x00\x00\x00\x00", end=False)
+        h, body = c.result(sid)
+        assert h[b"grpc-status"] == b"13" and b"invalid message flag" in h[b"grpc-message"]
+        wait_for(lambda: not s.front._h2.calls, "the handler to stop waiting for requests")
+        assert_serving(s)
+    finally:
+        c.close()
+        s.close()
+
+
+@pytest.mark.parametrize("path", [INFER, STREAM])
+def test_a_call_the_http2_layer_resets_is_dropped(tmp_path, path):
+    """libnghttp2 resets a stream itself (here: more DATA than its content-length)."""
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    try:
+        sid = c.start(path, [(b"content-length", b"3")])
+        c.send(sid, wire.frame(infer_request()), end=False)
+        c.read_until(lambda: c.has(ngh2.StreamReset))
+        assert_nothing_left(s)
+    finally:
+        c.close()
+        s.close()
+
+
+def test_a_call_reset_as_it_arrives_is_not_left_pending(tmp_path):
+    """The request's last DATA and the client's RST_STREAM in one read: the call's task is
+    cancelled before it runs, and no call may stay counted as read but not started."""
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    try:
+        out = b""
+        for _ in range(5):  # HEADERS by the client's session; DATA and RST_STREAM by hand
+            sid = c.h2.send_request([(b":method", b"POST"), (b":scheme", b"http"), (b":path", INFER),
+                                     (b":authority", b"localhost"),
+                                     (b"content-type", b"application/grpc")])
+            out += c.h2.data_to_send() + raw_frame(0, 1, sid, wire.frame(infer_request())) \
+                + raw_frame(3, 0, sid, (8).to_bytes(4, "big"))
+        c.sock.sendall(out)
+        h, _ = c.result(c.call(LIVE, wire.frame(b"")))  # answered after those were read
+        assert h[b"grpc-status"] == b"0"
+        assert_nothing_left(s)  # pending: 0, else the loop always sees calls waiting
+    finally:
+        c.close()
+        s.close()
+
+
+# --- ModelStreamInfer through tritonclient -------------------------------------------------------
+
+BIG = 7 << 20
+
+
+class ExprServed(Served):
+    """The expr test backend: add (fast), waits (waits for its cancellation), repeat
+    (decoupled, 300 responses), big (7 MiB out of one INT32)."""
+
+    def __init__(self, tmp_path, **grpc_kwargs) -> None:
+        from expr_backend import ADD_SUB, REPEAT_DECOUPLED, make_server, write_model
+
+        write_model(tmp_path, "add", ADD_SUB)
+        write_model(tmp_path, "waits", ADD_SUB.replace("max_batch_size: 8", "max_batch_size: 0")
+                    + 'parameters { key: "cancel_wait_ms" value { string_value: "10000" } }\n')
+        write_model(tmp_path, "repeat", REPEAT_DECOUPLED.replace('string_value: "3"',
+                                                                  'string_value: "300"'))
+        write_model(tmp_path, "big", REPEAT_DECOUPLED.replace("model_transaction_policy { decoupled: true }",
+                                                              "")
+                    .replace("IN * i", f"np.repeat(IN, {BIG // 4})"))
+        self.server = make_server(tmp_path)
+        self.server.start()
+        self.loop = LoopThread()
+        self.front = GrpcFrontEnd(self.server, "127.0.0.1", 0, **grpc_kwargs)
+        self.loop.run(self.front.start())
+        self.port = self.front.port
+
+    def instance(self, model: str):
+        return self.server.manager.get(model).instances[0]
+
+
+@pytest.fixture(scope="module")
+def expr_served(tmp_path_factory):
+    s = ExprServed(tmp_path_factory.mktemp("h2expr"))
+    yield s
+    s.close()
+
+
+def add_inputs(a: np.ndarray, shape=(1, 16)) -> list:
+    out = []
+    for name in ("INPUT0", "INPUT1"):
+        t = grpcclient.InferInput(name, list(shape), "INT32")
+        t.set_data_from_numpy(a.reshape(shape))
+        out.append(t)
+    return out
+
+
+def test_a_stream_of_many_requests_and_responses(expr_served):
+    import queue
+
+    got: queue.Queue = queue.Queue()
+    c = grpcclient.InferenceServerClient(f"127.0.0.1:{expr_served.port}")
+    try:
+        c.start_stream(callback=lambda result, error: got.put((result, error)))
+        for i in range(200):
+            c.async_stream_infer("add", add_inputs(np.full(16, i, np.int32)), request_id=str(i))
+        x = grpcclient.InferInput("IN", [3], "INT32")
+        x.set_data_from_numpy(np.array([1, 2, 3], np.int32))
+        c.async_stream_infer("repeat", [x], request_id="r", enable_empty_final_response=True)
+        c.stop_stream()  # half-closes at once: every answer must still come
+        results = [got.get(timeout=10) for _ in range(200 + 301)]
+        assert got.empty()
+        assert all(e is None for _, e in results), [e for _, e in results if e is not None][:3]
+        sums = {r.get_response().id: r.as_numpy("OUTPUT0") for r, _ in results
+                if r.get_response().id != "r"}
+        assert sorted(sums, key=int) == [str(i) for i in range(200)]
+        assert all((v == 2 * int(k)).all() for k, v in sums.items())
+        repeats = [r for r, _ in results if r.get_response().id == "r"]
+        assert [int(r.as_numpy("OUT")[2]) for r in repeats[:-1]] == [3 * i for i in range(300)]
+        assert repeats[-1].get_response().parameters["triton_final_response"].bool_param
+    finally:
+        c.close()
+    assert_nothing_left(expr_served)
+
+
+def test_a_cancelled_stream_cancels_its_requests(expr_served):
+    import queue
+
+    inst = expr_served.instance("waits")
+    inst.saw_cancel = False
+    got: queue.Queue = queue.Queue()
+    c = grpcclient.InferenceServerClient(f"127.0.0.1:{expr_served.port}")
+    try:
+        c.start_stream(callback=lambda result, error: got.put((result, error)))
+        c.async_stream_infer("waits", add_inputs(np.ones(16, np.int32), (16,)))
+        wait_for(lambda: inst.active, "the request to execute")
+        c.stop_stream(cancel_requests=True)
+        wait_for(lambda: inst.saw_cancel, "the model to see the cancellation")
+    finally:
+        c.close()
+    assert_nothing_left(expr_served)
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{expr_served.port}") as c:
+        assert c.infer("add", add_inputs(np.ones(16, np.int32))).as_numpy("OUTPUT0").sum() == 32
+
+
+def test_a_slow_reader_holds_back_stream_responses_larger_than_the_window(expr_served):
+    """Three 7 MiB answers (more than the 16 MiB windows) to a client that stops reading:
+    the server queues a bounded amount (write_message waits), and all arrive intact."""
+    c = RawClient(expr_served.port)
+    try:
+        sid = c.start(STREAM)
+        for i in range(3):
+            msg = pb.ModelInferRequest(model_name="big", id=str(i))
+            msg.inputs.add(name="IN", datatype="INT32", shape=[1]).contents.int_contents.append(i)
+            c.send(sid, wire.frame(msg.SerializeToString()), end=i == 2)
+        # the client reads nothing for now
+        def queued() -> int:
+            return max((c.h2.queued_body_size() for c in list(expr_served.front._h2.connections)),
+                       default=0)
+
+        wait_for(lambda: queued() > 0, "responses to queue")
+        time.sleep(0.5)
+        assert queued() < 2 * BIG  # not all three: the writer waits
+        h, body = c.result(sid)
+        assert h[b"grpc-status"] == b"0", h
+        ids = []
+        while body:
+            n = int.from_bytes(body[1:5], "big")
+            r = pb.ModelStreamInferResponse.FromString(body[5:5 + n])
+            assert not r.error_message
+            i = int(r.infer_response.id)
+            ids.append(i)
+            out = r.infer_response.raw_output_contents[0]
+            assert out == np.full(BIG // 4, i, np.int32).tobytes()
+            body = body[5 + n:]
+        assert sorted(ids) == [0, 1, 2]
+    finally:
+        c.close()
+    assert_nothing_left(expr_served)
+
+
+# --- stop(grace) ---------------------------------------------------------------------------------
+
+def test_stop_lets_a_call_whose_request_is_still_arriving_finish(tmp_path):
+    import asyncio
+
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    stopped = None
+    try:
+        body = wire.frame(infer_request())
+        sid = c.start(INFER)
+        c.send(sid, body[:20], end=False)
+        wait_for(lambda: any(sid in conn.streams for conn in list(s.front._h2.connections)),
+                 "the call to arrive")
+        stopped = asyncio.run_coroutine_threadsafe(s.front.stop(10), s.loop.loop)
+        c.read_until(lambda: c.has(ngh2.GoAwayReceived))
+        with pytest.raises(OSError):  # no new connections
+            socket.create_connection(("127.0.0.1", s.port), timeout=2).close()
+        c.send(sid, body[20:])
+        h, out = c.result(sid)
+        assert h.get(b"grpc-status") == b"0", h
+        assert pb.ModelInferResponse.FromString(out[5:]).model_name == "simple"
+        stopped.result(timeout=10)
+    finally:
+        c.close()
+        if stopped is None:
+            s.close()
+        else:
+            s.loop.close()
+            s.server.stop()
+
+
+def test_stop_past_grace_ends_calls_with_unavailable(tmp_path):
+    import asyncio
+
+    s = Served(tmp_path)
+    c = RawClient(s.port)
+    try:
+        sid = c.call(INFER, wire.frame(infer_request("slow")))
+        wait_for(lambda: s.front._h2.calls, "the call to start")
+        asyncio.run_coroutine_threadsafe(s.front.stop(0.02), s.loop.loop).result(timeout=10)
+        h, _ = c.result(sid)
+        assert h.get(b"grpc-status") == b"14", h
+        assert h[b"grpc-message"] == b"the server is shutting down"
+        time.sleep(0.3)  # the model's execution ends (on its thread) before the loop closes
+    finally:
+        c.close()
+        s.loop.close()
+        s.server.stop()
+
+
+def test_ping_strikes_start_over_when_the_server_sends(tmp_path):
+    """As grpc C-core (Chttp2PingAbusePolicy::ResetPingStrikes on every DATA or HEADERS sent):
+    after the server sends, the next ping is not a strike and max_ping_strikes more pass;
+    a client's keepalive on a long call is refused no sooner than by grpcio's server."""
+    s = Served(tmp_path, http2_max_ping_strikes=2)
+    c = RawClient(s.port)
+
+    def pings(n: int) -> None:
+        acks = sum(isinstance(e, ngh2.PingAcknowledged) for e in c.events) + n
+        for _ in range(n):
+            c.h2.ping(b"12345678")
+        c.flush()
+        c.read_until(lambda: sum(isinstance(e, ngh2.PingAcknowledged) for e in c.events) >= acks)
+
+    try:
+        sid = c.start(STREAM)  # a call in flight: the transport is not idle
+        pings(1)
+        c.send(sid, wire.frame(infer_request()), end=False)
+        c.read_until(lambda: any(isinstance(e, ngh2.DataReceived) for e in c.events))
+        pings(3)  # one free, then two strikes: allowed
+        assert not c.has(ngh2.GoAwayReceived)
+        pings(1)  # a third strike
+        c.read_until(lambda: c.has(ngh2.GoAwayReceived))
+    finally:
+        c.close()
+        s.close()

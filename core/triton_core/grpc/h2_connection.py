@@ -146,7 +146,15 @@ class GrpcConnection(asyncio.Protocol):
             self.flush()
             self.close()
             return
-        for ev in h2.events():
+        if self._handle(h2.events()):
+            self.flush()
+            # libnghttp2's own RST_STREAM (the peer's stream error) closes its stream as it is
+            # sent, in flush(): the StreamClosed shows only now
+            self._handle(h2.events())
+
+    def _handle(self, events: list) -> bool:
+        """False when the connection closes."""
+        for ev in events:
             t = type(ev)
             if t is ngh2.DataReceived:
                 self._on_data(ev.stream_id, ev.data, ev.end_stream)
@@ -157,9 +165,9 @@ class GrpcConnection(asyncio.Protocol):
                 if s is not None:
                     self._drop(s)
             elif t is ngh2.StreamClosed:
-                s = self.streams.get(ev.stream_id)
-                if s is not None and s.closed:
-                    del self.streams[ev.stream_id]
+                s = self.streams.pop(ev.stream_id, None)
+                if s is not None and not s.closed:  # libnghttp2 reset it (the peer's error)
+                    self._drop(s)
             elif t is ngh2.TrailersReceived:
                 self._on_data(ev.stream_id, b"", True)
             elif t is ngh2.WindowUpdated:
@@ -171,8 +179,8 @@ class GrpcConnection(asyncio.Protocol):
             elif t is ngh2.ConnectionClosed:
                 self.flush()
                 self.close()
-                return
-        self.flush()
+                return False
+        return True
 
     # calls ------------------------------------------------------------------------------
     def _on_request(self, sid: int, headers: tuple, end_stream: bool) -> None:
@@ -228,6 +236,8 @@ class GrpcConnection(asyncio.Protocol):
         except WireError as e:
             self._finish(s, e.code, e.details)
             self.h2.reset_stream(sid, ngh2.ErrorCode.NO_ERROR)
+            self.streams.pop(sid, None)
+            self._drop(s)  # a stream's handler waits for requests no more
             return
         if end:
             s.ended = True
@@ -302,6 +312,11 @@ class GrpcConnection(asyncio.Protocol):
                 msg = decode(m)
             except Exception as e:  # noqa: BLE001 - the stream ends with the reason
                 self._finish(s, grpc.StatusCode.INTERNAL, f"Exception deserializing request: {e}")
+                if not s.ended:  # the client may stop sending (as in _on_data)
+                    self.h2.reset_stream(s.id, ngh2.ErrorCode.NO_ERROR)
+                    self.flush()
+                self.streams.pop(s.id, None)
+                self._drop(s)  # the call is over: its handler and requests are cancelled
                 return
             yield msg
 
@@ -316,10 +331,10 @@ class GrpcConnection(asyncio.Protocol):
         if s.closed:
             return
         s.expired = True
-        if s.task is not None:
-            s.task.cancel()
+        self._cancel_task(s)
         self._finish(s, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         self.h2.reset_stream(s.id, ngh2.ErrorCode.CANCEL)
+        self.streams.pop(s.id, None)
         self.flush()
 
     def _drop(self, s: Stream) -> None:
@@ -327,10 +342,17 @@ class GrpcConnection(asyncio.Protocol):
         s.closed = True
         if s.timer is not None:
             s.timer.cancel()
-        if s.task is not None and not s.task.done():
-            s.task.cancel()
+        self._cancel_task(s)
         if s.messages is not None:
             s.messages.put_nowait(None)
+
+    def _cancel_task(self, s: Stream) -> None:
+        t = s.task
+        if t is not None and not t.done():
+            t.cancel()
+            if s.payload is not None:  # a unary call whose task never ran: not pending any more
+                s.payload = None
+                self.server.pending -= 1
 
     # responses --------------------------------------------------------------------------
     def _response_headers(self, s: Stream) -> list[tuple[bytes, bytes]]:
@@ -358,8 +380,13 @@ class GrpcConnection(asyncio.Protocol):
             h2.send_data(s.id, b"\x00" + len(body).to_bytes(4, "big"))
             h2.send_data(s.id, body)
         self._pings_without_data = 0
-        self._strikes = 0
+        self._sent()
         return True
+
+    def _sent(self) -> None:
+        """HEADERS or DATA went out: ping strikes start over (grpc C-core's ResetPingStrikes)."""
+        self._strikes = 0
+        self._last_ping_received = None
 
     def _respond(self, s: Stream, body: bytes) -> None:
         if self._send_message(s, body):
@@ -398,6 +425,7 @@ class GrpcConnection(asyncio.Protocol):
                 self.h2.send_response(s.id, self._response_headers(s) + status, end_stream=True)
             except ngh2.NGH2Error:
                 return
+            self._sent()
         self.flush()
 
     def _close_stream(self, s: Stream, trailers: list[tuple[bytes, bytes]]) -> None:
@@ -412,7 +440,7 @@ class GrpcConnection(asyncio.Protocol):
         if s.timer is not None:
             s.timer.cancel()
             s.timer = None
-        if s.ended and s.messages is None:
+        if s.ended:  # both sides are done: nothing more comes for this stream
             self.streams.pop(s.id, None)
 
     def flush(self) -> None:

@@ -126,15 +126,38 @@ class H2Server:
         srv.close()
         for c in list(self.connections):
             c.go_away()
-        if self.calls:
-            await asyncio.wait(list(self.calls), timeout=grace)
-        for t in list(self.calls):
+        await self._drain(grace)
+        left = list(self.calls)
+        for t in left:
             t.cancel()
+        if left:  # their status (UNAVAILABLE) goes out before the connections close
+            await asyncio.wait(left, timeout=1.0)
         for c in list(self.connections):
             c.flush()
             c.close()
         await asyncio.sleep(0)  # let the transports close
         await srv.wait_closed()
+
+    async def _drain(self, grace: float | None) -> None:
+        """Waits up to ``grace`` for the calls in flight: those running, and those whose
+        request is still arriving (they have no task yet)."""
+        loop = asyncio.get_running_loop()
+        end = None if grace is None else loop.time() + grace
+        while True:
+            arriving = any(s.task is None and not s.closed
+                           for c in list(self.connections) for s in c.streams.values())
+            if not self.calls and not arriving:
+                return
+            timeout = None if end is None else end - loop.time()
+            if timeout is not None and timeout <= 0:
+                return
+            if arriving:  # no event tells when a request is complete: look again soon
+                timeout = 0.02 if timeout is None else min(timeout, 0.02)
+            if self.calls:
+                await asyncio.wait(list(self.calls), timeout=timeout,
+                                   return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.sleep(timeout)  # type: ignore[arg-type]
 
     async def wait_closed(self) -> None:
         if self._server is not None:
