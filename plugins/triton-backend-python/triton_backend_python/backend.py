@@ -499,8 +499,8 @@ class Worker:
 
     def reply_ready(self, timeout: float) -> bool:
         """Whether the reply to the last EXEC frame can be read without blocking."""
-        if len(self.reader.buf) > self.reader.pos:
-            return True
+        if len(self.reader.buf) > self.reader.pos or self._pull():
+            return True  # the event loop's case: epoll said readable, one recv reads the reply
         if self._poll is None:  # poll, not select: fds past FD_SETSIZE are fine
             self._poll = select.poll()
             self._poll.register(self.exec_sock, select.POLLIN)
@@ -511,21 +511,34 @@ class Worker:
                 end = clock() + spin
                 while clock() < end:
                     if poll(0):
-                        return self._has_bytes()
+                        return self._pull(True)
                 timeout -= spin
-            return bool(self._poll.poll(timeout * 1000.0)) and self._has_bytes()
+            return bool(self._poll.poll(timeout * 1000.0)) and self._pull(True)
         except (OSError, ValueError):
             return False  # closed: receive() reports it
 
-    def _has_bytes(self) -> bool:
-        """Readable because the worker wrote, not because it closed the channel: at EOF
-        the caller must not count on a reply without blocking (receive() reports it)."""
+    def _pull(self, polled: bool = False) -> bool:
+        """Reads what the worker wrote so far into the reader, without blocking (``polled``:
+        poll() said readable). False at EOF (the caller must not count on a reply without
+        blocking: receive() reports it) and when nothing is there."""
+        sock = self.exec_sock
+        if sock is None:
+            return False
         try:
-            return bool(self.exec_sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))  # type: ignore[union-attr]
-        except (BlockingIOError, InterruptedError):
+            if sock.gettimeout() is None:  # blocking descriptor
+                if not polled:
+                    return False  # the caller polls first
+                data = sock.recv(65536)
+            else:
+                # A socket with a timeout waits in recv() even with MSG_DONTWAIT; its descriptor
+                # is non-blocking, so os.read answers at once.
+                data = os.read(sock.fileno(), 65536)
+        except OSError:  # BlockingIOError included: nothing yet
             return False
-        except OSError:
+        if not data:
             return False
+        self.reader.feed(data)
+        return True
 
     def receive(self, send_error: OSError | None) -> tuple:
         """The reply to the EXEC frame send_exec sent (raises WorkerDied / WorkerTimedOut)."""

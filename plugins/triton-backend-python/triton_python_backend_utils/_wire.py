@@ -87,6 +87,14 @@ class Reader:
         self.buf = b"".join(chunks) if len(chunks) != 1 else chunks[0]
         self.pos = 0
 
+    def feed(self, data: bytes) -> None:
+        """Bytes the caller received itself, read before the socket's."""
+        if self.pos < len(self.buf):
+            self.buf = self.buf[self.pos:] + data
+        else:
+            self.buf = data
+        self.pos = 0
+
     def read(self) -> object:
         if len(self.buf) - self.pos < 4:
             self._fill(4)
