@@ -85,9 +85,10 @@ class ResponseCache:
         return len(self._entries)
 
     @staticmethod
-    def key(model: str, version: int, req: InferenceRequest) -> bytes:
+    def key(model: str, version: int, req: InferenceRequest, tag: str = "") -> bytes:
+        """``tag``: which load of the model (CachedVersion.cache_tag)."""
         h = hashlib.blake2b(digest_size=32)
-        h.update(f"{model}\0{version}\0".encode())
+        h.update(f"{model}\0{version}\0{tag}\0".encode())
         for name in sorted(req.inputs):
             t = req.inputs[name]
             h.update(f"{name}\0{t.datatype.value}\0{list(t.shape)}\0".encode())

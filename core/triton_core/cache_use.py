@@ -7,10 +7,15 @@ as a success and a cache hit; nothing is queued or executed (for an ensemble: no
 composing model sees the request). A miss runs the request as usual; its FINAL
 response is stored unless it is an error, and the lookup plus the insertion count
 as the miss's duration.
+
+Entries are keyed by the load as well as the name and version: a model reloaded under
+the same version (new files, new weights) never answers with the old load's results,
+and an ensemble's entries follow the loads of its composing models.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import TYPE_CHECKING
 
@@ -20,6 +25,13 @@ if TYPE_CHECKING:
     from .cache import ResponseCache
     from .stats import ModelStats
 
+_LOADS = itertools.count(1)
+
+
+def next_load_id() -> int:
+    """A number no other load of any model in this process has."""
+    return next(_LOADS)
+
 
 class CachedVersion:
     """Mixin for a version that answers from the response cache when it can."""
@@ -28,6 +40,11 @@ class CachedVersion:
     version: int
     stats: ModelStats
     cache: ResponseCache | None = None
+    load_id: int = 0  # next_load_id(), set by each version's constructor
+
+    def cache_tag(self) -> str:
+        """What, besides name and version, identifies this load's results."""
+        return str(self.load_id)
 
     def _cache_lookup(self, cache: ResponseCache, req: InferenceRequest) -> bool:
         """True when the cache answered ``req`` (its callback has run).
@@ -36,7 +53,7 @@ class CachedVersion:
         the request; the request must then be run as usual.
         """
         t0 = time.monotonic_ns()
-        key = cache.key(self.name, self.version, req)
+        key = cache.key(self.name, self.version, req, self.cache_tag())
         hit = cache.lookup(key, req)
         if hit is not None:
             hit.model_name, hit.model_version, hit.id = self.name, self.version, req.id

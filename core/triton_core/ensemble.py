@@ -30,7 +30,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .cache_use import CachedVersion
+from .cache_use import CachedVersion, next_load_id
 from .config import ModelConfig
 from .config.model_config import ModelTransactionPolicy
 from .errors import ErrorCode, TritonError
@@ -412,6 +412,7 @@ class EnsembleVersion(CachedVersion):
         self.config = config
         self.steps = steps
         self.manager = manager
+        self.load_id = next_load_id()
         self.decoupled = config.decoupled
         # ensemble tensor -> the steps that read it
         self.consumers: dict[str, list[int]] = {}
@@ -456,6 +457,16 @@ class EnsembleVersion(CachedVersion):
             if isinstance(lv, EnsembleVersion) and (why := lv.uncacheable()):
                 return f"composing ensemble '{s.model_name}' cannot be cached: {why}"
         return ""
+
+    def cache_tag(self) -> str:
+        """This load and the loads of the composing versions it would run now."""
+        tags = [str(self.load_id)]
+        for s in self.steps:
+            try:
+                tags.append(self.manager.get(s.model_name, s.model_version).cache_tag())
+            except TritonError:
+                tags.append("-")  # not loaded: the request fails, nothing is stored
+        return ",".join(tags)
 
     def instances_ready(self) -> bool:
         for s in self.steps:

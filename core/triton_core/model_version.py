@@ -11,7 +11,7 @@ from pathlib import Path
 
 from . import abi
 from .cache import ResponseCache
-from .cache_use import CachedVersion
+from .cache_use import CachedVersion, next_load_id
 from .config import ModelConfig
 from .errors import ErrorCode, TritonError
 from .inflight import InFlight
@@ -81,6 +81,7 @@ class LoadedVersion(CachedVersion):
         self.sequence = isinstance(self.queue, SequenceScheduler)
         self.stats = ModelStats()
         self.cache: ResponseCache | None = None  # set by the manager (response_cache)
+        self.load_id = next_load_id()
         # preserve_ordering: responses leave in the order requests arrived
         self._ordered = self.queue.preserve_ordering and not config.decoupled
         self._order_lock = threading.Lock()

@@ -1,0 +1,51 @@
+"""The response cache across reloads: a model reloaded under the same version (new
+files) must answer with its new results, never with entries the old load stored."""
+
+import numpy as np
+from test_ensemble_cache import CACHE, ENABLE, ens_stats, inputs, repo
+from test_sequence_ensemble_cache import SCALE
+
+from expr_backend import make_server, write_model
+
+
+def scale_stats(s) -> dict:
+    return s.statistics("scale")["model_stats"][0]["inference_stats"]
+
+
+def test_a_model_reloaded_under_the_same_version_misses(tmp_path):
+    r = repo(tmp_path, scale=SCALE + ENABLE)
+    a = {"A": np.arange(16, dtype=np.int32).reshape(1, 16)}
+    with make(r) as s:
+        m = s.model("scale")
+        np.testing.assert_array_equal(m.infer(a)["B"], a["A"] * 10)
+        np.testing.assert_array_equal(m.infer(a)["B"], a["A"] * 10)
+        assert scale_stats(s)["cache_hit"]["count"] == 1
+        old = s.manager.get("scale")
+        write_model(tmp_path, "scale", SCALE.replace("A * 10", "A * 20") + ENABLE)
+        s.manager.load("scale")
+        assert s.manager.get("scale") is not old and s.manager.get("scale").version == 1
+        np.testing.assert_array_equal(m.infer(a)["B"], a["A"] * 20)  # not the old entry
+        np.testing.assert_array_equal(m.infer(a)["B"], a["A"] * 20)  # the new load's entry
+        st = scale_stats(s)  # statistics start over with the new load
+        assert st["cache_miss"]["count"] == 1 and st["cache_hit"]["count"] == 1
+
+
+def test_an_ensemble_misses_after_a_composing_model_reloads(tmp_path):
+    r = repo(tmp_path)  # the ensemble caches, its steps do not
+    with make(r) as s:
+        m = s.model("a_ens")
+        first = m.infer(inputs())
+        assert np.array_equal(m.infer(inputs())["SUM"], first["SUM"])
+        assert ens_stats(s)["inference_stats"]["cache_hit"]["count"] == 1
+        write_model(tmp_path, "scale", SCALE.replace("A * 10", "A * 20"))
+        s.manager.load("scale")
+        after = m.infer(inputs())
+        assert not np.array_equal(after["SUM"], first["SUM"])  # scale's new result
+        inf = ens_stats(s)["inference_stats"]
+        assert inf["cache_hit"]["count"] == 1 and inf["cache_miss"]["count"] == 2
+        np.testing.assert_array_equal(m.infer(inputs())["SUM"], after["SUM"])
+        assert ens_stats(s)["inference_stats"]["cache_hit"]["count"] == 2
+
+
+def make(r):
+    return make_server(r, cache_config=CACHE)
