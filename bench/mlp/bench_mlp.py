@@ -13,6 +13,11 @@
    gather/scatter (compute_input + compute_output) and the time the core
    spends on a request outside the backend's compute.
 4. Prints samples/s, the ratio to the best direct batch and the overheads.
+
+The machine is shared and its speed drifts: with --rounds N each server run is
+measured N times, and each time onnxruntime alone is measured again at the best batch
+right before and right after it; a run's ratio is against the mean of those two. The
+median ratio over the rounds is the result.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import io
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -35,21 +41,26 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def direct(model: Path, seconds: float) -> dict[int, float]:
-    import onnxruntime as ort
+class Direct:
+    """onnxruntime called directly, in this process, with its default session options."""
 
-    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    out = {}
-    for b in (1, 2, 4, 8, 16, 32, 64):
+    def __init__(self, model: Path) -> None:
+        import onnxruntime as ort
+
+        self.sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+
+    def samples_per_s(self, b: int, seconds: float) -> float:
         x = np.random.default_rng(b).standard_normal((b, 1024)).astype(np.float32)
         for _ in range(3):
-            sess.run(None, {"INPUT": x})
+            self.sess.run(None, {"INPUT": x})
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            sess.run(None, {"INPUT": x})
+            self.sess.run(None, {"INPUT": x})
             n += 1
-        out[b] = n * b / (time.perf_counter() - t0)
-    return out
+        return n * b / (time.perf_counter() - t0)
+
+    def sweep(self, seconds: float) -> dict[int, float]:
+        return {b: self.samples_per_s(b, seconds) for b in (1, 2, 4, 8, 16, 32, 64)}
 
 
 def batcher_overhead(n: int = 50000) -> dict[str, float]:
@@ -178,6 +189,8 @@ def main() -> int:
                     help="tensors through system shared memory (perf_analyzer --shared-memory system)")
     ap.add_argument("--port", type=int, default=8600)
     ap.add_argument("--seconds", type=float, default=3.0, help="per batch size, direct runs")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="server runs per client batch, each between two direct runs")
     ap.add_argument("--measurement-interval", type=int, default=5000)
     ap.add_argument("--perf-analyzer", default=os.environ.get(
         "PERF_ANALYZER", str(ROOT / "bench/.tools/bin/perf_analyzer")))
@@ -196,33 +209,45 @@ def main() -> int:
     params = "".join(f'parameters {{ key: "{k}" value {{ string_value: "{v}" }} }}\n'
                      for k, v in (p.split("=", 1) for p in a.ort_param))
 
-    d = direct(onnx_file, a.seconds)
+    direct = Direct(onnx_file)
+    d = direct.sweep(a.seconds)
     best_b = max(d, key=d.get)
     print("onnxruntime direct (samples/s): " + ", ".join(f"b{b}={v:.0f}" for b, v in d.items()))
     runs = []
     try:
         config.write_text(base_config.replace("count: 1", f"count: {a.instances}") + params)
         for cb in a.client_batch:
-            r = serve_and_measure(a, repo, cb)
-            r["ratio"] = r["server_samples_per_s"] / d[best_b]
-            runs.append(r)
-            print(f"client batch {cb}: {r['server_samples_per_s']:.0f} samples/s, "
-                  f"ratio {r['ratio']:.1%}, average batch {r['avg_batch']:.1f}", flush=True)
+            for rnd in range(a.rounds):
+                before = direct.samples_per_s(best_b, a.seconds)
+                r = serve_and_measure(a, repo, cb)
+                after = direct.samples_per_s(best_b, a.seconds)
+                r["round"] = rnd + 1
+                r["direct_before_after"] = [before, after]
+                r["ratio"] = r["server_samples_per_s"] / ((before + after) / 2)
+                runs.append(r)
+                print(f"client batch {cb}, round {rnd + 1}: {r['server_samples_per_s']:.0f} "
+                      f"samples/s, onnxruntime alone {before:.0f} before / {after:.0f} after, "
+                      f"ratio {r['ratio']:.1%}, average batch {r['avg_batch']:.1f}", flush=True)
     finally:
         config.write_text(base_config)
+    medians = {cb: statistics.median(r["ratio"] for r in runs if r["client_batch"] == cb)
+               for cb in a.client_batch}
     report = {
         "protocol": a.protocol, "concurrency": a.concurrency, "instances": a.instances,
         "shared_memory": a.shared_memory,
         "ort_params": a.ort_param,
         "direct_best_batch": best_b, "direct_best_samples_per_s": d[best_b],
         "direct_per_batch": d, "batcher_in_process": batcher_overhead(), "runs": runs,
+        "median_ratio_by_client_batch": medians,
     }
     print(json.dumps(report, indent=1))
-    print(f"\nonnxruntime alone: {d[best_b]:.0f} samples/s at batch {best_b}")
+    print(f"\nonnxruntime alone: {d[best_b]:.0f} samples/s at batch {best_b} (sweep)")
     for r in runs:
-        print(f"ours, {a.protocol} c{a.concurrency}, client batch {r['client_batch']}: "
-              f"{r['server_samples_per_s']:.0f} samples/s = {r['ratio']:.1%} "
+        print(f"ours, {a.protocol} c{a.concurrency}, client batch {r['client_batch']}, round "
+              f"{r['round']}: {r['server_samples_per_s']:.0f} samples/s = {r['ratio']:.1%} "
               f"(average batch {r['avg_batch']:.1f})")
+    for cb, m in medians.items():
+        print(f"client batch {cb}: median ratio over {a.rounds} round(s) {m:.1%}")
     out = ROOT / "bench/mlp/result.json"
     out.write_text(json.dumps(report, indent=1))
     return 0
