@@ -339,17 +339,21 @@ def wait_for(cond, what: str, timeout: float = 5.0) -> None:
         time.sleep(0.005)
 
 
-def leftovers(s: Served) -> tuple[list[int], int, int]:
-    """Streams still held, calls (tasks) in flight, calls read but not started."""
+def leftovers(s: Served) -> tuple[list[int], int, int, int]:
+    """Streams still held, calls (tasks) in flight, calls read but not started, and request
+    bytes received but not acknowledged (flow-control window not given back)."""
     h2 = s.front._h2
-    return [sid for c in list(h2.connections) for sid in c.streams], len(h2.calls), h2.pending
+    conns = list(h2.connections)
+    return ([sid for c in conns for sid in c.streams], len(h2.calls), h2.pending,
+            sum(c.unacked for c in conns))
 
 
 def assert_nothing_left(s: Served) -> None:
     try:
-        wait_for(lambda: leftovers(s) == ([], 0, 0), "")
+        wait_for(lambda: leftovers(s) == ([], 0, 0, 0), "")
     except AssertionError:
-        raise AssertionError(f"left behind (streams, calls, pending): {leftovers(s)}") from None
+        raise AssertionError(
+            f"left behind (streams, calls, pending, unacknowledged): {leftovers(s)}") from None
 
 
 def _unary_ok(s, c):
@@ -690,3 +694,307 @@ def test_ping_strikes_start_over_when_the_server_sends(tmp_path):
     finally:
         c.close()
         s.close()
+
+
+# --- receive-side flow control -------------------------------------------------------------------
+
+HOLD = b"/test.Flow/Hold"
+PIECE = (64 << 10) - 5  # a message of 64 KiB on the wire: the windows hold whole messages
+
+
+class Holds(Served):
+    """A test-only client-streaming method, Hold: its handler waits until the test opens the
+    call's gate (metadata x-gate), then reads every message and answers "<count> <sha256>",
+    or with x-then: return, ends the call (OK) without reading."""
+
+    def __init__(self, tmp_path, **grpc_kwargs) -> None:
+        import asyncio
+
+        from triton_core.grpc.h2_server import Route
+
+        super().__init__(tmp_path, **grpc_kwargs)
+        self.gates: dict[str, asyncio.Event] = {}
+        self.front._h2.routes[HOLD] = Route("Hold", self._hold, bytes, bytes, True, None)
+
+    def _gate(self, name: str):
+        import asyncio
+
+        return self.gates.setdefault(name, asyncio.Event())
+
+    async def _hold(self, requests, call) -> None:
+        import hashlib
+
+        md = dict(call.invocation_metadata())
+        await self._gate(md.get("x-gate", "")).wait()
+        if md.get("x-then") == "return":
+            return
+        h = hashlib.sha256()
+        n = 0
+        async for m in requests:
+            h.update(m)
+            n += 1
+        await call.write(f"{n} {h.hexdigest()}".encode())
+
+    def open(self, gate: str) -> None:
+        self.loop.loop.call_soon_threadsafe(lambda: self._gate(gate).set())
+
+    def connection(self):
+        (conn,) = self.front._h2.connections  # the test's only connection
+        return conn
+
+
+@pytest.fixture
+def holds(tmp_path):
+    s = Holds(tmp_path)
+    yield s
+    s.close()
+
+
+def pieces(n: int, seed: int = 0) -> list[bytes]:
+    return [bytes([(seed + i) % 251]) * PIECE for i in range(n)]
+
+
+def digest(msgs: list[bytes]) -> bytes:
+    import hashlib
+
+    return f"{len(msgs)} {hashlib.sha256(b''.join(msgs)).hexdigest()}".encode()
+
+
+def start_hold(c: RawClient, msgs: list[bytes], gate: str, headers: list | None = None) -> int:
+    """A Hold call with all of ``msgs`` queued in the client's session (sent as the windows
+    allow); the client's side ends after them."""
+    sid = c.start(HOLD, [(b"x-gate", gate.encode()), *(headers or [])])
+    c.h2.send_data(sid, b"".join(wire.frame(m) for m in msgs), end_stream=True)
+    c.flush()
+    return sid
+
+
+def sent(c: RawClient, sid: int, msgs: list[bytes]) -> int:
+    return len(msgs) * (PIECE + 5) - c.h2.queued_body_size(sid)
+
+
+def fill_window(c: RawClient, sid: int, msgs: list[bytes], window: int) -> None:
+    """Reads (window updates) until the client has sent the stream's window."""
+    c.read_until(lambda: sent(c, sid, msgs) >= window)
+
+
+def barrier(c: RawClient) -> None:
+    """A unary call on the same connection: when it is answered, the server has read all the
+    client sent before, and every WINDOW_UPDATE that reading caused has arrived."""
+    h, _ = c.result(c.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+
+
+def assert_stalled(s: Holds, c: RawClient, sid: int, msgs: list[bytes], window: int) -> None:
+    """The client cannot send more than the stream's window, and the server holds no more."""
+    assert c.h2.stream_remote_window_size(sid) == 0
+    assert sent(c, sid, msgs) == window
+    st = s.connection().streams[sid]
+    assert st.messages.qsize() == window // (PIECE + 5) and not st.reader.partial
+    assert st.received - st.acked == window
+
+
+def test_a_stream_whose_handler_does_not_read_gets_no_more_than_its_window(holds):
+    from triton_core.grpc.h2_connection import _WINDOW
+
+    c = RawClient(holds.port)
+    try:
+        msgs = pieces(400)  # 25 MiB: more than the 16 MiB window
+        sid = start_hold(c, msgs, "a")
+        fill_window(c, sid, msgs, _WINDOW)
+        barrier(c)
+        assert_stalled(holds, c, sid, msgs, _WINDOW)
+        holds.open("a")  # the handler reads: the rest flows
+        h, body = c.result(sid)
+        assert h[b"grpc-status"] == b"0", h
+        assert body == wire.frame(digest(msgs))
+    finally:
+        c.close()
+    assert_nothing_left(holds)
+
+
+def echo_request(payload: bytes) -> bytes:
+    msg = pb.ModelInferRequest(model_name="simple_string")
+    msg.inputs.add(name="INPUT0", datatype="BYTES", shape=[1, 1])
+    msg.raw_input_contents.append(len(payload).to_bytes(4, "little") + payload)
+    return msg.SerializeToString()
+
+
+def assert_echoes(c: RawClient, payload: bytes) -> None:
+    h, body = c.result(c.call(INFER, wire.frame(echo_request(payload))))
+    assert h[b"grpc-status"] == b"0", h
+    out = pb.ModelInferResponse.FromString(body[5:]).raw_output_contents[0]
+    assert out[4:] == payload
+
+
+def test_calls_go_on_while_streams_on_their_connection_are_stalled(holds):
+    """Stalled calls hold three stream windows, more than a connection window of the same
+    size would allow: unary calls on the connection, larger than a window, still pass."""
+    from triton_core.grpc.h2_connection import _WINDOW
+
+    c = RawClient(holds.port)
+    try:
+        calls = []
+        for i in range(3):
+            msgs = pieces(300, seed=i)
+            sid = start_hold(c, msgs, str(i))
+            fill_window(c, sid, msgs, _WINDOW)
+            calls.append((sid, msgs))
+        barrier(c)
+        for sid, msgs in calls:
+            assert_stalled(holds, c, sid, msgs, _WINDOW)
+        assert_echoes(c, b"y" * (20 << 20))  # both ways
+        for sid, msgs in calls:  # still held
+            assert c.h2.stream_remote_window_size(sid) == 0 and sent(c, sid, msgs) == _WINDOW
+        for i in range(3):
+            holds.open(str(i))
+        for sid, msgs in calls:
+            h, body = c.result(sid)
+            assert h[b"grpc-status"] == b"0", h
+            assert body == wire.frame(digest(msgs))
+    finally:
+        c.close()
+    assert_nothing_left(holds)
+
+
+# Small windows, so that a window not given back stops the connection within a few calls.
+SMALL_STREAM = 256 << 10
+SMALL_CONNECTION = 1 << 20
+
+
+@pytest.fixture
+def small_holds(tmp_path, monkeypatch):
+    from triton_core.grpc import h2_connection
+
+    monkeypatch.setattr(h2_connection, "_WINDOW", SMALL_STREAM)
+    monkeypatch.setattr(h2_connection, "_CONNECTION_WINDOW", SMALL_CONNECTION)
+    s = Holds(tmp_path)
+    yield s
+    s.close()
+
+
+def _held_then_read(s, c, i):
+    msgs = pieces(20, seed=i)  # 1.25 MiB
+    sid = start_hold(c, msgs, f"r{i}")
+    fill_window(c, sid, msgs, SMALL_STREAM)
+    barrier(c)
+    assert_stalled(s, c, sid, msgs, SMALL_STREAM)
+    s.open(f"r{i}")
+    h, body = c.result(sid)
+    assert h[b"grpc-status"] == b"0" and body == wire.frame(digest(msgs)), h
+
+
+def _messages_larger_than_the_window(s, c, i):
+    """Held inside its first message; once the handler waits, what came of a message is given
+    back, or the rest of it could never come."""
+    import hashlib
+
+    msgs = [bytes([i + k]) * (1 << 20) for k in range(3)]  # 4 stream windows each
+    body = b"".join(wire.frame(m) for m in msgs)
+    sid = c.start(HOLD, [(b"x-gate", f"l{i}".encode())])
+    c.h2.send_data(sid, body, end_stream=True)
+    c.flush()
+    c.read_until(lambda: len(body) - c.h2.queued_body_size(sid) >= SMALL_STREAM)
+    barrier(c)
+    assert c.h2.stream_remote_window_size(sid) == 0
+    assert len(body) - c.h2.queued_body_size(sid) == SMALL_STREAM
+    s.open(f"l{i}")
+    h, out = c.result(sid)
+    assert h[b"grpc-status"] == b"0", h
+    assert out == wire.frame(f"3 {hashlib.sha256(b''.join(msgs)).hexdigest()}".encode())
+
+
+def _held_then_reset_by_the_client(s, c, i):
+    msgs = pieces(20, seed=i)
+    sid = start_hold(c, msgs, f"c{i}")
+    fill_window(c, sid, msgs, SMALL_STREAM)
+    barrier(c)
+    c.h2.reset_stream(sid, ngh2.ErrorCode.CANCEL)
+    c.flush()
+    wait_for(lambda: sid not in s.connection().streams, "the reset to be read")
+
+
+def _held_then_ended_by_the_server_unread(s, c, i):
+    msgs = pieces(20, seed=i)
+    sid = start_hold(c, msgs, f"e{i}", [(b"x-then", b"return")])
+    fill_window(c, sid, msgs, SMALL_STREAM)
+    barrier(c)
+    s.open(f"e{i}")  # OK, and what the client sends on is read by nobody
+    c.read_until(lambda: c.h2.queued_body_size(sid) == 0)
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"0", h
+
+
+def _held_past_its_deadline(s, c, i):
+    msgs = pieces(20, seed=i)
+    sid = start_hold(c, msgs, f"d{i}", [(b"grpc-timeout", b"100m")])
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"4", h
+
+
+def _unknown_method_sent_on(s, c, i):
+    sid = c.start(b"/test.Flow/NoSuchMethod")
+    c.h2.send_data(sid, wire.frame(b"z" * (2 << 20)), end_stream=True)  # 2 connection windows
+    c.flush()
+    h, _ = c.result(sid)  # answered at once; the client sends on
+    assert h[b"grpc-status"] == b"12", h
+    c.read_until(lambda: c.h2.queued_body_size(sid) == 0)
+
+
+def _stream_reset_on_a_bad_message(s, c, i):
+    sid = c.start(HOLD, [(b"x-gate", f"b{i}".encode())])
+    c.send(sid, wire.frame(b"x" * PIECE) + b"\x07\x00\x00\x00\x00" + wire.frame(b"x" * PIECE),
+           end=False)
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"13", h
+
+
+def _large_unary_both_ways(s, c, i):
+    assert_echoes(c, bytes([i]) * (3 << 20))  # 12 stream windows, 3 connection windows
+
+
+@pytest.mark.parametrize("kind", [
+    _held_then_read, _messages_larger_than_the_window, _held_then_reset_by_the_client,
+    _held_then_ended_by_the_server_unread, _held_past_its_deadline, _unknown_method_sent_on,
+    _stream_reset_on_a_bad_message, _large_unary_both_ways], ids=lambda f: f.__name__.strip("_"))
+def test_every_way_a_call_ends_gives_its_window_back(small_holds, kind):
+    """Each way, more than the connection's window in all: a call's bytes never acknowledged
+    would stop the connection (read_until times out)."""
+    c = RawClient(small_holds.port)
+    try:
+        for i in range(6):
+            kind(small_holds, c, i)
+        barrier(c)
+        assert_nothing_left(small_holds)
+        conn = small_holds.connection()
+        # all given back; WINDOW_UPDATEs go out once half the window is acknowledged
+        assert c.h2.remote_window_size >= SMALL_CONNECTION // 2
+        assert conn.h2.local_window_size >= SMALL_CONNECTION // 2
+    finally:
+        c.close()
+
+
+def test_data_for_a_stream_the_server_reset_counts_for_the_connection(small_holds):
+    """DATA that arrives after the server reset its stream never shows as an event: libnghttp2
+    counts it as consumed for the connection window by itself (none of it may leak)."""
+    c = RawClient(small_holds.port)
+    try:
+        barrier(c)
+        sid = c.start(HOLD)
+        c.send(sid, b"\x07\x00\x00\x00\x00", end=False)
+        h, _ = c.result(sid)
+        assert h[b"grpc-status"] == b"13", h  # and the server reset the stream
+        updates = sum(e.increment for e in c.events if isinstance(e, ngh2.WindowUpdated)
+                      and e.stream_id == 0)
+        late = 3 * SMALL_CONNECTION // 4  # sent by hand: the client's session closed the stream
+        frames = b"".join(raw_frame(0, 0, sid, b"x" * (16 << 10)) for _ in range(late >> 14))
+        c.sock.sendall(frames)
+        barrier(c)
+        given_back = sum(e.increment for e in c.events if isinstance(e, ngh2.WindowUpdated)
+                         and e.stream_id == 0) - updates
+        # a WINDOW_UPDATE goes out once half the window is consumed: less than that may wait
+        assert given_back >= late - SMALL_CONNECTION // 2
+        assert small_holds.connection().h2.local_window_size >= SMALL_CONNECTION // 2
+        assert_nothing_left(small_holds)
+    finally:
+        c.close()

@@ -26,7 +26,15 @@ log = logging.getLogger("triton_core")
 
 _OK = [(b"grpc-status", b"0")]
 _STREAM_BUFFER = 4 << 20  # a stream's queued response bytes before write() waits for the peer
-_WINDOW = 16 << 20  # receive window, per stream and for the connection
+_WINDOW = 16 << 20  # a stream's receive window: what a streaming call may hold unread
+# The connection's receive window: the largest there is. libnghttp2 acknowledges a stream's
+# bytes and the connection's together (ngh2 has no connection-only acknowledgement), so the
+# bytes a streaming call holds unread (up to _WINDOW) hold back the connection window too:
+# with one window per connection, one stalled call would stop every other call on it. The
+# streams' windows bound what is held; this one only has to outlast them. Connection
+# WINDOW_UPDATEs go out at half the window, so about 64 calls holding full windows (1 GiB)
+# on one connection are needed before its other calls wait.
+_CONNECTION_WINDOW = 2**31 - 1
 _MAX_FRAME = 1 << 20
 _IDLE_PING_INTERVAL_S = 7200.0  # grpc C-core: the least ping interval without calls, unless permitted
 
@@ -59,14 +67,16 @@ class Stream:
     """One call (an HTTP/2 stream)."""
 
     __slots__ = ("id", "route", "headers", "reader", "messages", "task", "closed", "deadline",
-                 "timer", "headers_sent", "gzip", "ended", "expired", "payload")
+                 "timer", "headers_sent", "gzip", "ended", "expired", "payload", "received",
+                 "acked", "waiting")
 
     def __init__(self, sid: int, route: Route, headers: tuple, reader: wire.MessageReader) -> None:
         self.id = sid
         self.route = route
         self.headers = headers
         self.reader = reader
-        self.messages: asyncio.Queue[bytes | None] | None = None
+        # a streaming call's messages, each with its end (an offset in the request body)
+        self.messages: asyncio.Queue[tuple[bytes, int] | None] | None = None
         self.task: asyncio.Task | None = None
         self.closed = False  # our side is done: the status was sent, or the call was reset
         self.ended = False  # the client's side is done
@@ -76,6 +86,11 @@ class Stream:
         self.gzip = 0  # zlib level for response messages, 0: uncompressed
         self.expired = False
         self.payload: bytes | None = None
+        # a streaming call's request body: bytes received, and acknowledged (given back to the
+        # client's flow-control windows) as its handler takes the messages
+        self.received = 0
+        self.acked = 0
+        self.waiting = False  # its handler waits for a message
 
 
 class GrpcConnection(asyncio.Protocol):
@@ -83,6 +98,7 @@ class GrpcConnection(asyncio.Protocol):
         self.server = server
         self.opts = server.options
         self.h2 = ngh2.Connection(ngh2.Role.SERVER, server.h2_config)
+        self.unacked = 0  # bytes received and not acknowledged yet, on every stream
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Stream] = {}
         self.fd = -1
@@ -109,7 +125,7 @@ class GrpcConnection(asyncio.Protocol):
             ngh2.Setting.INITIAL_WINDOW_SIZE: _WINDOW,
             ngh2.Setting.MAX_FRAME_SIZE: _MAX_FRAME,
         })
-        self.h2.set_local_window_size(_WINDOW)
+        self.h2.set_local_window_size(_CONNECTION_WINDOW)
         self.flush()
         o = self.opts
         if 0 < o.keepalive_time_ms < 2**31 - 1:
@@ -227,10 +243,23 @@ class GrpcConnection(asyncio.Protocol):
 
     def _on_data(self, sid: int, data: bytes, end: bool) -> None:
         s = self.streams.get(sid)
+        n = len(data)
+        self.unacked += n
         if s is None or s.closed or s.ended:
+            if n:  # nobody reads these: the client may send on
+                self._acknowledge(sid, n)
             return
+        q = s.messages
+        ends: list[int] = []
+        base = 0
+        if q is None:
+            if n:  # a unary call: its size is bounded by max_receive_message_length
+                self._acknowledge(sid, n)
+        else:  # a streaming call: acknowledged as its handler takes the messages (_requests)
+            base = s.received - len(s.reader.buf)  # where the reader's buffer starts
+            s.received += n
         try:
-            msgs = s.reader.feed(data) if data else []
+            msgs = s.reader.feed(data, None if q is None else ends) if data else []
             if end and s.reader.partial:
                 raise WireError(grpc.StatusCode.INTERNAL, "the request ended inside a message")
         except WireError as e:
@@ -241,12 +270,15 @@ class GrpcConnection(asyncio.Protocol):
             return
         if end:
             s.ended = True
-        q = s.messages
         if q is not None:
-            for m in msgs:
-                q.put_nowait(m)
+            for m, e in zip(msgs, ends, strict=True):
+                q.put_nowait((m, base + e))
             if end:
                 q.put_nowait(None)
+            elif s.waiting and q.empty():
+                # the handler waits for a message that has not all come: as in _requests, the
+                # client may send on (a message may be larger than the window)
+                self._consumed(s, s.received)
             return
         if msgs:
             if s.payload is not None or len(msgs) > 1:
@@ -305,9 +337,23 @@ class GrpcConnection(asyncio.Protocol):
         assert q is not None
         decode = s.route.decode
         while True:
-            m = await q.get()
-            if m is None:
+            if q.empty():
+                # The handler asks for more and all it has not taken is the start of the next
+                # message: given back, as a message may be larger than the stream's window.
+                if self._consumed(s, s.received):
+                    self.flush()
+                s.waiting = True
+                try:
+                    item = await q.get()
+                finally:
+                    s.waiting = False
+            else:
+                item = q.get_nowait()
+            if item is None:
                 return
+            m, end = item
+            if self._consumed(s, end):  # the client may send as much again
+                self.flush()
             try:
                 msg = decode(m)
             except Exception as e:  # noqa: BLE001 - the stream ends with the reason
@@ -345,6 +391,8 @@ class GrpcConnection(asyncio.Protocol):
         self._cancel_task(s)
         if s.messages is not None:
             s.messages.put_nowait(None)
+            if self._consumed(s, s.received):  # what it held unread is given back
+                self.flush()
 
     def _cancel_task(self, s: Stream) -> None:
         t = s.task
@@ -353,6 +401,27 @@ class GrpcConnection(asyncio.Protocol):
             if s.payload is not None:  # a unary call whose task never ran: not pending any more
                 s.payload = None
                 self.server.pending -= 1
+
+    # flow control -----------------------------------------------------------------------
+    def _acknowledge(self, sid: int, n: int) -> None:
+        """Gives ``n`` received bytes of stream ``sid`` back to the client's windows, the
+        stream's and the connection's (libnghttp2's nghttp2_session_consume). A stream closed
+        meanwhile is no matter: its bytes still count in the connection window."""
+        self.unacked -= n
+        try:
+            self.h2.acknowledge_received_data(n, sid)
+        except ngh2.NGH2Error:  # the connection failed: no window to give back
+            pass
+
+    def _consumed(self, s: Stream, upto: int) -> bool:
+        """A streaming call's request body up to offset ``upto`` is read: acknowledges what
+        was not. True when a WINDOW_UPDATE may wait to be sent."""
+        n = upto - s.acked
+        if n <= 0:
+            return False
+        s.acked = upto
+        self._acknowledge(s.id, n)
+        return True
 
     # responses --------------------------------------------------------------------------
     def _response_headers(self, s: Stream) -> list[tuple[bytes, bytes]]:
@@ -440,6 +509,9 @@ class GrpcConnection(asyncio.Protocol):
         if s.timer is not None:
             s.timer.cancel()
             s.timer = None
+        # nothing more is read: what the call holds unread is given back (the callers flush),
+        # and what arrives from now on is acknowledged as it comes (_on_data)
+        self._consumed(s, s.received)
         if s.ended:  # both sides are done: nothing more comes for this stream
             self.streams.pop(s.id, None)
 

@@ -82,7 +82,10 @@ class H2Server:
         self._messages = {cat: f"This protocol is restricted, expecting header '{key}'"
                           for cat, (key, _) in options.restricted.items()}
         self.gzip_level = ZLIB_LEVELS.get(options.compression_level, 0)
-        self.h2_config = ngh2.Configuration(max_inbound_header_list_size=1 << 20)
+        # the connections acknowledge received data themselves: a streaming call's only as
+        # its handler reads it (flow control holds back a client that sends faster)
+        self.h2_config = ngh2.Configuration(max_inbound_header_list_size=1 << 20,
+                                            auto_window_update=False)
         self.connections: set[GrpcConnection] = set()
         self.waiting = WaitingClients()
         self.pending = 0  # calls read but not started yet

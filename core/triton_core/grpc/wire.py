@@ -84,7 +84,10 @@ class MessageReader:
         self.encoding = encoding
         self.limit = limit
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes, ends: list[int] | None = None) -> list[bytes]:
+        """The messages completed by ``data``. With ``ends``, each message's end is appended
+        too: its offset in the held partial message + ``data`` (the bytes on the wire, which
+        flow control counts, differ from a compressed message's length)."""
         buf = self.buf + data if self.buf else data
         out: list[bytes] = []
         pos = 0
@@ -103,6 +106,8 @@ class MessageReader:
             elif flag != 0:
                 raise WireError(grpc.StatusCode.INTERNAL, f"invalid message flag {flag}")
             out.append(payload)
+            if ends is not None:
+                ends.append(end)
             pos = end
         self.buf = buf[pos:] if pos < n else b""
         return out
