@@ -32,15 +32,17 @@ class DataType(enum.Enum):
         """The model-config spelling: TYPE_FP32, TYPE_STRING for BYTES."""
         return "TYPE_STRING" if self is DataType.BYTES else "TYPE_" + self.value
 
+    # Both read attributes set on each member below: a dict keyed by the member would call
+    # Enum's Python-level __hash__ (several times a request on the hot path).
     @property
     def itemsize(self) -> int:
         """Bytes per element; 0 for BYTES (variable length)."""
-        return _ITEMSIZE[self]
+        return self._itemsize  # type: ignore[attr-defined]
 
     @property
     def numpy(self) -> np.dtype:
         """The numpy dtype holding this type. BF16 travels as raw uint16, BYTES as object."""
-        return _TO_NUMPY[self]
+        return self._numpy  # type: ignore[attr-defined]
 
     @classmethod
     def from_config(cls, name: str) -> DataType:
@@ -113,3 +115,7 @@ _TO_NUMPY = {
 }
 
 _FROM_NUMPY = {v: k for k, v in _TO_NUMPY.items() if k not in (DataType.BF16, DataType.BYTES)}
+
+for _d in DataType:
+    _d._itemsize = _ITEMSIZE[_d]  # type: ignore[attr-defined]
+    _d._numpy = _TO_NUMPY[_d]  # type: ignore[attr-defined]

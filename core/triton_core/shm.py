@@ -116,6 +116,7 @@ class SharedMemoryRegion:
         self._size = size
         self._ptr = ptr  # cffi gc pointer: munmap when the last reference goes
         self.writable = writable
+        self._view: memoryview | None = None  # the whole mapping; slices are handed out
         self._closed = False
 
     # -- construction -------------------------------------------------------
@@ -209,16 +210,21 @@ class SharedMemoryRegion:
                 f"offset {offset} + size {size} outside shared memory region "
                 f"'{self.name}' of {self._size} bytes"
             )
-        if self._ptr is None:
-            return memoryview(bytearray(0))
-        mv = memoryview(_native.ffi.buffer(self._ptr, self._size))
-        if not self.writable:
-            mv = mv.toreadonly()
+        mv = self._view
+        if mv is None:
+            if self._ptr is None:
+                return memoryview(bytearray(0))
+            # made once: a view per request cost a cffi buffer and two memoryviews
+            mv = memoryview(_native.ffi.buffer(self._ptr, self._size))
+            if not self.writable:
+                mv = mv.toreadonly()
+            self._view = mv
         return mv[offset : offset + size]
 
     def unmap(self) -> None:
         """Drop this region's hold on the mapping (munmap once no view remains). Idempotent."""
         self._ptr = None
+        self._view = None
         self._closed = True
 
     close = unmap
