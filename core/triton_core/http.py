@@ -15,6 +15,7 @@ from typing import Any
 
 from . import http_generate
 from .classification import classifier_for
+from .closing import close_connections
 from .errors import ErrorCode, TritonError
 from .http_body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
 from .http_infer import build_response, parse_request, raw_request
@@ -404,8 +405,7 @@ class HttpFrontEnd:
         finally:
             self.server.waiting_checks.remove(waiting)
             server.close()
-            for conn in list(connections):
-                conn.close()
+            await close_connections(connections)
             await server.wait_closed()
             self._server = None
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import ngh2
 from tritonclient.grpc import service_pb2 as pb
 
+from ..closing import close_connections
 from ..errors import TritonError
 from ..http_server import WaitingClients
 from . import health
@@ -137,8 +138,7 @@ class H2Server:
             await asyncio.wait(left, timeout=1.0)
         for c in list(self.connections):
             c.flush()
-            c.close()
-        await asyncio.sleep(0)  # let the transports close
+        await close_connections(self.connections)
         await srv.wait_closed()
 
     async def _drain(self, grace: float | None) -> None:
