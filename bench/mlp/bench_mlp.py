@@ -185,6 +185,8 @@ def main() -> int:
                          "intra_op_thread_count=1: with 2 instances, the fastest here)")
     ap.add_argument("--instances", type=int, default=2,
                     help="instance_group count (default 2, one per core)")
+    ap.add_argument("--queue-delay-us", type=int, default=0,
+                    help="dynamic_batching max_queue_delay_microseconds (default 0)")
     ap.add_argument("--shared-memory", action="store_true",
                     help="tensors through system shared memory (perf_analyzer --shared-memory system)")
     ap.add_argument("--port", type=int, default=8600)
@@ -215,7 +217,9 @@ def main() -> int:
     print("onnxruntime direct (samples/s): " + ", ".join(f"b{b}={v:.0f}" for b, v in d.items()))
     runs = []
     try:
-        config.write_text(base_config.replace("count: 1", f"count: {a.instances}") + params)
+        config.write_text(base_config.replace("count: 1", f"count: {a.instances}").replace(
+            "max_queue_delay_microseconds: 0",
+            f"max_queue_delay_microseconds: {a.queue_delay_us}") + params)
         for cb in a.client_batch:
             for rnd in range(a.rounds):
                 before = direct.samples_per_s(best_b, a.seconds)
@@ -234,7 +238,7 @@ def main() -> int:
                for cb in a.client_batch}
     report = {
         "protocol": a.protocol, "concurrency": a.concurrency, "instances": a.instances,
-        "shared_memory": a.shared_memory,
+        "shared_memory": a.shared_memory, "queue_delay_us": a.queue_delay_us,
         "ort_params": a.ort_param,
         "direct_best_batch": best_b, "direct_best_samples_per_s": d[best_b],
         "direct_per_batch": d, "batcher_in_process": batcher_overhead(), "runs": runs,
