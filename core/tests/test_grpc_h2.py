@@ -187,6 +187,72 @@ def test_not_grpc_content_type_is_415(raw):
     assert h[b":status"] == b"415"
 
 
+ECHO = b"/test.Metadata/Echo"
+
+
+async def _echo_metadata(request, context) -> bytes:
+    """What a servicer sees of its call's metadata (the x-* keys), on either engine."""
+    return repr([(k, v) for k, v in context.invocation_metadata() if k.startswith("x-")]).encode()
+
+
+@pytest.fixture
+def echo(served):
+    from triton_core.grpc.h2_server import Route
+
+    routes = served.front._h2.routes
+    routes[ECHO] = Route("Echo", _echo_metadata, bytes, bytes, False, None)
+    yield
+    del routes[ECHO]
+
+
+def test_binary_metadata_reaches_the_servicer_decoded(raw, echo):
+    """A -bin key's value is base64, padded or not (gRPC over HTTP/2)."""
+    for value, decoded in [(b"AP9h", b"\x00\xffa"), (b"AP8", b"\x00\xff"), (b"AP8=", b"\x00\xff"),
+                           (b"AA==", b"\x00"), (b"", b"")]:
+        h, body = raw.result(raw.call(ECHO, wire.frame(b""), [(b"x-test-bin", value),
+                                                              (b"x-text", b"AP8")]))
+        assert h[b"grpc-status"] == b"0", h
+        assert body[5:] == repr([("x-test-bin", decoded), ("x-text", "AP8")]).encode()
+
+
+@pytest.mark.parametrize("value", [b"!!", b"A", b"YR", b"A-8", b"AP8=A", b"AP 8"])
+def test_malformed_binary_metadata_fails_the_call(served, raw, echo, value):
+    """grpc C-core's answer (an HPACK stream error): INTERNAL, before any handler runs."""
+    h, body = raw.result(raw.call(ECHO, wire.frame(b""), [(b"x-test-bin", value)]))
+    assert h[b"grpc-status"] == b"13" and body == b"", h
+    assert h[b"grpc-message"] == b"Error parsing 'x-test-bin' metadata: illegal base64 encoding"
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+    assert_nothing_left(served)
+
+
+def test_a_servicer_sees_the_metadata_grpc_aio_gives(served, echo):
+    """Bytes for -bin keys, str for the others: the servicer sees the same types on both engines."""
+    import grpc
+
+    loop = LoopThread()
+
+    async def start():
+        srv = grpc.aio.server()
+        srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "test.Metadata", {"Echo": grpc.unary_unary_rpc_method_handler(_echo_metadata)}),))
+        port = srv.add_insecure_port("127.0.0.1:0")
+        await srv.start()
+        return srv, port
+
+    srv, port = loop.run(start())
+    md = (("x-test-bin", b"\x00\xff\x10"), ("x-empty-bin", b""), ("x-text", "plain text"))
+    try:
+        seen = []
+        for p in (served.port, port):
+            with grpc.insecure_channel(f"127.0.0.1:{p}") as ch:
+                seen.append(ch.unary_unary(ECHO.decode())(b"", metadata=md, timeout=10))
+    finally:
+        loop.run(srv.stop(0))
+        loop.close()
+    assert seen[0] == seen[1] == repr(list(md)).encode()
+
+
 def test_grpc_message_is_percent_encoded(raw):
     h, _ = raw.result(raw.call(INFER, wire.frame(infer_request("no_such_model_é"))))
     assert h[b"grpc-status"] == b"5"

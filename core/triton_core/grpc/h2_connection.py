@@ -51,8 +51,10 @@ class Call:
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise WireError(code, details)
 
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return tuple((k.decode("latin-1"), v.decode("latin-1"))
+    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        # as grpc.aio: -bin values decoded to bytes (_on_request refused malformed ones)
+        return tuple((k.decode("latin-1"),
+                      (wire.decode_binary(v) or b"") if k.endswith(b"-bin") else v.decode("latin-1"))
                      for k, v in self._stream.headers if not k.startswith(b":"))
 
     def time_remaining(self) -> float | None:
@@ -205,6 +207,7 @@ class GrpcConnection(asyncio.Protocol):
         encoding = b""
         accept = b""
         timeout = None
+        bad_binary = None
         for k, v in headers:
             if k == b":path":
                 path = v
@@ -216,11 +219,17 @@ class GrpcConnection(asyncio.Protocol):
                 accept = v
             elif k == b"grpc-timeout":
                 timeout = wire.parse_timeout(v)
+            elif k.endswith(b"-bin") and bad_binary is None and wire.decode_binary(v) is None:
+                bad_binary = k
         if not ctype.startswith(b"application/grpc"):
             self.h2.send_response(sid, [(b":status", b"415")], end_stream=True)
             return
         route = self.server.routes.get(path)
         s = Stream(sid, route, headers, wire.MessageReader(encoding, self.opts.max_receive_message_length))  # type: ignore[arg-type]
+        if bad_binary is not None:
+            e = wire.binary_error(bad_binary)
+            self._finish(s, e.code, e.details)
+            return
         if route is None:
             self._finish(s, grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
             return
