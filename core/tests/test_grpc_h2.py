@@ -37,9 +37,9 @@ class RawClient:
             self.sock.sendall(data)
 
     def start(self, path: bytes, headers: list | None = None,
-              content_type: bytes = b"application/grpc") -> int:
+              content_type: bytes = b"application/grpc", method: bytes = b"POST") -> int:
         sid = self.h2.send_request([
-            (b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
+            (b":method", method), (b":scheme", b"http"), (b":path", path),
             (b":authority", b"localhost"), (b"content-type", content_type), (b"te", b"trailers"),
             *(headers or [])])
         self.flush()
@@ -185,6 +185,20 @@ def test_a_gzip_request_is_read(raw):
 def test_not_grpc_content_type_is_415(raw):
     h, _ = raw.result(raw.call(LIVE, wire.frame(b""), content_type=b"application/json"))
     assert h[b":status"] == b"415"
+
+
+@pytest.mark.parametrize("method", [b"GET", b"PUT", b"HEAD"])
+def test_a_method_other_than_post_is_refused(served, raw, method):
+    """As grpc C-core's http_server_filter: gRPC status UNKNOWN "Bad method header", and no
+    handler runs (as a POST, this request would infer)."""
+    sid = raw.start(INFER, method=method)
+    raw.send(sid, wire.frame(infer_request()))
+    h, body = raw.result(sid)
+    assert h[b":status"] == b"200" and h[b"grpc-status"] == b"2", h
+    assert h[b"grpc-message"] == b"Bad method header" and body == b""
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+    assert_nothing_left(served)
 
 
 ECHO = b"/test.Metadata/Echo"

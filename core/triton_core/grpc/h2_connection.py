@@ -202,6 +202,7 @@ class GrpcConnection(asyncio.Protocol):
 
     # calls ------------------------------------------------------------------------------
     def _on_request(self, sid: int, headers: tuple, end_stream: bool) -> None:
+        method = b""
         path = b""
         ctype = b""
         encoding = b""
@@ -211,6 +212,8 @@ class GrpcConnection(asyncio.Protocol):
         for k, v in headers:
             if k == b":path":
                 path = v
+            elif k == b":method":
+                method = v
             elif k == b"content-type":
                 ctype = v
             elif k == b"grpc-encoding":
@@ -221,6 +224,10 @@ class GrpcConnection(asyncio.Protocol):
                 timeout = wire.parse_timeout(v)
             elif k.endswith(b"-bin") and bad_binary is None and wire.decode_binary(v) is None:
                 bad_binary = k
+        if method != b"POST":  # grpc C-core's answer (http_server_filter); no handler runs
+            self._finish(Stream(sid, None, headers, None),  # type: ignore[arg-type]
+                         grpc.StatusCode.UNKNOWN, "Bad method header")
+            return
         if not ctype.startswith(b"application/grpc"):
             self.h2.send_response(sid, [(b":status", b"415")], end_stream=True)
             return
