@@ -88,6 +88,13 @@ class RawClient:
                 body += e.data
         return headers, body
 
+    def reset_code(self, sid: int) -> int:
+        """The error code of the server's RST_STREAM for the call (it may follow the status)."""
+        self.read_until(lambda: any(isinstance(e, ngh2.StreamReset) and e.stream_id == sid
+                                    for e in self.events))
+        return next(e.error_code for e in self.events
+                    if isinstance(e, ngh2.StreamReset) and e.stream_id == sid)
+
     def has(self, kind: type) -> bool:
         return any(isinstance(e, kind) for e in self.events)
 
@@ -566,6 +573,72 @@ def test_a_call_reset_as_it_arrives_is_not_left_pending(tmp_path):
         s.close()
 
 
+# --- a call the server ends while the client still sends: its status, then RST_STREAM(NO_ERROR) ---
+
+def _ends_unknown_method(c):
+    sid = c.start(b"/inference.GRPCInferenceService/NoSuchRpc")
+    c.send(sid, wire.frame(b"abc")[:4], end=False)
+    return sid, {b"grpc-status": b"12"}
+
+
+def _ends_too_large(c):
+    sid = c.start(INFER)
+    c.send(sid, wire.frame(b"\x00" * ((1 << 20) + 1))[:100], end=False)
+    return sid, {b"grpc-status": b"8"}
+
+
+def _ends_past_its_deadline(c):
+    sid = c.start(INFER, [(b"grpc-timeout", b"50m")])
+    c.send(sid, wire.frame(infer_request())[:20], end=False)
+    return sid, {b"grpc-status": b"4"}
+
+
+def _ends_on_a_bad_stream_message(c):
+    sid = c.start(STREAM)
+    c.send(sid, wire.frame(infer_request()) + b"\x07\x00\x00\x00\x00", end=False)
+    return sid, {b"grpc-status": b"13"}
+
+
+def _ends_on_a_stream_message_not_protobuf(c):
+    sid = c.start(STREAM)
+    c.send(sid, wire.frame(b"\xff\xff\xff"), end=False)
+    return sid, {b"grpc-status": b"13"}
+
+
+def _ends_not_grpc(c):
+    sid = c.start(LIVE, content_type=b"application/json")
+    c.send(sid, b"{", end=False)
+    return sid, {b":status": b"415"}
+
+
+def _ends_not_post(c):
+    sid = c.start(INFER, method=b"PUT")
+    c.send(sid, wire.frame(infer_request())[:20], end=False)
+    return sid, {b"grpc-status": b"2"}
+
+
+def _ends_on_bad_binary_metadata(c):
+    sid = c.start(LIVE, [(b"x-test-bin", b"!!")])
+    c.send(sid, b"\x00", end=False)
+    return sid, {b"grpc-status": b"13"}
+
+
+@pytest.mark.parametrize("kind", [
+    _ends_unknown_method, _ends_too_large, _ends_past_its_deadline, _ends_on_a_bad_stream_message,
+    _ends_on_a_stream_message_not_protobuf, _ends_not_grpc, _ends_not_post,
+    _ends_on_bad_binary_metadata], ids=lambda f: f.__name__.removeprefix("_ends_"))
+def test_a_call_ended_while_the_client_sends_is_reset_with_no_error(served, raw, kind):
+    """gRPC over HTTP/2 (and grpc C-core): a status sent before the client's END_STREAM is
+    followed by RST_STREAM(NO_ERROR), so that the client stops sending; the connection serves on."""
+    sid, expected = kind(raw)
+    h, _ = raw.result(sid)
+    assert {k: h.get(k) for k in expected} == expected, h
+    assert raw.reset_code(sid) == ngh2.ErrorCode.NO_ERROR
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+    assert_nothing_left(served)
+
+
 # --- ModelStreamInfer through tritonclient -------------------------------------------------------
 
 BIG = 7 << 20
@@ -692,6 +765,33 @@ def test_a_slow_reader_holds_back_stream_responses_larger_than_the_window(expr_s
             assert out == np.full(BIG // 4, i, np.int32).tobytes()
             body = body[5 + n:]
         assert sorted(ids) == [0, 1, 2]
+    finally:
+        c.close()
+    assert_nothing_left(expr_served)
+
+
+def test_a_reset_waits_for_the_status_queued_behind_responses(expr_served):
+    """The call ends while its 7 MiB answer waits for the client's window: its status goes out
+    after the answer, and the reset (which would drop both) only then."""
+    c = RawClient(expr_served.port)
+    try:
+        sid = c.start(STREAM)
+        msg = pb.ModelInferRequest(model_name="big", id="7")
+        msg.inputs.add(name="IN", datatype="INT32", shape=[1]).contents.int_contents.append(7)
+        c.send(sid, wire.frame(msg.SerializeToString()), end=False)
+
+        def conns() -> list:
+            return list(expr_served.front._h2.connections)
+
+        wait_for(lambda: any(x.h2.queued_body_size(sid) > 0 for x in conns()), "the answer to queue")
+        c.send(sid, wire.frame(b"\xff\xff\xff"), end=False)  # not protobuf: the call ends
+        wait_for(lambda: any(sid in x._resets for x in conns()), "the status to wait")
+        h, body = c.result(sid)
+        assert h[b"grpc-status"] == b"13", h
+        assert pb.ModelStreamInferResponse.FromString(body[5:]).infer_response.id == "7"
+        assert c.reset_code(sid) == ngh2.ErrorCode.NO_ERROR
+        kinds = [type(e) for e in c.events if getattr(e, "stream_id", None) == sid]
+        assert kinds.index(ngh2.TrailersReceived) < kinds.index(ngh2.StreamReset)
     finally:
         c.close()
     assert_nothing_left(expr_served)
@@ -1021,6 +1121,15 @@ def _unknown_method_sent_on(s, c, i):
     c.read_until(lambda: c.h2.queued_body_size(sid) == 0)
 
 
+def _refused_sent_on(s, c, i):
+    sid = c.start(HOLD, method=b"PUT")
+    c.h2.send_data(sid, wire.frame(b"z" * (2 << 20)), end_stream=True)  # 2 connection windows
+    c.flush()
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"2", h
+    c.read_until(lambda: c.h2.queued_body_size(sid) == 0)
+
+
 def _stream_reset_on_a_bad_message(s, c, i):
     sid = c.start(HOLD, [(b"x-gate", f"b{i}".encode())])
     c.send(sid, wire.frame(b"x" * PIECE) + b"\x07\x00\x00\x00\x00" + wire.frame(b"x" * PIECE),
@@ -1036,7 +1145,8 @@ def _large_unary_both_ways(s, c, i):
 @pytest.mark.parametrize("kind", [
     _held_then_read, _messages_larger_than_the_window, _held_then_reset_by_the_client,
     _held_then_ended_by_the_server_unread, _held_past_its_deadline, _unknown_method_sent_on,
-    _stream_reset_on_a_bad_message, _large_unary_both_ways], ids=lambda f: f.__name__.strip("_"))
+    _refused_sent_on, _stream_reset_on_a_bad_message, _large_unary_both_ways],
+    ids=lambda f: f.__name__.strip("_"))
 def test_every_way_a_call_ends_gives_its_window_back(small_holds, kind):
     """Each way, more than the connection's window in all: a call's bytes never acknowledged
     would stop the connection (read_until times out)."""
@@ -1078,3 +1188,19 @@ def test_data_for_a_stream_the_server_reset_counts_for_the_connection(small_hold
         assert_nothing_left(small_holds)
     finally:
         c.close()
+
+
+def test_a_stream_the_server_ends_first_is_reset_after_its_status(holds):
+    """The handler returns (OK) while the client still streams: the client is told to stop."""
+    c = RawClient(holds.port)
+    try:
+        sid = c.start(HOLD, [(b"x-gate", b"first"), (b"x-then", b"return")])
+        c.send(sid, wire.frame(b"x"), end=False)
+        holds.open("first")
+        h, _ = c.result(sid)
+        assert h[b"grpc-status"] == b"0", h
+        assert c.reset_code(sid) == ngh2.ErrorCode.NO_ERROR
+        barrier(c)
+    finally:
+        c.close()
+    assert_nothing_left(holds)
