@@ -697,3 +697,19 @@ def test_stop_ends_open_streams_and_answers_their_requests(tmp_path):
             c.close()
         loop.close()
         server.stop()
+
+
+@pytest.mark.parametrize("engine", ["h2", "grpcio"])
+def test_restricted_protocol_with_a_binary_header(tmp_path, engine):
+    """A -bin key's value is compared decoded, as Triton compares the metadata's bytes."""
+    h = Harness(tmp_path, engine=engine, restricted={"health": ("x-key-bin", "secret")})
+    c = h.client()
+    try:
+        with pytest.raises(InferenceServerException, match="expecting header 'x-key-bin'"):
+            c.is_server_live()
+        with pytest.raises(InferenceServerException, match="restricted"):
+            c.is_server_live(headers={"x-key-bin": b"wrong"})
+        assert c.is_server_live(headers={"x-key-bin": b"secret"})
+    finally:
+        c.close()
+        h.close()

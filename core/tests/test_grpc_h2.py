@@ -37,9 +37,9 @@ class RawClient:
             self.sock.sendall(data)
 
     def start(self, path: bytes, headers: list | None = None,
-              content_type: bytes = b"application/grpc") -> int:
+              content_type: bytes = b"application/grpc", method: bytes = b"POST") -> int:
         sid = self.h2.send_request([
-            (b":method", b"POST"), (b":scheme", b"http"), (b":path", path),
+            (b":method", method), (b":scheme", b"http"), (b":path", path),
             (b":authority", b"localhost"), (b"content-type", content_type), (b"te", b"trailers"),
             *(headers or [])])
         self.flush()
@@ -87,6 +87,13 @@ class RawClient:
             elif isinstance(e, ngh2.DataReceived):
                 body += e.data
         return headers, body
+
+    def reset_code(self, sid: int) -> int:
+        """The error code of the server's RST_STREAM for the call (it may follow the status)."""
+        self.read_until(lambda: any(isinstance(e, ngh2.StreamReset) and e.stream_id == sid
+                                    for e in self.events))
+        return next(e.error_code for e in self.events
+                    if isinstance(e, ngh2.StreamReset) and e.stream_id == sid)
 
     def has(self, kind: type) -> bool:
         return any(isinstance(e, kind) for e in self.events)
@@ -185,6 +192,86 @@ def test_a_gzip_request_is_read(raw):
 def test_not_grpc_content_type_is_415(raw):
     h, _ = raw.result(raw.call(LIVE, wire.frame(b""), content_type=b"application/json"))
     assert h[b":status"] == b"415"
+
+
+@pytest.mark.parametrize("method", [b"GET", b"PUT", b"HEAD"])
+def test_a_method_other_than_post_is_refused(served, raw, method):
+    """As grpc C-core's http_server_filter: gRPC status UNKNOWN "Bad method header", and no
+    handler runs (as a POST, this request would infer)."""
+    sid = raw.start(INFER, method=method)
+    raw.send(sid, wire.frame(infer_request()))
+    h, body = raw.result(sid)
+    assert h[b":status"] == b"200" and h[b"grpc-status"] == b"2", h
+    assert h[b"grpc-message"] == b"Bad method header" and body == b""
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+    assert_nothing_left(served)
+
+
+ECHO = b"/test.Metadata/Echo"
+
+
+async def _echo_metadata(request, context) -> bytes:
+    """What a servicer sees of its call's metadata (the x-* keys), on either engine."""
+    return repr([(k, v) for k, v in context.invocation_metadata() if k.startswith("x-")]).encode()
+
+
+@pytest.fixture
+def echo(served):
+    from triton_core.grpc.h2_server import Route
+
+    routes = served.front._h2.routes
+    routes[ECHO] = Route("Echo", _echo_metadata, bytes, bytes, False, None)
+    yield
+    del routes[ECHO]
+
+
+def test_binary_metadata_reaches_the_servicer_decoded(raw, echo):
+    """A -bin key's value is base64, padded or not (gRPC over HTTP/2)."""
+    for value, decoded in [(b"AP9h", b"\x00\xffa"), (b"AP8", b"\x00\xff"), (b"AP8=", b"\x00\xff"),
+                           (b"AA==", b"\x00"), (b"", b"")]:
+        h, body = raw.result(raw.call(ECHO, wire.frame(b""), [(b"x-test-bin", value),
+                                                              (b"x-text", b"AP8")]))
+        assert h[b"grpc-status"] == b"0", h
+        assert body[5:] == repr([("x-test-bin", decoded), ("x-text", "AP8")]).encode()
+
+
+@pytest.mark.parametrize("value", [b"!!", b"A", b"YR", b"A-8", b"AP8=A", b"AP 8"])
+def test_malformed_binary_metadata_fails_the_call(served, raw, echo, value):
+    """grpc C-core's answer (an HPACK stream error): INTERNAL, before any handler runs."""
+    h, body = raw.result(raw.call(ECHO, wire.frame(b""), [(b"x-test-bin", value)]))
+    assert h[b"grpc-status"] == b"13" and body == b"", h
+    assert h[b"grpc-message"] == b"Error parsing 'x-test-bin' metadata: illegal base64 encoding"
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+    assert_nothing_left(served)
+
+
+def test_a_servicer_sees_the_metadata_grpc_aio_gives(served, echo):
+    """Bytes for -bin keys, str for the others: the servicer sees the same types on both engines."""
+    import grpc
+
+    loop = LoopThread()
+
+    async def start():
+        srv = grpc.aio.server()
+        srv.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "test.Metadata", {"Echo": grpc.unary_unary_rpc_method_handler(_echo_metadata)}),))
+        port = srv.add_insecure_port("127.0.0.1:0")
+        await srv.start()
+        return srv, port
+
+    srv, port = loop.run(start())
+    md = (("x-test-bin", b"\x00\xff\x10"), ("x-empty-bin", b""), ("x-text", "plain text"))
+    try:
+        seen = []
+        for p in (served.port, port):
+            with grpc.insecure_channel(f"127.0.0.1:{p}") as ch:
+                seen.append(ch.unary_unary(ECHO.decode())(b"", metadata=md, timeout=10))
+    finally:
+        loop.run(srv.stop(0))
+        loop.close()
+    assert seen[0] == seen[1] == repr(list(md)).encode()
 
 
 def test_grpc_message_is_percent_encoded(raw):
@@ -486,6 +573,72 @@ def test_a_call_reset_as_it_arrives_is_not_left_pending(tmp_path):
         s.close()
 
 
+# --- a call the server ends while the client still sends: its status, then RST_STREAM(NO_ERROR) ---
+
+def _ends_unknown_method(c):
+    sid = c.start(b"/inference.GRPCInferenceService/NoSuchRpc")
+    c.send(sid, wire.frame(b"abc")[:4], end=False)
+    return sid, {b"grpc-status": b"12"}
+
+
+def _ends_too_large(c):
+    sid = c.start(INFER)
+    c.send(sid, wire.frame(b"\x00" * ((1 << 20) + 1))[:100], end=False)
+    return sid, {b"grpc-status": b"8"}
+
+
+def _ends_past_its_deadline(c):
+    sid = c.start(INFER, [(b"grpc-timeout", b"50m")])
+    c.send(sid, wire.frame(infer_request())[:20], end=False)
+    return sid, {b"grpc-status": b"4"}
+
+
+def _ends_on_a_bad_stream_message(c):
+    sid = c.start(STREAM)
+    c.send(sid, wire.frame(infer_request()) + b"\x07\x00\x00\x00\x00", end=False)
+    return sid, {b"grpc-status": b"13"}
+
+
+def _ends_on_a_stream_message_not_protobuf(c):
+    sid = c.start(STREAM)
+    c.send(sid, wire.frame(b"\xff\xff\xff"), end=False)
+    return sid, {b"grpc-status": b"13"}
+
+
+def _ends_not_grpc(c):
+    sid = c.start(LIVE, content_type=b"application/json")
+    c.send(sid, b"{", end=False)
+    return sid, {b":status": b"415"}
+
+
+def _ends_not_post(c):
+    sid = c.start(INFER, method=b"PUT")
+    c.send(sid, wire.frame(infer_request())[:20], end=False)
+    return sid, {b"grpc-status": b"2"}
+
+
+def _ends_on_bad_binary_metadata(c):
+    sid = c.start(LIVE, [(b"x-test-bin", b"!!")])
+    c.send(sid, b"\x00", end=False)
+    return sid, {b"grpc-status": b"13"}
+
+
+@pytest.mark.parametrize("kind", [
+    _ends_unknown_method, _ends_too_large, _ends_past_its_deadline, _ends_on_a_bad_stream_message,
+    _ends_on_a_stream_message_not_protobuf, _ends_not_grpc, _ends_not_post,
+    _ends_on_bad_binary_metadata], ids=lambda f: f.__name__.removeprefix("_ends_"))
+def test_a_call_ended_while_the_client_sends_is_reset_with_no_error(served, raw, kind):
+    """gRPC over HTTP/2 (and grpc C-core): a status sent before the client's END_STREAM is
+    followed by RST_STREAM(NO_ERROR), so that the client stops sending; the connection serves on."""
+    sid, expected = kind(raw)
+    h, _ = raw.result(sid)
+    assert {k: h.get(k) for k in expected} == expected, h
+    assert raw.reset_code(sid) == ngh2.ErrorCode.NO_ERROR
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b"")))
+    assert h[b"grpc-status"] == b"0"
+    assert_nothing_left(served)
+
+
 # --- ModelStreamInfer through tritonclient -------------------------------------------------------
 
 BIG = 7 << 20
@@ -612,6 +765,33 @@ def test_a_slow_reader_holds_back_stream_responses_larger_than_the_window(expr_s
             assert out == np.full(BIG // 4, i, np.int32).tobytes()
             body = body[5 + n:]
         assert sorted(ids) == [0, 1, 2]
+    finally:
+        c.close()
+    assert_nothing_left(expr_served)
+
+
+def test_a_reset_waits_for_the_status_queued_behind_responses(expr_served):
+    """The call ends while its 7 MiB answer waits for the client's window: its status goes out
+    after the answer, and the reset (which would drop both) only then."""
+    c = RawClient(expr_served.port)
+    try:
+        sid = c.start(STREAM)
+        msg = pb.ModelInferRequest(model_name="big", id="7")
+        msg.inputs.add(name="IN", datatype="INT32", shape=[1]).contents.int_contents.append(7)
+        c.send(sid, wire.frame(msg.SerializeToString()), end=False)
+
+        def conns() -> list:
+            return list(expr_served.front._h2.connections)
+
+        wait_for(lambda: any(x.h2.queued_body_size(sid) > 0 for x in conns()), "the answer to queue")
+        c.send(sid, wire.frame(b"\xff\xff\xff"), end=False)  # not protobuf: the call ends
+        wait_for(lambda: any(sid in x._resets for x in conns()), "the status to wait")
+        h, body = c.result(sid)
+        assert h[b"grpc-status"] == b"13", h
+        assert pb.ModelStreamInferResponse.FromString(body[5:]).infer_response.id == "7"
+        assert c.reset_code(sid) == ngh2.ErrorCode.NO_ERROR
+        kinds = [type(e) for e in c.events if getattr(e, "stream_id", None) == sid]
+        assert kinds.index(ngh2.TrailersReceived) < kinds.index(ngh2.StreamReset)
     finally:
         c.close()
     assert_nothing_left(expr_served)
@@ -941,6 +1121,15 @@ def _unknown_method_sent_on(s, c, i):
     c.read_until(lambda: c.h2.queued_body_size(sid) == 0)
 
 
+def _refused_sent_on(s, c, i):
+    sid = c.start(HOLD, method=b"PUT")
+    c.h2.send_data(sid, wire.frame(b"z" * (2 << 20)), end_stream=True)  # 2 connection windows
+    c.flush()
+    h, _ = c.result(sid)
+    assert h[b"grpc-status"] == b"2", h
+    c.read_until(lambda: c.h2.queued_body_size(sid) == 0)
+
+
 def _stream_reset_on_a_bad_message(s, c, i):
     sid = c.start(HOLD, [(b"x-gate", f"b{i}".encode())])
     c.send(sid, wire.frame(b"x" * PIECE) + b"\x07\x00\x00\x00\x00" + wire.frame(b"x" * PIECE),
@@ -956,7 +1145,8 @@ def _large_unary_both_ways(s, c, i):
 @pytest.mark.parametrize("kind", [
     _held_then_read, _messages_larger_than_the_window, _held_then_reset_by_the_client,
     _held_then_ended_by_the_server_unread, _held_past_its_deadline, _unknown_method_sent_on,
-    _stream_reset_on_a_bad_message, _large_unary_both_ways], ids=lambda f: f.__name__.strip("_"))
+    _refused_sent_on, _stream_reset_on_a_bad_message, _large_unary_both_ways],
+    ids=lambda f: f.__name__.strip("_"))
 def test_every_way_a_call_ends_gives_its_window_back(small_holds, kind):
     """Each way, more than the connection's window in all: a call's bytes never acknowledged
     would stop the connection (read_until times out)."""
@@ -998,3 +1188,19 @@ def test_data_for_a_stream_the_server_reset_counts_for_the_connection(small_hold
         assert_nothing_left(small_holds)
     finally:
         c.close()
+
+
+def test_a_stream_the_server_ends_first_is_reset_after_its_status(holds):
+    """The handler returns (OK) while the client still streams: the client is told to stop."""
+    c = RawClient(holds.port)
+    try:
+        sid = c.start(HOLD, [(b"x-gate", b"first"), (b"x-then", b"return")])
+        c.send(sid, wire.frame(b"x"), end=False)
+        holds.open("first")
+        h, _ = c.result(sid)
+        assert h[b"grpc-status"] == b"0", h
+        assert c.reset_code(sid) == ngh2.ErrorCode.NO_ERROR
+        barrier(c)
+    finally:
+        c.close()
+    assert_nothing_left(holds)

@@ -51,8 +51,10 @@ class Call:
     async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
         raise WireError(code, details)
 
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
-        return tuple((k.decode("latin-1"), v.decode("latin-1"))
+    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        # as grpc.aio: -bin values decoded to bytes (_on_request refused malformed ones)
+        return tuple((k.decode("latin-1"),
+                      (wire.decode_binary(v) or b"") if k.endswith(b"-bin") else v.decode("latin-1"))
                      for k, v in self._stream.headers if not k.startswith(b":"))
 
     def time_remaining(self) -> float | None:
@@ -101,6 +103,9 @@ class GrpcConnection(asyncio.Protocol):
         self.unacked = 0  # bytes received and not acknowledged yet, on every stream
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, Stream] = {}
+        # streams ended before the client's side whose status waits behind their responses
+        # (flow control): reset once it has gone out (_send_resets)
+        self._resets: dict[int, Stream] = {}
         self.fd = -1
         self.loop = asyncio.get_running_loop()
         self._writable: asyncio.Future | None = None
@@ -143,6 +148,7 @@ class GrpcConnection(asyncio.Protocol):
         for s in list(self.streams.values()):
             self._drop(s)
         self.streams.clear()
+        self._resets.clear()
         if self._writable is not None and not self._writable.done():
             self._writable.set_result(None)
 
@@ -164,6 +170,8 @@ class GrpcConnection(asyncio.Protocol):
             return
         if self._handle(h2.events()):
             self.flush()
+            if self._resets:  # WINDOW_UPDATEs may have let a waiting status out
+                self._send_resets()
             # libnghttp2's own RST_STREAM (the peer's stream error) closes its stream as it is
             # sent, in flush(): the StreamClosed shows only now
             self._handle(h2.events())
@@ -200,14 +208,18 @@ class GrpcConnection(asyncio.Protocol):
 
     # calls ------------------------------------------------------------------------------
     def _on_request(self, sid: int, headers: tuple, end_stream: bool) -> None:
+        method = b""
         path = b""
         ctype = b""
         encoding = b""
         accept = b""
         timeout = None
+        bad_binary = None
         for k, v in headers:
             if k == b":path":
                 path = v
+            elif k == b":method":
+                method = v
             elif k == b"content-type":
                 ctype = v
             elif k == b"grpc-encoding":
@@ -216,17 +228,29 @@ class GrpcConnection(asyncio.Protocol):
                 accept = v
             elif k == b"grpc-timeout":
                 timeout = wire.parse_timeout(v)
+            elif k.endswith(b"-bin") and bad_binary is None and wire.decode_binary(v) is None:
+                bad_binary = k
+        if method != b"POST":  # grpc C-core's answer (http_server_filter); no handler runs
+            self._refuse(Stream(sid, None, headers, None), end_stream,  # type: ignore[arg-type]
+                         WireError(grpc.StatusCode.UNKNOWN, "Bad method header"))
+            return
         if not ctype.startswith(b"application/grpc"):
             self.h2.send_response(sid, [(b":status", b"415")], end_stream=True)
+            if not end_stream:  # the client may stop sending the body (see _stop_client)
+                self.flush()
+                self._reset(sid)
             return
         route = self.server.routes.get(path)
         s = Stream(sid, route, headers, wire.MessageReader(encoding, self.opts.max_receive_message_length))  # type: ignore[arg-type]
+        if bad_binary is not None:
+            self._refuse(s, end_stream, wire.binary_error(bad_binary))
+            return
         if route is None:
-            self._finish(s, grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
+            self._refuse(s, end_stream, WireError(grpc.StatusCode.UNIMPLEMENTED, "Method not found!"))
             return
         refusal = self.server.refusal(route, headers)
         if refusal is not None:
-            self._finish(s, grpc.StatusCode.UNAVAILABLE, refusal)
+            self._refuse(s, end_stream, WireError(grpc.StatusCode.UNAVAILABLE, refusal))
             return
         if self.server.gzip_level and b"gzip" in accept:
             s.gzip = self.server.gzip_level
@@ -241,6 +265,11 @@ class GrpcConnection(asyncio.Protocol):
         if end_stream:
             self._on_data(sid, b"", True)
 
+    def _refuse(self, s: Stream, end_stream: bool, e: WireError) -> None:
+        """Ends a call no handler runs for (it was never in self.streams)."""
+        s.ended = end_stream  # when not, the status is followed by a reset
+        self._finish(s, e.code, e.details)
+
     def _on_data(self, sid: int, data: bytes, end: bool) -> None:
         s = self.streams.get(sid)
         n = len(data)
@@ -248,6 +277,8 @@ class GrpcConnection(asyncio.Protocol):
         if s is None or s.closed or s.ended:
             if n:  # nobody reads these: the client may send on
                 self._acknowledge(sid, n)
+            if end and s is not None:  # a reset waiting for the status has nothing to stop
+                s.ended = True
             return
         q = s.messages
         ends: list[int] = []
@@ -263,9 +294,8 @@ class GrpcConnection(asyncio.Protocol):
             if end and s.reader.partial:
                 raise WireError(grpc.StatusCode.INTERNAL, "the request ended inside a message")
         except WireError as e:
+            s.ended = end  # else the status is followed by a reset: the client may stop sending
             self._finish(s, e.code, e.details)
-            self.h2.reset_stream(sid, ngh2.ErrorCode.NO_ERROR)
-            self.streams.pop(sid, None)
             self._drop(s)  # a stream's handler waits for requests no more
             return
         if end:
@@ -358,10 +388,6 @@ class GrpcConnection(asyncio.Protocol):
                 msg = decode(m)
             except Exception as e:  # noqa: BLE001 - the stream ends with the reason
                 self._finish(s, grpc.StatusCode.INTERNAL, f"Exception deserializing request: {e}")
-                if not s.ended:  # the client may stop sending (as in _on_data)
-                    self.h2.reset_stream(s.id, ngh2.ErrorCode.NO_ERROR)
-                    self.flush()
-                self.streams.pop(s.id, None)
                 self._drop(s)  # the call is over: its handler and requests are cancelled
                 return
             yield msg
@@ -379,9 +405,12 @@ class GrpcConnection(asyncio.Protocol):
         s.expired = True
         self._cancel_task(s)
         self._finish(s, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
-        self.h2.reset_stream(s.id, ngh2.ErrorCode.CANCEL)
+        if self.h2.queued_body_size(s.id):
+            # the status waits behind responses the client has not read: past its deadline the
+            # call ends now, with what is unsent (grpc C-core drops unsent messages too)
+            self._resets.pop(s.id, None)
+            self._reset(s.id, ngh2.ErrorCode.CANCEL)
         self.streams.pop(s.id, None)
-        self.flush()
 
     def _drop(self, s: Stream) -> None:
         """The client reset the call or went away: its handler is cancelled."""
@@ -495,6 +524,37 @@ class GrpcConnection(asyncio.Protocol):
             except ngh2.NGH2Error:
                 return
             self._sent()
+        self.flush()
+        self._stop_client(s)
+
+    def _stop_client(self, s: Stream) -> None:
+        """The status is sent and the client's side is still open: RST_STREAM(NO_ERROR) tells
+        it to stop sending (gRPC over HTTP/2; grpc C-core does so). Only once the status has
+        gone out: a reset drops what is queued for the stream, the status with it."""
+        if s.ended:
+            return
+        if self.h2.queued_body_size(s.id):  # flow control holds responses before it
+            self._resets[s.id] = s
+            return
+        self.streams.pop(s.id, None)  # what still arrives is acknowledged as it comes
+        self._reset(s.id)
+
+    def _send_resets(self) -> None:
+        for sid, s in list(self._resets.items()):
+            if self.streams.get(sid) is not s or s.ended:  # the client reset it or ended too
+                del self._resets[sid]
+            elif not self.h2.queued_body_size(sid):  # the status has gone out
+                del self._resets[sid]
+                self.streams.pop(sid, None)
+                self._reset(sid)
+
+    def _reset(self, sid: int, code: int = ngh2.ErrorCode.NO_ERROR) -> None:
+        """After a reset libnghttp2 reads what the client still sends for the stream itself,
+        counting it for the connection window (no DataReceived)."""
+        try:
+            self.h2.reset_stream(sid, code)
+        except ngh2.NGH2Error:
+            return
         self.flush()
 
     def _close_stream(self, s: Stream, trailers: list[tuple[bytes, bytes]]) -> None:

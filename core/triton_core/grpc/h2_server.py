@@ -15,7 +15,7 @@ from tritonclient.grpc import service_pb2 as pb
 from ..closing import close_connections
 from ..errors import TritonError
 from ..http_server import WaitingClients
-from . import health
+from . import health, wire
 from .h2_connection import GrpcConnection
 from .restricted import CATEGORIES
 from .wire import ZLIB_LEVELS
@@ -78,7 +78,9 @@ class H2Server:
                  health_check: Callable[[str, Any], Awaitable[int]]) -> None:
         self.options = options
         self.routes = routes_for(servicer, health_check)
-        self.restricted = {cat: (key.lower().encode("latin-1"), value.encode("latin-1"))
+        # a -bin key's value is compared decoded (its UTF-8 bytes), as Triton compares the bytes
+        self.restricted = {cat: (key.lower().encode("latin-1"),
+                                 value.encode() if key.lower().endswith("-bin") else value.encode("latin-1"))
                            for cat, (key, value) in options.restricted.items()}
         self._messages = {cat: f"This protocol is restricted, expecting header '{key}'"
                           for cat, (key, _) in options.restricted.items()}
@@ -103,8 +105,9 @@ class H2Server:
         if rule is None:
             return None
         key, value = rule
+        binary = key.endswith(b"-bin")
         for k, v in headers:
-            if k == key and v == value:
+            if k == key and (wire.decode_binary(v) if binary else v) == value:
                 return None
         return self._messages[route.category]  # type: ignore[index]
 

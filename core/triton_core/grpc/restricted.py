@@ -37,8 +37,11 @@ class RestrictedProtocols(grpc.aio.ServerInterceptor):
         if rule is None:
             return await continuation(details)
         key, value = rule
+        name = key.lower()
+        # grpc.aio gives a -bin key's value decoded, as bytes
+        expected: str | bytes = value.encode() if name.endswith("-bin") else value
         for k, v in details.invocation_metadata or ():
-            if k == key.lower() and v == value:
+            if k == name and v == expected:
                 return await continuation(details)
         message = f"This protocol is restricted, expecting header '{key}'"
 

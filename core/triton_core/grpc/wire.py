@@ -3,6 +3,7 @@ grpc-timeout and the status trailers (grpc/doc/PROTOCOL-HTTP2.md)."""
 
 from __future__ import annotations
 
+import binascii
 import zlib
 
 import grpc
@@ -35,6 +36,24 @@ def parse_timeout(value: bytes) -> float | None:
     if unit is None or not digits.isdigit() or len(digits) > 8:
         return None
     return int(digits) * unit
+
+
+def decode_binary(value: bytes) -> bytes | None:
+    """A -bin metadata value: base64 (the standard alphabet), padded or not; None when
+    malformed. As grpc C-core reads it: any trailing '=' ignored, the unused bits zero."""
+    data = value.rstrip(b"=")
+    try:
+        out = binascii.a2b_base64(data + b"=" * (-len(data) % 4), strict_mode=True)
+    except binascii.Error:
+        return None
+    # a2b_base64 ignores the unused bits of the last character: C-core refuses them set
+    return out if binascii.b2a_base64(out, newline=False).rstrip(b"=") == data else None
+
+
+def binary_error(key: bytes) -> WireError:
+    # grpc C-core's words (an HPACK stream error)
+    return WireError(grpc.StatusCode.INTERNAL,
+                     f"Error parsing '{key.decode('latin-1')}' metadata: illegal base64 encoding")
 
 
 def frame(payload: bytes, compressed: bool = False) -> bytes:
