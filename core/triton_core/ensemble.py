@@ -4,7 +4,8 @@ Each step names a composing model (and version, -1 = the newest ready one),
 an ``input_map`` {step input: ensemble tensor} and an ``output_map`` {step
 output: ensemble tensor}. The steps form a DAG: a step runs as soon as every
 tensor it consumes exists, so independent steps run concurrently. The first
-failing step ends the request with its error message; the ensemble's own
+failing step ends the request with its error message, after "in ensemble '<name>', "
+as Triton words it; the ensemble's own
 statistics count each request once, the composing models keep theirs.
 
 A step may be a decoupled model (Triton's rules): each of its responses is a
@@ -232,9 +233,8 @@ class _Run:
         resp = self._outputs_at(0)
         if resp is None:
             missing = [n for n in self.wanted if (n, 0) not in self.tensors]
-            self.outbox.append((InferenceResponse(error=TritonError.internal(
-                f"ensemble '{self.ens.name}' did not produce output '{missing[0]}'")),
-                RESPONSE_COMPLETE_FINAL, "BACKEND"))
+            self.outbox.append((InferenceResponse(error=self._named(TritonError.internal(
+                f"output '{missing[0]}' was not produced"))), RESPONSE_COMPLETE_FINAL, "BACKEND"))
             return
         self.outbox.append((resp, RESPONSE_COMPLETE_FINAL, ""))
 
@@ -343,7 +343,7 @@ class _Run:
                     self._finish_locked()
         if missing:
             self.fail(TritonError.internal(
-                f"in ensemble '{self.ens.name}', step model '{st.model_name}' did not produce {missing}"))
+                f"step model '{st.model_name}' did not produce {missing}"))
             return
         self._deliver()
         for j, it, inputs in ready:
@@ -355,10 +355,15 @@ class _Run:
                 return
             self.done = True
             children = list(self.children.values())
-            self.outbox.append((InferenceResponse(error=err), RESPONSE_COMPLETE_FINAL, reason))
+            self.outbox.append((InferenceResponse(error=self._named(err)), RESPONSE_COMPLETE_FINAL,
+                                reason))
         for _, c in children:
             c.cancelled = True
         self._deliver()
+
+    def _named(self, err: TritonError) -> TritonError:
+        """Triton's wording: an ensemble's error names the ensemble (nested ones each)."""
+        return TritonError(err.code, f"in ensemble '{self.ens.name}', {err.message}")
 
     def cancel(self) -> None:
         """The client gave up: tell the running steps (a queued one fails now)."""
