@@ -908,6 +908,9 @@ class Holds(Served):
         await self._gate(md.get("x-gate", "")).wait()
         if md.get("x-then") == "return":
             return
+        if "x-write" in md:  # answers that many bytes and ends without reading
+            await call.write(b"a" * int(md["x-write"]))
+            return
         h = hashlib.sha256()
         n = 0
         async for m in requests:
@@ -1204,3 +1207,46 @@ def test_a_stream_the_server_ends_first_is_reset_after_its_status(holds):
     finally:
         c.close()
     assert_nothing_left(holds)
+
+
+@pytest.mark.parametrize("size", [65535 - 5 - 1, 65535 - 5])
+def test_the_status_goes_out_before_the_reset_when_a_response_used_the_window_up(holds, size):
+    """65530 bytes fill the client's 65535-byte windows exactly: libnghttp2 then holds the
+    status until a WINDOW_UPDATE, and a reset sent meanwhile would have dropped it."""
+    c = RawClient(holds.port)
+    try:
+        sid = c.start(HOLD, [(b"x-gate", b"w"), (b"x-write", str(size).encode())])
+        c.send(sid, wire.frame(b"x"), end=False)
+        holds.open("w")
+        h, body = c.result(sid)
+        assert h.get(b"grpc-status") == b"0", h
+        assert len(body) == size + 5
+        assert c.reset_code(sid) == ngh2.ErrorCode.NO_ERROR
+        barrier(c)
+    finally:
+        c.close()
+    assert_nothing_left(holds)
+
+
+def test_a_stream_whose_response_is_too_large_ends_its_handler(tmp_path):
+    s = ExprServed(tmp_path, max_send_message_length=1 << 20)  # "big" answers 7 MiB
+    c = RawClient(s.port)
+    try:
+        sid = c.start(STREAM)
+        msg = pb.ModelInferRequest(model_name="big", id="7")
+        msg.inputs.add(name="IN", datatype="INT32", shape=[1]).contents.int_contents.append(7)
+        c.send(sid, wire.frame(msg.SerializeToString()), end=False)  # the client's side stays open
+        h, _ = c.result(sid)
+        assert h[b"grpc-status"] == str(grpc_code("RESOURCE_EXHAUSTED")).encode(), h
+        assert c.reset_code(sid) == ngh2.ErrorCode.NO_ERROR
+        barrier(c)
+        assert_nothing_left(s)  # the handler no longer waits for requests
+    finally:
+        c.close()
+        s.close()
+
+
+def grpc_code(name: str) -> int:
+    import grpc
+
+    return getattr(grpc.StatusCode, name).value[0]

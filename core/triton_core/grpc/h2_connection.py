@@ -465,6 +465,8 @@ class GrpcConnection(asyncio.Protocol):
         if len(body) > limit:
             self._finish(s, grpc.StatusCode.RESOURCE_EXHAUSTED,
                          f"Sent message larger than max ({len(body)} vs. {limit})")
+            if s.messages is not None:  # the call is over: its handler stops reading
+                self._drop(s)
             return False
         h2 = self.h2
         if not s.headers_sent:
@@ -533,19 +535,33 @@ class GrpcConnection(asyncio.Protocol):
         gone out: a reset drops what is queued for the stream, the status with it."""
         if s.ended:
             return
-        if self.h2.queued_body_size(s.id):  # flow control holds responses before it
+        if self._held(s.id):
             self._resets[s.id] = s
             return
         self.streams.pop(s.id, None)  # what still arrives is acknowledged as it comes
+        if s.messages is not None:  # a handler still reading sees the end of its requests
+            s.messages.put_nowait(None)
         self._reset(s.id)
+
+    def _held(self, sid: int) -> bool:
+        """The stream's status may still wait in libnghttp2: behind responses flow control
+        holds, or behind a window used up exactly (even the empty last DATA read waits)."""
+        h2 = self.h2
+        try:
+            return bool(h2.queued_body_size(sid)) or h2.stream_remote_window_size(sid) <= 0 \
+                or h2.remote_window_size <= 0
+        except ngh2.NGH2Error:
+            return False  # the stream is gone: nothing of it is queued
 
     def _send_resets(self) -> None:
         for sid, s in list(self._resets.items()):
             if self.streams.get(sid) is not s or s.ended:  # the client reset it or ended too
                 del self._resets[sid]
-            elif not self.h2.queued_body_size(sid):  # the status has gone out
+            elif not self._held(sid):  # the status has gone out
                 del self._resets[sid]
                 self.streams.pop(sid, None)
+                if s.messages is not None:
+                    s.messages.put_nowait(None)
                 self._reset(sid)
 
     def _reset(self, sid: int, code: int = ngh2.ErrorCode.NO_ERROR) -> None:
