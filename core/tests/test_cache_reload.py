@@ -49,3 +49,40 @@ def test_an_ensemble_misses_after_a_composing_model_reloads(tmp_path):
 
 def make(r):
     return make_server(r, cache_config=CACHE)
+
+
+def test_an_ensemble_result_is_not_stored_when_a_step_reloads_during_the_request(tmp_path):
+    import threading
+
+    import expr_backend
+
+    blocking = SCALE + 'parameters { key: "block_value" value { string_value: "7" } }\n'
+    r = repo(tmp_path, scale=blocking)  # the ensemble caches; scale waits on GATE for a 7
+    seven = {"IN0": np.full((1, 16), 7, np.int32), "IN1": np.ones((1, 16), np.int32)}
+    with make(r) as s:
+        old = s.manager.get("scale")
+        expr_backend.GATE.clear()
+        try:
+            got: list = []
+            run = threading.Thread(target=lambda: got.append(s.model("a_ens").infer(seven)))
+            run.start()
+            wait_until(lambda: old.instances[0].blocked == 1)
+            write_model(tmp_path, "scale", blocking.replace("A * 10", "A * 20"))
+            load = threading.Thread(target=s.manager.load, args=("scale",))
+            load.start()  # the new load is READY at once; the old one drains
+            wait_until(lambda: s.manager.get("scale") is not old)
+        finally:
+            expr_backend.GATE.set()
+        run.join(10)
+        load.join(10)
+        assert got and "SUM" in got[0]  # answered (its blocked step ran on the old load)
+        assert len(s.response_cache) == 0  # its result names a load no longer there
+
+
+def wait_until(cond, timeout: float = 5.0) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.005)

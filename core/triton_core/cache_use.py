@@ -53,7 +53,8 @@ class CachedVersion:
         the request; the request must then be run as usual.
         """
         t0 = time.monotonic_ns()
-        key = cache.key(self.name, self.version, req, self.cache_tag())
+        tag = self.cache_tag()
+        key = cache.key(self.name, self.version, req, tag)
         hit = cache.lookup(key, req)
         if hit is not None:
             hit.model_name, hit.model_version, hit.id = self.name, self.version, req.id
@@ -72,7 +73,9 @@ class CachedVersion:
 
         def store(resp: InferenceResponse | None, flags: int) -> None:
             t1 = time.monotonic_ns()
-            if resp is not None and resp.error is None:
+            # not when a load it depends on changed meanwhile (an ensemble's step may have
+            # run another version than the key names)
+            if resp is not None and resp.error is None and self.cache_tag() == tag:
                 cache.insert(key, resp)
             with stats.lock:
                 stats.cache_miss.add(lookup_ns + time.monotonic_ns() - t1)

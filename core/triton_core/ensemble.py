@@ -469,8 +469,8 @@ class EnsembleVersion(CachedVersion):
         for s in self.steps:
             try:
                 tags.append(self.manager.get(s.model_name, s.model_version).cache_tag())
-            except TritonError:
-                tags.append("-")  # not loaded: the request fails, nothing is stored
+            except Exception:  # noqa: BLE001 - not loaded (or changing): nothing is stored
+                tags.append("-")
         return ",".join(tags)
 
     def instances_ready(self) -> bool:
