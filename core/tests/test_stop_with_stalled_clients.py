@@ -71,26 +71,41 @@ def test_http_stop_closes_a_connection_whose_client_does_not_read(tmp_path):
 
 
 class _Conn:
-    def __init__(self, group: set, closes: bool) -> None:
+    def __init__(self, group: set, unsent: list[int]) -> None:
         self.group = group
-        self.closes = closes
+        self.unsent = unsent  # what get_write_buffer_size() answers, one value a call
         self.aborted = False
         self.transport = self
 
+    def get_write_buffer_size(self) -> int:
+        n = self.unsent.pop(0) if len(self.unsent) > 1 else self.unsent[0]
+        if n == 0:
+            self.group.discard(self)  # drained: the transport closes
+        return n
+
     def close(self) -> None:
-        if self.closes:
-            self.group.discard(self)
+        pass
 
     def abort(self) -> None:
         self.aborted = True
         self.group.discard(self)
 
 
-def test_close_connections_aborts_only_those_left_after_the_grace():
+def test_close_connections_aborts_only_those_that_stop_draining():
     conns: set = set()
-    quick, stuck = _Conn(conns, True), _Conn(conns, False)
-    conns.update((quick, stuck))
+    stuck = _Conn(conns, [100])
+    draining = _Conn(conns, list(range(100, -1, -1)))  # a byte less each look, ~2 s in all
+    conns.update((stuck, draining))
     t0 = time.monotonic()
-    asyncio.run(close_connections(conns, grace=0.2))
-    assert 0.15 < time.monotonic() - t0 < 2
-    assert not quick.aborted and stuck.aborted and not conns
+    asyncio.run(close_connections(conns, grace=0.2, limit=10))
+    assert 1 < time.monotonic() - t0 < 8
+    assert stuck.aborted and not draining.aborted and not conns
+
+
+def test_close_connections_aborts_everything_at_the_limit():
+    conns: set = set()
+    slow = _Conn(conns, list(range(10**6, 0, -1)))
+    conns.add(slow)
+    t0 = time.monotonic()
+    asyncio.run(close_connections(conns, grace=0.2, limit=0.5))
+    assert time.monotonic() - t0 < 3 and slow.aborted

@@ -2,8 +2,9 @@
 
 ``transport.close()`` waits until the transport's unsent bytes are written: a client
 that stopped reading keeps its connection (and its socket) open for ever, and on
-Python 3.12+ ``Server.wait_closed()`` waits for it. Connections still open after a
-short grace are aborted: their unsent bytes are dropped and the socket closed.
+Python 3.12+ ``Server.wait_closed()`` waits for it. A connection whose unsent bytes
+have not gone down for ``grace`` seconds is aborted (they are dropped and the socket
+closed); one still draining may take up to ``limit``.
 """
 
 from __future__ import annotations
@@ -20,20 +21,39 @@ class _Connection(Protocol):
 
 
 CLOSE_GRACE_S = 1.0
+CLOSE_LIMIT_S = 30.0
+_TICK_S = 0.02
 
 
-async def close_connections(connections: Collection[_Connection],
-                            grace: float = CLOSE_GRACE_S) -> None:
-    """Close every connection; abort those ``connections`` still holds after ``grace``
-    (each connection leaves the collection when its transport is lost)."""
+def _unsent(t: asyncio.BaseTransport | None) -> int:
+    try:
+        return t.get_write_buffer_size() if t is not None else 0  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return 0
+
+
+async def close_connections(connections: Collection[_Connection], grace: float = CLOSE_GRACE_S,
+                            limit: float = CLOSE_LIMIT_S) -> None:
+    """Close every connection; abort those that stop draining (each connection leaves
+    ``connections`` when its transport is lost)."""
     for c in list(connections):
         c.close()
     loop = asyncio.get_running_loop()
-    end = loop.time() + grace
-    while connections and loop.time() < end:
-        await asyncio.sleep(0.01)
-    for c in list(connections):
-        t = c.transport
-        if t is not None:
-            t.abort()  # type: ignore[attr-defined]
-    await asyncio.sleep(0)  # connection_lost runs on the next loop iteration
+    start = loop.time()
+    progress: dict[int, tuple[int, float]] = {}  # id(connection): (unsent, since when)
+    aborted: set[int] = set()
+    while connections:
+        now = loop.time()
+        for c in list(connections):
+            key = id(c)
+            if key in aborted:
+                continue
+            unsent = _unsent(c.transport)
+            seen = progress.get(key)
+            if now - start < limit and (seen is None or unsent < seen[0]):
+                progress[key] = (unsent, now)  # still draining: the client reads
+            elif seen is None or now - seen[1] >= grace or now - start >= limit:
+                aborted.add(key)
+                if c.transport is not None:
+                    c.transport.abort()  # type: ignore[attr-defined]
+        await asyncio.sleep(_TICK_S)

@@ -602,6 +602,13 @@ class GrpcConnection(asyncio.Protocol):
         if t is not None and not t.is_closing():
             t.close()
 
+    def abort(self) -> None:
+        """Close now, dropping unsent bytes: close() would wait for a peer that may never
+        read them again."""
+        t = self.transport
+        if t is not None:
+            t.abort()
+
     # connection management -----------------------------------------------------------------
     def go_away(self) -> None:
         """Shutdown: no new calls; the calls in flight finish."""
@@ -617,7 +624,7 @@ class GrpcConnection(asyncio.Protocol):
         self.go_away()
         grace = self.opts.max_connection_age_grace_ms
         if grace is not None and grace < 2**31 - 1:
-            self._timers.append(self.loop.call_later(grace / 1000, self.close))
+            self._timers.append(self.loop.call_later(grace / 1000, self.abort))
 
     def _keepalive(self) -> None:
         o = self.opts
@@ -636,7 +643,7 @@ class GrpcConnection(asyncio.Protocol):
     def _ping_timeout(self) -> None:
         if self._ping_sent_at is not None:
             log.debug("gRPC keepalive ping not answered: closing the connection")
-            self.close()
+            self.abort()  # the peer is gone or stuck: what is unsent would hold close()
 
     def _on_ping(self) -> None:
         """Too many pings without data get a GOAWAY, as grpc C-core does (ping strikes)."""
