@@ -952,6 +952,13 @@ def start_hold(c: RawClient, msgs: list[bytes], gate: str, headers: list | None 
     return sid
 
 
+def assert_answered(c: RawClient, sid: int, msgs: list[bytes]) -> None:
+    """The Hold call completed OK, having read exactly ``msgs``."""
+    h, body = c.result(sid)
+    assert h[b"grpc-status"] == b"0", h
+    assert body == wire.frame(digest(msgs))
+
+
 def sent(c: RawClient, sid: int, msgs: list[bytes]) -> int:
     return len(msgs) * (PIECE + 5) - c.h2.queued_body_size(sid)
 
@@ -988,9 +995,7 @@ def test_a_stream_whose_handler_does_not_read_gets_no_more_than_its_window(holds
         barrier(c)
         assert_stalled(holds, c, sid, msgs, _WINDOW)
         holds.open("a")  # the handler reads: the rest flows
-        h, body = c.result(sid)
-        assert h[b"grpc-status"] == b"0", h
-        assert body == wire.frame(digest(msgs))
+        assert_answered(c, sid, msgs)
     finally:
         c.close()
     assert_nothing_left(holds)
@@ -1032,9 +1037,7 @@ def test_calls_go_on_while_streams_on_their_connection_are_stalled(holds):
         for i in range(3):
             holds.open(str(i))
         for sid, msgs in calls:
-            h, body = c.result(sid)
-            assert h[b"grpc-status"] == b"0", h
-            assert body == wire.frame(digest(msgs))
+            assert_answered(c, sid, msgs)
     finally:
         c.close()
     assert_nothing_left(holds)

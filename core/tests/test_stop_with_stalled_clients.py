@@ -12,17 +12,11 @@ import time
 
 import numpy as np
 
-from expr_backend import make_server, write_model
+from expr_backend import IDENTITY_BYTES, make_server, write_model
 from live_server import serving_http
 from triton_core.closing import close_connections
 
-BIG = """
-backend: "expr"
-max_batch_size: 0
-input [{ name: "INPUT0" data_type: TYPE_INT32 dims: [ -1 ] }]
-output [{ name: "OUTPUT0" data_type: TYPE_INT32 dims: [ -1 ] }]
-parameters { key: "OUTPUT0" value { string_value: "INPUT0" } }
-"""
+BIG = IDENTITY_BYTES.replace("TYPE_STRING", "TYPE_INT32")
 N = 8 << 20  # int32 elements: 32 MiB each way, more than the socket buffers hold
 
 
