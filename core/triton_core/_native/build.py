@@ -37,8 +37,17 @@ def check_compiler() -> None:
     Without this, a missing compiler shows up deep in setuptools' output as a
     "command 'gcc' failed" line that does not say what to install.
     """
-    from setuptools._distutils.ccompiler import new_compiler
-    from setuptools._distutils.sysconfig import customize_compiler
+    try:
+        from setuptools._distutils.ccompiler import new_compiler
+        from setuptools._distutils.sysconfig import customize_compiler
+    except ImportError:
+        # pip's build (setup.py) always has setuptools (build-system.requires); an
+        # in-place build may not: since Python 3.12 a venv no longer ships
+        # setuptools and the stdlib has no distutils, and cffi's compile needs it too.
+        raise SystemExit(
+            "triton-core: building the C layer needs setuptools (Python 3.12+ venvs do "
+            "not include it): pip install setuptools"
+        ) from None
 
     compiler = new_compiler()
     customize_compiler(compiler)
