@@ -252,9 +252,21 @@ def test_exit_on_error_reports_the_python_error(tmp_path):
     assert e.value.code is ErrorCode.INVALID_ARG and "ModuleNotFoundError" in e.value.message
 
 
+def _same_minor(python: Path) -> bool:
+    r = subprocess.run([str(python), "-c", "import sys; print(sys.version_info[:2])"],
+                       capture_output=True, text=True)
+    return r.returncode == 0 and r.stdout.strip() == str(sys.version_info[:2])
+
+
 def _env_with(tmp: Path, numpy_too: bool) -> Path | None:
-    base = Path("/usr/bin/python3")
-    if not base.exists() or sys.platform != "linux":
+    if sys.platform != "linux":
+        return None
+    # The environment borrows this interpreter's numpy, whose C extensions load only
+    # in the same Python X.Y: take the system Python when it is that version, else
+    # the installation this interpreter (or its venv) comes from.
+    base = next((p for p in (Path("/usr/bin/python3"), Path(sys._base_executable))
+                 if p.exists() and _same_minor(p)), None)
+    if base is None:
         return None
     env = tmp / ("env_np" if numpy_too else "env_bare")
     r = subprocess.run([str(base), "-m", "venv", "--without-pip", str(env)], capture_output=True)
