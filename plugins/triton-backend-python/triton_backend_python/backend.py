@@ -501,10 +501,13 @@ class Worker:
         """Whether the reply to the last EXEC frame can be read without blocking."""
         if len(self.reader.buf) > self.reader.pos or self._pull():
             return True  # the event loop's case: epoll said readable, one recv reads the reply
-        if self._poll is None:  # poll, not select: fds past FD_SETSIZE are fine
-            self._poll = select.poll()
-            self._poll.register(self.exec_sock, select.POLLIN)
         try:
+            if self._poll is None:  # poll, not select: fds past FD_SETSIZE are fine
+                # Inside the try: the async reader may have seen the worker die and
+                # closed the socket already (fileno -1: ValueError).
+                p = select.poll()
+                p.register(self.exec_sock, select.POLLIN)
+                self._poll = p
             spin = min(self.settings.spin_s, timeout)
             if spin and self._spin_pays:
                 poll, clock = self._poll.poll, time.perf_counter
