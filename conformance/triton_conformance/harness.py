@@ -450,12 +450,18 @@ GRPC_POOL_THREADS = frozenset({"grpc_global_tim", "event_engine"})
 
 
 def _native_threads() -> dict[int, str]:
-    """The process's threads by kernel id with their names (/proc; {} where there is none)."""
+    """The process's threads by kernel id with their names: /proc where there is one, else
+    psutil's thread ids (macOS) with no names."""
     out: dict[int, str] = {}
     try:
         tids = os.listdir("/proc/self/task")
     except OSError:
-        return out
+        import psutil
+
+        try:
+            return {t.id: "" for t in psutil.Process().threads()}
+        except (psutil.Error, OSError):
+            return out
     for tid in tids:
         try:
             with open(f"/proc/self/task/{tid}/comm") as f:
@@ -467,9 +473,12 @@ def _native_threads() -> dict[int, str]:
 
 @dataclasses.dataclass
 class Resources:
-    threads: int  # OS threads, less those of grpc's process-wide pools where names are known
-    py_threads: set[str]
-    native_threads: dict[int, str]  # tid -> kernel thread name (Linux; empty elsewhere)
+    """A snapshot of what the process holds. Threads are compared by identity, never by
+    count: a thread of an earlier test that ends between two snapshots must not hide a new
+    one (a count would net them out)."""
+
+    native_threads: dict[int, str]  # OS thread id -> kernel thread name ("" where unknown)
+    py_threads: dict[int, str]  # native id -> name, of the threads Python knows
     fds: int
     children: set[int]
     shm: set[str]
@@ -492,22 +501,33 @@ class Resources:
                 shm = set(os.listdir("/dev/shm"))
             except OSError:
                 pass
-        native = _native_threads()
-        threads = (sum(n not in GRPC_POOL_THREADS for n in native.values()) if native
-                   else p.num_threads())
-        return cls(threads=threads,
-                   py_threads={f"{t.name}#{t.ident}" for t in threading.enumerate()},
-                   native_threads=native,
+        return cls(native_threads=_native_threads(),
+                   py_threads={t.native_id: t.name for t in threading.enumerate()
+                               if t.native_id is not None},
                    fds=fds, children={c.pid for c in p.children(recursive=True)}, shm=shm)
+
+    def new_threads(self, base: Resources) -> list[str]:
+        """Threads alive now that were not in `base`, as "name#id" (grpc's process-wide pools
+        left out). A Python thread is named by Python, a native one by its kernel name."""
+        out = []
+        for tid, kernel_name in self.native_threads.items():
+            if tid in base.native_threads or kernel_name in GRPC_POOL_THREADS:
+                continue
+            py_name = self.py_threads.get(tid)
+            if py_name and kernel_name and not py_name.startswith(kernel_name):
+                out.append(f"{py_name} [{kernel_name}]#{tid}")  # renamed by native code
+            else:
+                out.append(f"{py_name or kernel_name or 'unnamed'}#{tid}")
+        for tid, name in self.py_threads.items():  # where the OS lists no threads
+            if tid not in self.native_threads and tid not in base.py_threads:
+                out.append(f"{name}#{tid}")
+        return sorted(out)
 
     def leaks_since(self, base: Resources) -> list[str]:
         out = []
-        if self.threads > base.threads:
-            new = sorted(f"{n}#{t}" for t, n in self.native_threads.items()
-                         if t not in base.native_threads and n not in GRPC_POOL_THREADS)
-            out.append(f"{self.threads - base.threads} more OS thread(s) "
-                       f"(new Python threads: {sorted(self.py_threads - base.py_threads) or 'none'}; "
-                       f"new OS threads: {new or 'unknown'})")
+        new = self.new_threads(base)
+        if new:
+            out.append(f"{len(new)} more OS thread(s): {', '.join(new)}")
         if self.fds > base.fds:
             out.append(f"{self.fds - base.fds} more open file descriptor(s)")
         if self.children - base.children:

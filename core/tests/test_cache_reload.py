@@ -6,6 +6,7 @@ from test_ensemble_cache import CACHE, ENABLE, ens_stats, inputs, repo
 from test_sequence_ensemble_cache import SCALE
 
 from expr_backend import make_server, write_model
+from waiting import wait_until
 
 
 def scale_stats(s) -> dict:
@@ -77,12 +78,3 @@ def test_an_ensemble_result_is_not_stored_when_a_step_reloads_during_the_request
         load.join(10)
         assert got and "SUM" in got[0]  # answered (its blocked step ran on the old load)
         assert len(s.response_cache) == 0  # its result names a load no longer there
-
-
-def wait_until(cond, timeout: float = 5.0) -> None:
-    import time
-
-    end = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.005)

@@ -17,6 +17,7 @@ from testing_backend import LoopThread, make_server
 from tritonclient.grpc import service_pb2 as pb
 
 from triton_core.grpc import GrpcFrontEnd, wire
+from waiting import wait_until
 
 INFER = b"/inference.GRPCInferenceService/ModelInfer"
 LIVE = b"/inference.GRPCInferenceService/ServerLive"
@@ -419,13 +420,6 @@ def raw_frame(kind: int, flags: int, sid: int, payload: bytes) -> bytes:
     return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + sid.to_bytes(4, "big") + payload
 
 
-def wait_for(cond, what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.005)
-
-
 def leftovers(s: Served) -> tuple[list[int], int, int, int]:
     """Streams still held, calls (tasks) in flight, calls read but not started, and request
     bytes received but not acknowledged (flow-control window not given back)."""
@@ -437,7 +431,7 @@ def leftovers(s: Served) -> tuple[list[int], int, int, int]:
 
 def assert_nothing_left(s: Served) -> None:
     try:
-        wait_for(lambda: leftovers(s) == ([], 0, 0, 0), "")
+        wait_until(lambda: leftovers(s) == ([], 0, 0, 0), "")
     except AssertionError:
         raise AssertionError(
             f"left behind (streams, calls, pending, unacknowledged): {leftovers(s)}") from None
@@ -472,10 +466,10 @@ def _unary_deadline_before_the_end(s, c):
 
 def _unary_reset(s, c):
     sid = c.call(INFER, wire.frame(infer_request("slow")))
-    wait_for(lambda: s.front._h2.calls, "the call to start")
+    wait_until(lambda: s.front._h2.calls, "the call to start")
     c.h2.reset_stream(sid, ngh2.ErrorCode.CANCEL)
     c.flush()
-    wait_for(lambda: not s.front._h2.calls, "the call to end")
+    wait_until(lambda: not s.front._h2.calls, "the call to end")
 
 
 def _stream_ok(s, c):
@@ -529,7 +523,7 @@ def test_a_bad_message_on_a_stream_ends_its_handler(tmp_path):
         c.send(sid, b"\x07\x00\x00\x00\x00", end=False)
         h, body = c.result(sid)
         assert h[b"grpc-status"] == b"13" and b"invalid message flag" in h[b"grpc-message"]
-        wait_for(lambda: not s.front._h2.calls, "the handler to stop waiting for requests")
+        wait_until(lambda: not s.front._h2.calls, "the handler to stop waiting for requests")
         assert_serving(s)
     finally:
         c.close()
@@ -724,9 +718,9 @@ def test_a_cancelled_stream_cancels_its_requests(expr_served):
     try:
         c.start_stream(callback=lambda result, error: got.put((result, error)))
         c.async_stream_infer("waits", add_inputs(np.ones(16, np.int32), (16,)))
-        wait_for(lambda: inst.active, "the request to execute")
+        wait_until(lambda: inst.active, "the request to execute")
         c.stop_stream(cancel_requests=True)
-        wait_for(lambda: inst.saw_cancel, "the model to see the cancellation")
+        wait_until(lambda: inst.saw_cancel, "the model to see the cancellation")
     finally:
         c.close()
     assert_nothing_left(expr_served)
@@ -749,7 +743,7 @@ def test_a_slow_reader_holds_back_stream_responses_larger_than_the_window(expr_s
             return max((c.h2.queued_body_size() for c in list(expr_served.front._h2.connections)),
                        default=0)
 
-        wait_for(lambda: queued() > 0, "responses to queue")
+        wait_until(lambda: queued() > 0, "responses to queue")
         time.sleep(0.5)
         assert queued() < 2 * BIG  # not all three: the writer waits
         h, body = c.result(sid)
@@ -783,9 +777,9 @@ def test_a_reset_waits_for_the_status_queued_behind_responses(expr_served):
         def conns() -> list:
             return list(expr_served.front._h2.connections)
 
-        wait_for(lambda: any(x.h2.queued_body_size(sid) > 0 for x in conns()), "the answer to queue")
+        wait_until(lambda: any(x.h2.queued_body_size(sid) > 0 for x in conns()), "the answer to queue")
         c.send(sid, wire.frame(b"\xff\xff\xff"), end=False)  # not protobuf: the call ends
-        wait_for(lambda: any(sid in x._resets for x in conns()), "the status to wait")
+        wait_until(lambda: any(sid in x._resets for x in conns()), "the status to wait")
         h, body = c.result(sid)
         assert h[b"grpc-status"] == b"13", h
         assert pb.ModelStreamInferResponse.FromString(body[5:]).infer_response.id == "7"
@@ -809,7 +803,7 @@ def test_stop_lets_a_call_whose_request_is_still_arriving_finish(tmp_path):
         body = wire.frame(infer_request())
         sid = c.start(INFER)
         c.send(sid, body[:20], end=False)
-        wait_for(lambda: any(sid in conn.streams for conn in list(s.front._h2.connections)),
+        wait_until(lambda: any(sid in conn.streams for conn in list(s.front._h2.connections)),
                  "the call to arrive")
         stopped = asyncio.run_coroutine_threadsafe(s.front.stop(10), s.loop.loop)
         c.read_until(lambda: c.has(ngh2.GoAwayReceived))
@@ -836,7 +830,7 @@ def test_stop_past_grace_ends_calls_with_unavailable(tmp_path):
     c = RawClient(s.port)
     try:
         sid = c.call(INFER, wire.frame(infer_request("slow")))
-        wait_for(lambda: s.front._h2.calls, "the call to start")
+        wait_until(lambda: s.front._h2.calls, "the call to start")
         asyncio.run_coroutine_threadsafe(s.front.stop(0.02), s.loop.loop).result(timeout=10)
         h, _ = c.result(sid)
         assert h.get(b"grpc-status") == b"14", h
@@ -1097,7 +1091,7 @@ def _held_then_reset_by_the_client(s, c, i):
     barrier(c)
     c.h2.reset_stream(sid, ngh2.ErrorCode.CANCEL)
     c.flush()
-    wait_for(lambda: sid not in s.connection().streams, "the reset to be read")
+    wait_until(lambda: sid not in s.connection().streams, "the reset to be read")
 
 
 def _held_then_ended_by_the_server_unread(s, c, i):
