@@ -2,7 +2,7 @@
 
     PYTHONPATH=core python bench/bench_bytes_codec.py [--repeat 5]
 
-Needs the C layer built (cd core && python triton_core/_native/build.py).
+Needs the C layer built (cd core && python triton_core/memory/_native/build.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from triton_core import _native, bytes_codec
+from triton_core.memory import _native, bytes_codec
 
 CASES = [
     ("10k x 16 B", 10_000, 16),

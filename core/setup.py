@@ -5,4 +5,4 @@ All metadata lives in pyproject.toml; this file only adds the cffi extension.
 
 from setuptools import setup
 
-setup(cffi_modules=["triton_core/_native/build.py:ffibuilder"])
+setup(cffi_modules=["triton_core/memory/_native/build.py:ffibuilder"])

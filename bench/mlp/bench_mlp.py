@@ -67,7 +67,7 @@ def batcher_overhead(n: int = 50000) -> dict[str, float]:
     """The dynamic batcher alone, in this process: microseconds per request to queue and batch."""
     from triton_core import InferenceRequest, Tensor
     from triton_core.config.io import parse_pbtxt
-    from triton_core.scheduler import RequestQueue
+    from triton_core.scheduling.queue import RequestQueue
 
     cfg = parse_pbtxt((ROOT / "bench/models_mlp/mlp/config.pbtxt").read_text())
     x = Tensor.from_numpy("INPUT", np.zeros((1, 1024), np.float32))

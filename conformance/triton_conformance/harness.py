@@ -21,7 +21,7 @@ from triton_core import abi
 from triton_core.conformance_spec import ConformanceSpec, ModelRole
 from triton_core.dtypes import DataType
 from triton_core.errors import TritonError
-from triton_core.plugins import ENV_DISABLE_AUTOLOAD, BackendEntry, BackendRegistry
+from triton_core.models.registry import ENV_DISABLE_AUTOLOAD, BackendEntry, BackendRegistry
 from triton_core.request import InferenceRequest, RequestedOutput
 from triton_core.server import Server
 from triton_core.tensor import Tensor
@@ -186,9 +186,9 @@ def free_port() -> int:
 def grpc_frontend_class() -> tuple[Any, str]:
     """(GrpcFrontEnd class, "") or (None, the reason the core has none)."""
     try:
-        from triton_core.grpc import GrpcFrontEnd  # type: ignore[import-not-found]
+        from triton_core.frontends.grpc import GrpcFrontEnd  # type: ignore[import-not-found]
     except ImportError as e:
-        return None, (f"this triton-core has no gRPC front end (triton_core.grpc is not "
+        return None, (f"this triton-core has no gRPC front end (triton_core.frontends.grpc is not "
                       f"importable: {e})")
     return GrpcFrontEnd, ""
 
@@ -210,7 +210,7 @@ class FrontEnds:
     def http_url(self) -> str:
         with self._lock:
             if not self._http_url:
-                from triton_core.http import HttpFrontEnd
+                from triton_core.frontends.http.app import HttpFrontEnd
 
                 port = free_port()
                 self._http = HttpFrontEnd(self.server)

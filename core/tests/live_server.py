@@ -8,7 +8,7 @@ import threading
 import time
 from contextlib import contextmanager
 
-from triton_core.http import HttpFrontEnd
+from triton_core.frontends.http.app import HttpFrontEnd
 
 
 def free_port() -> int:

@@ -329,7 +329,7 @@ def test_begin_execute_starts_on_the_loop_and_leaves_slow_calls_to_a_thread(tmp_
     import threading
 
     import expr_backend
-    from triton_core import model_version
+    from triton_core.models import version as model_version
 
     monkeypatch.setattr(model_version, "_INLINE_MAX_NS", 10**9)  # "fast" whatever CI's load
     write_model(tmp_path, "radd", ADD_SUB + REMOTE)
@@ -489,8 +489,8 @@ def test_probe_windows_pipeline_a_lone_request(tmp_path, monkeypatch):
     import threading
 
     import expr_backend
-    from triton_core import model_version
-    from triton_core.loop_pipeline import LoopPipeline
+    from triton_core.models import version as model_version
+    from triton_core.scheduling.pipeline import LoopPipeline
 
     monkeypatch.setattr(model_version, "_INLINE_MAX_NS", 10**9)  # "fast" whatever CI's load
     sent: list[int] = []

@@ -4,7 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from triton_core import DataType, ErrorCode, Tensor, TritonError
-from triton_core.bytes_codec import deserialize_bytes, serialize_bytes
+from triton_core.memory.bytes_codec import deserialize_bytes, serialize_bytes
 
 
 def test_every_triton_type_maps_both_ways():

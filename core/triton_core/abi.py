@@ -14,7 +14,7 @@ thread, so ``execute`` is never called concurrently on one instance.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -22,14 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import pluggy
 
 from .config import ModelConfig
-
-# ABI 1.3: for backends that spin waiting for work
-from .loop_load import server_saturated as server_saturated
 from .request import InferenceRequest, InferenceResponse
 
 if TYPE_CHECKING:
     from .conformance_spec import ConformanceSpec
-    from .server import Server
 
 PROJECT = "triton_core"
 ENTRY_POINT_GROUP = "triton_core"
@@ -40,6 +36,22 @@ ABI_VERSION: tuple[int, int] = (1, 3)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+_saturated = False  # process-wide; set by the core's scheduling (scheduling/load.py)
+
+
+def server_saturated() -> bool:
+    """ABI 1.3, for backends that spin waiting for work: True while the server's event loop
+    is nearly always busy, so a backend that spins for its next request should sleep
+    instead, leaving the core to the loop."""
+    return _saturated
+
+
+def set_server_saturated(value: bool) -> None:
+    """The core's side of server_saturated(); backends only read it."""
+    global _saturated
+    _saturated = value
 
 
 def abi_compatible(abi: tuple[int, int]) -> bool:
@@ -73,6 +85,24 @@ class BackendContext:
     """``--backend-config=<name>,<key>=<value>`` settings."""
 
 
+class ServerHandle(Protocol):
+    """What a backend may ask of the server that loaded it: business-logic scripting
+    (BLS) requests and model control. The in-process ``triton_core.Server`` implements it;
+    backends depend on this, never on the server's module."""
+
+    def infer_iter(self, req: InferenceRequest, timeout: float | None = None
+                   ) -> Iterator[tuple[InferenceResponse | None, bool]]:
+        """Every response of a request, with whether it is the final one (blocking)."""
+        ...
+
+    def model_ready(self, name: str, version: str | int | None = None) -> bool: ...
+
+    def load_model(self, name: str, config: str | dict | None = None,
+                   files: dict[str, str] | None = None) -> None: ...
+
+    def unload_model(self, name: str, unload_dependents: bool = False) -> None: ...
+
+
 @dataclass
 class ModelContext:
     """Everything a backend knows about the model version it loads."""
@@ -85,7 +115,8 @@ class ModelContext:
     """The config as read (possibly empty when the repository has none)."""
     auto_complete: bool = True
     """False under --disable-auto-complete-config: the backend must not change the config."""
-    server: Server | None = None
+    server: ServerHandle | None = None
+    """The server, for BLS and model control (None where a model is loaded without one)."""
 
     @property
     def version_path(self) -> Path:
@@ -249,9 +280,9 @@ class HookSpecs:
         (a prometheus_client CollectorRegistry served on the metrics port)."""
 
     @hookspec
-    def triton_server_started(self, server: Server) -> None:
+    def triton_server_started(self, server: ServerHandle) -> None:
         """Called once the server has loaded its models and is serving."""
 
     @hookspec
-    def triton_server_stopping(self, server: Server) -> None:
+    def triton_server_stopping(self, server: ServerHandle) -> None:
         """Called before the server unloads its models at shutdown."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import abi
-from .defaults import check_config, complete_config
 from .errors import TritonError
-from .manager import ModelManager
-from .plugins import BackendRegistry
-from .repository import Repository, numeric_versions, read_config, select_versions
+from .models.defaults import check_config, complete_config
+from .models.manager import ModelManager
+from .models.registry import BackendRegistry
+from .models.repository import Repository, numeric_versions, read_config, select_versions
 
 
 def check_repository(roots: list[Path], config_name: str | None = None) -> tuple[int, list[str]]:

@@ -236,7 +236,7 @@ def _table(_kind: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> 
 
 
 async def _serve_async(server: Server, a: argparse.Namespace) -> int:
-    from .http import HttpFrontEnd
+    from .frontends.http.app import HttpFrontEnd
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -260,7 +260,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             await asyncio.sleep(0.01)
         log.info("Started HTTPService at %s:%d", a.http_address, a.http_port)
     if a.allow_grpc:
-        from .grpc import GrpcFrontEnd, GrpcOptions
+        from .frontends.grpc import GrpcFrontEnd, GrpcOptions
 
         grpc_front = GrpcFrontEnd(server, a.grpc_address, a.grpc_port, GrpcOptions(
             compression_level=a.grpc_infer_response_compression_level,
@@ -289,7 +289,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             return 1
         closers.append(lambda: grpc_front.stop(a.exit_timeout_secs))
     if a.allow_metrics:
-        from .metrics import MetricsFrontEnd
+        from .frontends.metrics import MetricsFrontEnd
 
         metrics_front = MetricsFrontEnd(server, a.metrics_address, a.metrics_port,
                                         a.metrics_interval_ms, cpu_metrics=a.allow_cpu_metrics)
@@ -354,7 +354,7 @@ def tritonserver_main() -> None:
 
 
 def _backends_cmd(a: argparse.Namespace) -> int:
-    from .plugins import BackendRegistry
+    from .models.registry import BackendRegistry
 
     reg = BackendRegistry()
     reg.discover()

@@ -13,21 +13,21 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .cache import ResponseCache, parse_cache_config
 from .config import ModelConfig, config_to_json_dict
 from .errors import TritonError
 from .logsettings import LogSettings
-from .loop_load import LoopLoad
-from .manager import ModelManager
-from .model_version import LoadedVersion
+from .memory.io import SharedMemoryIO
+from .memory.registry import SystemSharedMemoryRegistry
+from .models.manager import ModelManager
+from .models.registry import BackendRegistry
+from .models.repository import Repository
+from .models.version import LoadedVersion
 from .options import ServerOptions
-from .plugins import BackendRegistry
-from .repository import Repository
 from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, RequestedOutput
-from .shm_io import SharedMemoryIO
-from .shm_registry import SystemSharedMemoryRegistry
+from .scheduling.cache import ResponseCache, parse_cache_config
+from .scheduling.load import LoopLoad
+from .scheduling.validate import normalize_request
 from .tensor import Tensor
-from .validate import normalize_request
 
 log = logging.getLogger("triton_core")
 
@@ -93,11 +93,15 @@ class Server:
         self.options = options or ServerOptions(**kwargs)
         self.registry = BackendRegistry(self.options.backend_config)
         self.repository = Repository(self.options.model_repository, self.options.model_config_name)
+        cache_size = parse_cache_config(self.options.cache_config)
+        self.response_cache: ResponseCache | None = (
+            ResponseCache(cache_size) if cache_size is not None else None)
         self.manager = ModelManager(
             self.repository, self.registry,
             auto_complete=not self.options.disable_auto_complete_config,
             load_threads=self.options.model_load_thread_count,
             exit_timeout=self.options.exit_timeout_secs, server=self,
+            response_cache=self.response_cache,
         )
         self.log_settings = LogSettings()
         self.live = False
@@ -114,9 +118,6 @@ class Server:
         if self.options.allow_client_shm:
             self.shm_registry = SystemSharedMemoryRegistry()
             self.shm_io = SharedMemoryIO(self.shm_registry)
-        cache_size = parse_cache_config(self.options.cache_config)
-        self.response_cache: ResponseCache | None = (
-            ResponseCache(cache_size) if cache_size is not None else None)
 
     # lifecycle -----------------------------------------------------------------
     def start(self) -> None:

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import bytes_codec
 from .dtypes import DataType
 from .errors import TritonError
+from .memory import bytes_codec
 
 
 def element_count(shape: Sequence[int]) -> int:

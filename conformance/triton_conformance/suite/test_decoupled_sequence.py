@@ -87,8 +87,9 @@ def test_decoupled_refused_by_unary_infer(triton_harness):
 
 
 def _core_sequence_reason() -> str:
-    if importlib.util.find_spec("triton_core.sequence") is None:
-        return "the core has no sequence batcher yet (triton_core.sequence): sequence models cannot run"
+    if importlib.util.find_spec("triton_core.scheduling.sequence") is None:
+        return ("the core has no sequence batcher yet (triton_core.scheduling.sequence): "
+                "sequence models cannot run")
     return ""
 
 

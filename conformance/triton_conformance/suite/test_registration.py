@@ -18,7 +18,7 @@ from triton_core.conformance_spec import (
     Capabilities,
     ConformanceSpec,
 )
-from triton_core.plugins import ENV_DISABLE_AUTOLOAD, BackendRegistry
+from triton_core.models.registry import ENV_DISABLE_AUTOLOAD, BackendRegistry
 from triton_core.server import Server
 
 pytestmark = pytest.mark.capability("registration")

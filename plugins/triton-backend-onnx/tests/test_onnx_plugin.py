@@ -13,7 +13,7 @@ from triton_backend_onnx import plugin
 from triton_backend_onnx.backend import OnnxBackend
 from triton_core.abi import ModelContext
 from triton_core.config import ModelConfig
-from triton_core.plugins import BackendRegistry
+from triton_core.models.registry import BackendRegistry
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 

@@ -12,7 +12,8 @@ import pytest
 from conftest import build_repo, make_server
 
 from triton_backend_python import backend
-from triton_core import InferenceRequest, Tensor, TritonError, model_version
+from triton_core import InferenceRequest, Tensor, TritonError
+from triton_core.models import version as model_version
 
 
 def _req(model: str, **arrays: np.ndarray) -> InferenceRequest:
@@ -185,7 +186,7 @@ def test_unload_while_the_loop_owns_the_worker(server):
 def test_no_worker_spin_while_the_server_loop_is_saturated(server, monkeypatch):
     """The EXEC frame's last element (lone) lets the worker spin for the next request;
     while the core says its loop is saturated (LoopLoad), the worker must not."""
-    from triton_core import loop_load
+    from triton_core import abi
     from triton_python_backend_utils import _wire
 
     sent: list[tuple] = []
@@ -199,7 +200,7 @@ def test_no_worker_spin_while_the_server_loop_is_saturated(server, monkeypatch):
     monkeypatch.setattr(_wire, "encode", spy)
     a, b = np.full((1, 16), 2.0, np.float32), np.ones((1, 16), np.float32)
     server.infer(_req("add_sub", INPUT0=a, INPUT1=b))
-    monkeypatch.setattr(loop_load, "_saturated", True)
+    monkeypatch.setattr(abi, "_saturated", True)
     resp = server.infer(_req("add_sub", INPUT0=a, INPUT1=b))
     assert resp.outputs[0].as_numpy().tolist() == (a + b).tolist()
     assert [frame[-1] for frame in sent] == [True, False]

@@ -17,7 +17,7 @@ from conftest import ROOT, build_repo, make_server
 from testing_backend import LoopThread
 from tritonclient.utils import InferenceServerException
 
-from triton_core.grpc import GrpcFrontEnd
+from triton_core.frontends.grpc import GrpcFrontEnd
 
 
 @pytest.fixture(scope="module")

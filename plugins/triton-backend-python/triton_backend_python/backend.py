@@ -44,16 +44,16 @@ import numpy as np
 import triton_python_backend_utils as _pbu
 from triton_core import abi
 from triton_core.config import config_to_json_dict, parse_config_json
-from triton_core.defaults import complete_config
 from triton_core.dtypes import DataType
 from triton_core.errors import ErrorCode, TritonError
+from triton_core.memory.shm import SharedMemoryError, SharedMemoryRegion
+from triton_core.models.defaults import complete_config
 from triton_core.request import (
     RESPONSE_COMPLETE_FINAL,
     InferenceRequest,
     InferenceResponse,
     RequestedOutput,
 )
-from triton_core.shm import SharedMemoryError, SharedMemoryRegion
 from triton_core.tensor import Tensor
 from triton_python_backend_utils import _arena, _wire
 

@@ -13,7 +13,7 @@ def check_runtime() -> str | None:
     if sys.platform == "win32":
         return "the python backend needs POSIX shared memory (Linux or macOS)"
     try:
-        from triton_core import _native
+        from triton_core.memory import _native
 
         _native.require()
     except ImportError as e:

@@ -1,0 +1,114 @@
+"""The HTTP/1.1 transport itself: pipelining, chunked bodies, Expect: 100-continue, bad bytes."""
+
+import json
+import socket
+
+from http_helpers import assert_serves
+
+
+def _infer_body() -> bytes:
+    return json.dumps({"inputs": [
+        {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": list(range(16))},
+        {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": [1] * 16}]}).encode()
+
+
+def _read_responses(sock: socket.socket, n: int) -> list[tuple[int, bytes]]:
+    buf = b""
+    out = []
+    while len(out) < n:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        while True:
+            head, sep, rest = buf.partition(b"\r\n\r\n")
+            if not sep:
+                break
+            lines = head.split(b"\r\n")
+            status = int(lines[0].split()[1])
+            length = next(int(v) for k, v in (ln.split(b": ", 1) for ln in lines[1:])
+                          if k.lower() == b"content-length")
+            if len(rest) < length:
+                break
+            out.append((status, rest[:length]))
+            buf = rest[length:]
+    return out
+
+
+def _connect(addr: str) -> socket.socket:
+    host, port = addr.split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _model_path() -> str:
+    return "/v2/models/add/infer"
+
+
+def test_pipelined_requests_answer_in_order(addr):
+    body = _infer_body()
+    req = (f"POST {_model_path()} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    health = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"
+    with _connect(addr) as s:
+        s.sendall(req + health + req)
+        got = _read_responses(s, 3)
+    assert [st for st, _ in got] == [200, 200, 200]
+    assert json.loads(got[0][1])["outputs"][0]["data"] == [i + 1 for i in range(16)]
+    assert got[1][1] == b""
+
+
+def test_chunked_body_and_expect_continue(addr):
+    body = _infer_body()
+    head = (f"POST {_model_path()} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            "Expect: 100-continue\r\n\r\n").encode()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(body[i:i + 50]), body[i:i + 50])
+                      for i in range(0, len(body), 50)) + b"0\r\n\r\n"
+    with _connect(addr) as s:
+        s.sendall(head)
+        first = s.recv(1024)
+        assert first.startswith(b"HTTP/1.1 100 Continue")
+        s.sendall(chunks)
+        (status, out), = _read_responses(s, 1)
+    assert status == 200 and json.loads(out)["outputs"][1]["data"] == [i - 1 for i in range(16)]
+
+
+def test_garbage_gets_400_and_the_server_serves_on(addr):
+    with _connect(addr) as s:
+        s.sendall(b"\x00\x01 NOT HTTP\r\n\r\n")
+        (status, body), = _read_responses(s, 1)
+    assert status == 400 and b"malformed HTTP request" in body
+    assert_serves(addr)
+
+
+def test_idle_connections_close(addr, monkeypatch):
+    import time
+
+    from triton_core.frontends.http import server as http_server
+
+    monkeypatch.setattr(http_server, "IDLE_TIMEOUT_S", 0.2)
+    with _connect(addr) as s:
+        s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert _read_responses(s, 1)[0][0] == 200
+        time.sleep(0.3)
+        s.settimeout(3)  # the sweep runs every second at most
+        assert s.recv(1) == b""  # the server closed the idle connection
+
+
+def test_waiting_clients_sees_unread_requests():
+    import socket
+
+    from triton_core.frontends.http.server import WaitingClients
+
+    w = WaitingClients()
+    a, b = socket.socketpair()
+    try:
+        w.add(a.fileno())
+        assert not w()
+        b.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        assert w()
+        w.remove(a.fileno())
+        w.remove(a.fileno())  # twice: harmless
+        assert not w()
+    finally:
+        a.close()
+        b.close()

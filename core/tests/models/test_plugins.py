@@ -1,0 +1,59 @@
+import types
+
+from triton_core import abi
+from triton_core.models.registry import BackendRegistry
+
+
+def _module(*specs, raises=None):
+    m = types.SimpleNamespace()
+
+    @abi.hookimpl
+    def triton_backends():
+        if raises:
+            raise raises
+        return list(specs)
+
+    m.triton_backends = triton_backends
+    return m
+
+
+def _factory(ctx):
+    return abi.Backend()
+
+
+def test_registry_statuses():
+    reg = BackendRegistry()
+    reg.register_plugin(_module(abi.BackendSpec(name="a", factory=_factory, platforms=("pa",),
+                                                default_model_filename="model.a")), "pa")
+    reg.register_plugin(_module(abi.BackendSpec(name="a", factory=_factory)), "dup")
+    reg.register_plugin(_module(abi.BackendSpec(name="old", factory=_factory, abi=(0, 9))), "old")
+    reg.register_plugin(_module(abi.BackendSpec(name="new", factory=_factory, abi=(1, 99))), "new")
+    reg.register_plugin(_module(abi.BackendSpec(name="na", factory=_factory,
+                                                available=lambda: "needs macOS")), "na")
+    reg.register_plugin(_module(raises=RuntimeError("boom")), "broken")
+    reg.register_plugin(_module("not a spec"), "junk")
+    by = {(e.plugin, e.name): e for e in reg.entries}
+    assert by[("pa", "a")].status == "available"
+    assert "already provided by plugin 'pa'" in by[("dup", "a")].reason
+    assert "incompatible ABI 0.9" in by[("old", "old")].reason
+    assert by[("new", "new")].status == "failed"
+    assert by[("na", "na")].status == "unavailable" and by[("na", "na")].reason == "needs macOS"
+    assert "boom" in by[("broken", "broken")].reason
+    assert by[("junk", "junk")].status == "failed"
+    assert reg.for_platform("pa").name == "a"
+    assert reg.for_model_files({"model.a"}).name == "a"
+    b1 = reg.backend("a")
+    assert reg.backend("a") is b1  # one Backend per process
+
+
+def test_abi_rule():
+    assert abi.abi_compatible((abi.ABI_VERSION[0], 0))
+    assert not abi.abi_compatible((abi.ABI_VERSION[0] + 1, 0))
+    assert not abi.abi_compatible((abi.ABI_VERSION[0], abi.ABI_VERSION[1] + 1))
+
+
+def test_autoload_env(monkeypatch):
+    monkeypatch.setenv("TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD", "1")
+    reg = BackendRegistry()
+    reg.discover()
+    assert reg.entries == []

@@ -1,0 +1,60 @@
+"""Triton's classification extension: top-N of an output as "value:index[:label]" strings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..dtypes import DataType
+from ..errors import TritonError
+from ..tensor import Tensor
+
+if TYPE_CHECKING:
+    from ..server import Server
+
+
+def load_labels(path: Path) -> list[str]:
+    try:
+        return path.read_text().splitlines()
+    except OSError as e:
+        raise TritonError.internal(f"failed to read label file '{path}': {e.strerror}") from None
+
+
+def classify(array: np.ndarray, top_n: int, labels: list[str] | None, batched: bool) -> np.ndarray:
+    """Top-N entries per batch row (or of the whole tensor) as BYTES "value:index[:label]"."""
+    if array.dtype == object or array.dtype.kind not in "iufb":
+        raise TritonError.invalid_arg("classification requires a numeric output")
+    rows = array.reshape(array.shape[0], -1) if batched and array.ndim else array.reshape(1, -1)
+    k = min(top_n, rows.shape[1])
+    out = np.empty((rows.shape[0], k), dtype=object)
+    for r, row in enumerate(rows):
+        order = np.argsort(-row.astype(np.float64), kind="stable")[:k]
+        for j, idx in enumerate(order):
+            v = row[idx]
+            text = f"{float(v):f}" if row.dtype.kind == "f" else str(int(v))
+            s = f"{text}:{idx}"
+            if labels is not None and idx < len(labels):
+                s += f":{labels[idx]}"
+            out[r, j] = s.encode()
+    return out if batched else out.reshape(-1)
+
+
+def classifier_for(server: Server, name: str, version: int) -> Callable[[Tensor, int], Tensor]:
+    """A function turning an output tensor into its classification, labels included."""
+
+    def run(t: Tensor, top_n: int) -> Tensor:
+        lv = server.manager.get(name, version)
+        cfg = lv.config
+        oc = cfg.output_by_name(t.name)
+        labels = None
+        if oc is not None and oc.label_filename:
+            rec = server.manager.models.get(name)
+            if rec is not None and rec.source is not None:
+                labels = load_labels(rec.source.path / oc.label_filename)
+        arr = classify(t.as_numpy(), top_n, labels, cfg.max_batch_size > 0)
+        return Tensor(t.name, DataType.BYTES, arr.shape, array=arr)
+
+    return run

@@ -1,0 +1,514 @@
+"""inference.GRPCInferenceService on grpc.aio, in the server's asyncio event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from tritonclient.grpc import service_pb2 as pb
+from tritonclient.grpc import service_pb2_grpc as pb_grpc
+
+from ...config.io import config_to_proto
+from ...errors import ErrorCode, TritonError
+from ...logsettings import VERBOSE
+from ...server import Server
+from ..classification import classifier_for
+from . import codec, health
+from .h2_server import H2Server
+from .restricted import RestrictedProtocols
+
+log = logging.getLogger("triton_core")
+
+MAX_GRPC_MESSAGE_SIZE = 2**31 - 1  # Triton's default (INT32_MAX) for both directions
+
+_STATUS = {code: getattr(grpc.StatusCode, code.grpc_status_name) for code in ErrorCode}
+
+_COMPRESSION_LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
+
+
+@dataclass
+class GrpcOptions:
+    """Server settings; names follow tritonserver's --grpc-* flags (times in milliseconds)."""
+
+    max_send_message_length: int = MAX_GRPC_MESSAGE_SIZE
+    max_receive_message_length: int = MAX_GRPC_MESSAGE_SIZE
+    # --grpc-infer-response-compression-level: none | low | medium | high (gzip when not none).
+    # Compressed requests (gzip, deflate) are always accepted.
+    compression_level: str = "none"
+    keepalive_time_ms: int = 7_200_000
+    keepalive_timeout_ms: int = 20_000
+    keepalive_permit_without_calls: bool = False
+    http2_max_pings_without_data: int = 2
+    http2_min_recv_ping_interval_without_data_ms: int = 300_000
+    http2_max_ping_strikes: int = 2
+    max_connection_age_ms: int | None = None
+    max_connection_age_grace_ms: int | None = None
+    # --grpc-use-ssl and friends: PEM file paths.
+    use_ssl: bool = False
+    ssl_server_cert: str = ""
+    ssl_server_key: str = ""
+    ssl_root_cert: str = ""
+    ssl_mutual_auth: bool = False
+    extra_channel_args: list[tuple[str, Any]] = field(default_factory=list)
+    # --grpc-restricted-protocol: category -> (metadata key, value) a call must carry
+    restricted: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # "h2": HTTP/2 by libnghttp2 on the server's event loop (h2_server.py); "grpcio": grpc.aio
+    engine: str = "h2"
+
+    def channel_args(self) -> list[tuple[str, Any]]:
+        level = _COMPRESSION_LEVELS.get(self.compression_level)
+        if level is None:
+            raise TritonError.invalid_arg(
+                f"invalid gRPC compression level '{self.compression_level}': use none, low, medium or high")
+        args: list[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", self.max_send_message_length),
+            ("grpc.max_receive_message_length", self.max_receive_message_length),
+            ("grpc.keepalive_time_ms", self.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", int(self.keepalive_permit_without_calls)),
+            ("grpc.http2.max_pings_without_data", self.http2_max_pings_without_data),
+            ("grpc.http2.min_ping_interval_without_data_ms",
+             self.http2_min_recv_ping_interval_without_data_ms),
+            ("grpc.http2.max_ping_strikes", self.http2_max_ping_strikes),
+            ("grpc.so_reuseport", 0),
+        ]
+        if self.max_connection_age_ms is not None:
+            args.append(("grpc.max_connection_age_ms", self.max_connection_age_ms))
+        if self.max_connection_age_grace_ms is not None:
+            args.append(("grpc.max_connection_age_grace_ms", self.max_connection_age_grace_ms))
+        if level:
+            args.append(("grpc.default_compression_level", level))
+        args.extend(self.extra_channel_args)
+        return args
+
+    def compression(self) -> grpc.Compression | None:
+        return None if self.compression_level == "none" else grpc.Compression.Gzip
+
+    def credentials(self) -> grpc.ServerCredentials | None:
+        if not self.use_ssl:
+            return None
+
+        def read(path: str) -> bytes:
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except OSError as e:
+                raise TritonError.invalid_arg(f"cannot read SSL file '{path}': {e.strerror}") from None
+
+        root = read(self.ssl_root_cert) if self.ssl_root_cert else None
+        return grpc.ssl_server_credentials(
+            [(read(self.ssl_server_key), read(self.ssl_server_cert))],
+            root_certificates=root, require_client_auth=self.ssl_mutual_auth)
+
+
+async def _abort(context: grpc.aio.ServicerContext, err: TritonError) -> None:
+    await context.abort(_STATUS[err.code], err.message)
+
+
+def _unimplemented(what: str) -> TritonError:
+    return TritonError.unsupported(what)
+
+
+_SHM_OFF = "client shared memory is disabled: start the server with --allow-client-shm=true"
+_TRACE_DEFAULTS = {"trace_file": [""], "trace_level": ["OFF"], "trace_rate": ["1000"],
+                   "trace_count": ["-1"], "log_frequency": ["0"], "trace_mode": ["triton"]}
+_CUDA_SHM = "CUDA shared memory is not supported by this server (no CUDA devices are used)"
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    """Every RPC of GRPCInferenceService, each a thin translation onto the Server."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        # The reading tasks of open ModelStreamInfer calls; at shutdown they stop reading,
+        # so an idle stream ends at once and a busy one once its requests have answered.
+        self._stream_readers: set[asyncio.Task] = set()
+        self._closing = False
+
+    def close_streams(self) -> None:
+        """Shutdown: every open stream stops reading and ends when its requests are done."""
+        self._closing = True
+        for t in list(self._stream_readers):
+            t.cancel()
+
+    # health and metadata ---------------------------------------------------------
+    async def ServerLive(self, request, context):  # noqa: N802
+        return pb.ServerLiveResponse(live=self.server.is_live())
+
+    async def ServerReady(self, request, context):  # noqa: N802
+        return pb.ServerReadyResponse(ready=self.server.is_ready())
+
+    async def ModelReady(self, request, context):  # noqa: N802
+        try:
+            return pb.ModelReadyResponse(ready=self.server.model_ready(request.name, request.version))
+        except TritonError as e:
+            await _abort(context, e)
+
+    async def ServerMetadata(self, request, context):  # noqa: N802
+        md = self.server.metadata()
+        return pb.ServerMetadataResponse(name=md["name"], version=md["version"],
+                                         extensions=md["extensions"])
+
+    async def ModelMetadata(self, request, context):  # noqa: N802
+        try:
+            md = self.server.model_metadata(request.name, request.version)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        out = pb.ModelMetadataResponse(name=md["name"], versions=md["versions"], platform=md["platform"])
+        for t in md["inputs"]:
+            out.inputs.add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+        for t in md["outputs"]:
+            out.outputs.add(name=t["name"], datatype=t["datatype"], shape=t["shape"])
+        return out
+
+    async def ModelConfig(self, request, context):  # noqa: N802
+        try:
+            cfg = self.server.model_config(request.name, request.version)
+            return pb.ModelConfigResponse(config=config_to_proto(cfg))
+        except TritonError as e:
+            await _abort(context, e)
+
+    # inference ---------------------------------------------------------------------
+    def _encode(self, resp, requested) -> pb.ModelInferResponse:
+        classify = None
+        if requested is not None and any(o.classification for o in requested):
+            classify = classifier_for(self.server, resp.model_name, resp.model_version)
+        return codec.encode_response(resp, requested, self.server.shm_io, classify)
+
+    async def _infer(self, msg: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        req = codec.decode_request(msg, self.server.shm_io)
+        resp = await self.server.infer_async(req, _DECOUPLED)
+        return self._encode(resp, req.outputs)
+
+    async def ModelInfer(self, request, context):  # noqa: N802
+        if self.server.log_settings.log_verbose_level > 0:
+            log.log(VERBOSE, "gRPC ModelInfer: model '%s' version '%s' id '%s'",
+                    request.model_name, request.model_version, request.id)
+        try:
+            return await self._infer(request)
+        except TritonError as e:
+            await _abort(context, e)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a bug must not look like a dropped connection
+            log.exception("ModelInfer failed")
+            await context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+
+    async def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
+        """Requests run concurrently; one writer sends responses as they complete."""
+        out: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        tasks: set[asyncio.Task] = set()
+
+        async def one(msg: pb.ModelInferRequest) -> None:
+            p = msg.parameters.get("triton_enable_empty_final_response") if msg.parameters else None
+            empty_final = p is not None and p.WhichOneof("parameter_choice") == "bool_param" \
+                and p.bool_param
+            try:
+                req = codec.decode_request(msg, self.server.shm_io)
+                async for resp, final in self.server.infer_stream(req):
+                    if resp is None:
+                        # A decoupled model's bare FINAL flag: sent only when the client asked.
+                        if final and empty_final:
+                            r = pb.ModelInferResponse(model_name=msg.model_name, id=msg.id)
+                            r.parameters["triton_final_response"].bool_param = True
+                            out.put_nowait(pb.ModelStreamInferResponse(infer_response=r))
+                        continue
+                    if resp.error is not None:
+                        out.put_nowait(_stream_error(msg, resp.error.message))
+                        continue
+                    r = self._encode(resp, req.outputs)
+                    # Marked on every response, as Triton does (a model that is not decoupled
+                    # answers once, and that answer is final).
+                    r.parameters["triton_final_response"].bool_param = final
+                    out.put_nowait(pb.ModelStreamInferResponse(infer_response=r))
+            except TritonError as e:
+                out.put_nowait(_stream_error(msg, e.message))
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                log.exception("ModelStreamInfer request failed")
+                out.put_nowait(_stream_error(msg, f"{type(e).__name__}: {e}"))
+
+        async def reader() -> None:
+            try:
+                try:
+                    async for msg in request_iterator:
+                        t = asyncio.create_task(one(msg))
+                        tasks.add(t)
+                        t.add_done_callback(tasks.discard)
+                except asyncio.CancelledError:
+                    if not self._closing:
+                        raise
+                # close_streams() may cancel this wait too: asyncio.wait leaves the tasks running
+                while tasks:
+                    try:
+                        await asyncio.wait(list(tasks))
+                    except asyncio.CancelledError:
+                        if not self._closing:
+                            raise
+            finally:
+                out.put_nowait(None)
+
+        read_task = asyncio.create_task(reader())
+        if self._closing:
+            read_task.cancel()
+        self._stream_readers.add(read_task)
+        read_task.add_done_callback(self._stream_readers.discard)
+        try:
+            while True:
+                item = await out.get()
+                if item is None:
+                    break
+                await context.write(item)
+        finally:
+            if not read_task.done():
+                read_task.cancel()
+            for t in list(tasks):
+                t.cancel()
+
+    # statistics, repository, logging, trace -------------------------------------------
+    async def ModelStatistics(self, request, context):  # noqa: N802
+        try:
+            stats = self.server.statistics(request.name or None, request.version)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        return codec.statistics_to_proto(stats)
+
+    async def RepositoryIndex(self, request, context):  # noqa: N802
+        if request.repository_name:
+            await _abort(context, _unimplemented(
+                "'repository_name' specification is not supported"))
+        try:
+            rows = await asyncio.to_thread(self.server.repository_index, request.ready)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        out = pb.RepositoryIndexResponse()
+        for r in rows:
+            out.models.add(name=r["name"], version=r.get("version", ""), state=r.get("state", ""),
+                           reason=r.get("reason", ""))
+        return out
+
+    async def RepositoryModelLoad(self, request, context):  # noqa: N802
+        if request.repository_name:
+            await _abort(context, _unimplemented("'repository_name' specification is not supported"))
+        config: str | None = None
+        files: dict[str, Any] = {}
+        try:
+            for key, p in request.parameters.items():
+                which = p.WhichOneof("parameter_choice")
+                if key == "config":
+                    if which != "string_param":
+                        raise TritonError.invalid_arg("the 'config' parameter must be a string_param")
+                    config = p.string_param
+                elif key.startswith("file:"):
+                    if which != "bytes_param":
+                        raise TritonError.invalid_arg(f"the '{key}' parameter must be a bytes_param")
+                    files[key[len("file:"):]] = p.bytes_param
+                else:
+                    log.debug("ignoring load parameter '%s'", key)
+            await asyncio.to_thread(self.server.load_model, request.model_name, config, files or None)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request, context):  # noqa: N802
+        if request.repository_name:
+            await _abort(context, _unimplemented("'repository_name' specification is not supported"))
+        dependents = False
+        p = request.parameters.get("unload_dependents") if request.parameters else None
+        if p is not None:
+            dependents = bool(codec.param_value(p))
+        try:
+            await asyncio.to_thread(self.server.unload_model, request.model_name, dependents)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        return pb.RepositoryModelUnloadResponse()
+
+    async def LogSettings(self, request, context):  # noqa: N802
+        settings = self.server.log_settings
+        try:
+            if request.settings:
+                changes = {}
+                for key, v in request.settings.items():
+                    which = v.WhichOneof("parameter_choice")
+                    if which is None:
+                        continue
+                    changes[key] = getattr(v, which)
+                settings.update(changes)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        out = pb.LogSettingsResponse()
+        for key, value in settings.as_dict().items():
+            sv = out.settings[key]
+            if isinstance(value, bool):
+                sv.bool_param = value
+            elif isinstance(value, int):
+                sv.uint32_param = value
+            else:
+                sv.string_param = str(value)
+        return out
+
+    async def TraceSetting(self, request, context):  # noqa: N802
+        """Tracing is not implemented: the defaults (trace_level OFF) are shown, changes refused."""
+        for key, v in request.settings.items():
+            values = list(v.value)
+            if values and values != _TRACE_DEFAULTS.get(key):
+                await _abort(context, _unimplemented(
+                    f"tracing is not supported by this server yet: cannot set '{key}' "
+                    "(only the defaults, trace_level OFF, are accepted)"))
+        out = pb.TraceSettingResponse()
+        for key, values in _TRACE_DEFAULTS.items():
+            out.settings[key].value.extend(values)
+        return out
+
+    # shared memory -----------------------------------------------------------------------
+    def _shm(self) -> Any:
+        reg = self.server.shm_registry
+        if reg is None:
+            raise _unimplemented(_SHM_OFF)
+        return reg
+
+    async def SystemSharedMemoryStatus(self, request, context):  # noqa: N802
+        try:
+            rows = self._shm().status(request.name or None)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        out = pb.SystemSharedMemoryStatusResponse()
+        for r in rows:
+            out.regions[str(r["name"])].CopyFrom(pb.SystemSharedMemoryStatusResponse.RegionStatus(
+                name=str(r["name"]), key=str(r["key"]), offset=int(r.get("offset", 0)),
+                byte_size=int(r["byte_size"])))
+        return out
+
+    async def SystemSharedMemoryRegister(self, request, context):  # noqa: N802
+        try:
+            await asyncio.to_thread(self._shm().register, request.name, request.key, request.offset,
+                                    request.byte_size)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryUnregister(self, request, context):  # noqa: N802
+        try:
+            reg = self._shm()
+            if request.name:
+                await asyncio.to_thread(reg.unregister, request.name)
+            else:
+                await asyncio.to_thread(reg.unregister_all)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    async def CudaSharedMemoryStatus(self, request, context):  # noqa: N802
+        await _abort(context, _unimplemented(_CUDA_SHM))
+
+    async def CudaSharedMemoryRegister(self, request, context):  # noqa: N802
+        await _abort(context, _unimplemented(_CUDA_SHM))
+
+    async def CudaSharedMemoryUnregister(self, request, context):  # noqa: N802
+        await _abort(context, _unimplemented(_CUDA_SHM))
+
+
+def _stream_error(msg: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:
+    out = pb.ModelStreamInferResponse(error_message=message)
+    out.infer_response.id = msg.id  # as Triton: only the id, so the client can match it
+    return out
+
+
+class GrpcFrontEnd:
+    """The gRPC endpoint: ``await start()`` inside the server's event loop, ``await stop()``."""
+
+    def __init__(self, server: Server, address: str = "0.0.0.0", port: int = 8001,
+                 options: GrpcOptions | None = None, **kwargs: Any) -> None:
+        self.server = server
+        self.address = address
+        self.port = port
+        self.options = options or GrpcOptions(**kwargs)
+        if options is not None and kwargs:
+            raise TypeError("give either options or keyword settings, not both")
+        if self.options.engine not in ("h2", "grpcio"):
+            raise TritonError.invalid_arg(
+                f"unknown gRPC engine '{self.options.engine}': use h2 or grpcio")
+        self._grpc: grpc.aio.Server | None = None
+        self._h2: H2Server | None = None
+        self.servicer = InferenceServicer(server)
+
+    def _health_status(self, service: str) -> int:
+        return health.SERVING if self.server.is_ready() else health.NOT_SERVING
+
+    @property
+    def bind_address(self) -> str:
+        host = self.address
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        if self.options.engine == "h2":
+            await self._start_h2()
+        else:
+            await self._start_grpcio()
+        log.info("Started GRPCInferenceService at %s:%d", self.address, self.port)
+
+    async def _start_h2(self) -> None:
+        self.options.channel_args()  # the same checks as for grpcio
+        h2 = H2Server(self.servicer, self.options, health.check_method(self._health_status))
+        self.port = await h2.start(self.address, self.port)
+        self._h2 = h2
+        self.server.waiting_checks.append(h2.waiting_check)
+
+    async def _start_grpcio(self) -> None:
+        opts = self.options
+        interceptors = [RestrictedProtocols(opts.restricted)] if opts.restricted else []
+        srv = grpc.aio.server(options=opts.channel_args(), compression=opts.compression(),
+                              interceptors=interceptors)
+        pb_grpc.add_GRPCInferenceServiceServicer_to_server(self.servicer, srv)
+        srv.add_generic_rpc_handlers((health.health_handler(self._health_status),))
+        creds = opts.credentials()
+        try:
+            if creds is not None:
+                bound = srv.add_secure_port(self.bind_address, creds)
+            else:
+                bound = srv.add_insecure_port(self.bind_address)
+        except RuntimeError as e:
+            raise TritonError.unavailable(
+                f"failed to start gRPC service at {self.bind_address}: {e}") from None
+        if bound == 0:
+            raise TritonError.unavailable(f"failed to bind the gRPC service to {self.bind_address}")
+        self.port = bound
+        await srv.start()
+        self._grpc = srv
+
+    async def stop(self, grace: float | None = 5.0) -> None:
+        srv, self._grpc = self._grpc, None
+        h2, self._h2 = self._h2, None
+        if srv is not None or h2 is not None:
+            self.servicer.close_streams()  # else an idle open stream holds stop() for all of grace
+        if srv is not None:
+            await srv.stop(grace)
+        if h2 is not None:
+            if h2.waiting_check in self.server.waiting_checks:
+                self.server.waiting_checks.remove(h2.waiting_check)
+            await h2.stop(grace)
+
+    async def wait_for_termination(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.wait_for_termination()
+        elif self._h2 is not None:
+            await self._h2.wait_closed()
+
+
+# Triton's words (grpc_server.cc) for unary ModelInfer on a decoupled model
+_DECOUPLED = "ModelInfer RPC doesn't support models with decoupled transaction policy"

@@ -1,0 +1,341 @@
+"""KServe v2 inference over HTTP: JSON and the binary tensor extension, both ways."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from ...config import ModelConfig
+from ...dtypes import DataType
+from ...errors import TritonError
+from ...request import InferenceRequest, InferenceResponse, RequestedOutput
+from ...tensor import Tensor, element_count
+
+_RESERVED_INPUT_PARAMS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
+
+
+def _bad(msg: str) -> TritonError:
+    return TritonError.invalid_arg(msg)
+
+
+def _shape(value: Any, name: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in value
+    ):
+        raise _bad(f"Unable to parse 'shape' for input '{name}': expected an array of integers")
+    return value
+
+
+def _json_tensor(name: str, dt: DataType, shape: list[int], data: Any) -> Tensor:
+    """A tensor from JSON data (nested or flat), checked against the shape."""
+    if dt in (DataType.FP16, DataType.BF16):
+        raise _bad(f"datatype {dt.value} of input '{name}' must be sent as binary data")
+    n = element_count(shape)
+    try:
+        if dt is DataType.BYTES:
+            flat = np.array(data, dtype=object).reshape(-1)
+            items = []
+            for x in flat:
+                if isinstance(x, str):
+                    items.append(x.encode("utf-8"))
+                elif isinstance(x, (int, float, bool)):
+                    items.append(str(x).encode("utf-8"))
+                else:
+                    raise _bad(f"unable to parse 'data' of input '{name}': expected strings")
+            arr = np.empty(len(items), dtype=object)
+            arr[:] = items
+        else:
+            arr = np.asarray(data)
+            if arr.dtype == object:
+                raise ValueError("ragged data")
+            if dt is DataType.BOOL:
+                if arr.size and arr.dtype != np.bool_:
+                    raise _bad(f"unable to parse 'data' of input '{name}': expected booleans")
+            elif arr.size and arr.dtype.kind not in "iuf":
+                raise ValueError(f"expected numbers for {dt.value}")
+            elif arr.size and np.dtype(dt.numpy).kind in "iu":
+                # no silent truncation or wrap-around: integers that fit the datatype
+                info = np.iinfo(dt.numpy)
+                if arr.dtype.kind == "f" or arr.min() < info.min or arr.max() > info.max:
+                    raise ValueError(f"expected integers in the range of {dt.value}")
+            arr = arr.astype(dt.numpy, copy=False).reshape(-1)
+    except TritonError:
+        raise
+    except (ValueError, TypeError, OverflowError) as e:
+        raise _bad(f"unable to parse 'data' of input '{name}': {e}") from None
+    if arr.size != n:
+        raise _bad(
+            f"unexpected number of elements for input '{name}': shape {shape} holds {n} "
+            f"elements, the data has {arr.size}"
+        )
+    return Tensor(name, dt, shape, array=arr.reshape(shape))
+
+
+def parse_request(
+    model: str, version: int | None, header: dict[str, Any], binary: memoryview,
+    shm: Any = None,
+) -> tuple[InferenceRequest, bool]:
+    """An InferenceRequest from the JSON header and the binary section.
+
+    Returns the request and the request-level binary_data_output default.
+    """
+    if not isinstance(header, dict):
+        raise _bad("the request body must be a JSON object")
+    params = header.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise _bad("'parameters' must be a JSON object")
+    inputs_json = header.get("inputs")
+    if not isinstance(inputs_json, list):
+        raise _bad("Unable to parse 'inputs': expected an array")
+    offset = 0
+    inputs: dict[str, Tensor] = {}
+    for inp in inputs_json:
+        if not isinstance(inp, dict) or not isinstance(inp.get("name"), str):
+            raise _bad("Unable to parse 'name' of an input")
+        name = inp["name"]
+        if name in inputs:
+            raise _bad(f"input '{name}' given more than once")
+        if not isinstance(inp.get("datatype"), str):
+            raise _bad(f"Unable to parse 'datatype' for input '{name}'")
+        dt = DataType.from_wire(inp["datatype"])
+        shape = _shape(inp.get("shape"), name)
+        if any(d < 0 for d in shape):
+            raise _bad(f"input '{name}' has a negative dimension in {shape}")
+        iparams = inp.get("parameters") or {}
+        if not isinstance(iparams, dict):
+            raise _bad(f"'parameters' of input '{name}' must be a JSON object")
+        region = iparams.get("shared_memory_region")
+        bsize = iparams.get("binary_data_size")
+        has_data = "data" in inp
+        if region is not None:
+            if has_data or bsize is not None:
+                raise _bad(f"input '{name}' cannot have both shared memory and data")
+            if shm is None:
+                raise TritonError.invalid_arg(
+                    f"Unable to find system shared memory region: '{region}'")
+            inputs[name] = shm.input_tensor(name, dt, shape, iparams)
+            continue
+        if bsize is not None:
+            if has_data:
+                raise _bad(f"input '{name}' cannot have both 'binary_data_size' and 'data'")
+            if isinstance(bsize, bool) or not isinstance(bsize, int) or bsize < 0:
+                raise _bad(f"invalid 'binary_data_size' for input '{name}'")
+            if offset + bsize > len(binary):
+                raise _bad(
+                    f"unexpected size for input '{name}': binary_data_size {bsize} runs past "
+                    f"the {len(binary) - offset} bytes left in the request body"
+                )
+            raw = binary[offset : offset + bsize]
+            offset += bsize
+            inputs[name] = Tensor.from_raw(name, dt, shape, raw)
+        elif has_data:
+            inputs[name] = _json_tensor(name, dt, shape, inp["data"])
+        else:
+            raise _bad(f"input '{name}' has no 'data', 'binary_data_size' or shared memory")
+    if offset != len(binary):
+        raise _bad(
+            f"unexpected additional input data: {len(binary) - offset} bytes after the last "
+            "binary input"
+        )
+    outputs = None
+    if "outputs" in header:
+        outs_json = header["outputs"]
+        if not isinstance(outs_json, list):
+            raise _bad("Unable to parse 'outputs': expected an array")
+        outputs = []
+        for o in outs_json:
+            if not isinstance(o, dict) or not isinstance(o.get("name"), str):
+                raise _bad("Unable to parse 'name' of a requested output")
+            op = o.get("parameters") or {}
+            if not isinstance(op, dict):
+                raise _bad(f"'parameters' of output '{o['name']}' must be a JSON object")
+            if not isinstance(op.get("binary_data", False), bool):
+                raise _bad(f"'binary_data' of output '{o['name']}' must be a boolean")
+            cc = op.get("classification", 0)
+            if isinstance(cc, bool) or not isinstance(cc, int) or cc < 0:
+                raise _bad(f"'classification' of output '{o['name']}' must be a non-negative integer")
+            outputs.append(RequestedOutput(o["name"], op))
+    binary_default = params.get("binary_data_output", False)
+    if not isinstance(binary_default, bool):
+        raise _bad("'binary_data_output' must be a boolean")
+    req_params = {k: v for k, v in params.items() if k != "binary_data_output"}
+    rid = header.get("id", "")
+    if not isinstance(rid, str):
+        raise _bad("'id' must be a string")
+    req = InferenceRequest(model_name=model, model_version=version, id=rid, inputs=inputs,
+                           outputs=outputs, parameters=req_params)
+    apply_request_parameters(req)
+    return req, binary_default
+
+
+def apply_request_parameters(req: InferenceRequest) -> None:
+    """Request parameters with meaning: sequence, priority, timeout."""
+    p = req.parameters
+    seq = p.get("sequence_id")
+    if seq is not None:
+        if isinstance(seq, bool) or not isinstance(seq, (int, str)) or (
+                isinstance(seq, int) and not 0 <= seq < 2**64):
+            raise _bad("'sequence_id' must be an unsigned integer or a string")
+        req.correlation_id = seq
+    if p.get("sequence_start"):
+        req.flags |= 1
+    if p.get("sequence_end"):
+        req.flags |= 2
+    if "priority" in p:
+        pr = p["priority"]
+        if isinstance(pr, bool) or not isinstance(pr, int) or pr < 0:
+            raise _bad("'priority' must be a non-negative integer")
+        req.priority = pr
+    if "timeout" in p:
+        t = p["timeout"]
+        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+            raise _bad("'timeout' must be a non-negative integer (microseconds)")
+        req.timeout_us = t
+
+
+def raw_request(model: str, version: int | None, body: memoryview, cfg: ModelConfig) -> InferenceRequest:
+    """Header length 0: the body is the one input's data, batch 1."""
+    if len(cfg.input) != 1:
+        raise _bad(
+            f"raw binary request (Inference-Header-Content-Length 0) needs a model with exactly one "
+            f"input; '{model}' has {len(cfg.input)}")
+    inp = cfg.input[0]
+    dt = inp.datatype
+    dims = list(inp.dims)
+    if dt is DataType.BYTES:
+        if -1 in dims:
+            raise _bad(f"raw binary request for '{model}': input '{inp.name}' has variable dims")
+        shape = dims
+    else:
+        known = element_count([d for d in dims if d != -1]) if dims else 1
+        if dims.count(-1) > 1:
+            raise _bad(f"raw binary request for '{model}': input '{inp.name}' has several variable dims")
+        if -1 in dims:
+            elems = len(body) // dt.itemsize
+            if known == 0 or elems % known:
+                raise _bad(f"raw binary request for '{model}': {len(body)} bytes do not fit input "
+                           f"'{inp.name}' dims {dims}")
+            shape = [elems // known if d == -1 else d for d in dims]
+        else:
+            shape = dims
+    if cfg.max_batch_size > 0:
+        shape = [1] + shape
+    return InferenceRequest(model_name=model, model_version=version,
+                            inputs={inp.name: Tensor.from_raw(inp.name, dt, shape, body)})
+
+
+def _json_data(t: Tensor) -> list:
+    arr = t.as_numpy().reshape(-1)
+    if t.datatype is DataType.BYTES:
+        return [x.decode("utf-8", errors="replace") if isinstance(x, bytes) else str(x) for x in arr]
+    if t.datatype in (DataType.FP16, DataType.BF16):
+        if t.datatype is DataType.BF16:
+            arr = (arr.astype(np.uint32) << 16).view(np.float32)
+        return arr.astype(np.float32).tolist()
+    return arr.tolist()
+
+
+def build_response(
+    resp: InferenceResponse, req: InferenceRequest, binary_default: bool, shm: Any = None,
+    classify: Any = None,
+) -> tuple[bytes, list[bytes | memoryview]]:
+    """The JSON header and the binary chunks that follow it (empty for pure JSON)."""
+    if not resp.parameters and _all_binary(req, binary_default, shm):  # no classification asked
+        return _binary_response(resp, req, shm)
+    wanted = {o.name: o for o in req.outputs} if req.outputs is not None else None
+    outs = []
+    chunks: list[bytes | memoryview] = []
+    for t in resp.outputs:
+        ro = wanted.get(t.name) if wanted is not None else None
+        if wanted is not None and ro is None:
+            continue
+        op = ro.parameters if ro is not None else {}
+        if ro is not None and ro.classification and classify is not None:
+            t = classify(t, ro.classification)
+        entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype.value, "shape": list(t.shape)}
+        if op.get("shared_memory_region") is not None:
+            if shm is None:
+                raise TritonError.invalid_arg(
+                    f"Unable to find system shared memory region: '{op['shared_memory_region']}'")
+            # Triton's response names no parameters for an output written to shared
+            # memory: its C++ client reads "parameters" as the binary extension's.
+            shm.write_output(t, op)
+        elif op.get("binary_data", binary_default):
+            raw = t.to_bytes()
+            chunks.append(raw)
+            entry["parameters"] = {"binary_data_size": len(raw)}
+        else:
+            entry["data"] = _json_data(t)
+        outs.append(entry)
+    body: dict[str, Any] = {"model_name": resp.model_name, "model_version": str(resp.model_version)}
+    if resp.id:
+        body["id"] = resp.id
+    if resp.parameters:
+        body["parameters"] = resp.parameters
+    body["outputs"] = outs
+    return json.dumps(body, separators=(",", ":")).encode(), chunks
+
+
+_BINARY = {"binary_data": True}
+SHM_KEYS = frozenset(("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset"))
+# JSON headers of responses whose outputs are all binary or in shared memory, by their
+# content: the same model answering the same client repeats the same header (bounded:
+# cleared when full)
+_HEADERS: dict[tuple, bytes] = {}
+_MAX_HEADERS = 1024
+
+
+def _plain_output(params: dict[str, Any], shm: Any) -> bool:
+    if params == _BINARY:
+        return True
+    return ("shared_memory_region" in params and shm is not None
+            and params.keys() <= SHM_KEYS | {"binary_data"})
+
+
+def _all_binary(req: InferenceRequest, binary_default: bool, shm: Any) -> bool:
+    """Every output goes as binary data or into shared memory (no JSON, no classification)."""
+    if req.outputs is None:
+        return binary_default
+    return all(_plain_output(o.parameters, shm) for o in req.outputs)
+
+
+def _binary_response(resp: InferenceResponse, req: InferenceRequest, shm: Any
+                     ) -> tuple[bytes, list[bytes | memoryview]]:
+    wanted = None if req.outputs is None else {o.name: o.parameters for o in req.outputs}
+    chunks: list[bytes | memoryview] = []
+    sig = []
+    for t in resp.outputs:
+        if wanted is None:
+            op = None
+        else:
+            op = wanted.get(t.name)
+            if op is None:
+                continue
+        if op is not None and "shared_memory_region" in op:
+            shm.write_output(t, op)
+            sig.append((t.name, t.datatype, t.shape, -1))
+            continue
+        raw = t.to_bytes()
+        chunks.append(raw)
+        sig.append((t.name, t.datatype, t.shape, len(raw)))
+    key = (resp.model_name, resp.model_version, resp.id, tuple(sig))
+    header = _HEADERS.get(key)
+    if header is None:
+        body: dict[str, Any] = {"model_name": resp.model_name,
+                                "model_version": str(resp.model_version)}
+        if resp.id:
+            body["id"] = resp.id
+        outs = []
+        for n, dt, shape, size in sig:
+            entry: dict[str, Any] = {"name": n, "datatype": dt.value, "shape": list(shape)}
+            if size >= 0:  # an output in shared memory names no parameters (see above)
+                entry["parameters"] = {"binary_data_size": size}
+            outs.append(entry)
+        body["outputs"] = outs
+        header = json.dumps(body, separators=(",", ":")).encode()
+        if len(_HEADERS) >= _MAX_HEADERS:
+            _HEADERS.clear()
+        _HEADERS[key] = header
+    return header, chunks

@@ -1,0 +1,226 @@
+"""Triton's system shared-memory extension: the registry the HTTP and gRPC front ends call.
+
+A client creates a POSIX region and registers it (name, key, offset,
+byte_size); requests then name the region for inputs and outputs. Errors are
+TritonErrors with Triton's codes and messages. Each region is mapped once, whole
+(mmap offsets must be page-aligned; the registered offset need not be), and the
+requested window is sliced from it.
+
+In-flight use: ``lease(name)`` pins a region; an unregister while leased
+removes the name at once (new requests get NOT_FOUND, the name can be reused)
+but the munmap waits for the last lease. Views handed out also keep their
+pages mapped on their own (see shm.py), so a stray view never dangles.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ..errors import ErrorCode, TritonError
+from .shm import RegionTooSmall, SharedMemoryError, SharedMemoryRegion
+
+# Keys of regions the server's own processes use: a client must not register
+# (and so read or scribble on) them. Triton refuses the python backend's prefix;
+# "tritoncore_" is the prefix of this project's own arenas.
+PYTHON_BACKEND_PREFIX = "triton_python_backend_shm_region"
+TRITONCORE_PREFIX = "tritoncore_"
+RESERVED_KEY_PREFIXES: tuple[str, ...] = (PYTHON_BACKEND_PREFIX, TRITONCORE_PREFIX)
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(eq=False)
+class _Region:
+    name: str
+    key: str
+    offset: int
+    byte_size: int
+    shm: SharedMemoryRegion
+    leases: int = 0
+    retired: bool = False  # unregistered; unmap when the last lease ends
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "key": self.key,
+            "offset": self.offset,
+            "byte_size": self.byte_size,
+        }
+
+    def view(self, offset: int, byte_size: int) -> memoryview:
+        """Bytes [offset, offset + byte_size) of the registered window, checked."""
+        if not _is_count(offset) or offset > self.byte_size:
+            raise TritonError.invalid_arg(
+                f"Invalid offset for shared memory region: '{self.name}'"
+            )
+        if not _is_count(byte_size) or byte_size > self.byte_size - offset:
+            raise TritonError.invalid_arg(
+                f"Invalid offset + byte size for shared memory region: '{self.name}'"
+            )
+        start = self.offset + offset
+        return self.shm.buffer(start, byte_size)
+
+
+class RegionLease:
+    """A registered region pinned for one request (what ``lease()`` yields)."""
+
+    def __init__(self, region: _Region) -> None:
+        self._region = region
+
+    @property
+    def name(self) -> str:
+        return self._region.name
+
+    @property
+    def byte_size(self) -> int:
+        return self._region.byte_size
+
+    def view(self, offset: int, byte_size: int) -> memoryview:
+        return self._region.view(offset, byte_size)
+
+
+class SystemSharedMemoryRegistry:
+    """Registered system shared-memory regions, by name. Thread-safe."""
+
+    def __init__(
+        self, reserved_prefixes: tuple[str, ...] = RESERVED_KEY_PREFIXES
+    ) -> None:
+        self._reserved = reserved_prefixes
+        self._lock = threading.Lock()
+        self._regions: dict[str, _Region] = {}
+
+    # -- the extension's three calls ------------------------------------------
+
+    def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
+        invalid = TritonError.invalid_arg(
+            f"failed to register shared memory region '{name}': invalid args"
+        )
+        if not _is_count(offset) or not _is_count(byte_size):
+            raise invalid
+        bare = key.lstrip("/")
+        for prefix in self._reserved:
+            if bare.startswith(prefix):
+                raise TritonError.invalid_arg(
+                    f"cannot register shared memory region '{name}' with key '{key}' "
+                    f"as the key contains the reserved prefix '{prefix}'"
+                )
+        with self._lock:
+            if name in self._regions:
+                raise TritonError(
+                    ErrorCode.ALREADY_EXISTS,
+                    f"shared memory region '{name}' already in manager",
+                )
+            try:
+                # The real size is checked before mapping (RegionTooSmall).
+                shm = SharedMemoryRegion.attach_client(key, min_size=offset + byte_size)
+            except RegionTooSmall:
+                raise invalid from None
+            except SharedMemoryError as exc:
+                if exc.action == "shm_open":
+                    raise TritonError.internal(
+                        f"Unable to open shared memory region: '{key}': {exc.strerror}"
+                    ) from None
+                raise TritonError.invalid_arg(
+                    f"failed to register shared memory region '{name}': {exc.strerror}"
+                ) from None
+            except ValueError:  # an empty key or one with a NUL byte
+                raise TritonError.internal(
+                    f"Unable to open shared memory region: '{key}'"
+                ) from None
+            self._regions[name] = _Region(name, key, offset, byte_size, shm)
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (no error when unknown, as Triton); unmap once no request uses it."""
+        with self._lock:
+            region = self._regions.pop(name, None)
+        if region is not None:
+            self._retire(region)
+
+    def unregister_all(self) -> None:
+        with self._lock:
+            regions = list(self._regions.values())
+            self._regions.clear()
+        for region in regions:
+            self._retire(region)
+
+    def status(self, name: str | None = None) -> list[dict[str, object]]:
+        """[{name, key, offset, byte_size}] for ``name``, or for every region when None/empty."""
+        with self._lock:
+            if not name:
+                return [r.status() for r in self._regions.values()]
+            region = self._regions.get(name)
+        if region is None:
+            raise TritonError.not_found(
+                f"Unable to find system shared memory region: '{name}'"
+            )
+        return [region.status()]
+
+    # -- data access for inputs and outputs -----------------------------------
+
+    def view(self, name: str, offset: int, byte_size: int) -> memoryview:
+        """A writable view of ``byte_size`` bytes at ``offset`` in region ``name`` (no copy).
+
+        Checked against the registered window. The view keeps its pages mapped
+        by itself; use ``lease()`` to also keep an unregister from unmapping the
+        region while a request runs.
+        """
+        return self._get(name).view(offset, byte_size)
+
+    @contextmanager
+    def lease(self, name: str) -> Iterator[RegionLease]:
+        """Pin region ``name`` for the duration of the block (one request's use of it)."""
+        with self._lock:
+            region = self._get(name)
+            with region.lock:
+                region.leases += 1
+        try:
+            yield RegionLease(region)
+        finally:
+            with region.lock:
+                region.leases -= 1
+                unmap = region.retired and region.leases == 0
+            if unmap:
+                region.shm.unmap()
+
+    # -- helpers ---------------------------------------------------------------
+
+    def _get(self, name: str) -> _Region:
+        region = self._regions.get(name)
+        if region is None:
+            raise TritonError.not_found(
+                f"Unable to find shared memory region: '{name}'"
+            )
+        return region
+
+    @staticmethod
+    def _retire(region: _Region) -> None:
+        with region.lock:
+            region.retired = True
+            unmap = region.leases == 0
+        if unmap:
+            region.shm.unmap()
+
+    def __len__(self) -> int:
+        return len(self._regions)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._regions
+
+    def close(self) -> None:
+        """Unregister everything (server shutdown)."""
+        self.unregister_all()
+
+
+__all__ = [
+    "PYTHON_BACKEND_PREFIX",
+    "RESERVED_KEY_PREFIXES",
+    "TRITONCORE_PREFIX",
+    "RegionLease",
+    "SystemSharedMemoryRegistry",
+]

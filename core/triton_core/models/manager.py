@@ -1,0 +1,495 @@
+"""Model lifecycle: load, unload, reload and the state of every model version."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from .. import abi
+from ..config import ModelConfig, parse_config_json
+from ..errors import TritonError
+from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
+from .defaults import check_config, complete_config
+from .registry import BackendRegistry
+from .repository import (
+    ModelSource,
+    Repository,
+    numeric_versions,
+    read_config,
+    select_versions,
+)
+from .version import LoadedVersion
+from .warmup import run_warmup
+
+if TYPE_CHECKING:
+    from ..scheduling.cache import ResponseCache
+
+log = logging.getLogger("triton_core")
+
+UNKNOWN, READY, UNAVAILABLE, LOADING, UNLOADING = (
+    "UNKNOWN", "READY", "UNAVAILABLE", "LOADING", "UNLOADING")
+
+
+@dataclass
+class VersionState:
+    state: str = UNKNOWN
+    reason: str = ""
+    loaded: LoadedVersion | None = None
+
+
+@dataclass
+class ModelRecord:
+    name: str
+    source: ModelSource | None = None
+    config: ModelConfig | None = None  # of the newest ready version
+    versions: dict[int, VersionState] = field(default_factory=dict)
+    error: str = ""  # model-level failure with no version to pin it on
+    fingerprint: tuple | None = None
+    load_seconds: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ModelManager:
+    def __init__(self, repository: Repository, registry: BackendRegistry, *,
+                 auto_complete: bool = True, load_threads: int = 4,
+                 exit_timeout: float = 30.0, server: abi.ServerHandle | None = None,
+                 response_cache: ResponseCache | None = None) -> None:
+        self.repository = repository
+        self.registry = registry
+        self.auto_complete = auto_complete
+        self.load_threads = max(1, load_threads)
+        self.exit_timeout = exit_timeout
+        self.server = server  # given to backends (BLS, model control)
+        self.response_cache = response_cache
+        self.models: dict[str, ModelRecord] = {}
+        self._lock = threading.Lock()
+        self._tempdirs: dict[str, Path] = {}
+
+    # queries -----------------------------------------------------------------
+    def record(self, name: str) -> ModelRecord:
+        with self._lock:
+            rec = self.models.get(name)
+            if rec is None:
+                rec = self.models[name] = ModelRecord(name)
+            return rec
+
+    def get(self, name: str, version: int | None = None) -> LoadedVersion:
+        """The ready version asked for (None or -1: the newest ready one)."""
+        rec = self.models.get(name)
+        if rec is None:
+            raise TritonError.not_found(f"Request for unknown model: '{name}' is not found")
+        if version is None or version == -1:
+            best = None
+            for v, st in rec.versions.items():
+                if st.state == READY and st.loaded is not None and (best is None or v > best[0]):
+                    best = (v, st.loaded)
+            if best is None:
+                raise TritonError.unavailable(
+                    f"Request for unknown model: '{name}' has no available versions")
+            return best[1]
+        st = rec.versions.get(version)
+        if st is None:
+            raise TritonError.not_found(
+                f"Request for unknown model: '{name}' version {version} is not found")
+        if st.state != READY or st.loaded is None:
+            raise TritonError.unavailable(
+                f"Request for unknown model: '{name}' version {version} is not at ready state")
+        return st.loaded
+
+    def is_ready(self, name: str, version: int | None = None) -> bool:
+        try:
+            return self.get(name, version).instances_ready()
+        except TritonError:
+            return False
+
+    def index(self, ready_only: bool = False) -> list[dict]:
+        out = []
+        with self._lock:
+            records = sorted(self.models.values(), key=lambda r: r.name)
+        if not ready_only:
+            known = set(self.models)
+            try:
+                scan = self.repository.scan()
+                for n in sorted(set(scan.models) - known):
+                    out.append({"name": n})
+            except Exception:  # index must answer even on an unreadable repository
+                pass
+        for rec in records:
+            if not rec.versions:
+                if not ready_only:
+                    row = {"name": rec.name, "version": "", "state": UNAVAILABLE,
+                           "reason": rec.error or "unloaded"}
+                    out.append(row)
+                continue
+            for v, st in sorted(rec.versions.items()):
+                if ready_only and st.state != READY:
+                    continue
+                out.append({"name": rec.name, "version": str(v), "state": st.state,
+                            "reason": st.reason})
+        return sorted(out, key=lambda r: (r["name"], r.get("version", "")))
+
+    def all_ready(self) -> bool:
+        """Every model that was asked to load has at least its versions ready."""
+        for rec in list(self.models.values()):
+            for st in rec.versions.values():
+                if st.state != READY or (st.loaded is not None and not st.loaded.instances_ready()):
+                    return False
+            if rec.error:
+                return False
+        return True
+
+    # loading -----------------------------------------------------------------
+    def load_many(self, names: list[str]) -> dict[str, str]:
+        """Load models in parallel; returns {name: error} for those that failed."""
+        errors: dict[str, str] = {}
+
+        def one(n: str) -> None:
+            try:
+                self.load(n)
+            except TritonError as e:
+                errors[n] = e.message
+            except Exception as e:  # noqa: BLE001 - reported, never fatal to others
+                log.exception("loading '%s' failed", n)
+                errors[n] = f"{type(e).__name__}: {e}"
+
+        # Ensembles load after the models they compose (rounds, for ensembles of ensembles).
+        deps = {n: self._ensemble_deps(n) for n in names}
+        remaining = list(names)
+        loaded: set[str] = set()
+        while remaining:
+            wave = [n for n in remaining
+                    if deps[n] is None or not (deps[n] & set(remaining)) or deps[n] <= loaded]
+            if not wave:
+                wave = remaining  # a cycle: let the loads fail with their own message
+            with ThreadPoolExecutor(self.load_threads, thread_name_prefix="triton-load") as pool:
+                list(pool.map(one, wave))
+            loaded.update(wave)
+            remaining = [n for n in remaining if n not in loaded]
+        return errors
+
+    def _ensemble_deps(self, name: str) -> set[str] | None:
+        """The composing models of an ensemble in the repository; None for other models."""
+        try:
+            cfg = read_config(self.repository.find(name))
+        except Exception:  # noqa: BLE001 - the load itself reports a broken config
+            return None
+        if cfg.platform != "ensemble" and not cfg.ensemble_scheduling:
+            return None
+        return composing_models(cfg)
+
+    def dependents(self, name: str) -> list[str]:
+        """Loaded ensembles that use ``name``, directly or through other ensembles."""
+        out: list[str] = []
+        frontier = {name}
+        while frontier:
+            nxt = set()
+            for n, rec in list(self.models.items()):
+                if n in out or n == name:
+                    continue
+                for st in rec.versions.values():
+                    lv = st.loaded
+                    if isinstance(lv, EnsembleVersion) and lv.composing() & frontier:
+                        out.append(n)
+                        nxt.add(n)
+                        break
+            frontier = nxt
+        return out
+
+    def load(self, name: str, config_json: str | dict | None = None,
+             files: dict[str, str] | None = None) -> None:
+        """Load or reload a model (every version its policy selects)."""
+        rec = self.record(name)
+        with rec.lock:
+            t0 = time.monotonic()
+            try:
+                self._load_locked(rec, config_json, files)
+                rec.error = ""
+            except TritonError as e:
+                rec.error = e.message
+                if not any(st.state == READY for st in rec.versions.values()):
+                    rec.versions = {v: VersionState(UNAVAILABLE, e.message)
+                                    for v in (rec.versions or {})}
+                raise
+            finally:
+                rec.load_seconds = time.monotonic() - t0
+
+    def _source_for(self, name: str, config_json: str | dict | None,
+                    files: dict[str, str] | None) -> ModelSource:
+        if files:
+            if config_json is None:
+                raise TritonError.invalid_arg(
+                    f"failed to load '{name}': file overrides need a 'config' parameter")
+            return self._write_override_files(name, files)
+        self._drop_tempdir(name)
+        return self.repository.find(name)
+
+    def _write_override_files(self, name: str, files: dict[str, str]) -> ModelSource:
+        """Files of a load request go into a fresh folder for this model, never outside it."""
+        root = Path(tempfile.mkdtemp(prefix="tritoncore-model-"))
+        model_dir = root / name
+        model_dir.mkdir()
+        try:
+            for key, b64 in files.items():
+                rel = PurePosixPath(key)
+                if (rel.is_absolute() or not rel.parts or ".." in rel.parts
+                        or "\\" in key or any(p in ("", ".") for p in rel.parts)):
+                    raise TritonError.invalid_arg(
+                        f"failed to load '{name}': invalid file path '{key}': paths must stay "
+                        "inside the model folder")
+                target = model_dir.joinpath(*rel.parts)
+                if not target.resolve().is_relative_to(model_dir.resolve()):
+                    raise TritonError.invalid_arg(
+                        f"failed to load '{name}': invalid file path '{key}'")
+                try:
+                    data = base64.b64decode(b64, validate=True) if isinstance(b64, str) else bytes(b64)
+                except (binascii.Error, ValueError):
+                    raise TritonError.invalid_arg(
+                        f"failed to load '{name}': file '{key}' is not valid base64") from None
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        self._drop_tempdir(name)
+        self._tempdirs[name] = root
+        return ModelSource(name, model_dir, None, temporary=True)
+
+    def _drop_tempdir(self, name: str) -> None:
+        old = self._tempdirs.pop(name, None)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _resolve_backend(self, cfg: ModelConfig, src: ModelSource) -> str:
+        if cfg.backend:
+            return cfg.backend
+        if cfg.platform:
+            if cfg.platform == "ensemble":
+                raise TritonError.unsupported(
+                    f"model '{src.name}': ensemble models are not supported yet")
+            e = self.registry.for_platform(cfg.platform)
+            if e is None:
+                raise TritonError.invalid_arg(
+                    f"model '{src.name}': no installed backend serves platform '{cfg.platform}'")
+            return e.name
+        names: set[str] = set()
+        for v in numeric_versions(src.path):
+            try:
+                names.update(p.name for p in (src.path / str(v)).iterdir())
+            except OSError:
+                pass
+        try:
+            names.update(p.name for p in src.path.iterdir() if p.is_file())
+        except OSError:
+            pass
+        e = self.registry.for_model_files(names)
+        if e is None:
+            raise TritonError.invalid_arg(
+                f"model '{src.name}': config names no backend or platform and no installed "
+                f"backend's default model file is in its folder (installed: "
+                f"{', '.join(self.registry.names()) or 'none'})")
+        return e.name
+
+    def _load_locked(self, rec: ModelRecord, config_json: str | dict | None,
+                     files: dict[str, str] | None) -> None:
+        name = rec.name
+        src = self._source_for(name, config_json, files)
+        where = f"model '{name}'"
+        if config_json is not None:
+            cfg = parse_config_json(config_json, f"{where}: config parameter")
+        else:
+            cfg = read_config(src)
+            where = f"model '{name}', file '{src.config_path}'" if src.config_path else where
+        if cfg.name and cfg.name != name:
+            raise TritonError.invalid_arg(
+                f"{where}: field 'name': config name '{cfg.name}' does not match the model "
+                f"folder '{name}'")
+        cfg.name = name
+        if cfg.platform == "ensemble" or cfg.ensemble_scheduling is not None:
+            self._load_ensemble(rec, cfg, src, where, config_json)
+            return
+        backend_name = self._resolve_backend(cfg, src)
+        entry = self.registry.entry(backend_name)
+        backend = self.registry.backend(backend_name)
+        platforms = entry.platforms if entry else ()
+        default_file = entry.default_model_filename if entry else ""
+        pre = complete_config(cfg, name, backend_name, (), default_file)
+        available = numeric_versions(src.path)
+        wanted = select_versions(pre.version_policy, available)
+        if not wanted:
+            raise TritonError.invalid_arg(
+                f"at least one version must be available under the version policy of model '{name}'")
+        fingerprint = src.fingerprint()
+        config_changed = rec.fingerprint is None or rec.fingerprint[0] != fingerprint[0] \
+            or config_json is not None or src.temporary
+        new: dict[int, LoadedVersion] = {}
+        try:
+            for v in wanted:
+                cur = rec.versions.get(v)
+                if cur and cur.state == READY and cur.loaded and not config_changed:
+                    continue
+                rec.versions.setdefault(v, VersionState())
+                if not (cur and cur.state == READY):
+                    rec.versions[v] = VersionState(LOADING)
+                ctx = abi.ModelContext(name=name, version=v, model_path=src.path,
+                                       config=pre, auto_complete=self.auto_complete,
+                                       server=self.server)
+                model = backend.load_model(ctx)
+                final = complete_config(model.config, name, backend_name, platforms, default_file)
+                check_config(final, where)
+                lv = LoadedVersion(name, v, model, final, src.path)
+                self._attach_cache(lv)
+                try:
+                    lv.create_instances()
+                except BaseException:
+                    model.close()
+                    raise
+                new[v] = lv
+                run_warmup(lv, src.path)
+        except BaseException as e:
+            for lv in new.values():
+                lv.close(timeout=1.0)
+            msg = e.message if isinstance(e, TritonError) else f"{type(e).__name__}: {e}"
+            for v in wanted:
+                st = rec.versions.get(v)
+                if st is not None and st.state != READY:
+                    rec.versions[v] = VersionState(UNAVAILABLE, msg)
+            if isinstance(e, TritonError):
+                raise TritonError(e.code, f"failed to load '{name}': {msg}") from None
+            raise TritonError.internal(f"failed to load '{name}': {msg}") from e
+        old: list[LoadedVersion] = []
+        for v, lv in new.items():
+            prev = rec.versions.get(v)
+            if prev is not None and prev.loaded is not None:
+                old.append(prev.loaded)
+            rec.versions[v] = VersionState(READY, "", lv)
+        for v in list(rec.versions):
+            if v not in wanted:
+                st = rec.versions.pop(v)
+                if st.loaded is not None:
+                    old.append(st.loaded)
+        rec.source = src
+        rec.fingerprint = fingerprint
+        newest = max(wanted)
+        if rec.versions[newest].loaded is not None:
+            rec.config = rec.versions[newest].loaded.config  # type: ignore[union-attr]
+        for lv in old:  # in-flight requests on the old versions finish first
+            lv.close(self.exit_timeout)
+        log.info("successfully loaded '%s' version(s) %s", name, ", ".join(map(str, wanted)))
+
+    def _attach_cache(self, lv: LoadedVersion | EnsembleVersion) -> None:
+        """Let ``lv`` use the server's response cache when its config enables it."""
+        rc = lv.config.response_cache
+        cache = self.response_cache
+        if rc is None or not rc.enable or cache is None:
+            return
+        if isinstance(lv, EnsembleVersion):
+            why = lv.uncacheable()
+            if why:
+                log.warning("ensemble '%s' version %d: response cache not used: %s",
+                            lv.name, lv.version, why)
+                return
+        elif lv.decoupled or lv.config.sequence_batching is not None:
+            return
+        lv.cache = cache
+
+    def _load_ensemble(self, rec: ModelRecord, cfg: ModelConfig, src: ModelSource, where: str,
+                       config_json: str | dict | None) -> None:
+        name = rec.name
+        cfg.platform = "ensemble"
+        final = complete_config(cfg, name, "", (), "")
+        final.backend = ""
+        final.instance_group = []
+        available = numeric_versions(src.path)
+        wanted = select_versions(final.version_policy, available)
+        if not wanted:
+            raise TritonError.invalid_arg(
+                f"at least one version must be available under the version policy of model '{name}'")
+        try:
+            check_config(final, where)
+            steps = check_ensemble(final, where, self)
+        except TritonError as e:
+            for v in wanted:
+                st = rec.versions.get(v)
+                if st is None or st.state != READY:
+                    rec.versions[v] = VersionState(UNAVAILABLE, e.message)
+            raise TritonError(e.code, f"failed to load '{name}': {e.message}") from None
+        old = [st.loaded for v, st in rec.versions.items() if st.loaded is not None]
+        ensembles = {v: EnsembleVersion(name, v, final, steps, self) for v in wanted}
+        for ev in ensembles.values():
+            self._attach_cache(ev)
+        rec.versions = {v: VersionState(READY, "", ev) for v, ev in ensembles.items()}
+        rec.source = src
+        rec.fingerprint = src.fingerprint()
+        rec.config = final
+        for lv in old:
+            lv.close(self.exit_timeout)
+        log.info("successfully loaded '%s' version(s) %s", name, ", ".join(map(str, wanted)))
+
+    # unloading ---------------------------------------------------------------
+    def unload(self, name: str) -> None:
+        rec = self.models.get(name)
+        if rec is None:
+            raise TritonError.invalid_arg(f"failed to unload '{name}': model is not loaded")
+        with rec.lock:
+            loaded = [(v, st) for v, st in rec.versions.items()]
+            for v, st in loaded:
+                if st.loaded is not None:
+                    rec.versions[v] = VersionState(UNLOADING, "", st.loaded)
+            for _v, st in loaded:
+                if st.loaded is not None:
+                    st.loaded.close(self.exit_timeout)
+            rec.versions = {v: VersionState(UNAVAILABLE, "unloaded") for v, _ in loaded}
+            rec.error = ""
+            rec.config = None
+            rec.fingerprint = None
+            self._drop_tempdir(name)
+        log.info("successfully unloaded '%s'", name)
+
+    def unload_all(self) -> None:
+        for name in list(self.models):
+            try:
+                self.unload(name)
+            except TritonError:
+                pass
+
+    # polling -----------------------------------------------------------------
+    def poll_once(self) -> None:
+        """Reload what changed on disk, load what appeared, unload what went away."""
+        scan = self.repository.scan()
+        for name, src in scan.models.items():
+            rec = self.models.get(name)
+            if rec is None or rec.source is None:
+                if rec is None or not rec.versions or rec.error:
+                    if rec is not None and rec.error and rec.fingerprint == src.fingerprint():
+                        continue
+                    try:
+                        self.load(name)
+                    except TritonError as e:
+                        rec = self.record(name)
+                        rec.fingerprint = src.fingerprint()
+                        log.error("poll: %s", e.message)
+                continue
+            if not rec.source.temporary and rec.fingerprint != src.fingerprint():
+                try:
+                    self.load(name)
+                except TritonError as e:
+                    rec.fingerprint = src.fingerprint()
+                    log.error("poll: %s", e.message)
+        for name, rec in list(self.models.items()):
+            if name not in scan.models and rec.source is not None and not rec.source.temporary:
+                if any(st.loaded is not None for st in rec.versions.values()):
+                    self.unload(name)
+
+    def close(self) -> None:
+        self.unload_all()
+        for name in list(self._tempdirs):
+            self._drop_tempdir(name)

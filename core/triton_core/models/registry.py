@@ -1,0 +1,192 @@
+"""Backend discovery: entry points (group ``triton_core``) through pluggy.
+
+Environment:
+- TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD=1: load no entry point (plugins may still
+  be registered by code through ``BackendRegistry.register_plugin``).
+- TRITON_CORE_PLUGINS=a,b: load only the entry points with these names.
+
+A plugin that fails to import, provides an invalid spec, an incompatible ABI,
+or a backend name already taken is recorded with its reason; the server runs on.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from .. import abi
+from ..abi import BackendSpec
+from ..errors import TritonError
+
+log = logging.getLogger("triton_core")
+
+ENV_DISABLE_AUTOLOAD = "TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD"
+ENV_PLUGINS = "TRITON_CORE_PLUGINS"
+
+
+@dataclass
+class BackendEntry:
+    """One backend as `triton backends` shows it."""
+
+    name: str
+    plugin: str
+    distribution: str = ""
+    version: str = ""
+    abi: tuple[int, int] | None = None
+    platforms: tuple[str, ...] = ()
+    default_model_filename: str = ""
+    status: str = "available"  # available | unavailable | failed
+    reason: str = ""
+    spec: BackendSpec | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "plugin": self.plugin,
+            "distribution": self.distribution,
+            "version": self.version,
+            "abi": list(self.abi) if self.abi else None,
+            "platforms": list(self.platforms),
+            "default_model_filename": self.default_model_filename,
+            "status": self.status,
+            "reason": self.reason,
+        }
+
+
+class BackendRegistry:
+    """Discovers backends and creates each Backend object once, on first use."""
+
+    def __init__(self, backend_config: dict[str, dict[str, str]] | None = None) -> None:
+        self.pm = pluggy.PluginManager(abi.PROJECT)
+        self.pm.add_hookspecs(abi.HookSpecs)
+        self.entries: list[BackendEntry] = []
+        self._by_name: dict[str, BackendEntry] = {}
+        self._instances: dict[str, abi.Backend] = {}
+        self._lock = threading.Lock()
+        self.backend_config = backend_config or {}
+
+    # discovery -------------------------------------------------------------
+    def discover(self) -> None:
+        if os.environ.get(ENV_DISABLE_AUTOLOAD, "").strip() not in ("", "0", "false"):
+            return
+        only = {p.strip() for p in os.environ.get(ENV_PLUGINS, "").split(",") if p.strip()}
+        for ep in md.entry_points(group=abi.ENTRY_POINT_GROUP):
+            if only and ep.name not in only:
+                continue
+            dist = ep.dist.name if ep.dist else ""
+            version = ep.dist.version if ep.dist else ""
+            try:
+                module = ep.load()
+            except Exception as e:  # a broken plugin must not stop the server
+                log.warning("failed to load plugin '%s': %s", ep.name, e)
+                self.entries.append(
+                    BackendEntry(ep.name, ep.name, dist, version, status="failed",
+                                 reason=f"import failed: {type(e).__name__}: {e}")
+                )
+                continue
+            self.register_plugin(module, ep.name, dist, version)
+
+    def register_plugin(
+        self, module: ModuleType | object, plugin_name: str, distribution: str = "", version: str = ""
+    ) -> None:
+        try:
+            self.pm.register(module, name=plugin_name)
+        except ValueError as e:
+            self.entries.append(BackendEntry(plugin_name, plugin_name, distribution, version,
+                                             status="failed", reason=str(e)))
+            return
+        hook = getattr(module, "triton_backends", None)
+        if hook is None:
+            return
+        try:
+            specs = list(hook())
+        except Exception as e:
+            self.entries.append(BackendEntry(plugin_name, plugin_name, distribution, version,
+                                             status="failed",
+                                             reason=f"triton_backends() raised {type(e).__name__}: {e}"))
+            return
+        for spec in specs:
+            self._add_spec(spec, plugin_name, distribution, version)
+
+    def _add_spec(self, spec: Any, plugin: str, dist: str, version: str) -> None:
+        if not isinstance(spec, BackendSpec) or not spec.name or not callable(spec.factory):
+            self.entries.append(BackendEntry(getattr(spec, "name", plugin) or plugin, plugin, dist,
+                                             version, status="failed",
+                                             reason="invalid BackendSpec (needs a name and a factory)"))
+            return
+        entry = BackendEntry(spec.name, plugin, dist, version, tuple(spec.abi), tuple(spec.platforms),
+                             spec.default_model_filename, spec=spec)
+        if not abi.abi_compatible(tuple(spec.abi)):
+            entry.status = "failed"
+            entry.reason = (f"incompatible ABI {spec.abi[0]}.{spec.abi[1]}: the core provides "
+                            f"{abi.ABI_VERSION[0]}.{abi.ABI_VERSION[1]}")
+        elif spec.name in self._by_name:
+            other = self._by_name[spec.name]
+            entry.status = "failed"
+            entry.reason = f"backend name '{spec.name}' already provided by plugin '{other.plugin}'"
+        else:
+            reason = None
+            if spec.available is not None:
+                try:
+                    reason = spec.available()
+                except Exception as e:
+                    reason = f"availability check raised {type(e).__name__}: {e}"
+            if reason:
+                entry.status = "unavailable"
+                entry.reason = reason
+            self._by_name[spec.name] = entry
+        self.entries.append(entry)
+
+    # lookup ----------------------------------------------------------------
+    def names(self) -> list[str]:
+        return list(self._by_name)
+
+    def entry(self, name: str) -> BackendEntry | None:
+        return self._by_name.get(name)
+
+    def for_platform(self, platform: str) -> BackendEntry | None:
+        for e in self._by_name.values():
+            if platform in e.platforms:
+                return e
+        return None
+
+    def for_model_files(self, names: set[str]) -> BackendEntry | None:
+        """Infer the backend from the files a version folder holds."""
+        for e in self._by_name.values():
+            if e.default_model_filename and e.default_model_filename in names:
+                return e
+        return None
+
+    def backend(self, name: str) -> abi.Backend:
+        """The process-wide Backend object for ``name``, created on first use."""
+        entry = self._by_name.get(name)
+        if entry is None or entry.spec is None:
+            known = ", ".join(sorted(self._by_name)) or "none"
+            raise TritonError.invalid_arg(
+                f"unable to find backend '{name}' (installed backends: {known})"
+            )
+        if entry.status != "available":
+            raise TritonError.unavailable(f"backend '{name}' is unavailable: {entry.reason}")
+        with self._lock:
+            inst = self._instances.get(name)
+            if inst is None:
+                ctx = abi.BackendContext(name, dict(self.backend_config.get(name, {})))
+                inst = entry.spec.factory(ctx)
+                self._instances[name] = inst
+            return inst
+
+    def close(self) -> None:
+        with self._lock:
+            for name, b in list(self._instances.items()):
+                try:
+                    b.close()
+                except Exception as e:
+                    log.warning("backend '%s' failed to close: %s", name, e)
+            self._instances.clear()

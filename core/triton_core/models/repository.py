@@ -1,0 +1,123 @@
+"""The model repository on disk: model folders, version folders, config files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import ModelConfig, load_config_file
+from ..config.model_config import VersionPolicy
+from ..errors import TritonError
+
+
+@dataclass
+class ModelSource:
+    """Where one model lives: its folder and (if any) its config file."""
+
+    name: str
+    path: Path
+    config_path: Path | None
+    temporary: bool = False  # a folder made for a load request with file overrides
+
+    def fingerprint(self) -> tuple:
+        """Changes when the config or the set of version folders changes (poll mode)."""
+        cfg = None
+        if self.config_path is not None and self.config_path.exists():
+            st = self.config_path.stat()
+            cfg = (st.st_mtime_ns, st.st_size)
+        versions = []
+        for v in numeric_versions(self.path):
+            vp = self.path / str(v)
+            try:
+                versions.append((v, vp.stat().st_mtime_ns))
+            except OSError:
+                pass
+        return (cfg, tuple(versions))
+
+
+@dataclass
+class ScanResult:
+    models: dict[str, ModelSource] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def numeric_versions(model_path: Path) -> list[int]:
+    """Version folders: all-digit names without a leading zero (Triton ignores others)."""
+    out = []
+    try:
+        entries = list(model_path.iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        n = p.name
+        if p.is_dir() and n.isdigit() and not n.startswith("0"):
+            out.append(int(n))
+    return sorted(out)
+
+
+def select_versions(policy: VersionPolicy, available: list[int]) -> list[int]:
+    kind = policy.kind()
+    if kind == "all":
+        return list(available)
+    if kind == "specific":
+        return [v for v in policy.specific_versions() if v in available]
+    n = policy.num_versions()
+    return sorted(available)[-n:] if available else []
+
+
+class Repository:
+    def __init__(self, roots: list[Path], config_name: str | None = None) -> None:
+        self.roots = [Path(r) for r in roots]
+        self.config_name = config_name
+
+    def check_roots(self) -> None:
+        for r in self.roots:
+            if not r.is_dir():
+                raise TritonError.invalid_arg(f"failed to stat model repository path '{r}'")
+
+    def config_path_for(self, model_dir: Path) -> Path | None:
+        if self.config_name:
+            custom = model_dir / "configs" / f"{self.config_name}.pbtxt"
+            if custom.is_file():
+                return custom
+        p = model_dir / "config.pbtxt"
+        return p if p.is_file() else None
+
+    def scan(self) -> ScanResult:
+        res = ScanResult()
+        for root in self.roots:
+            try:
+                children = sorted(root.iterdir())
+            except OSError as e:
+                res.errors[str(root)] = f"failed to read repository '{root}': {e.strerror}"
+                continue
+            for d in children:
+                if not d.is_dir() or d.name.startswith("."):
+                    continue
+                name = d.name
+                if name in res.models:
+                    res.errors[name] = (
+                        f"model '{name}' appears in two model repositories: "
+                        f"'{res.models[name].path.parent}' and '{root}'"
+                    )
+                    continue
+                res.models[name] = ModelSource(name, d, self.config_path_for(d))
+        for name in list(res.errors):
+            res.models.pop(name, None)
+        return res
+
+    def find(self, name: str) -> ModelSource:
+        found = self.scan()
+        if name in found.errors:
+            raise TritonError.invalid_arg(found.errors[name])
+        src = found.models.get(name)
+        if src is None:
+            raise TritonError.invalid_arg(f"failed to load '{name}', failed to poll from model repository")
+        return src
+
+
+def read_config(source: ModelSource) -> ModelConfig:
+    """The model's config as written (an empty one when there is no config file)."""
+    if source.config_path is None:
+        return ModelConfig(name=source.name)
+    return load_config_file(source.config_path)

@@ -1,0 +1,73 @@
+"""How loaded the event loop thread is, for choosing between waiting inline and pipelining.
+
+Waiting for a worker process on the loop (inline) is the fastest path for one
+client, and the slowest for many: the loop can do nothing else meanwhile, and a
+worker spinning for its next request takes the core the loop needs. Whether
+more requests are coming cannot always be seen (grpc.aio accepts one call per
+loop iteration, so an inline wait hides the calls queued in gRPC's core), and
+the loop's CPU use during inline waits says nothing either: it waits as long for
+one client as for ten. So the load is measured in probe windows, where requests
+of pipelined models are not waited for inline: then the loop's CPU time over wall
+time is its real load. A saturated loop keeps pipelining (every window is a probe)
+and asks backends not to spin for work.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from .. import abi
+
+# A loop this busy (CPU time / wall time, in a probe window) is the bottleneck; it
+# stays so until it is under SATURATED_UNTIL (one noisy window must not flip it).
+SATURATED_AT = 0.8
+SATURATED_UNTIL = 0.6
+_WINDOW_S = 0.01
+# Unsaturated: one probe window after this many inline ones (~10% of the time).
+_INLINE_WINDOWS = 9
+
+_clock = time.perf_counter
+_cpu_clock = time.thread_time
+
+
+class LoopLoad:
+    """Call tick() on the loop thread for every request; read probing / saturated."""
+
+    __slots__ = ("probing", "saturated", "_end", "_cpu0", "_wall0", "_inline_left", "_thread")
+
+    def __init__(self) -> None:
+        self.probing = False  # this window pipelines every pipelined model's request
+        self.saturated = False  # the last probe window found the loop this busy
+        self._end = 0.0
+        self._cpu0 = 0.0
+        self._wall0 = 0.0
+        self._inline_left = 0
+        self._thread = 0  # thread_time() is per thread: a window is one thread's
+
+    def tick(self) -> None:
+        now = _clock()
+        if now < self._end:
+            return
+        cpu = _cpu_clock()
+        thread = threading.get_ident()
+        if self.probing and now > self._wall0 and thread == self._thread:
+            busy = (cpu - self._cpu0) / (now - self._wall0)
+            self._set_saturated(busy >= (SATURATED_UNTIL if self.saturated else SATURATED_AT))
+        if self.saturated or self._inline_left <= 0:
+            self.probing = True
+            self._inline_left = _INLINE_WINDOWS
+        else:
+            self.probing = False
+            self._inline_left -= 1
+        self._wall0, self._cpu0, self._end, self._thread = now, cpu, now + _WINDOW_S, thread
+
+    def _set_saturated(self, value: bool) -> None:
+        self.saturated = value
+        abi.set_server_saturated(value)
+
+    def reset(self) -> None:
+        """The loop stopped (server shut down): nothing is saturated any more."""
+        self._set_saturated(False)
+        self.probing = False
+        self._end = 0.0
