@@ -171,11 +171,13 @@ class HttpFrontEnd:
         if n == 0 or p[0] != "v2":
             return json_response({"error": "Not Found"}, 404)
         if n == 1:
+            self._check_restricted(req, "metadata")
             return self._get(req) or json_response(self.server.metadata())
         head = p[1]
         if head == "models":
             return await self._models(req)
         if head == "health" and n == 3:
+            self._check_restricted(req, "health")
             self._get(req, raise_=True)
             if p[2] == "live":
                 return _bool_response(self.server.is_live())
