@@ -16,6 +16,9 @@ REQUEST_FLAG_SEQUENCE_END = 2
 RESPONSE_COMPLETE_FINAL = 1
 
 # callback(response or None, flags): every response of a request, the last with FINAL.
+# It may run on any thread (an instance thread, the event loop on a cache hit, a backend's
+# reader thread), so it must not block and must not re-enter scheduling synchronously
+# (wait for a slot, a lock held by a scheduler): queue the work instead.
 ResponseCallback = Callable[["InferenceResponse | None", int], None]
 
 
@@ -42,7 +45,8 @@ class InferenceRequest:
     priority: int = 0
     timeout_us: int = 0
     arrival_ns: int = field(default_factory=time.monotonic_ns)
-    # Set by the core: receives each response (from a worker thread); the last has FINAL.
+    # Set by the core: receives each response (on any thread: see ResponseCallback); the
+    # last has FINAL.
     callback: ResponseCallback | None = None
     cancelled: bool = False
     sender: ResponseSender | None = None  # decoupled models only

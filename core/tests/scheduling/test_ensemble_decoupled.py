@@ -14,6 +14,7 @@ from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from expr_backend import REPEAT_DECOUPLED, make_server, write_model
 from triton_core import ErrorCode, InferenceRequest, Tensor, TritonError
 from triton_core.frontends.grpc import GrpcFrontEnd
+from waiting import wait_until
 
 
 def expr(inp: str, out: str, expression: str, extra: str = "") -> str:
@@ -221,20 +222,54 @@ def test_max_inflight_requests_pauses_the_producer(tmp_path):
     write_model(tmp_path, "limited", cfg)
     with make_server(tmp_path) as s:
         post = s.manager.get("post")
+        gate = s.manager.get("limited").step_gates[2]
         expr_backend.GATE.clear()
         try:
             got: list = []
             t = threading.Thread(target=lambda: got.extend(collect(s, req("limited", [1]))))
             t.start()
-            deadline = time.monotonic() + 5
-            while post.instances[0].blocked == 0:  # the first post request holds the step
-                assert time.monotonic() < deadline
-                time.sleep(0.01)
-            time.sleep(0.2)
-            # the other two responses of "repeat" wait for room instead of queueing at post
-            assert post.stats.pending == 1
+            # the first post request holds the step; the other two responses of "repeat"
+            # wait for room at the step instead of queueing at post
+            wait_until(lambda: post.instances[0].blocked == 1 and len(gate.waiting) == 2,
+                       "two starts waiting at the full step")
+            assert post.stats.pending == 1 and gate.in_flight == 1
         finally:
             expr_backend.GATE.set()
         t.join(20)
         assert sorted(values(got)) == [[1], [11], [21]]
-        assert s.manager.get("limited").step_slots[2]._value == 1  # every slot given back
+        assert gate.in_flight == 0 and not gate.waiting  # every slot given back
+
+
+def test_a_full_step_never_blocks_the_event_loop(tmp_path):
+    """A cache hit answers a step on the event loop; when the next step is full, its start
+    must queue, not wait on the loop for a slot (it stalled the loop while the step ran)."""
+    import threading
+
+    import expr_backend
+
+    write_model(tmp_path, "pre", expr("A", "B", "A * 10", "response_cache { enable: true }"))
+    write_model(tmp_path, "post", expr("Y", "Z", "Y + 1",
+                                       'parameters { key: "block_value" value { string_value: "10" } }'))
+    steps = ", ".join([step("pre", "A", "IN", "B", "SCALED"), step("post", "Y", "SCALED", "Z", "RESULT")])
+    cfg = ensemble(steps, out("RESULT")).replace(
+        "ensemble_scheduling {", "ensemble_scheduling { max_inflight_requests: 1")
+    write_model(tmp_path, "limited", cfg)
+    with make_server(tmp_path, cache_config={"local": {"size": "1048576"}}) as s:
+        post = s.manager.get("post")
+        expr_backend.GATE.clear()
+        lt = LoopThread()
+        try:
+            first = asyncio.run_coroutine_threadsafe(s.infer_async(req("limited", [1])), lt.loop)  # pre runs, post blocks
+            wait_until(lambda: post.instances[0].blocked == 1, "post holds the step")
+            second = asyncio.run_coroutine_threadsafe(s.infer_async(req("limited", [1])), lt.loop)  # pre: a hit, on the loop
+            gate = s.manager.get("limited").step_gates[1]
+            wait_until(lambda: len(gate.waiting) == 1, "the second start queued")
+            ticked = threading.Event()
+            lt.loop.call_soon_threadsafe(ticked.set)
+            assert ticked.wait(10), "the event loop is blocked"
+        finally:
+            expr_backend.GATE.set()
+        for fut in (first, second):
+            resp = fut.result(20)
+            assert resp.error is None and resp.outputs[0].as_numpy().tolist() == [11]
+        lt.close()

@@ -29,6 +29,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..config import ModelConfig
@@ -49,6 +50,38 @@ class VersionLookup(Protocol):
     newest for None or -1), or TritonError when there is none."""
 
     def get(self, name: str, version: int | None = None) -> Any: ...
+
+
+class StepGate:
+    """max_inflight_requests of one step: at most ``limit`` of its requests in flight. A
+    start that finds the step full waits in a queue, and the slot a finishing request frees
+    passes to the oldest waiting start; nobody blocks a thread."""
+
+    __slots__ = ("limit", "in_flight", "waiting", "_lock")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self.waiting: collections.deque[Callable[[], None]] = collections.deque()
+        self._lock = threading.Lock()
+
+    def enter(self, start_later: Callable[[], None]) -> bool:
+        """True: a slot is taken, start now. False: ``start_later`` runs when one frees."""
+        with self._lock:
+            if self.in_flight < self.limit:
+                self.in_flight += 1
+                return True
+            self.waiting.append(start_later)
+            return False
+
+    def leave(self) -> None:
+        """A request of the step finished: its slot goes to the next waiting start."""
+        with self._lock:
+            if not self.waiting:
+                self.in_flight -= 1
+                return
+            start = self.waiting.popleft()
+        start()
 
 
 class Step:
@@ -256,24 +289,15 @@ class _Run:
                 self._finish_locked()
         self._deliver()
         for j, it, inputs in ready:
-            self.start(j, it, inputs, wait=False)
+            self.start(j, it, inputs)
 
-    def start(self, i: int, iteration: int, inputs: dict[str, Tensor], wait: bool = True) -> None:
-        """Submit step ``i``. With max_inflight_requests, wait for room at the step: a
-        producer's response callback blocks (back-pressure); the client's thread does
-        not (``wait=False``: a helper thread waits instead)."""
-        slots = self.ens.step_slots
-        if slots is not None and not slots[i].acquire(blocking=False):
-            if not wait:
-                threading.Thread(target=self._start_when_free, args=(i, iteration, inputs),
-                                 name=f"ensemble-{self.ens.name}-wait", daemon=True).start()
-                return
-            slots[i].acquire()
-        self._start(i, iteration, inputs)
-
-    def _start_when_free(self, i: int, iteration: int, inputs: dict[str, Tensor]) -> None:
-        self.ens.step_slots[i].acquire()  # type: ignore[index]
-        self._start(i, iteration, inputs)
+    def start(self, i: int, iteration: int, inputs: dict[str, Tensor]) -> None:
+        """Submit step ``i``, or, with max_inflight_requests and the step full, queue the
+        start until a slot frees. Never blocks: this runs in response callbacks, which may
+        be on the event loop or a backend's reader thread."""
+        gate = self.ens.step_gates[i] if self.ens.step_gates is not None else None
+        if gate is None or gate.enter(lambda: self._start(i, iteration, inputs)):
+            self._start(i, iteration, inputs)
 
     def _start(self, i: int, iteration: int, inputs: dict[str, Tensor]) -> None:
         """Submit step ``i`` (its slot, if limited, is held; released on its FINAL)."""
@@ -282,6 +306,9 @@ class _Run:
         if req.cancelled:
             self.ens.free_slot(i)
             self.fail(TritonError(ErrorCode.CANCELLED, "request cancelled"), "CANCELED")
+            return
+        if self.done:  # failed while this start waited for a slot
+            self.ens.free_slot(i)
             return
         submitted = False
         try:
@@ -429,10 +456,11 @@ class EnsembleVersion(CachedVersion):
             for t in dict.fromkeys(st.input_map.values()):
                 self.consumers.setdefault(t, []).append(i)
         # ensemble_scheduling.max_inflight_requests: requests in flight at each step,
-        # across all ensemble requests (0: no limit); a full step pauses its producers
+        # across all ensemble requests (0: no limit); a full step holds its producers'
+        # outputs back until a slot frees
         limit = int((config.ensemble_scheduling or {}).get("max_inflight_requests", 0) or 0)
-        self.step_slots: list[threading.BoundedSemaphore] | None = (
-            [threading.BoundedSemaphore(limit) for _ in steps] if limit > 0 else None)
+        self.step_gates: list[StepGate] | None = (
+            [StepGate(limit) for _ in steps] if limit > 0 else None)
         self.stats = ModelStats()
         self.accepting = True
         self.instances: list[Any] = []
@@ -441,8 +469,8 @@ class EnsembleVersion(CachedVersion):
         self._runs_lock = threading.Lock()
 
     def free_slot(self, i: int) -> None:
-        if self.step_slots is not None:
-            self.step_slots[i].release()
+        if self.step_gates is not None:
+            self.step_gates[i].leave()
 
     def composing(self) -> set[str]:
         return {s.model_name for s in self.steps}
