@@ -25,6 +25,7 @@ from .models.version import LoadedVersion
 from .options import ServerOptions
 from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, RequestedOutput
 from .scheduling.cache import ResponseCache, parse_cache_config
+from .scheduling.clock import MONOTONIC, Clock
 from .scheduling.load import LoopLoad
 from .scheduling.validate import normalize_request
 from .tensor import Tensor
@@ -89,7 +90,10 @@ class ModelHandle:
 class Server:
     """Triton's server in-process: start / stop, models, inference."""
 
-    def __init__(self, options: ServerOptions | None = None, **kwargs: Any) -> None:
+    def __init__(self, options: ServerOptions | None = None, *, clock: Clock = MONOTONIC,
+                 **kwargs: Any) -> None:
+        """``clock``: the schedulers' time (queue delays, request timeouts, sequence idle
+        times); tests pass a scheduling.clock.ManualClock to move it by hand."""
         self.options = options or ServerOptions(**kwargs)
         self.registry = BackendRegistry(self.options.backend_config)
         self.repository = Repository(self.options.model_repository, self.options.model_config_name)
@@ -101,7 +105,7 @@ class Server:
             auto_complete=not self.options.disable_auto_complete_config,
             load_threads=self.options.model_load_thread_count,
             exit_timeout=self.options.exit_timeout_secs, server=self,
-            response_cache=self.response_cache,
+            response_cache=self.response_cache, clock=clock,
         )
         self.log_settings = LogSettings()
         self.live = False

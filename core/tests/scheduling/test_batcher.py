@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import expr_backend
 from expr_backend import make_server, write_model
 from triton_core import ErrorCode, InferenceRequest, Tensor, TritonError
+from triton_core.scheduling.clock import ManualClock
 
 
 def model_cfg(max_batch=8, batching="dynamic_batching { }", count=1, dims="[ 4 ]", extra="",
@@ -178,11 +179,12 @@ def test_timeout_reject_and_override(tmp_path):
     cfg = model_cfg(batching="dynamic_batching { default_queue_policy { timeout_action: REJECT "
                              "default_timeout_microseconds: 100000 allow_timeout_override: true } }")
     write_model(tmp_path, "m", cfg)
-    with make_server(tmp_path) as s, Blocker(s) as b:
+    clock = ManualClock()
+    with make_server(tmp_path, clock=clock) as s, Blocker(s) as b:
         slow = b.submit(req(np.full((1, 4), 1)))                   # default 100 ms
         short = b.submit(req(np.full((1, 4), 2), timeout_us=10_000))  # its own 10 ms
         wait_queued(s, 2)
-        time.sleep(0.2)
+        clock.advance(0.2)
         b.release()
         for f in (slow, short):
             with pytest.raises(TritonError) as e:
@@ -197,10 +199,11 @@ def test_timeout_delay_runs_after_others(tmp_path):
     cfg = model_cfg(max_batch=1, batching="dynamic_batching { default_queue_policy { "
                     "timeout_action: DELAY default_timeout_microseconds: 50000 } }")
     write_model(tmp_path, "m", cfg)
-    with make_server(tmp_path) as s, Blocker(s) as b:
+    clock = ManualClock()
+    with make_server(tmp_path, clock=clock) as s, Blocker(s) as b:
         first = b.submit(req(np.full((1, 4), 1)))
         wait_queued(s, 1)
-        time.sleep(0.12)  # `first` times out: it is delayed, not rejected
+        clock.advance(0.12)  # `first` times out: it is delayed, not rejected
         later = [b.submit(req(np.full((1, 4), i))) for i in (2, 3)]
         wait_queued(s, 3)
         b.release()
@@ -213,10 +216,11 @@ def test_timeout_delay_runs_after_others(tmp_path):
 
 def test_request_timeout_without_batcher(tmp_path):
     write_model(tmp_path, "m", model_cfg(batching=""))
-    with make_server(tmp_path) as s, Blocker(s) as b:
+    clock = ManualClock()
+    with make_server(tmp_path, clock=clock) as s, Blocker(s) as b:
         f = b.submit(req(np.full((1, 4), 1), timeout_us=10_000))
         wait_queued(s, 1)
-        time.sleep(0.05)
+        clock.advance(0.05)
         b.release()
         with pytest.raises(TritonError, match="Request timeout expired"):
             f.result(5)

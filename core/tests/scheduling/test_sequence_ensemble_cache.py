@@ -3,7 +3,6 @@
 
 import concurrent.futures
 import json
-import time
 import urllib.request
 
 import numpy as np
@@ -12,6 +11,8 @@ import pytest
 from expr_backend import ADD_SUB, REPEAT_DECOUPLED, make_server, write_model
 from live_server import serving_http
 from triton_core import ErrorCode, InferenceRequest, Tensor, TritonError
+from triton_core.scheduling.clock import ManualClock
+from waiting import wait_until
 
 START, END = 1, 2
 
@@ -98,9 +99,12 @@ def test_sequence_errors_and_string_ids(tmp_path):
 
 def test_sequence_idle_release(tmp_path):
     write_model(tmp_path, "acc", acc_cfg(idle=100000))
-    with make_server(tmp_path) as s:
+    clock = ManualClock()
+    with make_server(tmp_path, clock=clock) as s:
         s.infer(seq_req(1, 7, START))
-        time.sleep(0.4)
+        scheduler = s.manager.get("acc").queue
+        clock.advance(0.4)  # past the 100 ms idle time: the scheduler lets the sequence go
+        wait_until(lambda: 7 not in scheduler.seqs, "the idle sequence released")
         with pytest.raises(TritonError, match="must specify the START flag"):
             s.infer(seq_req(1, 7, 0))
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from .. import abi
 from ..config import ModelConfig, parse_config_json
 from ..errors import TritonError
+from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
 from .defaults import check_config, complete_config
 from .registry import BackendRegistry
@@ -62,7 +63,7 @@ class ModelManager:
     def __init__(self, repository: Repository, registry: BackendRegistry, *,
                  auto_complete: bool = True, load_threads: int = 4,
                  exit_timeout: float = 30.0, server: abi.ServerHandle | None = None,
-                 response_cache: ResponseCache | None = None) -> None:
+                 response_cache: ResponseCache | None = None, clock: Clock = MONOTONIC) -> None:
         self.repository = repository
         self.registry = registry
         self.auto_complete = auto_complete
@@ -70,6 +71,7 @@ class ModelManager:
         self.exit_timeout = exit_timeout
         self.server = server  # given to backends (BLS, model control)
         self.response_cache = response_cache
+        self.clock = clock  # given to every version's scheduler
         self.models: dict[str, ModelRecord] = {}
         self._lock = threading.Lock()
         self._tempdirs: dict[str, Path] = {}
@@ -345,7 +347,7 @@ class ModelManager:
                 model = backend.load_model(ctx)
                 final = complete_config(model.config, name, backend_name, platforms, default_file)
                 check_config(final, where)
-                lv = LoadedVersion(name, v, model, final, src.path)
+                lv = LoadedVersion(name, v, model, final, src.path, self.clock)
                 self._attach_cache(lv)
                 try:
                     lv.create_instances()

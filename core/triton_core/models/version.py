@@ -15,6 +15,7 @@ from ..errors import ErrorCode, TritonError
 from ..request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, ResponseSender
 from ..scheduling.cache import ResponseCache
 from ..scheduling.cache_use import CachedVersion, next_load_id
+from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.inflight import InFlight
 from ..scheduling.pipeline import LoopPipeline
 from ..scheduling.queue import RequestQueue, _Item
@@ -69,15 +70,16 @@ class LoadedVersion(CachedVersion):
     """One READY model version: accepts requests, runs them on its instances."""
 
     def __init__(self, name: str, version: int, model: abi.Model, config: ModelConfig,
-                 model_path: Path | None = None) -> None:
+                 model_path: Path | None = None, clock: Clock = MONOTONIC) -> None:
         self.name = name
         self.version = version
         self.model = model
         self.config = config
+        self.clock = clock  # the schedulers' time: queue delays, timeouts, sequence idling
         self.queue: RequestQueue | SequenceScheduler = (
-            SequenceScheduler(config, _instance_count(config), self._on_reject, model_path)
+            SequenceScheduler(config, _instance_count(config), self._on_reject, model_path, clock)
             if config.sequence_batching is not None
-            else RequestQueue(config, _instance_count(config), self._on_reject))
+            else RequestQueue(config, _instance_count(config), self._on_reject, clock))
         self.sequence = isinstance(self.queue, SequenceScheduler)
         self.stats = ModelStats()
         self.cache: ResponseCache | None = None  # set by the manager (response_cache)
@@ -333,7 +335,8 @@ class LoadedVersion(CachedVersion):
                 self.inflight.enter()
                 with self.stats.lock:
                     self.stats.pending += 1
-                self.execute(self.instances[idx], [_Item(req, batch_size, ())], lock, on_defer)
+                self.execute(self.instances[idx], [_Item(req, batch_size, (), self.clock.now_ns())],
+                             lock, on_defer)
                 return True
         return False
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import abi
 from ..errors import ErrorCode, TritonError
+from .clock import Clock
 from .inflight import InFlight
 from .queue import TIMEOUT_MESSAGE, _Item
 from .stats import ModelStats
@@ -62,6 +63,7 @@ class PipelinedVersion(Protocol):
     accepting: bool
     inflight: InFlight
     stats: ModelStats
+    clock: Clock
 
     def _begin(self, instance: abi.Instance, items: Sequence[_Item]) -> tuple | None: ...
 
@@ -97,7 +99,7 @@ class LoopPipeline:
             own = self._acquire()
         if own is None and not self.owned:
             return False
-        item = _Item(req, batch_size, ())
+        item = _Item(req, batch_size, (), v.clock.now_ns())
         if req.timeout_us:
             item.deadline_ns = item.enqueue_ns + req.timeout_us * 1000
         v.inflight.enter()
@@ -210,7 +212,7 @@ class LoopPipeline:
                 self._backlog_to_queue()
                 return
             item = self.backlog.popleft()
-            if item.deadline_ns and time.monotonic_ns() > item.deadline_ns:
+            if item.deadline_ns and v.clock.now_ns() > item.deadline_ns:
                 v._on_reject(item, TritonError.unavailable(TIMEOUT_MESSAGE))  # noqa: SLF001
                 continue
             self._send(own, item)

@@ -27,13 +27,13 @@ from __future__ import annotations
 import collections
 import queue
 import threading
-import time
 from collections.abc import Callable
 
 from ..config import ModelConfig
 from ..config.model_config import QueuePolicy
 from ..errors import TritonError
 from ..request import InferenceRequest
+from .clock import MONOTONIC, Clock
 
 TIMEOUT_MESSAGE = "Request timeout expired"
 QUEUE_FULL_MESSAGE = "Exceeds maximum queue size"
@@ -42,10 +42,11 @@ QUEUE_FULL_MESSAGE = "Exceeds maximum queue size"
 class _Item:
     __slots__ = ("request", "batch_size", "enqueue_ns", "key", "deadline_ns", "seq", "level")
 
-    def __init__(self, request: InferenceRequest, batch_size: int, key: tuple) -> None:
+    def __init__(self, request: InferenceRequest, batch_size: int, key: tuple,
+                 enqueue_ns: int) -> None:
         self.request = request
         self.batch_size = batch_size
-        self.enqueue_ns = time.monotonic_ns()
+        self.enqueue_ns = enqueue_ns
         self.key = key
         self.deadline_ns = 0
         self.seq = None  # the sequence of a sequence-batched request
@@ -84,7 +85,8 @@ class RequestQueue:
     """The queue shared by the instances of one model version."""
 
     def __init__(self, config: ModelConfig, workers: int = 1,
-                 on_reject: Rejecter | None = None) -> None:
+                 on_reject: Rejecter | None = None, clock: Clock = MONOTONIC) -> None:
+        self.clock = clock
         self._simple: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._workers = workers
         self._cv = threading.Condition(threading.Lock())
@@ -123,12 +125,13 @@ class RequestQueue:
     def put(self, req: InferenceRequest, batch_size: int) -> _Item:
         """Queue a request; raises TritonError (UNAVAILABLE) when its level is full."""
         if not self.scheduled:
-            item = _Item(req, batch_size, ())
+            item = _Item(req, batch_size, (), self.clock.now_ns())
             if req.timeout_us:
                 item.deadline_ns = item.enqueue_ns + req.timeout_us * 1000
             self._simple.put(item)
             return item
-        item = _Item(req, batch_size, shape_key(req, self.batching, self.ragged))
+        item = _Item(req, batch_size, shape_key(req, self.batching, self.ragged),
+                     self.clock.now_ns())
         lvl = self.level_of(req)
         level = self.levels[lvl - 1]
         item.level = lvl
@@ -208,7 +211,7 @@ class RequestQueue:
                 if it is None:
                     self._simple.put(None)  # let the other workers see the end too
                     return None
-                if it.deadline_ns and time.monotonic_ns() > it.deadline_ns:
+                if it.deadline_ns and self.clock.now_ns() > it.deadline_ns:
                     self._reject([it])
                     continue
                 return [it]
@@ -230,7 +233,7 @@ class RequestQueue:
             if it is None:
                 self._simple.put(None)  # closing: leave the end marker for take()
                 return None
-            if it.deadline_ns and time.monotonic_ns() > it.deadline_ns:
+            if it.deadline_ns and self.clock.now_ns() > it.deadline_ns:
                 self._reject([it])
                 continue
             return [it]
@@ -277,14 +280,14 @@ class RequestQueue:
     def _take_locked(self, rejected: list[_Item]) -> list[_Item] | None:
         while True:
             if self._timed:
-                self._sweep(time.monotonic_ns(), rejected)
+                self._sweep(self.clock.now_ns(), rejected)
                 if rejected:
                     return []  # let the worker fail them now, then come back
             if self._count:
                 break
             if self._closed:
                 return None
-            self._cv.wait()
+            self.clock.wait(self._cv, None)
         first = self._head()
         assert first is not None
         self._count -= 1
@@ -299,10 +302,10 @@ class RequestQueue:
             total = self._fill(batch, total)
             if total >= self.max_batch or (self.preferred and total in self.preferred):
                 break
-            remaining = (deadline - time.monotonic_ns()) / 1e9
+            remaining = (deadline - self.clock.now_ns()) / 1e9
             if remaining <= 0 or self._closed:
                 break
-            self._cv.wait(remaining)
+            self.clock.wait(self._cv, remaining)
         if self._count:
             self._cv.notify()  # another idle instance can take the rest
         return batch

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import collections
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ from ..request import (
     ResponseSender,
 )
 from ..tensor import Tensor, element_count
+from .clock import MONOTONIC, Clock
 from .queue import _Item, shape_key
 
 _KINDS = {
@@ -125,13 +125,13 @@ class _Seq:
     __slots__ = ("corrid", "instance", "slot", "pending", "busy", "last_ns", "state", "ended",
                  "released")
 
-    def __init__(self, corrid: int | str) -> None:
+    def __init__(self, corrid: int | str, now_ns: int) -> None:
         self.corrid = corrid
         self.instance = -1
         self.slot = -1  # its batch slot on the instance (direct strategy)
         self.pending: collections.deque[_Item] = collections.deque()
         self.busy = False
-        self.last_ns = time.monotonic_ns()
+        self.last_ns = now_ns
         self.state: dict[str, np.ndarray] = {}
         self.ended = False  # END queued: no more requests join this sequence
         self.released = False
@@ -175,7 +175,8 @@ class SequenceScheduler:
     preserve_ordering = False
 
     def __init__(self, config: ModelConfig, workers: int, on_reject=None,
-                 model_path: Path | None = None) -> None:
+                 model_path: Path | None = None, clock: Clock = MONOTONIC) -> None:
+        self.clock = clock
         sb = config.sequence_batching or {}
         where = f"model '{config.name}'"
         self.name = config.name
@@ -225,7 +226,7 @@ class SequenceScheduler:
                 f"model expects a {self.corrid_type.value} correlation ID")
         start = bool(req.flags & REQUEST_FLAG_SEQUENCE_START)
         end = bool(req.flags & REQUEST_FLAG_SEQUENCE_END)
-        item = _Item(req, batch_size, ())
+        item = _Item(req, batch_size, (), self.clock.now_ns())
         with self._cv:
             if self._closed:
                 raise TritonError.unavailable(f"model '{self.name}' is unloading")
@@ -235,7 +236,7 @@ class SequenceScheduler:
                     raise TritonError.invalid_arg(
                         f"inference request for sequence {corrid} to model '{self.name}' must "
                         "specify the START flag on the first request of the sequence")
-                seq = _Seq(corrid)
+                seq = _Seq(corrid, item.enqueue_ns)
                 self.seqs[corrid] = seq
                 self._assign(seq)
             item.seq = seq
@@ -320,7 +321,7 @@ class SequenceScheduler:
         with self._cv:
             deadline = 0
             while True:
-                now = time.monotonic_ns()
+                now = self.clock.now_ns()
                 wait = self._release(now)
                 if not self.oldest:
                     batch, left = self._direct_batch(worker, now)
@@ -330,7 +331,7 @@ class SequenceScheduler:
                         wait = left if wait is None else min(wait, left)
                     elif self._closed:
                         return None
-                    self._cv.wait(wait)
+                    self.clock.wait(self._cv, wait)
                     continue
                 ready = [s for s in self.assigned[worker] if s.pending and not s.busy]
                 if ready:
@@ -350,7 +351,7 @@ class SequenceScheduler:
                     wait = left if wait is None else min(wait, left)
                 elif self._closed and not any(s.pending for s in self.assigned[worker]):
                     return None
-                self._cv.wait(wait)
+                self.clock.wait(self._cv, wait)
 
     def _direct_batch(self, worker: int, now: int) -> tuple[list[_Item] | None, float | None]:
         """The next request of each sequence of the instance, in slot order; or the
@@ -474,7 +475,7 @@ class SequenceScheduler:
             for st in self.states:
                 it.request.inputs.pop(st.input_name, None)
         with self._cv:
-            now = time.monotonic_ns()
+            now = self.clock.now_ns()
             for it in items:
                 it.seq.busy = False
                 it.seq.last_ns = now
