@@ -18,7 +18,7 @@ from .errors import TritonError
 from .logsettings import LogSettings
 from .memory.io import SharedMemoryIO
 from .memory.registry import SystemSharedMemoryRegistry
-from .models.manager import ModelManager
+from .models.manager import MAX_NAME_BYTES, ModelManager
 from .models.registry import BackendRegistry
 from .models.repository import Repository
 from .models.version import LoadedVersion
@@ -415,6 +415,9 @@ class Server:
         self._check_model_control()
         if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
             raise TritonError.invalid_arg(f"invalid model name '{name}'")
+        if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:  # a folder name the OS takes
+            raise TritonError.invalid_arg(
+                f"invalid model name '{name[:64]}...': longer than {MAX_NAME_BYTES} bytes")
         self.manager.load(name, config, files)
 
     def unload_model(self, name: str, unload_dependents: bool = False) -> None:

@@ -11,9 +11,19 @@ from .dtypes import DataType
 from .errors import TritonError
 from .memory import bytes_codec
 
+# Triton counts elements in int64: a larger count is the client's error, never an
+# overflow or a huge allocation further on
+MAX_ELEMENTS = 2**63 - 1
 
-def element_count(shape: Sequence[int]) -> int:
-    return math.prod(shape) if shape else 1
+
+def element_count(shape: Sequence[int], name: str | None = None) -> int:
+    """The element count of a shape; with `name` (an input's), a count past int64 is refused."""
+    n = math.prod(shape) if shape else 1
+    if name is not None and n > MAX_ELEMENTS:
+        raise TritonError.invalid_arg(
+            f"the shape {list(shape)} of input '{name}' holds more elements than an int64 "
+            "can count")
+    return n
 
 
 class Tensor:
@@ -58,10 +68,11 @@ class Tensor:
         shape = tuple(map(int, shape))
         if shape and min(shape) < 0:
             raise TritonError.invalid_arg(f"input '{name}' has a negative dimension in {list(shape)}")
-        n = math.prod(shape)
+        n = element_count(shape, name)
         if datatype is DataType.BYTES:
-            arr = bytes_codec.deserialize_bytes(raw, n)
-            return cls(name, datatype, shape, array=arr.reshape(shape), raw=raw)
+            # checked now, decoded when a reader asks (many pass the wire form on as it is)
+            bytes_codec.check_bytes(raw, n)
+            return cls(name, datatype, shape, raw=raw)
         expected = n * datatype.itemsize
         if len(raw) != expected:
             raise TritonError.invalid_arg(
@@ -77,7 +88,9 @@ class Tensor:
         if self._array is None:
             assert self._raw is not None
             if self.datatype is DataType.BYTES:
-                self._array = bytes_codec.deserialize_bytes(self._raw).reshape(self.shape)
+                # the count again: shared memory may have changed since from_raw checked it
+                self._array = bytes_codec.deserialize_bytes(
+                    self._raw, element_count(self.shape)).reshape(self.shape)
             else:
                 self._array = np.frombuffer(self._raw, dtype=self.datatype.numpy).reshape(self.shape)
         return self._array

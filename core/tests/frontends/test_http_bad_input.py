@@ -8,6 +8,7 @@ import http.client
 import json
 import zlib
 
+import numpy as np
 import pytest
 
 from http_helpers import assert_serves, error_of, request
@@ -256,3 +257,136 @@ def test_bad_requests_do_not_count_as_model_success(server, addr):
     check_bad(addr, "/v2/models/add/infer", _body(_inp(data=[0] * 15), OK1), 400)
     after = server.statistics("add")["model_stats"][0]["inference_stats"]["success"]["count"]
     assert after == before + 2  # the two good inferences of check_bad, not the bad one
+
+
+# client errors that once were 500s -------------------------------------------------------
+
+def test_deeply_nested_json_400(addr):
+    deep = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    check_bad(addr, "/v2/models/add/infer", deep, 400, contains="nested too deeply")
+    # other routes parse JSON the same way
+    check_bad(addr, "/v2/models/add/generate", b"[" * 100_000 + b"]" * 100_000, 400,
+              contains="nested too deeply")
+
+
+def test_deeply_nested_data_400(addr):
+    # parseable JSON, but data nested past any tensor's dimensions
+    data: list = [0]
+    for _ in range(200):
+        data = [data]
+    check_bad(addr, "/v2/models/add/infer", _body(_inp(data=data), OK1), 400, contains="nested")
+
+
+@pytest.mark.parametrize("shape", [[2**62, 2**62], [2**64], [0, 2**70]])
+def test_shape_past_int64_400(addr, shape):
+    for inp in (_inp(shape=shape, data=[0] * 16),
+                _inp(shape=shape, datatype="BYTES", data=["a"] * 16)):
+        check_bad(addr, "/v2/models/add/infer", _body(inp, OK1), 400, contains="shape")
+    body, h = _binary([_inp(shape=shape, parameters={"binary_data_size": 64}), OK1], b"\0" * 64)
+    check_bad(addr, "/v2/models/add/infer", body, 400, h, contains="int64")
+
+
+GEN_OK = {"INPUT0": list(range(16)), "INPUT1": [1] * 16}
+
+
+@pytest.mark.parametrize("params, contains", [
+    ({"priority": "abc"}, "priority"),
+    ({"priority": -1}, "priority"),
+    ({"timeout": 1.5}, "timeout"),
+    ({"sequence_id": [1]}, "sequence_id"),
+])
+def test_generate_bad_parameters_400(addr, params, contains):
+    check_bad(addr, "/v2/models/add/generate",
+              json.dumps({**GEN_OK, "parameters": params}).encode(), 400, contains=contains)
+
+
+@pytest.mark.parametrize("value", [[1.5] * 16, [2**40] * 16, [True] * 16, ["a"] * 16])
+def test_generate_no_silent_truncation(addr, value):
+    check_bad(addr, "/v2/models/add/generate", json.dumps({**GEN_OK, "INPUT0": value}).encode(),
+              400, contains="INPUT0")
+    status, _, rb = request(addr, "POST", "/v2/models/add/generate", json.dumps(GEN_OK))
+    assert status == 200 and json.loads(rb)["OUTPUT0"] == [i + 1 for i in range(16)], rb
+
+
+# BYTES inputs are counted against the shape before anything per element is made ----------
+
+BIG = 8_000_000  # elements: building them one by one took seconds; counting takes none
+
+
+def test_bytes_json_count_mismatch_refused(addr):
+    body = _body(_inp(shape=(4,), datatype="BYTES", data=[""] * BIG))
+    msg = check_bad(addr, "/v2/models/strings/infer", body, 400, contains="INPUT0")
+    assert str(BIG) in msg
+    nested = _body(_inp(shape=(4,), datatype="BYTES", data=[[""] * 1000] * (BIG // 1000)))
+    check_bad(addr, "/v2/models/strings/infer", nested, 400, contains="elements")
+
+
+@pytest.mark.parametrize("data", [[""] * BIG, [[""] * 1000] * (BIG // 1000)], ids=["flat", "nested"])
+def test_bytes_json_count_checked_before_conversion(data):
+    """The parsed header's data is refused before anything per element is made: the old
+    conversion built object arrays of every element (64 MB here) before counting."""
+    import tracemalloc
+
+    from triton_core.errors import ErrorCode, TritonError
+    from triton_core.frontends.http.infer import parse_request
+
+    header = {"inputs": [_inp(shape=(4,), datatype="BYTES", data=data)]}
+    tracemalloc.start()
+    try:
+        with pytest.raises(TritonError) as e:
+            parse_request("strings", None, header, memoryview(b""))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    assert e.value.code is ErrorCode.INVALID_ARG and str(BIG) in e.value.message
+
+
+def test_bytes_binary_count_mismatch_refused(addr):
+    payload = b"\0\0\0\0" * BIG  # BIG empty elements, 4 declared
+    body, h = _binary([_inp(shape=(4,), datatype="BYTES",
+                            parameters={"binary_data_size": len(payload)})], payload)
+    msg = check_bad(addr, "/v2/models/strings/infer", body, 400, h)
+    assert str(BIG) in msg and "4" in msg
+
+
+def test_bytes_inputs_still_round_trip(addr):
+    for data in (["a", "bé", ""], [["a", "b"], ["c", "d"]], [1, 2.5, True]):
+        arr = np.array(data, dtype=object)
+        status, _, rb = request(addr, "POST", "/v2/models/strings/infer",
+                                _body(_inp(shape=(arr.size,), datatype="BYTES", data=data)))
+        assert status == 200, rb
+        want = [x if isinstance(x, str) else str(x) for x in arr.reshape(-1)]
+        assert json.loads(rb)["outputs"][0]["data"] == want
+    binary = b"".join(len(x).to_bytes(4, "little") + x for x in (b"x", b"", b"yz"))
+    body, h = _binary([_inp(shape=(3,), datatype="BYTES",
+                            parameters={"binary_data_size": len(binary)})], binary)
+    status, _, rb = request(addr, "POST", "/v2/models/strings/infer", body, h)
+    assert status == 200 and json.loads(rb)["outputs"][0]["data"] == ["x", "", "yz"], rb
+    # ragged nested strings are refused
+    check_bad(addr, "/v2/models/strings/infer",
+              _body(_inp(shape=(3,), datatype="BYTES", data=[["a", "b"], ["c"]])), 400)
+
+
+def test_binary_bytes_input_decoded_only_when_read():
+    """A binary BYTES input is checked (count, bounds) but not decoded until a reader asks:
+    backends that pass the wire form on make no per-element objects."""
+    import tracemalloc
+
+    from triton_core.frontends.http.infer import parse_request
+
+    n = 1_000_000
+    payload = b"\1\0\0\0x" * n
+    header = {"inputs": [_inp(shape=(n,), datatype="BYTES",
+                              parameters={"binary_data_size": len(payload)})]}
+    tracemalloc.start()
+    try:
+        req, _ = parse_request("strings", None, header, memoryview(payload))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak
+    t = req.inputs["INPUT0"]
+    assert bytes(t.to_bytes()) == payload
+    arr = t.as_numpy()
+    assert arr.shape == (n,) and arr[0] == b"x" and arr[-1] == b"x"

@@ -47,6 +47,40 @@ def deserialize_bytes(
     return _deserialize_py(buffer, count)
 
 
+def check_bytes(buffer: bytes | memoryview, count: int) -> None:
+    """Check a BYTES buffer holds exactly `count` well-formed elements, building no objects
+    (a request is checked before anything per element is made: decoding waits for a reader)."""
+    if _native.AVAILABLE:
+        mv = memoryview(buffer).cast("B")
+        ffi, lib = _native.ffi, _native.lib
+        ei, ev = ffi.new("uint64_t *"), ffi.new("uint64_t *")
+        n = lib.tc_bytes_scan(ffi.from_buffer("uint8_t[]", mv), len(mv), ffi.NULL, ffi.NULL, 0,
+                              ei, ev)
+        _scan_error(n, ei[0], ev[0], len(mv))
+    else:
+        n = _count_py(buffer)
+    if n != count:
+        raise _count_error(n, count)
+
+
+def _count_py(buffer: bytes | memoryview) -> int:
+    mv = memoryview(buffer).cast("B")
+    total = len(mv)
+    n = pos = 0
+    while pos < total:
+        if pos + 4 > total:
+            raise TritonError.invalid_arg(
+                f"BYTES element {n}: length prefix runs past the buffer ({total} bytes)")
+        (size,) = _LEN.unpack_from(mv, pos)
+        pos += 4
+        if size > total - pos:
+            raise TritonError.invalid_arg(
+                f"BYTES element {n}: length {size} runs past the buffer ({total} bytes)")
+        pos += size
+        n += 1
+    return n
+
+
 def _object_array(items: list[bytes]) -> np.ndarray:
     out = np.empty(len(items), dtype=object)
     out[:] = items
@@ -112,6 +146,18 @@ def _serialize_native(array: np.ndarray) -> bytes:
     return bytes(out)
 
 
+def _scan_error(n: int, index: int, value: int, total: int) -> None:
+    lib = _native.lib
+    if n == lib.TC_BYTES_ETRUNC_PREFIX:
+        raise TritonError.invalid_arg(
+            f"BYTES element {index}: length prefix runs past the buffer ({total} bytes)"
+        )
+    if n == lib.TC_BYTES_ETRUNC_DATA:
+        raise TritonError.invalid_arg(
+            f"BYTES element {index}: length {value} runs past the buffer ({total} bytes)"
+        )
+
+
 def _deserialize_native(buffer: bytes | memoryview, count: int | None) -> np.ndarray:
     mv = memoryview(buffer).cast("B")
     total = len(mv)
@@ -119,14 +165,7 @@ def _deserialize_native(buffer: bytes | memoryview, count: int | None) -> np.nda
     src = ffi.from_buffer("uint8_t[]", mv)
     ei, ev = ffi.new("uint64_t *"), ffi.new("uint64_t *")
     n = lib.tc_bytes_scan(src, total, ffi.NULL, ffi.NULL, 0, ei, ev)
-    if n == lib.TC_BYTES_ETRUNC_PREFIX:
-        raise TritonError.invalid_arg(
-            f"BYTES element {ei[0]}: length prefix runs past the buffer ({total} bytes)"
-        )
-    if n == lib.TC_BYTES_ETRUNC_DATA:
-        raise TritonError.invalid_arg(
-            f"BYTES element {ei[0]}: length {ev[0]} runs past the buffer ({total} bytes)"
-        )
+    _scan_error(n, ei[0], ev[0], total)
     if count is not None and n != count:
         raise _count_error(n, count)
     starts = np.empty(n, dtype=np.uint64)

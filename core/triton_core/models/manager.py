@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import logging
 import shutil
 import tempfile
@@ -231,22 +232,23 @@ class ModelManager:
                 raise TritonError.invalid_arg(
                     f"failed to load '{name}': file overrides need a 'config' parameter")
             return self._write_override_files(name, files)
-        self._drop_tempdir(name)
         return self.repository.find(name)
 
     def _write_override_files(self, name: str, files: dict[str, str]) -> ModelSource:
-        """Files of a load request go into a fresh folder for this model, never outside it."""
-        root = Path(tempfile.mkdtemp(prefix="tritoncore-model-"))
-        model_dir = root / name
-        model_dir.mkdir()
+        """Files of a load request go into a fresh folder for this model, never outside it.
+
+        The folder is the caller's to keep (on success) or remove (see _load_locked); here
+        it is removed on every failure, its creation included.
+        """
+        for key in files:
+            _check_file_path(name, key)
+        root: Path | None = None
         try:
+            root = Path(tempfile.mkdtemp(prefix="tritoncore-model-"))
+            model_dir = root / name
+            model_dir.mkdir()
             for key, b64 in files.items():
                 rel = PurePosixPath(key)
-                if (rel.is_absolute() or not rel.parts or ".." in rel.parts
-                        or "\\" in key or any(p in ("", ".") for p in rel.parts)):
-                    raise TritonError.invalid_arg(
-                        f"failed to load '{name}': invalid file path '{key}': paths must stay "
-                        "inside the model folder")
                 target = model_dir.joinpath(*rel.parts)
                 if not target.resolve().is_relative_to(model_dir.resolve()):
                     raise TritonError.invalid_arg(
@@ -258,12 +260,26 @@ class ModelManager:
                         f"failed to load '{name}': file '{key}' is not valid base64") from None
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
+        except OSError as e:
+            if root is not None:
+                shutil.rmtree(root, ignore_errors=True)
+            if e.errno == errno.ENAMETOOLONG:  # a path past PATH_MAX: many short names
+                raise TritonError.invalid_arg(
+                    f"failed to load '{name}': a name or the path of its files is too long") from None
+            # the checks above leave only the server's own failures (disk full, permissions)
+            raise TritonError.internal(
+                f"failed to load '{name}': writing the override files failed: {e}") from None
         except BaseException:
-            shutil.rmtree(root, ignore_errors=True)
+            if root is not None:
+                shutil.rmtree(root, ignore_errors=True)
             raise
-        self._drop_tempdir(name)
-        self._tempdirs[name] = root
         return ModelSource(name, model_dir, None, temporary=True)
+
+    def _keep_source(self, name: str, src: ModelSource) -> None:
+        """After a successful load: the source's temporary folder replaces the model's last."""
+        self._drop_tempdir(name)
+        if src.temporary:
+            self._tempdirs[name] = src.path.parent
 
     def _drop_tempdir(self, name: str) -> None:
         old = self._tempdirs.pop(name, None)
@@ -302,8 +318,19 @@ class ModelManager:
 
     def _load_locked(self, rec: ModelRecord, config_json: str | dict | None,
                      files: dict[str, str] | None) -> None:
+        """Load from the repository or from override files (a fresh temporary folder)."""
+        src = self._source_for(rec.name, config_json, files)
+        try:
+            self._load_from(rec, src, config_json)
+        except BaseException:
+            if src.temporary:  # a failed load's files go; the serving version keeps its own
+                shutil.rmtree(src.path.parent, ignore_errors=True)
+            raise
+        self._keep_source(rec.name, src)
+
+    def _load_from(self, rec: ModelRecord, src: ModelSource,
+                   config_json: str | dict | None) -> None:
         name = rec.name
-        src = self._source_for(name, config_json, files)
         where = f"model '{name}'"
         if config_json is not None:
             cfg = parse_config_json(config_json, f"{where}: config parameter")
@@ -495,3 +522,25 @@ class ModelManager:
         self.unload_all()
         for name in list(self._tempdirs):
             self._drop_tempdir(name)
+
+
+# Linux's NAME_MAX: a longer folder or file name fails in the OS (ENAMETOOLONG)
+MAX_NAME_BYTES = 255
+
+
+def _check_file_path(name: str, key: str) -> None:
+    """A load override's file path: relative, inside the model folder, names the OS takes."""
+    rel = PurePosixPath(key)
+    if (rel.is_absolute() or not rel.parts or ".." in rel.parts
+            or "\\" in key or any(p in ("", ".") for p in rel.parts)):
+        raise TritonError.invalid_arg(
+            f"failed to load '{name}': invalid file path '{key}': paths must stay "
+            "inside the model folder")
+    if "\0" in key:
+        raise TritonError.invalid_arg(
+            f"failed to load '{name}': invalid file path {key!r}: it contains a NUL character")
+    for part in rel.parts:
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+            raise TritonError.invalid_arg(
+                f"failed to load '{name}': invalid file path '{key[:64]}...': a name is longer "
+                f"than {MAX_NAME_BYTES} bytes")

@@ -68,10 +68,22 @@ class _Req:
         body = await self.body()
         if not body.strip():
             return default
-        try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise TritonError.invalid_arg(f"failed to parse the request JSON buffer: {e}") from None
+        return parse_json(body)
+
+
+def parse_json(body: bytes) -> Any:
+    """A request's JSON; malformed or too deeply nested JSON is the client's error (400).
+
+    The depth limit is the one of Python's JSON parser (its recursion guard, about a
+    thousand levels): deeper JSON raises RecursionError, which must not become a 500.
+    """
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise TritonError.invalid_arg(f"failed to parse the request JSON buffer: {e}") from None
+    except RecursionError:
+        raise TritonError.invalid_arg(
+            "failed to parse the request JSON buffer: the JSON is nested too deeply") from None
 
 
 class Response:
@@ -303,10 +315,7 @@ class HttpFrontEnd:
         if ireq is not None:
             binary_default = plan.binary_default  # type: ignore[union-attr]
         else:
-            try:
-                header = json.loads(hb)
-            except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                raise TritonError.invalid_arg(f"failed to parse the request JSON buffer: {e}") from None
+            header = parse_json(hb)
             ireq, binary_default = parse_request(name, version, header, binary, shm)
             if plan is None and len(hb) <= MAX_HEADER:
                 self._plans.put(key, plan_of(header, ireq, binary_default))

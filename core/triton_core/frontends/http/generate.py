@@ -19,39 +19,27 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ...dtypes import DataType
 from ...errors import TritonError
 from ...request import InferenceRequest, InferenceResponse
 from ...server import parse_version
 from ...tensor import Tensor
+from .infer import apply_request_parameters, json_array
 
 if TYPE_CHECKING:
     from .app import HttpFrontEnd
 
 _RESERVED = ("id", "parameters")
+_MEANINGFUL = ("sequence_id", "sequence_start", "sequence_end", "priority", "timeout")
 _SSE = b"text/event-stream; charset=utf-8"
 
 
 def _input_tensor(name: str, value: Any, cfg_in: Any, batching: bool) -> Tensor:
     dt: DataType = cfg_in.datatype
-    if dt is DataType.BYTES:
-        def enc(v: Any) -> Any:
-            if isinstance(v, list):
-                return [enc(x) for x in v]
-            if isinstance(v, str):
-                return v.encode()
-            return json.dumps(v).encode()
-        arr = np.array(enc(value), dtype=object)
-    else:
-        if dt in (DataType.FP16, DataType.BF16):
-            raise TritonError.invalid_arg(f"input '{name}': {dt.value} is not supported in JSON")
-        try:
-            arr = np.array(value, dtype=dt.numpy)
-        except (TypeError, ValueError, OverflowError) as e:
-            raise TritonError.invalid_arg(
-                f"input '{name}': value does not convert to {dt.value}: {e}") from None
+    if dt is DataType.BYTES and not isinstance(value, (list, str)):
+        value = json.dumps(value)  # a non-string scalar for BYTES: its JSON text
+    # the infer endpoint's rules: no truncation of 1.5 into an INT32, bounded nesting
+    arr = json_array(name, dt, value)
     dims = list(cfg_in.dims)
     if arr.ndim == 0:
         arr = arr.reshape([1] * max(1, len(dims)))
@@ -77,19 +65,10 @@ def build_request(name: str, version: int | None, body: Any, config: Any) -> Inf
         if ci is None:
             raise TritonError.invalid_arg(f"unexpected inference input '{key}' for model '{name}'")
         req.inputs[key] = _input_tensor(key, value, ci, batching)
-    for key, value in params.items():
-        if key == "sequence_id":
-            req.correlation_id = value
-        elif key == "sequence_start":
-            req.flags |= 1 if value else 0
-        elif key == "sequence_end":
-            req.flags |= 2 if value else 0
-        elif key == "priority":
-            req.priority = int(value)
-        elif key == "timeout":
-            req.timeout_us = int(value)
-        else:
-            req.parameters[key] = value
+    # sequence, priority and timeout checked as the infer endpoint checks them ("abc" is no
+    # priority); the rest are the model's parameters
+    apply_request_parameters(req, params)
+    req.parameters = {k: v for k, v in params.items() if k not in _MEANINGFUL}
     return req
 
 

@@ -11,7 +11,7 @@ from ...config import ModelConfig
 from ...dtypes import DataType
 from ...errors import TritonError
 from ...request import InferenceRequest, InferenceResponse, RequestedOutput
-from ...tensor import Tensor, element_count
+from ...tensor import MAX_ELEMENTS, Tensor, element_count
 
 _RESERVED_INPUT_PARAMS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 
@@ -25,47 +25,106 @@ def _shape(value: Any, name: str) -> list[int]:
         isinstance(d, int) and not isinstance(d, bool) for d in value
     ):
         raise _bad(f"Unable to parse 'shape' for input '{name}': expected an array of integers")
+    if any(d > MAX_ELEMENTS for d in value):
+        raise _bad(f"Unable to parse 'shape' for input '{name}': a dimension exceeds int64")
     return value
 
 
-def _json_tensor(name: str, dt: DataType, shape: list[int], data: Any) -> Tensor:
-    """A tensor from JSON data (nested or flat), checked against the shape."""
+# numpy's most dimensions (NPY_MAXDIMS of numpy 1.x): JSON data nested deeper is refused
+# before anything walks it
+MAX_DATA_DEPTH = 32
+
+
+def _data_shape(name: str, data: Any) -> list[int]:
+    """The shape of (possibly nested) JSON data, read along its first elements: O(depth).
+
+    Regular data has exactly this shape; ragged data is refused when converted.
+    """
+    dims: list[int] = []
+    x = data
+    while isinstance(x, list):
+        if len(dims) == MAX_DATA_DEPTH:
+            raise _bad(f"unable to parse 'data' of input '{name}': nested deeper than "
+                       f"{MAX_DATA_DEPTH} levels")
+        dims.append(len(x))
+        if not x:
+            break
+        x = x[0]
+    return dims or [1]  # a scalar is one element
+
+
+def _check_count(name: str, shape: list[int], n: int, data: Any) -> None:
+    """The data's element count against the shape's, before any element is converted."""
+    dims = _data_shape(name, data)
+    got = element_count(dims)
+    if got != n:
+        raise _bad(
+            f"unexpected number of elements for input '{name}': shape {shape} holds {n} "
+            f"elements, the data has {got} (data shape {dims})"
+        )
+
+
+def json_array(name: str, dt: DataType, data: Any) -> np.ndarray:
+    """JSON data (a scalar or nested arrays) as an array of `dt`, keeping the nesting.
+
+    Strict: integers must be integers in the datatype's range (no truncation of 1.5, no
+    wrap-around), booleans booleans; BYTES elements strings (numbers become their text).
+    """
     if dt in (DataType.FP16, DataType.BF16):
         raise _bad(f"datatype {dt.value} of input '{name}' must be sent as binary data")
-    n = element_count(shape)
     try:
         if dt is DataType.BYTES:
-            flat = np.array(data, dtype=object).reshape(-1)
-            items = []
-            for x in flat:
-                if isinstance(x, str):
-                    items.append(x.encode("utf-8"))
-                elif isinstance(x, (int, float, bool)):
-                    items.append(str(x).encode("utf-8"))
-                else:
-                    raise _bad(f"unable to parse 'data' of input '{name}': expected strings")
-            arr = np.empty(len(items), dtype=object)
-            arr[:] = items
-        else:
-            arr = np.asarray(data)
-            if arr.dtype == object:
-                raise ValueError("ragged data")
-            if dt is DataType.BOOL:
-                if arr.size and arr.dtype != np.bool_:
-                    raise _bad(f"unable to parse 'data' of input '{name}': expected booleans")
-            elif arr.size and arr.dtype.kind not in "iuf":
-                raise ValueError(f"expected numbers for {dt.value}")
-            elif arr.size and np.dtype(dt.numpy).kind in "iu":
-                # no silent truncation or wrap-around: integers that fit the datatype
-                info = np.iinfo(dt.numpy)
-                if arr.dtype.kind == "f" or arr.min() < info.min or arr.max() > info.max:
-                    raise ValueError(f"expected integers in the range of {dt.value}")
-            arr = arr.astype(dt.numpy, copy=False).reshape(-1)
+            return _bytes_array(name, data)
+        arr = np.asarray(data)
+        if arr.dtype == object:
+            raise ValueError("ragged data")
+        if dt is DataType.BOOL:
+            if arr.size and arr.dtype != np.bool_:
+                raise _bad(f"unable to parse 'data' of input '{name}': expected booleans")
+        elif arr.size and arr.dtype.kind not in "iuf":
+            raise ValueError(f"expected numbers for {dt.value}")
+        elif arr.size and np.dtype(dt.numpy).kind in "iu":
+            # no silent truncation or wrap-around: integers that fit the datatype
+            info = np.iinfo(dt.numpy)
+            if arr.dtype.kind == "f" or arr.min() < info.min or arr.max() > info.max:
+                raise ValueError(f"expected integers in the range of {dt.value}")
+        return arr.astype(dt.numpy, copy=False)
     except TritonError:
         raise
     except (ValueError, TypeError, OverflowError) as e:
         raise _bad(f"unable to parse 'data' of input '{name}': {e}") from None
-    if arr.size != n:
+
+
+def _bytes_array(name: str, data: Any) -> np.ndarray:
+    """An object array of bytes with the data's (regular) nesting."""
+    dims = _data_shape(name, data) if isinstance(data, list) else []
+    flat: list[Any] = [data] if not dims else data
+    for _ in dims[1:]:  # flatten level by level: C-speed joins of lists, no per-element work
+        if not all(isinstance(x, list) for x in flat):
+            raise ValueError("ragged data")
+        flat = [y for x in flat for y in x]
+    if len(flat) != element_count(dims):
+        raise ValueError("ragged data")
+    kinds = set(map(type, flat))
+    if kinds <= {str}:
+        items = [x.encode("utf-8") for x in flat]
+    elif kinds <= {str, int, float, bool}:
+        items = [x.encode("utf-8") if type(x) is str else str(x).encode("utf-8") for x in flat]
+    else:
+        raise _bad(f"unable to parse 'data' of input '{name}': expected strings")
+    arr = np.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr.reshape(dims)
+
+
+def _json_tensor(name: str, dt: DataType, shape: list[int], data: Any) -> Tensor:
+    """A tensor from JSON data (nested or flat), checked against the shape first."""
+    n = element_count(shape, name)
+    if dt in (DataType.FP16, DataType.BF16):
+        raise _bad(f"datatype {dt.value} of input '{name}' must be sent as binary data")
+    _check_count(name, shape, n, data)
+    arr = json_array(name, dt, data)
+    if arr.size != n:  # ragged data that passed the count along its first elements
         raise _bad(
             f"unexpected number of elements for input '{name}': shape {shape} holds {n} "
             f"elements, the data has {arr.size}"
@@ -170,9 +229,10 @@ def parse_request(
     return req, binary_default
 
 
-def apply_request_parameters(req: InferenceRequest) -> None:
-    """Request parameters with meaning: sequence, priority, timeout."""
-    p = req.parameters
+def apply_request_parameters(req: InferenceRequest, params: dict[str, Any] | None = None) -> None:
+    """Request parameters with meaning (sequence, priority, timeout), from `params` or else
+    the request's own."""
+    p = req.parameters if params is None else params
     seq = p.get("sequence_id")
     if seq is not None:
         if isinstance(seq, bool) or not isinstance(seq, (int, str)) or (
