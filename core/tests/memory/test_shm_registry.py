@@ -21,7 +21,7 @@ SIZE = 4096
 @pytest.fixture
 def region(shm_key: str) -> Iterator[shm.SharedMemoryRegion]:
     # Created like tritonclient >= 2.52 (Python's SharedMemory): OS name "/" + key.
-    with shm.SharedMemoryRegion.create("/" + shm_key, SIZE) as r:
+    with shm.SharedMemoryRegion.create("/" + shm_key, SIZE, own=False) as r:
         yield r
 
 
@@ -181,7 +181,7 @@ def test_lease_of_unknown_region(registry) -> None:  # type: ignore[no-untyped-d
 
 
 def test_region_unlinked_by_client_while_registered(registry, shm_key) -> None:  # type: ignore[no-untyped-def]
-    r = shm.SharedMemoryRegion.create(shm_key, 64)
+    r = shm.SharedMemoryRegion.create(shm_key, 64, own=False)
     r.buffer(0, 2)[:] = b"hi"
     registry.register("r", shm_key, 0, 64)
     r.unlink()
