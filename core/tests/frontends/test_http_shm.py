@@ -223,3 +223,14 @@ def test_registrations_are_capped(tmp_path):
             c.unregister_system_shared_memory()
     finally:
         shm.destroy_shared_memory_region(h)
+
+
+def test_the_region_cap_is_a_flag_with_a_default():
+    from triton_core.cli import build_parser, options_from_args
+
+    p = build_parser()
+    repo = ["--model-repository", "/nonexistent"]
+    assert options_from_args(p.parse_args(repo)).shm_max_regions == 1024
+    assert options_from_args(p.parse_args([*repo, "--shm-max-regions", "8"])).shm_max_regions == 8
+    with pytest.raises(ValueError, match="at least 1"):
+        options_from_args(p.parse_args([*repo, "--shm-max-regions", "0"]))
