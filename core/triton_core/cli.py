@@ -116,6 +116,9 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--metrics-interval-ms", type=int, default=2000)
     p.add_argument("--metrics-config", action="append", default=[])
     _flag(p, "--allow-client-shm", False, "allow the system shared-memory extension")
+    p.add_argument("--shm-max-regions", type=int, default=1024,
+                   help="registered system shared-memory regions at most (each holds a memory "
+                        "map and a file descriptor)")
     p.add_argument("--cache-config", action="append", default=[], metavar="<cache>,<key>=<value>",
                    help="response cache settings, e.g. local,size=1048576")
     p.add_argument("--log-verbose", type=int, default=0)
@@ -194,6 +197,7 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         backend_config=_backend_config(a.backend_config),
         server_id=a.server_id,
         allow_client_shm=a.allow_client_shm,
+        shm_max_regions=a.shm_max_regions,
         cache_config=_cache_config(a.cache_config),
     )
 

@@ -24,6 +24,9 @@ class ServerOptions(BaseModel):
     backend_config: dict[str, dict[str, str]] = Field(default_factory=dict)
     server_id: str = "triton"
     allow_client_shm: bool = False
+    # Registered system shared-memory regions at most (each costs a memory map and an
+    # fd; a process has ~65k maps). Triton has no cap.
+    shm_max_regions: int = 1024
     # --cache-config <cache>,<key>=<value>: {"local": {"size": "1048576"}}
     cache_config: dict[str, dict[str, str]] = Field(default_factory=dict)
 
@@ -32,6 +35,13 @@ class ServerOptions(BaseModel):
     def _repos(cls, v: object) -> object:
         if isinstance(v, (str, Path)):
             return [v]
+        return v
+
+    @field_validator("shm_max_regions")
+    @classmethod
+    def _shm_max(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("--shm-max-regions must be at least 1")
         return v
 
     @field_validator("model_load_thread_count")

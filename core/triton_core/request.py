@@ -26,6 +26,9 @@ ResponseCallback = Callable[["InferenceResponse | None", int], None]
 class RequestedOutput:
     name: str
     parameters: dict[str, Any] = field(default_factory=dict)
+    # Set by the core at acceptance: the lease on the shared-memory region this
+    # output is written to (memory.io.SharedMemoryIO.bind_outputs).
+    shm: Any = field(default=None, compare=False, repr=False)
 
     @property
     def classification(self) -> int:

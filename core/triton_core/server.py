@@ -87,6 +87,23 @@ class ModelHandle:
         return {t.name: t.as_numpy() for t in resp.outputs}
 
 
+
+def _fd_headroom(regions: int) -> None:
+    """Raise the soft fd limit so ``regions`` registered regions (one fd each) leave room for sockets."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return
+    want = regions + 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        new = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+        except (ValueError, OSError):
+            log.warning("cannot raise the open-file limit to %d for %d shared-memory regions",
+                        new, regions)
+
 class Server:
     """Triton's server in-process: start / stop, models, inference."""
 
@@ -120,8 +137,10 @@ class Server:
         self.shm_registry: SystemSharedMemoryRegistry | None = None
         self.shm_io: SharedMemoryIO | None = None
         if self.options.allow_client_shm:
-            self.shm_registry = SystemSharedMemoryRegistry()
+            self.shm_registry = SystemSharedMemoryRegistry(
+                max_regions=self.options.shm_max_regions)
             self.shm_io = SharedMemoryIO(self.shm_registry)
+            _fd_headroom(self.options.shm_max_regions)
 
     # lifecycle -----------------------------------------------------------------
     def start(self) -> None:

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
@@ -114,3 +116,121 @@ def test_repeated_shared_memory_requests_reuse_their_header(url, monkeypatch):
         c.unregister_system_shared_memory()
         shm.destroy_shared_memory_region(ih)
         shm.destroy_shared_memory_region(oh)
+
+
+def _key(tag):
+    import uuid
+
+    return f"/tc_{tag}_{uuid.uuid4().hex[:10]}"  # unique: /dev/shm is the machine's
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="truncates the object through /dev/shm")
+def test_a_region_truncated_after_registration_fails_the_request_not_the_server(url):
+    """A client shrinking its object after registering used to kill the server with SIGBUS
+    (exit 135) on the next request touching it, on the input and on the output path."""
+    c = httpclient.InferenceServerClient(url)
+    nbytes = 64
+    kin, kout = _key("trunc_in"), _key("trunc_out")
+    ih = shm.create_shared_memory_region("tin", kin, nbytes * 2)
+    oh = shm.create_shared_memory_region("tout", kout, nbytes * 2)
+    try:
+        c.register_system_shared_memory("tin", kin, nbytes * 2)
+        c.register_system_shared_memory("tout", kout, nbytes * 2)
+        a = np.ones((1, 16), dtype=np.int32)
+        i0 = httpclient.InferInput("INPUT0", [1, 16], "INT32")
+        i0.set_shared_memory("tin", nbytes)
+        i1 = httpclient.InferInput("INPUT1", [1, 16], "INT32")
+        i1.set_data_from_numpy(a)
+        o0 = httpclient.InferRequestedOutput("OUTPUT0")
+        o0.set_shared_memory("tout", nbytes)
+        os.truncate("/dev/shm/" + kin.lstrip("/"), 0)
+        with pytest.raises(InferenceServerException, match="truncated to 0 bytes"):
+            c.infer("add", [i0, i1])
+        plain = httpclient.InferInput("INPUT0", [1, 16], "INT32")
+        plain.set_data_from_numpy(a)
+        os.truncate("/dev/shm/" + kout.lstrip("/"), 0)
+        with pytest.raises(InferenceServerException, match="truncated to 0 bytes"):
+            c.infer("add", [plain, i1], outputs=[o0])
+        r = c.infer("add", [plain, i1])  # still serving
+        np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), a + a)
+    finally:
+        c.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(ih)
+        shm.destroy_shared_memory_region(oh)
+
+
+def test_an_output_region_is_the_one_registered_when_the_request_was_accepted(tmp_path):
+    """Unregistering a region while a request runs and registering another client's object
+    under its name must not send that request's output to the new object."""
+    import threading
+
+    import expr_backend
+    from waiting import wait_until
+
+    blocking = ADD_SUB + 'parameters { key: "block_value" value { string_value: "-7" } }\n'
+    write_model(tmp_path, "add", blocking)
+    nbytes = 64
+    ka, kb = _key("lease_a"), _key("lease_b")
+    ha = shm.create_shared_memory_region("a", ka, nbytes)
+    hb = shm.create_shared_memory_region("b", kb, nbytes)
+    with make_server(tmp_path, allow_client_shm=True) as s, serving_http(s) as u:
+        c = httpclient.InferenceServerClient(u)
+        inst = s.manager.get("add").instances[0]
+        expr_backend.GATE.clear()
+        try:
+            c.register_system_shared_memory("out", ka, nbytes)
+            x = np.full((1, 16), -7, dtype=np.int32)
+            i0 = httpclient.InferInput("INPUT0", [1, 16], "INT32")
+            i0.set_data_from_numpy(x)
+            i1 = httpclient.InferInput("INPUT1", [1, 16], "INT32")
+            i1.set_data_from_numpy(x)
+            o0 = httpclient.InferRequestedOutput("OUTPUT0")
+            o0.set_shared_memory("out", nbytes)
+            got: list = []
+            run = threading.Thread(target=lambda: got.append(
+                httpclient.InferenceServerClient(u).infer("add", [i0, i1], outputs=[o0])))
+            run.start()
+            wait_until(lambda: inst.blocked == 1, "the request to block in execute")
+            c.unregister_system_shared_memory("out")
+            c.register_system_shared_memory("out", kb, nbytes)  # "another client's" object
+        finally:
+            expr_backend.GATE.set()
+        run.join(10)
+        assert got
+        np.testing.assert_array_equal(shm.get_contents_as_numpy(ha, np.int32, [1, 16]), x + x)
+        assert not shm.get_contents_as_numpy(hb, np.int32, [1, 16]).any()
+        c.unregister_system_shared_memory()
+    shm.destroy_shared_memory_region(ha)
+    shm.destroy_shared_memory_region(hb)
+
+
+def test_registrations_are_capped(tmp_path):
+    """Unlimited registrations exhausted the process's memory maps (~65k)."""
+    write_model(tmp_path, "add", ADD_SUB)
+    key = _key("cap")
+    h = shm.create_shared_memory_region("cap", key, 64)
+    try:
+        with make_server(tmp_path, allow_client_shm=True, shm_max_regions=2) as s, \
+                serving_http(s) as u:
+            c = httpclient.InferenceServerClient(u)
+            c.register_system_shared_memory("r0", key, 64)
+            c.register_system_shared_memory("r1", key, 64)
+            with pytest.raises(InferenceServerException, match="maximum of 2 registered"):
+                c.register_system_shared_memory("r2", key, 64)
+            c.unregister_system_shared_memory("r0")
+            c.register_system_shared_memory("r2", key, 64)
+            assert {r["name"] for r in c.get_system_shared_memory_status()} == {"r1", "r2"}
+            c.unregister_system_shared_memory()
+    finally:
+        shm.destroy_shared_memory_region(h)
+
+
+def test_the_region_cap_is_a_flag_with_a_default():
+    from triton_core.cli import build_parser, options_from_args
+
+    p = build_parser()
+    repo = ["--model-repository", "/nonexistent"]
+    assert options_from_args(p.parse_args(repo)).shm_max_regions == 1024
+    assert options_from_args(p.parse_args([*repo, "--shm-max-regions", "8"])).shm_max_regions == 8
+    with pytest.raises(ValueError, match="at least 1"):
+        options_from_args(p.parse_args([*repo, "--shm-max-regions", "0"]))

@@ -21,7 +21,7 @@ SIZE = 4096
 @pytest.fixture
 def region(shm_key: str) -> Iterator[shm.SharedMemoryRegion]:
     # Created like tritonclient >= 2.52 (Python's SharedMemory): OS name "/" + key.
-    with shm.SharedMemoryRegion.create("/" + shm_key, SIZE) as r:
+    with shm.SharedMemoryRegion.create("/" + shm_key, SIZE, own=False) as r:
         yield r
 
 
@@ -181,7 +181,7 @@ def test_lease_of_unknown_region(registry) -> None:  # type: ignore[no-untyped-d
 
 
 def test_region_unlinked_by_client_while_registered(registry, shm_key) -> None:  # type: ignore[no-untyped-def]
-    r = shm.SharedMemoryRegion.create(shm_key, 64)
+    r = shm.SharedMemoryRegion.create(shm_key, 64, own=False)
     r.buffer(0, 2)[:] = b"hi"
     registry.register("r", shm_key, 0, 64)
     r.unlink()
@@ -227,3 +227,52 @@ def test_register_unregister_does_not_leak(registry, region, shm_key) -> None:  
     gc.collect()
     assert _fds() == fds
     assert _maps() == maps
+
+
+def test_the_servers_own_segments_are_refused_whatever_their_name(registry, shm_key) -> None:  # type: ignore[no-untyped-def]
+    """Refused by identity (the object's st_dev/st_ino), not by a reserved prefix: a
+    client watching /dev/shm must not map the python backend's arenas, whatever their name."""
+    own = shm.SharedMemoryRegion.create(shm_key, 64)  # a segment the server made
+    try:
+        assert shm.is_server_segment(own)
+        for key in (shm_key, "/" + shm_key):
+            with pytest.raises(TritonError, match="server's own shared memory segments") as info:
+                registry.register("steal", key, 0, 64)
+            assert info.value.code is ErrorCode.INVALID_ARG
+        assert registry.status() == []
+    finally:
+        own.unlink()
+        own.unmap()
+    assert not shm.is_server_segment(own)
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="truncates through /dev/shm")
+def test_a_truncated_region_reads_as_an_error_not_sigbus(registry, region, shm_key) -> None:  # type: ignore[no-untyped-def]
+    registry.register("r", shm_key, 8, 64)
+    assert bytes(registry.view("r", 0, 4)) == b"\0" * 4
+    with registry.lease("r") as held:
+        _truncate(region, 16)  # the client shrinks its object: [8, 72) is gone
+        with pytest.raises(TritonError, match="truncated to 16 bytes") as info:
+            registry.view("r", 0, 64)
+        assert info.value.code is ErrorCode.INVALID_ARG
+        with pytest.raises(TritonError, match="truncated"):
+            held.view(4, 8)
+        assert bytes(registry.view("r", 0, 8)) == b"\0" * 8  # what is left still reads
+
+
+def test_registrations_are_capped(region, shm_key) -> None:  # type: ignore[no-untyped-def]
+    reg = SystemSharedMemoryRegistry(max_regions=2)
+    try:
+        reg.register("a", shm_key, 0, 8)
+        reg.register("b", shm_key, 0, 8)
+        with pytest.raises(TritonError, match="maximum of 2 registered regions") as info:
+            reg.register("c", shm_key, 0, 8)
+        assert info.value.code is ErrorCode.UNAVAILABLE
+        reg.unregister("a")
+        reg.register("c", shm_key, 0, 8)
+    finally:
+        reg.close()
+
+
+def _truncate(region: shm.SharedMemoryRegion, size: int) -> None:
+    os.truncate("/dev/shm/" + region.name.lstrip("/"), size)

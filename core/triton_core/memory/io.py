@@ -1,4 +1,11 @@
-"""Protocol-neutral use of registered system shared memory for inputs and outputs."""
+"""Protocol-neutral use of registered system shared memory for inputs and outputs.
+
+Output regions are resolved when the request is accepted (``bind_outputs``,
+as Triton does while parsing the request): each requested output naming a
+region gets a lease on that region for the request's lifetime, and the
+response is written through it -- never through whatever the name means at
+completion, which another client may have re-registered meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,9 @@ from typing import Any
 
 from ..dtypes import DataType
 from ..errors import TritonError
+from ..request import InferenceRequest, RequestedOutput
 from ..tensor import Tensor, element_count
-from .registry import SystemSharedMemoryRegistry
+from .registry import RegionLease, SystemSharedMemoryRegistry
 
 
 def _count(params: dict[str, Any], key: str, what: str, required: bool) -> int:
@@ -43,8 +51,38 @@ class SharedMemoryIO:
         view = self.registry.view(region, offset, size)
         return Tensor.from_raw(name, dt, shape, view)
 
-    def write_output(self, tensor: Tensor, params: dict[str, Any]) -> dict[str, Any]:
-        """Copy the output into its region; returns the response's output parameters."""
+    def bind_outputs(self, req: InferenceRequest) -> None:
+        """Lease the region of each requested output that names one (at acceptance).
+
+        The leased outputs are fresh RequestedOutput objects: the ones parsed
+        may be shared with a cached request plan. The leases end with the request.
+        """
+        if req.outputs is None:
+            return
+        bound: list[RequestedOutput] = []
+        for ro in req.outputs:
+            region = ro.parameters.get("shared_memory_region")
+            if region is None:
+                bound.append(ro)
+                continue
+            what = f"output '{ro.name}'"
+            if not isinstance(region, str):
+                raise TritonError.invalid_arg(f"'shared_memory_region' for {what} must be a string")
+            size = _count(ro.parameters, "shared_memory_byte_size", what, True)
+            offset = _count(ro.parameters, "shared_memory_offset", what, False)
+            lease = self.registry.acquire(region)
+            lease.check(offset, size)
+            bound.append(RequestedOutput(ro.name, ro.parameters, lease))
+        req.outputs = bound
+
+    def write_output(
+        self, tensor: Tensor, params: dict[str, Any], lease: RegionLease | None = None
+    ) -> dict[str, Any]:
+        """Copy the output into its region; returns the response's output parameters.
+
+        ``lease``: the region bound at acceptance (bind_outputs); without one
+        the region is looked up by name now.
+        """
         what = f"output '{tensor.name}'"
         region = params.get("shared_memory_region")
         if not isinstance(region, str):
@@ -56,7 +94,10 @@ class SharedMemoryIO:
             raise TritonError.invalid_arg(
                 f"shared memory size specified with the request for {what} ({size} bytes) should "
                 f"be at least {len(raw)} bytes to hold the results")
-        dst = self.registry.view(region, offset, len(raw))
+        if lease is not None:
+            dst = lease.view(offset, len(raw))
+        else:
+            dst = self.registry.view(region, offset, len(raw))
         dst[:] = memoryview(raw).cast("B") if not isinstance(raw, bytes) else raw
         out = {"shared_memory_region": region, "shared_memory_byte_size": len(raw)}
         if offset:

@@ -6,21 +6,33 @@ TritonErrors with Triton's codes and messages. Each region is mapped once, whole
 (mmap offsets must be page-aligned; the registered offset need not be), and the
 requested window is sliced from it.
 
-In-flight use: ``lease(name)`` pins a region; an unregister while leased
-removes the name at once (new requests get NOT_FOUND, the name can be reused)
-but the munmap waits for the last lease. Views handed out also keep their
-pages mapped on their own (see shm.py), so a stray view never dangles.
+In-flight use: ``acquire(name)`` (or the ``lease(name)`` block) pins a region;
+an unregister while leased removes the name at once (new requests get
+NOT_FOUND, the name can be reused) but the munmap waits for the last lease.
+A request resolves its output regions when it is accepted and writes through
+those leases, so a region unregistered and re-registered (maybe by another
+client) under the same name mid-request never receives its output. Views
+handed out also keep their pages mapped on their own (see shm.py), so a stray
+view never dangles.
+
+Safety against the client: the server's own segments are refused by identity
+(shm.is_server_segment), whatever their key; each use re-checks the object's
+current size, since a client that truncates its object after registering
+would make the next access SIGBUS; and the number of regions is capped
+(``max_regions``, --shm-max-regions: each costs a memory map and an fd, and a
+process has ~65k maps). Triton has no such cap.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import ErrorCode, TritonError
-from .shm import RegionTooSmall, SharedMemoryError, SharedMemoryRegion
+from .shm import RegionTooSmall, SharedMemoryError, SharedMemoryRegion, is_server_segment
 
 # Keys of regions the server's own processes use: a client must not register
 # (and so read or scribble on) them. Triton refuses the python backend's prefix;
@@ -28,6 +40,7 @@ from .shm import RegionTooSmall, SharedMemoryError, SharedMemoryRegion
 PYTHON_BACKEND_PREFIX = "triton_python_backend_shm_region"
 TRITONCORE_PREFIX = "tritoncore_"
 RESERVED_KEY_PREFIXES: tuple[str, ...] = (PYTHON_BACKEND_PREFIX, TRITONCORE_PREFIX)
+DEFAULT_MAX_REGIONS = 1024
 
 
 def _is_count(value: object) -> bool:
@@ -53,8 +66,8 @@ class _Region:
             "byte_size": self.byte_size,
         }
 
-    def view(self, offset: int, byte_size: int) -> memoryview:
-        """Bytes [offset, offset + byte_size) of the registered window, checked."""
+    def check(self, offset: int, byte_size: int) -> None:
+        """INVALID_ARG unless [offset, offset + byte_size) lies in the registered window."""
         if not _is_count(offset) or offset > self.byte_size:
             raise TritonError.invalid_arg(
                 f"Invalid offset for shared memory region: '{self.name}'"
@@ -63,15 +76,46 @@ class _Region:
             raise TritonError.invalid_arg(
                 f"Invalid offset + byte size for shared memory region: '{self.name}'"
             )
+
+    def view(self, offset: int, byte_size: int) -> memoryview:
+        """Bytes [offset, offset + byte_size) of the registered window, checked."""
+        self.check(offset, byte_size)
         start = self.offset + offset
+        if not self.shm.covers(start, byte_size):
+            # Touching the pages past the object's end now would kill the server (SIGBUS).
+            raise TritonError.invalid_arg(
+                f"shared memory region '{self.name}' (key '{self.key}') no longer holds bytes "
+                f"[{start}, {start + byte_size}): its object was truncated to "
+                f"{self.shm.current_size()} bytes after registration"
+            )
         return self.shm.buffer(start, byte_size)
+
+    def pin(self) -> None:
+        with self.lock:
+            self.leases += 1
+
+    def unpin(self) -> None:
+        with self.lock:
+            self.leases -= 1
+            unmap = self.retired and self.leases == 0
+        if unmap:
+            self.shm.unmap()
 
 
 class RegionLease:
-    """A registered region pinned for one request (what ``lease()`` yields)."""
+    """A registered region pinned for one request (what ``acquire()`` returns).
+
+    ``release()`` unpins it (idempotent); a lease dropped unreleased -- a request
+    that ends on any path -- releases itself when collected.
+    """
 
     def __init__(self, region: _Region) -> None:
         self._region = region
+        region.pin()
+        self._finalizer = weakref.finalize(self, region.unpin)
+
+    def release(self) -> None:
+        self._finalizer()
 
     @property
     def name(self) -> str:
@@ -81,6 +125,9 @@ class RegionLease:
     def byte_size(self) -> int:
         return self._region.byte_size
 
+    def check(self, offset: int, byte_size: int) -> None:
+        self._region.check(offset, byte_size)
+
     def view(self, offset: int, byte_size: int) -> memoryview:
         return self._region.view(offset, byte_size)
 
@@ -89,9 +136,12 @@ class SystemSharedMemoryRegistry:
     """Registered system shared-memory regions, by name. Thread-safe."""
 
     def __init__(
-        self, reserved_prefixes: tuple[str, ...] = RESERVED_KEY_PREFIXES
+        self,
+        reserved_prefixes: tuple[str, ...] = RESERVED_KEY_PREFIXES,
+        max_regions: int = DEFAULT_MAX_REGIONS,
     ) -> None:
         self._reserved = reserved_prefixes
+        self.max_regions = max_regions
         self._lock = threading.Lock()
         self._regions: dict[str, _Region] = {}
 
@@ -116,6 +166,12 @@ class SystemSharedMemoryRegistry:
                     ErrorCode.ALREADY_EXISTS,
                     f"shared memory region '{name}' already in manager",
                 )
+            if len(self._regions) >= self.max_regions:
+                raise TritonError.unavailable(
+                    f"failed to register shared memory region '{name}': the server already "
+                    f"holds the maximum of {self.max_regions} registered regions "
+                    "(--shm-max-regions); unregister some first"
+                )
             try:
                 # The real size is checked before mapping (RegionTooSmall).
                 shm = SharedMemoryRegion.attach_client(key, min_size=offset + byte_size)
@@ -133,6 +189,13 @@ class SystemSharedMemoryRegistry:
                 raise TritonError.internal(
                     f"Unable to open shared memory region: '{key}'"
                 ) from None
+            if is_server_segment(shm):
+                # Checked by identity, not name: the server's arenas are named at random.
+                shm.unmap()
+                raise TritonError.invalid_arg(
+                    f"cannot register shared memory region '{name}' with key '{key}' as the "
+                    "key names one of the server's own shared memory segments"
+                )
             self._regions[name] = _Region(name, key, offset, byte_size, shm)
 
     def unregister(self, name: str) -> None:
@@ -172,21 +235,19 @@ class SystemSharedMemoryRegistry:
         """
         return self._get(name).view(offset, byte_size)
 
+    def acquire(self, name: str) -> RegionLease:
+        """Pin region ``name`` for one request (NOT_FOUND if unknown); release() or drop it."""
+        with self._lock:
+            return RegionLease(self._get(name))
+
     @contextmanager
     def lease(self, name: str) -> Iterator[RegionLease]:
         """Pin region ``name`` for the duration of the block (one request's use of it)."""
-        with self._lock:
-            region = self._get(name)
-            with region.lock:
-                region.leases += 1
+        held = self.acquire(name)
         try:
-            yield RegionLease(region)
+            yield held
         finally:
-            with region.lock:
-                region.leases -= 1
-                unmap = region.retired and region.leases == 0
-            if unmap:
-                region.shm.unmap()
+            held.release()
 
     # -- helpers ---------------------------------------------------------------
 
@@ -218,6 +279,7 @@ class SystemSharedMemoryRegistry:
 
 
 __all__ = [
+    "DEFAULT_MAX_REGIONS",
     "PYTHON_BACKEND_PREFIX",
     "RESERVED_KEY_PREFIXES",
     "TRITONCORE_PREFIX",

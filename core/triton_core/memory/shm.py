@@ -9,6 +9,14 @@ the C layer; ``refuse_multiprocessing_attach`` documents and enforces that.
 Mappings never dangle: the pointer is owned by a cffi ``gc`` object that every
 exported view keeps alive, so ``unmap()`` drops the region's own hold and the
 pages go away when the last view of them does (immediately when there is none).
+
+The server's own segments (every region made by ``create()``: the python
+backend's arenas, the core's) are recorded by identity -- the object's
+(st_dev, st_ino), or its name where the OS reports no inode (macOS) -- while
+mapped, so the client shared-memory API can refuse them however they are named
+(``is_server_segment``). A client region keeps its fd open (``attach_client``)
+so its *current* size can be checked before each use: a client that truncates
+its object after registering would otherwise turn the next access into SIGBUS.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 import sys
+import threading
 from typing import Any, Self
 
 from ..errors import ErrorCode, TritonError
@@ -49,6 +58,47 @@ class RegionTooSmall(ValueError):
         self.name = name
         self.size = size
         self.needed = needed
+
+
+# Identities of the live segments this process created (see the module docstring).
+_SERVER_SEGMENTS: dict[tuple[object, ...], int] = {}
+_SERVER_LOCK = threading.Lock()
+
+
+def _identity(fd: int, name: str) -> tuple[object, ...]:
+    st = os.fstat(fd)
+    if st.st_ino:
+        return ("ino", st.st_dev, st.st_ino)
+    return ("name", name)  # macOS reports no inode for shm objects; its names are not listable
+
+
+def _record_server_segment(ident: tuple[object, ...]) -> None:
+    with _SERVER_LOCK:
+        _SERVER_SEGMENTS[ident] = _SERVER_SEGMENTS.get(ident, 0) + 1
+
+
+def _forget_server_segment(ident: tuple[object, ...]) -> None:
+    with _SERVER_LOCK:
+        n = _SERVER_SEGMENTS.get(ident, 0) - 1
+        if n > 0:
+            _SERVER_SEGMENTS[ident] = n
+        else:
+            _SERVER_SEGMENTS.pop(ident, None)
+
+
+def is_server_segment(region: SharedMemoryRegion) -> bool:
+    """Whether ``region`` maps an object this process created and still maps (its own segment)."""
+    ident = region.identity
+    if ident is None:
+        return False
+    with _SERVER_LOCK:
+        return ident in _SERVER_SEGMENTS
+
+
+def server_segment_count() -> int:
+    """How many of the server's own segments are live (tests, diagnostics)."""
+    with _SERVER_LOCK:
+        return len(_SERVER_SEGMENTS)
 
 
 def _lib() -> Any:
@@ -110,7 +160,17 @@ def _raise_errno(action: str, name: str) -> None:
 class SharedMemoryRegion:
     """One mapped POSIX shared-memory object (the whole object, mapped at offset 0)."""
 
-    def __init__(self, name: str, size: int, ptr: Any, writable: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        size: int,
+        ptr: Any,
+        writable: bool,
+        *,
+        fd: int = -1,
+        identity: tuple[object, ...] | None = None,
+        server_owned: bool = False,
+    ) -> None:
         # Use create() / open(); this takes ownership of a mapping made by them.
         self.name = name  # the OS name
         self._size = size
@@ -118,22 +178,29 @@ class SharedMemoryRegion:
         self.writable = writable
         self._view: memoryview | None = None  # the whole mapping; slices are handed out
         self._closed = False
+        self._fd = fd  # kept open (client regions) to fstat the current size
+        self.identity = identity
+        self._server_owned = server_owned
+        if server_owned and identity is not None:
+            _record_server_segment(identity)
 
     # -- construction -------------------------------------------------------
 
     @classmethod
     def create(
-        cls, key: str, size: int, *, exclusive: bool = True
+        cls, key: str, size: int, *, exclusive: bool = True, own: bool = True
     ) -> SharedMemoryRegion:
         """Create (or with exclusive=False, open or create) and map an object of ``size`` bytes.
 
         The object is sized with one ftruncate (macOS allows only one); an
-        existing object smaller than ``size`` cannot grow on macOS.
+        existing object smaller than ``size`` cannot grow on macOS. It counts
+        as one of the server's own segments while mapped (``own=False``: a
+        region made on a client's behalf, as tests do).
         """
         if size <= 0:
             raise ValueError(f"shared memory size must be positive, got {size}")
         flags = _lib().TC_SHM_CREATE | (_lib().TC_SHM_EXCL if exclusive else 0)
-        return cls._open_map(os_name(key), flags, size, True)
+        return cls._open_map(os_name(key), flags, size, True, server_owned=own)
 
     @classmethod
     def open(cls, key: str, *, writable: bool = True) -> SharedMemoryRegion:
@@ -146,12 +213,13 @@ class SharedMemoryRegion:
         """Map a region a client created, trying each of client_key_candidates(key).
 
         The object's real size is checked against ``min_size`` before anything
-        is mapped (RegionTooSmall).
+        is mapped (RegionTooSmall). The fd stays open for ``current_size()``
+        until unmap().
         """
         last: SharedMemoryError | None = None
         for name in client_key_candidates(key):
             try:
-                return cls._open_map(name, 0, 0, True, min_size=min_size)
+                return cls._open_map(name, 0, 0, True, min_size=min_size, keep_fd=True)
             except SharedMemoryError as exc:
                 if exc.errno != _errno.ENOENT:
                     raise
@@ -161,7 +229,15 @@ class SharedMemoryRegion:
 
     @classmethod
     def _open_map(
-        cls, name: str, flags: int, size: int, writable: bool, *, min_size: int = 0
+        cls,
+        name: str,
+        flags: int,
+        size: int,
+        writable: bool,
+        *,
+        min_size: int = 0,
+        keep_fd: bool = False,
+        server_owned: bool = False,
     ) -> SharedMemoryRegion:
         ffi, lib = _native.ffi, _lib()
         raw = name.encode("utf-8")
@@ -169,7 +245,9 @@ class SharedMemoryRegion:
         fd = lib.tc_shm_open(raw, flags, size, size_out)
         if fd < 0:
             _raise_errno("shm_open", name)
+        keep = False
         try:
+            ident = _identity(fd, name)
             real = int(size_out[0])
             if real < min_size:
                 raise RegionTooSmall(name, real, min_size)
@@ -180,9 +258,13 @@ class SharedMemoryRegion:
                 if addr == ffi.NULL:
                     _raise_errno("mmap", name)
                 ptr = ffi.gc(ffi.cast("uint8_t *", addr), _unmapper(real), size=real)
+            region = cls(name, real, ptr, writable, fd=fd if keep_fd else -1,
+                         identity=ident, server_owned=server_owned)
+            keep = keep_fd
         finally:
-            lib.tc_close(fd)  # the mapping keeps the object alive; no fd is kept
-        return cls(name, real, ptr, writable)
+            if not keep:
+                lib.tc_close(fd)  # the mapping keeps the object alive
+        return region
 
     # -- use ----------------------------------------------------------------
 
@@ -190,6 +272,23 @@ class SharedMemoryRegion:
     def size(self) -> int:
         """The object's size as the OS reports it (macOS may round it to a page)."""
         return self._size
+
+    def current_size(self) -> int:
+        """The object's size now (fstat on the kept fd); the mapped size when no fd is kept.
+
+        A client may shrink its object after registering it; touching mapped
+        pages past the new end raises SIGBUS, so callers check this first.
+        """
+        if self._fd < 0:
+            return self._size
+        try:
+            return os.fstat(self._fd).st_size
+        except OSError:
+            return 0
+
+    def covers(self, offset: int, size: int) -> bool:
+        """Whether bytes [offset, offset + size) lie inside the object as it is now."""
+        return offset + size <= min(self._size, self.current_size())
 
     @property
     def mapped(self) -> bool:
@@ -225,9 +324,22 @@ class SharedMemoryRegion:
         """Drop this region's hold on the mapping (munmap once no view remains). Idempotent."""
         self._ptr = None
         self._view = None
+        if self._fd >= 0:
+            _native.lib.tc_close(self._fd)
+            self._fd = -1
+        if self._server_owned and not self._closed and self.identity is not None:
+            _forget_server_segment(self.identity)
         self._closed = True
 
     close = unmap
+
+    def __del__(self) -> None:
+        # A region dropped without unmap() must not keep its fd or its server-segment record.
+        if not self._closed:
+            try:
+                self.unmap()
+            except Exception:  # noqa: BLE001 - interpreter shutdown
+                pass
 
     def unlink(self) -> None:
         """Remove the name (existing mappings stay valid until unmapped)."""

@@ -293,7 +293,11 @@ class Worker:
         self.instance_name = instance_name
         self.decoupled = decoupled
         self.settings = model.backend.settings
-        self.prefix = f"/tpb{os.getpid() % 0xFFFFF:x}{secrets.token_hex(3)}"
+        # Unguessable (64 random bits), and short enough for macOS (31 bytes with "s<seg>").
+        # A guess would not help anyway: the client shared-memory API refuses the server's
+        # own segments by identity (triton_core.memory.shm.is_server_segment), and each is
+        # unlinked as soon as both processes mapped it.
+        self.prefix = f"/tpb{os.getpid() % 0xFFFFF:x}{secrets.token_hex(8)}"
         self.regions: dict[str, SharedMemoryRegion] = {}
         self.w_segs: list[memoryview] = []
         self.proc: subprocess.Popen | None = None

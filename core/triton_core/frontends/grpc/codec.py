@@ -210,6 +210,8 @@ def decode_request(msg: pb.ModelInferRequest, shm: Any = None) -> InferenceReque
             RequestedOutput(o.name, params_to_dict(o.parameters) if o.parameters else {})
             for o in msg.outputs
         ]
+        if shm is not None:  # output regions are resolved (leased) now, not at completion
+            shm.bind_outputs(req)
     return req
 
 
@@ -257,7 +259,7 @@ def encode_response(
                 if shm is None:
                     raise _no_shm(ro.parameters["shared_memory_region"])
                 o = msg.outputs.add(name=t.name, datatype=t.datatype.value, shape=t.shape)
-                fill_params(o.parameters, shm.write_output(t, ro.parameters))
+                fill_params(o.parameters, shm.write_output(t, ro.parameters, ro.shm))
                 raws.append(b"")  # keeps raw_output_contents aligned with outputs
                 continue
         o = msg.outputs.add(name=t.name, datatype=t.datatype.value, shape=t.shape)

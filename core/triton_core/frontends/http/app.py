@@ -319,6 +319,8 @@ class HttpFrontEnd:
             ireq, binary_default = parse_request(name, version, header, binary, shm)
             if plan is None and len(hb) <= MAX_HEADER:
                 self._plans.put(key, plan_of(header, ireq, binary_default))
+        if shm is not None:  # after plan_of: a cached plan must hold no lease
+            shm.bind_outputs(ireq)
         resp = await srv.infer_async(ireq, _DECOUPLED)
         header_out, chunks = build_response(resp, ireq, binary_default, shm,
                                             self._classifier(name, resp))

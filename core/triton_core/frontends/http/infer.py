@@ -321,7 +321,7 @@ def build_response(
                     f"Unable to find system shared memory region: '{op['shared_memory_region']}'")
             # Triton's response names no parameters for an output written to shared
             # memory: its C++ client reads "parameters" as the binary extension's.
-            shm.write_output(t, op)
+            shm.write_output(t, op, ro.shm if ro is not None else None)
         elif op.get("binary_data", binary_default):
             raw = t.to_bytes()
             chunks.append(raw)
@@ -363,18 +363,19 @@ def _all_binary(req: InferenceRequest, binary_default: bool, shm: Any) -> bool:
 
 def _binary_response(resp: InferenceResponse, req: InferenceRequest, shm: Any
                      ) -> tuple[bytes, list[bytes | memoryview]]:
-    wanted = None if req.outputs is None else {o.name: o.parameters for o in req.outputs}
+    wanted = None if req.outputs is None else {o.name: o for o in req.outputs}
     chunks: list[bytes | memoryview] = []
     sig = []
     for t in resp.outputs:
         if wanted is None:
             op = None
         else:
-            op = wanted.get(t.name)
-            if op is None:
+            ro = wanted.get(t.name)
+            if ro is None:
                 continue
+            op = ro.parameters
         if op is not None and "shared_memory_region" in op:
-            shm.write_output(t, op)
+            shm.write_output(t, op, ro.shm)
             sig.append((t.name, t.datatype, t.shape, -1))
             continue
         raw = t.to_bytes()
