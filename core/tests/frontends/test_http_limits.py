@@ -301,3 +301,17 @@ async def _until(cond) -> None:
     while not cond():
         assert time.monotonic() < deadline, "timed out waiting for a condition"
         await asyncio.sleep(0.001)
+
+
+def test_the_flags_set_the_limits():
+    from triton_core.cli import _http_limits, build_parser
+
+    a = build_parser().parse_args([
+        "--model-repository", "/m", "--http-max-header-size", "1000", "--http-max-headers", "7",
+        "--http-max-url-size", "99", "--http-header-timeout", "5", "--http-body-timeout", "6",
+        "--http-max-connections", "8"])
+    assert _http_limits(a) == HttpLimits(max_header_size=1000, max_headers=7, max_url_size=99,
+                                         header_timeout=5, body_timeout=6, max_connections=8)
+    assert _http_limits(build_parser().parse_args([])) == HttpLimits()  # defaults agree
+    with pytest.raises(SystemExit, match="--http-max-headers"):
+        _http_limits(build_parser().parse_args(["--http-max-headers", "0"]))
