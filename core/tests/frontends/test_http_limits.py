@@ -276,6 +276,12 @@ class _Transport:
     def close(self) -> None:
         self.closed = True
 
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.closed = True
+
     def is_closing(self) -> bool:
         return self.closed
 
@@ -315,3 +321,21 @@ def test_the_flags_set_the_limits():
     assert _http_limits(build_parser().parse_args([])) == HttpLimits()  # defaults agree
     with pytest.raises(SystemExit, match="--http-max-headers"):
         _http_limits(build_parser().parse_args(["--http-max-headers", "0"]))
+
+
+def test_pipelined_small_requests_are_not_taken_for_a_large_head():
+    # pieces of many small pipelined requests, each piece ending inside a head: no 431
+    conn, app, t = _connection()
+    req = b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n"
+    n = 3 * (conn.limits.max_header_size // len(req))
+    stream = req * n
+
+    async def go():
+        split = 1
+        conn.data_received(stream[:split])  # the first head has begun
+        for i in range(split, len(stream), 100_000):  # each piece ends mid-head
+            conn.data_received(stream[i:i + 100_000])
+        await _until(lambda: len(app.seen) == n)
+
+    asyncio.run(go())
+    assert b" 431 " not in t.written

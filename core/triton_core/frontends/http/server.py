@@ -11,7 +11,8 @@ Limits (HttpLimits; httptools/llhttp itself bounds nothing):
   bytes, or with more than ``max_headers`` header fields, is answered 431; a URL
   of more than ``max_url_size`` bytes, 414. A Content-Length over the input size
   limit is answered at the headers, without reading the body. These answers
-  close the connection (the rest of the request is never read).
+  close the connection: what more the client sends is dropped unparsed for at most
+  ``LINGER_S`` (so the answer is not lost to a reset), then it closes.
 - A request head must arrive whole within ``header_timeout`` seconds of its
   first byte (of the connection's start, for its first request), and a body at
   ``BODY_MIN_RATE`` bytes a second after a grace of ``body_timeout`` seconds;
@@ -50,6 +51,7 @@ _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _MAX_PIPELINE = 32  # queued requests on one connection before reading pauses
 _MAX_QUEUED_BYTES = 1 << 20  # bytes of queued requests (and the one being read) before reading pauses
 IDLE_TIMEOUT_S = 75.0  # a connection with no request in flight and no bytes for this long closes
+LINGER_S = 5.0  # after a refusal, unread bytes are read and dropped this long (nginx lingering_close)
 BODY_MIN_RATE = 1024  # bytes/s a body must average after its grace (Apache mod_reqtimeout: 500)
 
 
@@ -148,6 +150,7 @@ class HttpConnection(asyncio.Protocol):
         self.size = 0
         self.head_size = 0  # bytes of URL and header fields parsed
         self.head_fed = 0  # bytes fed to the parser in this head so far
+        self.completed = 0  # requests parsed whole on this connection
         self.header_count = 0
         self.repeated: dict[bytes, list[bytes]] = {}
         self.queue: collections.deque[_Message] = collections.deque()
@@ -155,7 +158,8 @@ class HttpConnection(asyncio.Protocol):
         self.worker: asyncio.Task | None = None
         self.paused = False
         self.closing = False
-        self.refused = False  # answering a refusal: nothing more is read
+        self.refused = False  # answering a refusal: what more comes is dropped unparsed
+        self.linger_until = 0.0
         self.writable = asyncio.Event()
         self.writable.set()
         now = time.monotonic()
@@ -198,7 +202,11 @@ class HttpConnection(asyncio.Protocol):
     def check_deadlines(self, now: float) -> None:
         """Idle keep-alive connections must not hold descriptors forever, nor slow heads
         and bodies (slowloris) hold connections."""
-        if self.refused or self.closing:
+        if self.closing:
+            return
+        if self.refused:
+            if self.linger_until and now > self.linger_until:
+                self.close()
             return
         if not self.paused:  # a paused connection waits for us, not for its client
             lim = self.limits
@@ -246,8 +254,14 @@ class HttpConnection(asyncio.Protocol):
                     raise _Refused(431, b"the request headers are larger than %d bytes "
                                         b"(--http-max-header-size)" % limit)
                 piece, data = (data, b"") if len(data) <= room else (data[:room], data[room:])
+                done = self.completed
                 self.parser.feed_data(piece)
-                self.head_fed = self.head_fed + len(piece) if self.head_started is not None else 0
+                if self.head_started is None:
+                    self.head_fed = 0
+                elif self.completed == done:  # the whole piece went to this head
+                    self.head_fed += len(piece)
+                else:  # pipelined: this head began after a request inside the piece
+                    self.head_fed = self.head_size
         except _Refused as e:
             self._refuse(e)
         except httptools.HttpParserUpgrade:
@@ -344,6 +358,7 @@ class HttpConnection(asyncio.Protocol):
         assert msg is not None
         self.msg = None
         self.body_started = None
+        self.completed += 1
         msg.size = self.size
         self._enqueue(msg)
 
@@ -375,9 +390,6 @@ class HttpConnection(asyncio.Protocol):
         self.refused = True
         self.msg = None
         self.head_started = self.body_started = None
-        if self.transport is not None and not self.paused:
-            self.paused = True
-            self.transport.pause_reading()
         self._enqueue(msg)
 
     # requests ---------------------------------------------------------------------------
@@ -392,12 +404,13 @@ class HttpConnection(asyncio.Protocol):
                     self.paused = False
                     self.transport.resume_reading()
                 if msg.refusal is not None:
-                    self._fail(*msg.refusal)
+                    self._fail(*msg.refusal, linger=True)
                     break
                 if msg.error is not None:
                     resp = error_response(msg.error)
                     body = resp.body if isinstance(resp.body, bytes) else b"".join(resp.body)
-                    self._write(resp.status, [(b"content-type", resp.content_type)], body, False)
+                    self._write(resp.status, [(b"content-type", resp.content_type)], body, False,
+                                linger=self.refused)
                     break
                 raw_path = msg.url.split(b"?", 1)[0].decode("latin-1")
                 path = unquote(raw_path) if "%" in raw_path else raw_path
@@ -421,7 +434,8 @@ class HttpConnection(asyncio.Protocol):
             self.transport.resume_reading()
         self.last_active = time.monotonic()
 
-    def _write(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool) -> None:
+    def _write(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool,
+               linger: bool = False) -> None:
         t = self.transport
         if t is None or t.is_closing():
             return
@@ -437,12 +451,18 @@ class HttpConnection(asyncio.Protocol):
             t.write(b"".join(head))
         else:
             t.writelines([b"".join(head), body])
-        if not keep_alive:
+        if not keep_alive and linger and t.can_write_eof():
+            # the client may still be sending the refused request: closing now with its
+            # bytes unread would reset the connection and lose this answer; read and drop
+            # them a while (data_received), close when the client does or at LINGER_S
+            t.write_eof()
+            self.linger_until = time.monotonic() + LINGER_S
+        elif not keep_alive:
             t.close()
 
-    def _fail(self, status: int, text: bytes) -> None:
+    def _fail(self, status: int, text: bytes, linger: bool = False) -> None:
         body = b'{"error":"' + text.replace(b'"', b"'") + b'"}'
-        self._write(status, [(b"content-type", b"application/json")], body, False)
+        self._write(status, [(b"content-type", b"application/json")], body, False, linger)
 
 
 async def serve_http(app: HttpFrontEnd, host: str, port: int, backlog: int,
