@@ -84,6 +84,20 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--http-address", default="0.0.0.0")
     p.add_argument("--http-header-forward-pattern", default=None)
     p.add_argument("--http-max-input-size", type=int, default=64 * 1024 * 1024)
+    # bounds of the HTTP transport (frontends/http/server.py HttpLimits: defaults and reasons)
+    p.add_argument("--http-max-header-size", type=int, default=64 * 1024, metavar="BYTES",
+                   help="largest request head (request line and headers); larger: 431")
+    p.add_argument("--http-max-headers", type=int, default=100, metavar="N",
+                   help="most header fields in one request; more: 431")
+    p.add_argument("--http-max-url-size", type=int, default=8 * 1024, metavar="BYTES",
+                   help="longest request URL; longer: 414")
+    p.add_argument("--http-header-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="a request head must arrive whole within this time; else 408")
+    p.add_argument("--http-body-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="grace for a request body, after which it must average 1 KiB/s; else 408")
+    p.add_argument("--http-max-connections", type=int, default=1024, metavar="N",
+                   help="most open HTTP connections (at most half the descriptor limit); "
+                        "past it an idle one is closed, or the new one gets 503")
     p.add_argument("--http-restricted-api", action="append", default=[],
                    metavar="API[,API]:KEY=VALUE")
     _flag(p, "--allow-grpc", True, "serve gRPC")
@@ -182,6 +196,7 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         raise SystemExit("error: --allow-gpu-metrics: GPU metrics are not supported")
     if not a.model_repository:
         raise SystemExit("error: --model-repository is required")
+    _http_limits(a)  # bad --http-* bounds stop the start, before any model loads
     auto_off = a.disable_auto_complete_config or bool(a.strict_model_config)
     return ServerOptions(
         model_repository=[Path(r) for r in a.model_repository],
@@ -200,6 +215,22 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         shm_max_regions=a.shm_max_regions,
         cache_config=_cache_config(a.cache_config),
     )
+
+
+def _http_limits(a: argparse.Namespace) -> Any:
+    from .frontends.http.server import HttpLimits
+
+    for flag, v in (("--http-max-header-size", a.http_max_header_size),
+                    ("--http-max-headers", a.http_max_headers),
+                    ("--http-max-url-size", a.http_max_url_size),
+                    ("--http-header-timeout", a.http_header_timeout),
+                    ("--http-body-timeout", a.http_body_timeout),
+                    ("--http-max-connections", a.http_max_connections)):
+        if not v > 0:
+            raise SystemExit(f"error: {flag} must be positive, got {v}")
+    return HttpLimits(max_header_size=a.http_max_header_size, max_headers=a.http_max_headers,
+                      max_url_size=a.http_max_url_size, header_timeout=a.http_header_timeout,
+                      body_timeout=a.http_body_timeout, max_connections=a.http_max_connections)
 
 
 def _cache_config(items: list[str]) -> dict[str, dict[str, str]]:
@@ -253,7 +284,8 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
     closers: list[Any] = []
     if a.allow_http:
         http = HttpFrontEnd(server, max_input_size=a.http_max_input_size,
-                            restricted=_restricted(a.http_restricted_api, "--http-restricted-api"))
+                            restricted=_restricted(a.http_restricted_api, "--http-restricted-api"),
+                            limits=_http_limits(a))
         tasks.append(asyncio.create_task(http.serve(a.http_address, a.http_port)))
         closers.append(http.shutdown)
         while not http.started:

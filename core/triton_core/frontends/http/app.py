@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ErrorCode, TritonError
 from ...logsettings import VERBOSE
@@ -22,6 +22,9 @@ from . import generate as http_generate
 from .body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
 from .infer import build_response, parse_request, raw_request
 from .plan import MAX_HEADER, RequestPlans, plan_of
+
+if TYPE_CHECKING:
+    from .server import HttpLimits
 
 log = logging.getLogger("triton_core")
 
@@ -116,9 +119,11 @@ class HttpFrontEnd:
     """The ASGI application. `serve()` runs it on uvicorn inside the current loop."""
 
     def __init__(self, server: Server, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
-                 restricted: dict[str, tuple[str, str]] | None = None) -> None:
+                 restricted: dict[str, tuple[str, str]] | None = None,
+                 limits: HttpLimits | None = None) -> None:
         self.server = server
         self.max_input_size = max_input_size
+        self.limits = limits  # the transport's bounds (--http-max-header-size, ...): server.py
         self._plans = RequestPlans()
         # --http-restricted-api: category -> (header, value) required
         self.restricted = restricted or {}
@@ -410,7 +415,7 @@ class HttpFrontEnd:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         waiting = WaitingClients()  # tells the core when requests wait to be read
-        server, connections = await serve_http(self, host, port, backlog, waiting)
+        server, connections = await serve_http(self, host, port, backlog, waiting, self.limits)
         self._server = server
         self.server.waiting_checks.append(waiting)
         try:
