@@ -312,7 +312,8 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
     log.info("Signal received, shutting down (in-flight requests get up to %g s)",
              server.stop_time_left())
     # Every front end stops accepting and drains at once, under the one deadline.
-    waits = [r for c in closers if asyncio.iscoroutine(r := c())]
+    waits: list[asyncio.Future] = [asyncio.ensure_future(r) for c in closers
+                                   if asyncio.iscoroutine(r := c())]
     waits.extend(tasks)
     if waits:
         done, left = await asyncio.wait(waits, timeout=server.stop_time_left() + 2.0)

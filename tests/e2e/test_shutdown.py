@@ -96,7 +96,8 @@ def test_sigterm_with_a_hung_python_model_exits_by_the_exit_timeout(tmp_path):
     pids = _pids(d)
     assert pids
     r.proc.send_signal(signal.SIGTERM)
-    _wait_exit(r.proc, r.log)
+    assert _wait_exit(r.proc, r.log) == 0, r.log.read_text()[-3000:]  # not the watchdog's exit
+    assert "Traceback" not in r.log.read_text()
     t.join(10)
     assert "ok" not in got
     wait_until(lambda: all(_gone(p) for p in pids), "the worker processes are gone", timeout=10)
@@ -117,6 +118,6 @@ def test_sigterm_during_a_long_load_stops_it(tmp_path):
     threading.Thread(target=load, daemon=True).start()
     wait_until(lambda: len(_pids(d)) >= 2, "the load started instances")
     r.proc.send_signal(signal.SIGTERM)
-    _wait_exit(r.proc, r.log)
+    assert _wait_exit(r.proc, r.log) == 0, r.log.read_text()[-3000:]
     wait_until(lambda: all(_gone(p) for p in _pids(d)), "the worker processes are gone",
                timeout=10)
