@@ -624,3 +624,38 @@ def test_failing_warmup_fails_the_load(tmp_path):
         assert idx["cold"]["state"] == "UNAVAILABLE"
         assert "warmup sample 'zeros' failed" in idx["cold"]["reason"]
         assert idx["add"]["state"] == "READY"
+
+
+BLOCK7 = ADD_SUB + 'parameters { key: "block_value" value { string_value: "7" } }'
+
+
+def test_stop_marks_every_model_not_ready_at_once_and_shares_one_deadline(tmp_path):
+    """Shutdown unloads every model under one deadline: a model whose request hangs must
+    not keep the others READY (nor add its own exit timeout to theirs)."""
+    import threading
+
+    import expr_backend
+    from waiting import wait_until
+
+    write_model(tmp_path, "a_hung", BLOCK7)
+    write_model(tmp_path, "b_idle", ADD_SUB)
+    s = make_server(tmp_path)
+    s.start()
+    a, b = _add_inputs()
+    expr_backend.GATE.clear()
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(s.model("a_hung").infer, {"INPUT0": a * 0 + 7, "INPUT1": b})
+            inst = s.manager.get("a_hung").instances[0]
+            wait_until(lambda: inst.blocked == 1, "the request reached the model")
+            stopper = threading.Thread(target=s.stop)
+            stopper.start()
+            wait_until(lambda: not s.manager.is_ready("b_idle") and not s.manager.is_ready("a_hung"),
+                       "both models not ready while the hung request is in flight")
+            assert fut.running()  # still in flight: the unload waits for it
+            expr_backend.GATE.set()
+            assert fut.result(30)["OUTPUT0"].tolist() == (a * 0 + 7 + b).tolist()
+            stopper.join(30)
+    finally:
+        expr_backend.GATE.set()
+    assert not stopper.is_alive()

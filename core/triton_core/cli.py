@@ -275,11 +275,18 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+
+    def on_signal() -> None:
+        server.begin_stop(exit_process=True)  # the exit deadline starts now
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, on_signal)
         except (NotImplementedError, RuntimeError):
             pass
+    if server.stop_deadline is not None:  # a signal came during start-up
+        stop.set()
     tasks: list[asyncio.Task] = []
     closers: list[Any] = []
     if a.allow_http:
@@ -287,7 +294,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
                             restricted=_restricted(a.http_restricted_api, "--http-restricted-api"),
                             limits=_http_limits(a))
         tasks.append(asyncio.create_task(http.serve(a.http_address, a.http_port)))
-        closers.append(http.shutdown)
+        closers.append(lambda: http.shutdown(server.stop_time_left()))
         while not http.started:
             if tasks[-1].done():
                 tasks[-1].result()
@@ -323,7 +330,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             for c in closers:
                 c()
             return 1
-        closers.append(lambda: grpc_front.stop(a.exit_timeout_secs))
+        closers.append(lambda: grpc_front.stop(server.stop_time_left()))
     if a.allow_metrics:
         from .frontends.metrics import MetricsFrontEnd
 
@@ -338,15 +345,15 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             return 1
         closers.append(metrics_front.stop)
     await stop.wait()
-    log.info("Signal received, shutting down")
-    for c in closers:
-        r = c()
-        if asyncio.iscoroutine(r):
-            await r
-    for t in tasks:
-        try:
-            await asyncio.wait_for(t, timeout=a.exit_timeout_secs)
-        except (TimeoutError, asyncio.CancelledError):
+    log.info("Signal received, shutting down (in-flight requests get up to %g s)",
+             server.stop_time_left())
+    # Every front end stops accepting and drains at once, under the one deadline.
+    waits: list[asyncio.Future] = [asyncio.ensure_future(r) for c in closers
+                                   if asyncio.iscoroutine(r := c())]
+    waits.extend(tasks)
+    if waits:
+        done, left = await asyncio.wait(waits, timeout=server.stop_time_left() + 2.0)
+        for t in left:
             t.cancel()
     return 0
 
@@ -362,13 +369,23 @@ def serve(argv: list[str] | None, prog: str = "tritonserver") -> int:
     server.log_settings.log_format = a.log_format
     server.log_settings.install(a.log_file)
     log.info("triton-core %s starting", __version__)
+    # A signal during start-up (a long load) starts the shutdown at once: loads in
+    # progress give up and the exit deadline runs from now.
+    previous = {sig: signal.signal(sig, lambda *_: server.begin_stop(exit_process=True))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start()
     except TritonError as e:
+        if server.stop_deadline is not None:  # start() stopped the server already
+            log.info("Signal received during start-up, exiting")
+            return 0
         log.error("%s", e.message)
         _print_tables(server)
         log.error("exiting: failed to start the server (--exit-on-error=true)")
         return 1
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
     _print_tables(server)
     runner: Any = asyncio.run
     if os.environ.get("TRITON_CORE_EVENT_LOOP", "uvloop") == "uvloop":

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import queue
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
 
@@ -133,6 +135,8 @@ class Server:
         self.load_errors: dict[str, str] = {}
         self._poll_stop = threading.Event()
         self._poll_thread: threading.Thread | None = None
+        # monotonic time by which shutdown must be done (set by begin_stop)
+        self.stop_deadline: float | None = None
         # Client shared memory is off unless asked for, as in Triton.
         self.shm_registry: SystemSharedMemoryRegistry | None = None
         self.shm_io: SharedMemoryIO | None = None
@@ -185,15 +189,50 @@ class Server:
             except Exception:  # polling must survive a bad repository state
                 log.exception("repository poll failed")
 
+    def begin_stop(self, exit_process: bool = False) -> float:
+        """Shutdown begins (a signal): loads in progress give up and every wait from here
+        on shares one deadline, --exit-timeout-secs from now; returns it.
+
+        ``exit_process``: a watchdog ends the process (after killing what backends
+        started) should shutdown still run a grace period past the deadline.
+        """
+        if self.stop_deadline is None:
+            self.stop_deadline = time.monotonic() + self.options.exit_timeout_secs
+            self.manager.stopping.set()
+            if exit_process:
+                threading.Thread(target=self._watchdog, name="triton-exit-watchdog",
+                                 daemon=True).start()
+        return self.stop_deadline
+
+    def stop_time_left(self) -> float:
+        """Seconds left before the shutdown deadline (the exit timeout if not begun)."""
+        if self.stop_deadline is None:
+            return self.options.exit_timeout_secs
+        return max(0.0, self.stop_deadline - time.monotonic())
+
+    def _watchdog(self) -> None:
+        assert self.stop_deadline is not None
+        time.sleep(max(0.0, self.stop_deadline - time.monotonic()) + _EXIT_GRACE_S)
+        log.error("shutdown did not finish within --exit-timeout-secs=%g (+%g s); exiting now",
+                  self.options.exit_timeout_secs, _EXIT_GRACE_S)
+        try:
+            self.registry.close()  # backends kill their worker processes
+        finally:
+            logging.shutdown()
+            os._exit(1)
+
     def stop(self) -> None:
+        """Stop serving; unloading waits for in-flight requests until the shutdown deadline
+        (begin_stop's, or --exit-timeout-secs from now)."""
         if self.live:
             self.registry.pm.hook.triton_server_stopping(server=self)
         self.live = False
         self.loop_load.reset()
         self._poll_stop.set()
+        left = self.stop_time_left()
         if self._poll_thread is not None:
-            self._poll_thread.join(timeout=5)
-        self.manager.close()
+            self._poll_thread.join(timeout=min(5, left))
+        self.manager.close(self.stop_time_left())
         self.registry.close()
         if self.shm_registry is not None:
             self.shm_registry.unregister_all()
@@ -449,6 +488,9 @@ class Server:
             except TritonError as e:
                 log.warning("unloading dependent '%s' of '%s' failed: %s", dep, name, e.message)
 
+
+# How long past the exit deadline the process may take before the watchdog ends it.
+_EXIT_GRACE_S = 5.0
 
 # Inline execution is for small requests only: a large input may take far longer
 # than the model's usual run, and the event loop must not wait on it.

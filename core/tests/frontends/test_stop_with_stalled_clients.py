@@ -103,3 +103,73 @@ def test_close_connections_aborts_everything_at_the_limit():
     t0 = time.monotonic()
     asyncio.run(close_connections(conns, grace=0.2, limit=0.5))
     assert time.monotonic() - t0 < 3 and slow.aborted
+
+
+BLOCKING = """
+backend: "expr"
+max_batch_size: 0
+input [{ name: "INPUT0" data_type: TYPE_INT32 dims: [1] }]
+output [{ name: "OUTPUT0" data_type: TYPE_INT32 dims: [1] }]
+parameters { key: "OUTPUT0" value { string_value: "INPUT0" } }
+parameters { key: "block_value" value { string_value: "7" } }
+"""
+
+
+def test_http_stop_lets_a_request_in_flight_finish(tmp_path):
+    """Triton drains on stop: no new connections, but a request in flight when the stop
+    begins still gets its response (up to the exit timeout), then the connection closes."""
+    import http.client
+    import threading
+
+    import expr_backend
+    from live_server import free_port
+    from triton_core.frontends.http.app import HttpFrontEnd
+    from waiting import wait_until
+
+    write_model(tmp_path, "gate", BLOCKING)
+    with make_server(tmp_path) as s:
+        port = free_port()
+        front = HttpFrontEnd(s)
+        loop = asyncio.new_event_loop()
+        t = threading.Thread(target=loop.run_until_complete,
+                             args=(front.serve("127.0.0.1", port),), daemon=True)
+        t.start()
+        wait_until(lambda: front.started, "HTTP front end started")
+        inst = s.manager.get("gate").instances[0]
+        got: dict = {}
+
+        def client() -> None:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "INT32", "shape": [1],
+                                           "data": [7]}]})
+            try:
+                c.request("POST", "/v2/models/gate/infer", body)
+                r = c.getresponse()
+                got["status"], got["body"] = r.status, json.loads(r.read())
+            except Exception as e:  # noqa: BLE001 - reported by the assertion below
+                got["error"] = e
+
+        expr_backend.GATE.clear()
+        try:
+            ct = threading.Thread(target=client)
+            ct.start()
+            wait_until(lambda: inst.blocked == 1, "the request reached the model")
+            front.shutdown()  # default drain: Triton's exit timeout, 30 s
+
+            def refused() -> bool:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return False
+                except OSError:
+                    return True
+
+            wait_until(refused, "the listener closed")
+            assert t.is_alive()  # still draining the request in flight
+        finally:
+            expr_backend.GATE.set()
+        ct.join(30)
+        t.join(30)
+        loop.close()
+        assert got.get("status") == 200, got
+        assert got["body"]["outputs"][0]["data"] == [7]
+        assert not t.is_alive()

@@ -1,5 +1,10 @@
 """Closing a front end's client connections when it stops.
 
+A stop first drains (drain_connections): the listener is closed by the caller, idle
+connections are closed, and connections with a request in flight keep going until
+their responses are written or the exit timeout passes (Triton's --exit-timeout-secs:
+in-flight requests get their responses, then the connections close).
+
 ``transport.close()`` waits until the transport's unsent bytes are written: a client
 that stopped reading keeps its connection (and its socket) open for ever, and on
 Python 3.12+ ``Server.wait_closed()`` waits for it. A connection whose unsent bytes
@@ -10,7 +15,7 @@ closed); one still draining may take up to ``limit``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Protocol
 
 
@@ -56,4 +61,24 @@ async def close_connections(connections: Collection[_Connection], grace: float =
                 aborted.add(key)
                 if c.transport is not None:
                     c.transport.abort()  # type: ignore[attr-defined]
+        await asyncio.sleep(_TICK_S)
+
+
+async def drain_connections(connections: Collection[_Connection],
+                            busy: Callable[[_Connection], bool], timeout: float) -> bool:
+    """Close connections as they become idle; wait for those ``busy`` (a request in
+    flight) until none is left or ``timeout`` passes. True when every one drained."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        pending = False
+        for c in list(connections):
+            if busy(c):
+                pending = True
+            else:
+                c.close()  # idle (keep-alive): nothing to wait for
+        if not pending:
+            return True
+        if loop.time() >= end:
+            return False
         await asyncio.sleep(_TICK_S)

@@ -76,6 +76,8 @@ class ModelManager:
         self.models: dict[str, ModelRecord] = {}
         self._lock = threading.Lock()
         self._tempdirs: dict[str, Path] = {}
+        # Set when the server begins to stop: loads in progress give up, none start.
+        self.stopping = threading.Event()
 
     # queries -----------------------------------------------------------------
     def record(self, name: str) -> ModelRecord:
@@ -156,6 +158,9 @@ class ModelManager:
         errors: dict[str, str] = {}
 
         def one(n: str) -> None:
+            if self.stopping.is_set():
+                errors[n] = f"failed to load '{n}': the server is stopping"
+                return
             try:
                 self.load(n)
             except TritonError as e:
@@ -375,6 +380,7 @@ class ModelManager:
                 final = complete_config(model.config, name, backend_name, platforms, default_file)
                 check_config(final, where)
                 lv = LoadedVersion(name, v, model, final, src.path, self.clock)
+                lv.stopping = self.stopping.is_set
                 self._attach_cache(lv)
                 try:
                     lv.create_instances()
@@ -464,18 +470,22 @@ class ModelManager:
         log.info("successfully loaded '%s' version(s) %s", name, ", ".join(map(str, wanted)))
 
     # unloading ---------------------------------------------------------------
-    def unload(self, name: str) -> None:
+    def unload(self, name: str, timeout: float | None = None) -> None:
+        """Unload every version: each is UNLOADING (not ready, refusing requests) at once,
+        then in-flight requests get until ``timeout`` (default: the exit timeout) to finish."""
         rec = self.models.get(name)
         if rec is None:
             raise TritonError.invalid_arg(f"failed to unload '{name}': model is not loaded")
+        deadline = time.monotonic() + (self.exit_timeout if timeout is None else timeout)
         with rec.lock:
             loaded = [(v, st) for v, st in rec.versions.items()]
             for v, st in loaded:
                 if st.loaded is not None:
+                    st.loaded.accepting = False
                     rec.versions[v] = VersionState(UNLOADING, "", st.loaded)
             for _v, st in loaded:
                 if st.loaded is not None:
-                    st.loaded.close(self.exit_timeout)
+                    st.loaded.close(max(0.0, deadline - time.monotonic()))
             rec.versions = {v: VersionState(UNAVAILABLE, "unloaded") for v, _ in loaded}
             rec.error = ""
             rec.config = None
@@ -483,12 +493,30 @@ class ModelManager:
             self._drop_tempdir(name)
         log.info("successfully unloaded '%s'", name)
 
-    def unload_all(self) -> None:
-        for name in list(self.models):
+    def unload_all(self, timeout: float | None = None) -> None:
+        """Unload every model at once under one deadline (server shutdown): no model
+        waits for another's in-flight requests, and none stays READY meanwhile."""
+        deadline = time.monotonic() + (self.exit_timeout if timeout is None else timeout)
+        names = list(self.models)
+        for name in names:  # not ready from now on, before any wait
+            for st in list(self.models[name].versions.values()):
+                if st.loaded is not None:
+                    st.loaded.accepting = False
+                    st.state = UNLOADING
+
+        def one(name: str) -> None:
             try:
-                self.unload(name)
+                self.unload(name, max(0.0, deadline - time.monotonic()))
             except TritonError:
                 pass
+
+        threads = [threading.Thread(target=one, args=(n,), name="triton-unload", daemon=True)
+                   for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            # a model's unload is itself bounded by the deadline (plus its close grace)
+            t.join(max(0.0, deadline - time.monotonic()) + 5.0)
 
     # polling -----------------------------------------------------------------
     def poll_once(self) -> None:
@@ -518,8 +546,9 @@ class ModelManager:
                 if any(st.loaded is not None for st in rec.versions.values()):
                     self.unload(name)
 
-    def close(self) -> None:
-        self.unload_all()
+    def close(self, timeout: float | None = None) -> None:
+        self.stopping.set()
+        self.unload_all(timeout)
         for name in list(self._tempdirs):
             self._drop_tempdir(name)
 

@@ -104,6 +104,8 @@ class LoadedVersion(CachedVersion):
         self.inflight = InFlight()
         self.accepting = True
         self.decoupled = config.decoupled
+        # set by the manager: the server is shutting down, a load in progress gives up
+        self.stopping: Callable[[], bool] = lambda: False
 
     # lifecycle ---------------------------------------------------------------
     def create_instances(self) -> None:
@@ -114,6 +116,10 @@ class LoadedVersion(CachedVersion):
                 devices = group.gpus if kind == "KIND_GPU" and group.gpus else [0]
                 for dev in devices:
                     for i in range(group.count):
+                        if self.stopping():  # e.g. count 10000: SIGTERM must not wait for all
+                            raise TritonError.unavailable(
+                                f"model '{self.name}' version {self.version}: load abandoned: "
+                                "the server is stopping")
                         iname = f"{gname}_{i}" if len(devices) == 1 else f"{gname}_{i}_gpu{dev}"
                         ctx = abi.InstanceContext(name=iname, kind=kind, device_id=dev)
                         inst = self.model.create_instance(ctx)
@@ -143,12 +149,16 @@ class LoadedVersion(CachedVersion):
         for w in self.workers:
             w.start()
 
-    def _close_instances(self) -> None:
+    def _close_instances(self, deadline: float | None = None) -> None:
+        what = f"model '{self.name}' version {self.version}: instance close"
         for inst in self.instances:
-            try:
-                inst.close()
-            except Exception as e:
-                log.warning("model '%s' version %d: instance close failed: %s", self.name, self.version, e)
+            if deadline is None:
+                try:
+                    inst.close()
+                except Exception as e:
+                    log.warning("%s failed: %s", what, e)
+            else:
+                _bounded(inst.close, deadline, what)
         self.instances.clear()
 
     def instances_ready(self) -> bool:
@@ -162,7 +172,13 @@ class LoadedVersion(CachedVersion):
         return True
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop accepting, let queued and running requests finish, free everything."""
+        """Stop accepting, let queued and running requests finish, free everything.
+
+        Every wait shares one deadline (``timeout`` from now): in-flight requests, the
+        instance threads, then each instance's and the model's close. A close still
+        running at the deadline is left to its thread (a backend that cannot stop a hung
+        execute in time kills it in its own close); the caller is never held longer.
+        """
         self.accepting = False
         deadline = time.monotonic() + timeout
         self.inflight.wait_idle(timeout)
@@ -171,12 +187,9 @@ class LoadedVersion(CachedVersion):
             self._finish(item.request, error=TritonError.unavailable(
                 f"model '{self.name}' version {self.version} is unloading"), reason="OTHER")
         for w in self.workers:
-            w.join(timeout=max(0.1, deadline - time.monotonic()))
-        self._close_instances()
-        try:
-            self.model.close()
-        except Exception as e:
-            log.warning("model '%s' version %d: close failed: %s", self.name, self.version, e)
+            w.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._close_instances(deadline)
+        _bounded(self.model.close, deadline, f"model '{self.name}' version {self.version}: close")
 
     # requests ----------------------------------------------------------------
     def submit(self, req: InferenceRequest, batch_size: int) -> None:
@@ -539,6 +552,28 @@ class LoadedVersion(CachedVersion):
             compute_infer_ns=ce - cs,
             compute_output_ns=end - ce,
         )
+
+
+# A close past the unload deadline still gets this long before the caller moves on:
+# enough for a backend that kills its hung work to do so.
+_CLOSE_GRACE_S = 2.0
+
+
+def _bounded(fn: Callable[[], None], deadline: float, what: str) -> None:
+    """Run ``fn`` (a backend's close) on its own thread and wait for it until ``deadline``
+    (plus a short grace): a close stuck on a hung execute must not hold an unload or the
+    server's shutdown past the exit timeout."""
+    def run() -> None:
+        try:
+            fn()
+        except Exception as e:  # noqa: BLE001 - a failed close is logged, never fatal
+            log.warning("%s failed: %s", what, e)
+
+    t = threading.Thread(target=run, name="triton-close", daemon=True)
+    t.start()
+    t.join(max(0.0, deadline - time.monotonic()) + _CLOSE_GRACE_S)
+    if t.is_alive():
+        log.error("%s did not finish by the unload deadline; left running", what)
 
 
 def _instance_count(config: ModelConfig) -> int:

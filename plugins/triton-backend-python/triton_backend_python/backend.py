@@ -173,6 +173,10 @@ class PythonBackend(abi.Backend):
             return self._envs[key]
 
     def close(self) -> None:
+        # Models are closed first; a worker still alive here outlived its unload
+        # deadline (a hung execute or finalize): the server is exiting, kill it.
+        for w in list(self.workers):
+            w.kill()
         self.pool.shutdown(wait=False, cancel_futures=True)
         for d in [*self._envs.values(), *([self._shim] if self._shim else [])]:
             shutil.rmtree(d, ignore_errors=True)
@@ -388,6 +392,7 @@ class Worker:
         finally:
             eb.close()
             ab.close()
+        m.backend.workers.add(self)
         t = threading.Thread(target=self._forward_stderr, name=f"pb-stderr-{self.pid}", daemon=True)
         t.start()
         self._threads.append(t)
@@ -872,8 +877,17 @@ class PythonInstance(abi.Instance):
         self.closing = False
         self.restarts = 0
         self.last_failure = ""
+        # Set before the worker starts: it may die (and on_death run on its reader
+        # thread) before _start returns it.
+        self.state = "starting"
+        self.worker: Worker = None  # type: ignore[assignment]  # _start's below
         self.worker = self._start(model.take_spare())
         self.state = "ready"
+        cfg = model.config
+        # The outputs a response may carry (Triton refuses any other name).
+        self.allowed_outputs = {o.name for o in cfg.output} | {
+            st["output_name"] for st in (cfg.sequence_batching or {}).get("state", []) or []
+            if isinstance(st, dict) and "output_name" in st}
 
     def _start(self, w: Worker | None = None) -> Worker:
         m = self.model
@@ -1093,14 +1107,25 @@ class PythonInstance(abi.Instance):
         for m in metas:
             pending.pop(m[0], None)
         arena.free(seg, base)
-        return [w.to_response(m) for m in reply[1]]
+        check = self._check_outputs
+        return [check(w.to_response(m)) for m in reply[1]]
+
+    def _check_outputs(self, resp: InferenceResponse) -> InferenceResponse:
+        """A response naming an output its config does not declare is an error response
+        for that request (Triton's InferenceResponse::AddOutput refuses the output)."""
+        allowed = self.allowed_outputs
+        for t in resp.outputs:
+            if t.name not in allowed:
+                return InferenceResponse(error=TritonError.invalid_arg(
+                    f"unexpected inference output '{t.name}' for model '{self.model.name}'"))
+        return resp
 
     def on_send(self, w: Worker, token: int, flags: int, meta: tuple | None) -> None:
         """A decoupled response from the worker's async channel."""
         p = self.pending.get(token)
         if p is None:
             return
-        resp = w.to_response(meta) if meta is not None else None
+        resp = self._check_outputs(w.to_response(meta)) if meta is not None else None
         final = bool(flags & RESPONSE_COMPLETE_FINAL)
         if final:
             self.pending.pop(token, None)
@@ -1124,6 +1149,19 @@ class PythonInstance(abi.Instance):
             self.closing = True
             self.cond.notify_all()
         w = self.worker
-        w.stop()
+        if w is None:
+            return
+        if self.pending or w._outstanding:  # noqa: SLF001
+            # The core waited for in-flight requests until its unload deadline: an execute
+            # still running is hung, and finalize would wait behind it. Kill the worker
+            # (the execute fails as the worker's death).
+            log.error("python backend: %s still executing at unload; killing its worker",
+                      w.describe())
+            w.stopping = True
+            w.kill()
+            w.dead = True  # no finalize: the execute thread owns the channel's reader
+            w.stop()
+        else:
+            w.stop(finalize_timeout=self.model.backend.settings.stub_timeout)
         self._fail_pending(w, TritonError.unavailable(
             f"model '{self.model.name}' is unloading"))

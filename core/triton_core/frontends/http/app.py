@@ -17,7 +17,7 @@ from ...errors import ErrorCode, TritonError
 from ...logsettings import VERBOSE
 from ...server import Server, parse_version
 from ..classification import classifier_for
-from ..closing import close_connections
+from ..closing import close_connections, drain_connections
 from . import generate as http_generate
 from .body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
 from .infer import build_response, parse_request, raw_request
@@ -31,6 +31,8 @@ log = logging.getLogger("triton_core")
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
+# How long a stop waits for requests in flight by default (Triton's --exit-timeout-secs).
+DRAIN_TIMEOUT_S = 30.0
 _JSON = b"application/json"
 _OCTET = b"application/octet-stream"
 _HEADER_LEN = b"inference-header-content-length"
@@ -130,6 +132,7 @@ class HttpFrontEnd:
         self._server: Any = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_s = DRAIN_TIMEOUT_S  # shutdown(timeout) sets it
 
     # ASGI ------------------------------------------------------------------------
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -422,7 +425,10 @@ class HttpFrontEnd:
             await self._stop.wait()
         finally:
             self.server.waiting_checks.remove(waiting)
-            server.close()
+            server.close()  # no new connections; requests in flight get their responses
+            if not await drain_connections(connections, _busy, self._drain_s):
+                log.warning("HTTP: requests still in flight after %g s; closing their "
+                            "connections", self._drain_s)
             await close_connections(connections)
             await server.wait_closed()
             self._server = None
@@ -437,9 +443,18 @@ class HttpFrontEnd:
             return None
         return self._server.sockets[0].getsockname()[1]
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Stop serving: requests in flight get up to ``timeout`` seconds (default
+        DRAIN_TIMEOUT_S, Triton's default --exit-timeout-secs) to be answered."""
+        if timeout is not None:
+            self._drain_s = max(0.0, timeout)
         if self._stop is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)  # may come from another thread
+
+
+def _busy(conn: Any) -> bool:
+    """A connection (http.server.HttpConnection) is handling or holding a request."""
+    return conn.worker is not None or bool(conn.queue)
 
 
 class _MethodNotAllowed(TritonError):
