@@ -287,7 +287,7 @@ class GrpcConnection(asyncio.Protocol):
             if n:  # a unary call: its size is bounded by max_receive_message_length
                 self._acknowledge(sid, n)
         else:  # a streaming call: acknowledged as its handler takes the messages (_requests)
-            base = s.received - len(s.reader.buf)  # where the reader's buffer starts
+            base = s.received - s.reader.held  # where the reader's held bytes start
             s.received += n
         try:
             msgs = s.reader.feed(data, None if q is None else ends) if data else []
