@@ -24,11 +24,11 @@ LIVE = b"/inference.GRPCInferenceService/ServerLive"
 
 
 class RawClient:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, settings: dict | None = None) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.settimeout(10)
         self.h2 = ngh2.Connection(ngh2.Role.CLIENT)
-        self.h2.initiate_connection()
+        self.h2.initiate_connection(settings)
         self.events: list[ngh2.Event] = []
         self.flush()
 
@@ -757,6 +757,48 @@ def test_a_cancelled_stream_cancels_its_requests(expr_served):
     assert_nothing_left(expr_served)
     with grpcclient.InferenceServerClient(f"127.0.0.1:{expr_served.port}") as c:
         assert c.infer("add", add_inputs(np.ones(16, np.int32))).as_numpy("OUTPUT0").sum() == 32
+
+
+def test_a_stream_that_never_reads_holds_a_bounded_number_of_requests_and_responses(
+        expr_served, monkeypatch):
+    """A client that sends on and never reads: once its responses fill what the connection
+    queues, the server holds at most STREAM_IN_FLIGHT requests and STREAM_RESPONSES responses
+    for it and takes no more messages (flow control holds the client); others are served."""
+    from triton_core.frontends.grpc import h2_connection, service
+
+    monkeypatch.setattr(h2_connection, "_STREAM_BUFFER", 0)  # write() waits at once
+    monkeypatch.setattr(service, "STREAM_IN_FLIGHT", 4)
+    monkeypatch.setattr(service, "STREAM_RESPONSES", 4)
+    front = expr_served.front
+
+    async def state() -> tuple[int, int]:
+        held = sum(st.held() for st in front.servicer.streams)
+        unread = sum(s.messages.qsize() for c in front._h2.connections
+                     for s in c.streams.values() if s.messages is not None)
+        return held, unread
+
+    # its stream window takes a few responses: the rest wait in libnghttp2, so write() waits
+    c = RawClient(expr_served.port, {ngh2.Setting.INITIAL_WINDOW_SIZE: 1024})
+    try:
+        sid = c.start(STREAM)
+        for i in range(200):
+            msg = pb.ModelInferRequest(model_name="add", id=str(i))
+            for name in ("INPUT0", "INPUT1"):
+                t = msg.inputs.add(name=name, datatype="INT32", shape=[1, 16])
+                t.contents.int_contents.extend(range(16))
+            c.h2.send_data(sid, wire.frame(msg.SerializeToString()), end_stream=False)
+        c.flush()
+        # held: 4 requests waiting for room, 4 responses waiting for the writer; the rest unread
+        wait_until(lambda: expr_served.loop.run(state())[0] == 8 and expr_served.loop.run(state())[1] > 0,
+                   "the stream to fill up")
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{expr_served.port}") as other:
+            assert other.infer("add", add_inputs(np.ones(16, np.int32))).as_numpy("OUTPUT0").sum() == 32
+        held, unread = expr_served.loop.run(state())
+        assert held == 8 and unread > 0, (held, unread)
+    finally:
+        c.close()
+    wait_until(lambda: not front.servicer.streams, "the stream to end")
+    assert_nothing_left(expr_served)
 
 
 def test_a_slow_reader_holds_back_stream_responses_larger_than_the_window(expr_served):
