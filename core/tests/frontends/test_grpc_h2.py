@@ -393,6 +393,41 @@ def test_wire_helpers():
     assert r.feed(whole[4:]) == [b"abc", b"de"] and not r.partial
 
 
+@pytest.mark.parametrize("n", [20_000, 1_000_000])  # the fixture reads up to 1 MiB
+def test_a_huge_model_name_gets_its_status_with_a_shortened_message(served, n):
+    """The details quote the name: whole, a 1 MB grpc-message was not sent (the call was
+    reset), and 20 KB was more than a grpc client takes (RESOURCE_EXHAUSTED)."""
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{served.port}") as c:
+        with pytest.raises(grpcclient.InferenceServerException) as e:
+            c.get_model_metadata("m" * n)
+        assert e.value.status() == "StatusCode.NOT_FOUND"
+        msg = e.value.message()
+        assert msg.startswith("Request for unknown model: 'mmmm") and msg.endswith("mmm' is not found")
+        assert "..." in msg and len(msg) <= wire.MAX_MESSAGE
+        assert c.is_server_live()
+    assert_serving(served)
+
+
+def test_long_grpc_messages_are_cut_to_the_limit():
+    for details in ("x" * 10_000, "é" * 10_000, "a" + "€" * 5000 + "end"):
+        out = wire.encode_message(details)
+        assert len(out) <= wire.MAX_MESSAGE and b"..." in out
+        assert out.endswith(wire.encode_message(details[-5:])[-5:])
+    assert wire.encode_message("x" * wire.MAX_MESSAGE) == b"x" * wire.MAX_MESSAGE
+
+
+def test_metadata_over_the_hard_limit_is_refused_with_grpcs_words(served, raw):
+    from triton_core.frontends.grpc.h2_connection import MAX_METADATA_SIZE
+
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b""), [(b"x-big", b"v" * MAX_METADATA_SIZE)]))
+    assert h[b"grpc-status"] == b"8", h
+    assert h[b"grpc-message"].startswith(b"received metadata size exceeds hard limit (")
+    assert h[b"grpc-message"].endswith(b" vs. 16384)")
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b""), [(b"x-fine", b"v" * 8000)]))
+    assert h[b"grpc-status"] == b"0"
+    assert_serving(served)
+
+
 def test_message_reader_splits_messages_however_the_frames_cut_them():
     msgs = [b"", b"a", b"xyz" * 10, bytes(range(256)) * 40]
     whole = b"".join(wire.frame(m) for m in msgs)

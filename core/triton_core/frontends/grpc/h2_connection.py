@@ -37,6 +37,10 @@ _WINDOW = 16 << 20  # a stream's receive window: what a streaming call may hold 
 _CONNECTION_WINDOW = 2**31 - 1
 _MAX_FRAME = 1 << 20
 _IDLE_PING_INTERVAL_S = 7200.0  # grpc C-core: the least ping interval without calls, unless permitted
+# grpc C-core's hard limit on a call's metadata (GRPC_ARG_ABSOLUTE_MAX_METADATA_SIZE): a larger
+# header block is refused with its status and words. libnghttp2 reads up to 1 MiB (h2_server.py)
+# so that the call can be answered; beyond that it resets the stream itself.
+MAX_METADATA_SIZE = 16 << 10
 
 
 class Call:
@@ -215,7 +219,9 @@ class GrpcConnection(asyncio.Protocol):
         accept = b""
         timeout = None
         bad_binary = None
+        size = 0
         for k, v in headers:
+            size += len(k) + len(v) + 32  # HPACK's size of an entry (RFC 7541 4.1), as C-core counts
             if k == b":path":
                 path = v
             elif k == b":method":
@@ -242,6 +248,11 @@ class GrpcConnection(asyncio.Protocol):
             return
         route = self.server.routes.get(path)
         s = Stream(sid, route, headers, wire.MessageReader(encoding, self.opts.max_receive_message_length))  # type: ignore[arg-type]
+        if size > MAX_METADATA_SIZE:  # grpc C-core's words
+            self._refuse(s, end_stream, WireError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"received metadata size exceeds hard limit ({size} vs. {MAX_METADATA_SIZE})"))
+            return
         if bad_binary is not None:
             self._refuse(s, end_stream, wire.binary_error(bad_binary))
             return

@@ -161,8 +161,28 @@ def _printable(details: str) -> bool:
     return details.isascii() and details.isprintable() and "%" not in details
 
 
+# The longest grpc-message sent. Details may quote the client's input (a model name of 1 MB):
+# whole, the trailers outgrew what libnghttp2 sends and what clients take (grpc C-core refuses
+# metadata over 8 KiB at random, over 16 KiB always), and the call ended in a bare reset.
+MAX_MESSAGE = 4096
+_KEEP_END = 256  # of a cut message, its end is kept too: it often says what was wrong
+_CUT = "..."
+
+
 def encode_message(details: str) -> bytes:
-    """grpc-message: percent-encoded UTF-8 outside printable ASCII."""
+    """grpc-message: percent-encoded UTF-8 outside printable ASCII, at most MAX_MESSAGE bytes
+    (a longer one keeps its start and end)."""
+    out = _encode_message(details)
+    if len(out) <= MAX_MESSAGE:
+        return out
+    head = MAX_MESSAGE - _KEEP_END - len(_CUT)
+    cut = _encode_message(details[:head] + _CUT + details[-_KEEP_END:])
+    if len(cut) > MAX_MESSAGE:  # not ASCII: a character takes up to 9 bytes (%XX x 3)
+        cut = _encode_message(details[:head // 9] + _CUT + details[-_KEEP_END // 9:])
+    return cut
+
+
+def _encode_message(details: str) -> bytes:
     if _printable(details):
         return details.encode("ascii")
     out = bytearray()
