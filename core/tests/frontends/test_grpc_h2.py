@@ -362,6 +362,25 @@ def test_keepalive_pings_and_connection_age(tmp_path):
         s.close()
 
 
+def test_a_connection_that_never_sends_its_preface_is_closed(tmp_path):
+    s = Served(tmp_path, handshake_timeout_ms=300)
+    try:
+        ok = RawClient(s.port)  # connected first: its deadline passes first too
+        h, _ = ok.result(ok.call(LIVE, wire.frame(b"")))
+        assert h[b"grpc-status"] == b"0"
+        silent = socket.create_connection(("127.0.0.1", s.port))
+        silent.settimeout(10)
+        while silent.recv(1 << 16):  # the server's SETTINGS, then the end
+            pass
+        silent.close()
+        wait_until(lambda: len(s.front._h2.connections) == 1, "the silent connection to be forgotten")
+        h, _ = ok.result(ok.call(LIVE, wire.frame(b"")))
+        assert h[b"grpc-status"] == b"0"
+        ok.close()
+    finally:
+        s.close()
+
+
 def test_unanswered_keepalive_closes_the_connection(tmp_path):
     s = Served(tmp_path, keepalive_time_ms=50, keepalive_timeout_ms=50,
                keepalive_permit_without_calls=True)

@@ -120,6 +120,7 @@ class GrpcConnection(asyncio.Protocol):
         self._last_ping_received: float | None = None
         self._strikes = 0
         self._going_away = False
+        self._handshake: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -137,6 +138,11 @@ class GrpcConnection(asyncio.Protocol):
         self.h2.set_local_window_size(_CONNECTION_WINDOW)
         self.flush()
         o = self.opts
+        if 0 < o.handshake_timeout_ms < 2**31 - 1:
+            # grpc C-core's GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS: a client that never sends its
+            # preface and SETTINGS would hold the connection (and its socket) for ever
+            self._handshake = self.loop.call_later(o.handshake_timeout_ms / 1000, self._no_handshake)
+            self._timers.append(self._handshake)
         if 0 < o.keepalive_time_ms < 2**31 - 1:
             self._timers.append(self.loop.call_later(o.keepalive_time_ms / 1000, self._keepalive))
         if o.max_connection_age_ms is not None and o.max_connection_age_ms < 2**31 - 1:
@@ -200,6 +206,10 @@ class GrpcConnection(asyncio.Protocol):
                 self._on_data(ev.stream_id, b"", True)
             elif t is ngh2.WindowUpdated:
                 self._wake_writers()
+            elif t is ngh2.SettingsReceived:
+                if self._handshake is not None:  # the preface and SETTINGS came
+                    self._handshake.cancel()
+                    self._handshake = None
             elif t is ngh2.PingReceived:
                 self._on_ping()
             elif t is ngh2.PingAcknowledged:
@@ -630,6 +640,11 @@ class GrpcConnection(asyncio.Protocol):
             except ngh2.NGH2Error:
                 pass
             self.flush()
+
+    def _no_handshake(self) -> None:  # --grpc-handshake-timeout
+        self._handshake = None
+        log.debug("gRPC connection closed: no HTTP/2 preface and SETTINGS in time")
+        self.abort()
 
     def _too_old(self) -> None:  # --grpc-max-connection-age
         self.go_away()

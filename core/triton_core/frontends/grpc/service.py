@@ -65,6 +65,9 @@ class GrpcOptions:
     http2_max_ping_strikes: int = 2
     max_connection_age_ms: int | None = None
     max_connection_age_grace_ms: int | None = None
+    # a connection that has not sent its HTTP/2 preface and SETTINGS by then is closed (grpc
+    # C-core's GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS and its default); the h2 engine only
+    handshake_timeout_ms: int = 120_000
     # --grpc-use-ssl and friends: PEM file paths.
     use_ssl: bool = False
     ssl_server_cert: str = ""
