@@ -118,6 +118,8 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--grpc-http2-max-ping-strikes", type=int, default=2)
     p.add_argument("--grpc-max-connection-age", type=int, default=None)
     p.add_argument("--grpc-max-connection-age-grace", type=int, default=None)
+    p.add_argument("--grpc-handshake-timeout", type=int, default=120000,
+                   help="ms a new connection has to send its HTTP/2 preface (h2 engine)")
     p.add_argument("--grpc-restricted-protocol", action="append", default=[])
     p.add_argument("--grpc-engine", default="h2", choices=("h2", "grpcio"),
                    help="h2: HTTP/2 by libnghttp2 on the server's event loop (fastest); "
@@ -315,6 +317,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             http2_max_ping_strikes=a.grpc_http2_max_ping_strikes,
             max_connection_age_ms=a.grpc_max_connection_age,
             max_connection_age_grace_ms=a.grpc_max_connection_age_grace,
+            handshake_timeout_ms=a.grpc_handshake_timeout,
             use_ssl=a.grpc_use_ssl or a.grpc_use_ssl_mutual,
             ssl_server_cert=a.grpc_server_cert,
             ssl_server_key=a.grpc_server_key,

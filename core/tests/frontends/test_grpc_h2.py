@@ -24,11 +24,11 @@ LIVE = b"/inference.GRPCInferenceService/ServerLive"
 
 
 class RawClient:
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, settings: dict | None = None) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port))
         self.sock.settimeout(10)
         self.h2 = ngh2.Connection(ngh2.Role.CLIENT)
-        self.h2.initiate_connection()
+        self.h2.initiate_connection(settings)
         self.events: list[ngh2.Event] = []
         self.flush()
 
@@ -362,6 +362,25 @@ def test_keepalive_pings_and_connection_age(tmp_path):
         s.close()
 
 
+def test_a_connection_that_never_sends_its_preface_is_closed(tmp_path):
+    s = Served(tmp_path, handshake_timeout_ms=300)
+    try:
+        ok = RawClient(s.port)  # connected first: its deadline passes first too
+        h, _ = ok.result(ok.call(LIVE, wire.frame(b"")))
+        assert h[b"grpc-status"] == b"0"
+        silent = socket.create_connection(("127.0.0.1", s.port))
+        silent.settimeout(10)
+        while silent.recv(1 << 16):  # the server's SETTINGS, then the end
+            pass
+        silent.close()
+        wait_until(lambda: len(s.front._h2.connections) == 1, "the silent connection to be forgotten")
+        h, _ = ok.result(ok.call(LIVE, wire.frame(b"")))
+        assert h[b"grpc-status"] == b"0"
+        ok.close()
+    finally:
+        s.close()
+
+
 def test_unanswered_keepalive_closes_the_connection(tmp_path):
     s = Served(tmp_path, keepalive_time_ms=50, keepalive_timeout_ms=50,
                keepalive_permit_without_calls=True)
@@ -391,6 +410,72 @@ def test_wire_helpers():
     whole = wire.frame(b"abc") + wire.frame(b"de")
     assert r.feed(whole[:4]) == [] and r.partial
     assert r.feed(whole[4:]) == [b"abc", b"de"] and not r.partial
+
+
+@pytest.mark.parametrize("n", [20_000, 1_000_000])  # the fixture reads up to 1 MiB
+def test_a_huge_model_name_gets_its_status_with_a_shortened_message(served, n):
+    """The details quote the name: whole, a 1 MB grpc-message was not sent (the call was
+    reset), and 20 KB was more than a grpc client takes (RESOURCE_EXHAUSTED)."""
+    with grpcclient.InferenceServerClient(f"127.0.0.1:{served.port}") as c:
+        with pytest.raises(grpcclient.InferenceServerException) as e:
+            c.get_model_metadata("m" * n)
+        assert e.value.status() == "StatusCode.NOT_FOUND"
+        msg = e.value.message()
+        assert msg.startswith("Request for unknown model: 'mmmm") and msg.endswith("mmm' is not found")
+        assert "..." in msg and len(msg) <= wire.MAX_MESSAGE
+        assert c.is_server_live()
+    assert_serving(served)
+
+
+def test_long_grpc_messages_are_cut_to_the_limit():
+    for details in ("x" * 10_000, "é" * 10_000, "a" + "€" * 5000 + "end"):
+        out = wire.encode_message(details)
+        assert len(out) <= wire.MAX_MESSAGE and b"..." in out
+        assert out.endswith(wire.encode_message(details[-5:])[-5:])
+    assert wire.encode_message("x" * wire.MAX_MESSAGE) == b"x" * wire.MAX_MESSAGE
+
+
+def test_metadata_over_the_hard_limit_is_refused_with_grpcs_words(served, raw):
+    from triton_core.frontends.grpc.h2_connection import MAX_METADATA_SIZE
+
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b""), [(b"x-big", b"v" * MAX_METADATA_SIZE)]))
+    assert h[b"grpc-status"] == b"8", h
+    assert h[b"grpc-message"].startswith(b"received metadata size exceeds hard limit (")
+    assert h[b"grpc-message"].endswith(b" vs. 16384)")
+    h, _ = raw.result(raw.call(LIVE, wire.frame(b""), [(b"x-fine", b"v" * 8000)]))
+    assert h[b"grpc-status"] == b"0"
+    assert_serving(served)
+
+
+def test_message_reader_splits_messages_however_the_frames_cut_them():
+    msgs = [b"", b"a", b"xyz" * 10, bytes(range(256)) * 40]
+    whole = b"".join(wire.frame(m) for m in msgs)
+    for step in (1, 3, 5, 7, 64, 1000, len(whole)):
+        r = wire.MessageReader(b"", 1 << 20)
+        got: list[bytes] = []
+        ends: list[int] = []
+        fed = 0  # the body's offset where the reader's held bytes start, as _on_data keeps it
+        for i in range(0, len(whole), step):
+            base = fed - r.held
+            e: list[int] = []
+            got += r.feed(whole[i:i + step], e)
+            ends += [base + x for x in e]
+            fed = i + len(whole[i:i + step])
+        assert got == msgs and not r.partial
+        assert ends == [sum(5 + len(m) for m in msgs[:k + 1]) for k in range(len(msgs))]
+
+
+def test_a_large_message_in_small_frames_is_read_in_linear_time():
+    # one copy per message, not one per frame: 64 MiB in 16 KiB frames took about a minute
+    body = wire.frame(bytes(64 << 20))
+    r = wire.MessageReader(b"", 1 << 30)
+    chunk = 16 << 10
+    start = time.monotonic()
+    out = []
+    for i in range(0, len(body), chunk):
+        out += r.feed(body[i:i + chunk])
+    assert time.monotonic() - start < 5.0
+    assert len(out) == 1 and len(out[0]) == 64 << 20
 
 
 def test_responses_are_gzipped_when_asked_and_accepted(tmp_path):
@@ -726,6 +811,48 @@ def test_a_cancelled_stream_cancels_its_requests(expr_served):
     assert_nothing_left(expr_served)
     with grpcclient.InferenceServerClient(f"127.0.0.1:{expr_served.port}") as c:
         assert c.infer("add", add_inputs(np.ones(16, np.int32))).as_numpy("OUTPUT0").sum() == 32
+
+
+def test_a_stream_that_never_reads_holds_a_bounded_number_of_requests_and_responses(
+        expr_served, monkeypatch):
+    """A client that sends on and never reads: once its responses fill what the connection
+    queues, the server holds at most STREAM_IN_FLIGHT requests and STREAM_RESPONSES responses
+    for it and takes no more messages (flow control holds the client); others are served."""
+    from triton_core.frontends.grpc import h2_connection, service
+
+    monkeypatch.setattr(h2_connection, "_STREAM_BUFFER", 0)  # write() waits at once
+    monkeypatch.setattr(service, "STREAM_IN_FLIGHT", 4)
+    monkeypatch.setattr(service, "STREAM_RESPONSES", 4)
+    front = expr_served.front
+
+    async def state() -> tuple[int, int]:
+        held = sum(st.held() for st in front.servicer.streams)
+        unread = sum(s.messages.qsize() for c in front._h2.connections
+                     for s in c.streams.values() if s.messages is not None)
+        return held, unread
+
+    # its stream window takes a few responses: the rest wait in libnghttp2, so write() waits
+    c = RawClient(expr_served.port, {ngh2.Setting.INITIAL_WINDOW_SIZE: 1024})
+    try:
+        sid = c.start(STREAM)
+        for i in range(200):
+            msg = pb.ModelInferRequest(model_name="add", id=str(i))
+            for name in ("INPUT0", "INPUT1"):
+                t = msg.inputs.add(name=name, datatype="INT32", shape=[1, 16])
+                t.contents.int_contents.extend(range(16))
+            c.h2.send_data(sid, wire.frame(msg.SerializeToString()), end_stream=False)
+        c.flush()
+        # held: 4 requests waiting for room, 4 responses waiting for the writer; the rest unread
+        wait_until(lambda: expr_served.loop.run(state())[0] == 8 and expr_served.loop.run(state())[1] > 0,
+                   "the stream to fill up")
+        with grpcclient.InferenceServerClient(f"127.0.0.1:{expr_served.port}") as other:
+            assert other.infer("add", add_inputs(np.ones(16, np.int32))).as_numpy("OUTPUT0").sum() == 32
+        held, unread = expr_served.loop.run(state())
+        assert held == 8 and unread > 0, (held, unread)
+    finally:
+        c.close()
+    wait_until(lambda: not front.servicer.streams, "the stream to end")
+    assert_nothing_left(expr_served)
 
 
 def test_a_slow_reader_holds_back_stream_responses_larger_than_the_window(expr_served):

@@ -37,6 +37,10 @@ _WINDOW = 16 << 20  # a stream's receive window: what a streaming call may hold 
 _CONNECTION_WINDOW = 2**31 - 1
 _MAX_FRAME = 1 << 20
 _IDLE_PING_INTERVAL_S = 7200.0  # grpc C-core: the least ping interval without calls, unless permitted
+# grpc C-core's hard limit on a call's metadata (GRPC_ARG_ABSOLUTE_MAX_METADATA_SIZE): a larger
+# header block is refused with its status and words. libnghttp2 reads up to 1 MiB (h2_server.py)
+# so that the call can be answered; beyond that it resets the stream itself.
+MAX_METADATA_SIZE = 16 << 10
 
 
 class Call:
@@ -116,6 +120,7 @@ class GrpcConnection(asyncio.Protocol):
         self._last_ping_received: float | None = None
         self._strikes = 0
         self._going_away = False
+        self._handshake: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -133,6 +138,11 @@ class GrpcConnection(asyncio.Protocol):
         self.h2.set_local_window_size(_CONNECTION_WINDOW)
         self.flush()
         o = self.opts
+        if 0 < o.handshake_timeout_ms < 2**31 - 1:
+            # grpc C-core's GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS: a client that never sends its
+            # preface and SETTINGS would hold the connection (and its socket) for ever
+            self._handshake = self.loop.call_later(o.handshake_timeout_ms / 1000, self._no_handshake)
+            self._timers.append(self._handshake)
         if 0 < o.keepalive_time_ms < 2**31 - 1:
             self._timers.append(self.loop.call_later(o.keepalive_time_ms / 1000, self._keepalive))
         if o.max_connection_age_ms is not None and o.max_connection_age_ms < 2**31 - 1:
@@ -196,6 +206,10 @@ class GrpcConnection(asyncio.Protocol):
                 self._on_data(ev.stream_id, b"", True)
             elif t is ngh2.WindowUpdated:
                 self._wake_writers()
+            elif t is ngh2.SettingsReceived:
+                if self._handshake is not None:  # the preface and SETTINGS came
+                    self._handshake.cancel()
+                    self._handshake = None
             elif t is ngh2.PingReceived:
                 self._on_ping()
             elif t is ngh2.PingAcknowledged:
@@ -215,7 +229,9 @@ class GrpcConnection(asyncio.Protocol):
         accept = b""
         timeout = None
         bad_binary = None
+        size = 0
         for k, v in headers:
+            size += len(k) + len(v) + 32  # HPACK's size of an entry (RFC 7541 4.1), as C-core counts
             if k == b":path":
                 path = v
             elif k == b":method":
@@ -242,6 +258,11 @@ class GrpcConnection(asyncio.Protocol):
             return
         route = self.server.routes.get(path)
         s = Stream(sid, route, headers, wire.MessageReader(encoding, self.opts.max_receive_message_length))  # type: ignore[arg-type]
+        if size > MAX_METADATA_SIZE:  # grpc C-core's words
+            self._refuse(s, end_stream, WireError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"received metadata size exceeds hard limit ({size} vs. {MAX_METADATA_SIZE})"))
+            return
         if bad_binary is not None:
             self._refuse(s, end_stream, wire.binary_error(bad_binary))
             return
@@ -287,7 +308,7 @@ class GrpcConnection(asyncio.Protocol):
             if n:  # a unary call: its size is bounded by max_receive_message_length
                 self._acknowledge(sid, n)
         else:  # a streaming call: acknowledged as its handler takes the messages (_requests)
-            base = s.received - len(s.reader.buf)  # where the reader's buffer starts
+            base = s.received - s.reader.held  # where the reader's held bytes start
             s.received += n
         try:
             msgs = s.reader.feed(data, None if q is None else ends) if data else []
@@ -619,6 +640,11 @@ class GrpcConnection(asyncio.Protocol):
             except ngh2.NGH2Error:
                 pass
             self.flush()
+
+    def _no_handshake(self) -> None:  # --grpc-handshake-timeout
+        self._handshake = None
+        log.debug("gRPC connection closed: no HTTP/2 preface and SETTINGS in time")
+        self.abort()
 
     def _too_old(self) -> None:  # --grpc-max-connection-age
         self.go_away()

@@ -28,6 +28,25 @@ _STATUS = {code: getattr(grpc.StatusCode, code.grpc_status_name) for code in Err
 
 _COMPRESSION_LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
 
+# What one ModelStreamInfer call may hold (see ModelStreamInfer): requests running, and
+# responses waiting for a client that does not read them
+STREAM_IN_FLIGHT = 256
+STREAM_RESPONSES = 256
+
+
+class _Stream:
+    """An open ModelStreamInfer call's held state: its responses not yet written, and its
+    requests' tasks."""
+
+    __slots__ = ("out", "tasks")
+
+    def __init__(self) -> None:
+        self.out: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+        self.tasks: set[asyncio.Task] = set()
+
+    def held(self) -> int:
+        return self.out.qsize() + len(self.tasks)
+
 
 @dataclass
 class GrpcOptions:
@@ -46,6 +65,9 @@ class GrpcOptions:
     http2_max_ping_strikes: int = 2
     max_connection_age_ms: int | None = None
     max_connection_age_grace_ms: int | None = None
+    # a connection that has not sent its HTTP/2 preface and SETTINGS by then is closed (grpc
+    # C-core's GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS and its default); the h2 engine only
+    handshake_timeout_ms: int = 120_000
     # --grpc-use-ssl and friends: PEM file paths.
     use_ssl: bool = False
     ssl_server_cert: str = ""
@@ -126,6 +148,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         # The reading tasks of open ModelStreamInfer calls; at shutdown they stop reading,
         # so an idle stream ends at once and a busy one once its requests have answered.
         self._stream_readers: set[asyncio.Task] = set()
+        self.streams: set[_Stream] = set()  # the open ModelStreamInfer calls
         self._closing = False
 
     def close_streams(self) -> None:
@@ -199,9 +222,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             await context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
 
     async def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
-        """Requests run concurrently; one writer sends responses as they complete."""
-        out: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
-        tasks: set[asyncio.Task] = set()
+        """Requests run concurrently; one writer sends responses as they complete.
+
+        What a stream holds is bounded, so that a client that sends on and never reads its
+        responses cannot grow the server without end: at most STREAM_RESPONSES responses wait
+        for the writer (a request's task waits for room), and at most STREAM_IN_FLIGHT requests
+        run; beyond that no more messages are taken, so the transport's flow control (a
+        stream's data is acknowledged as its messages are taken) holds the client back."""
+        st = _Stream()
+        out, tasks = st.out, st.tasks
+        room = asyncio.Semaphore(STREAM_RESPONSES)
+        slots = asyncio.Semaphore(STREAM_IN_FLIGHT)
+
+        async def put(item: pb.ModelStreamInferResponse) -> None:
+            await room.acquire()  # released as the writer takes the response
+            out.put_nowait(item)
 
         async def one(msg: pb.ModelInferRequest) -> None:
             p = msg.parameters.get("triton_enable_empty_final_response") if msg.parameters else None
@@ -215,31 +250,41 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                         if final and empty_final:
                             r = pb.ModelInferResponse(model_name=msg.model_name, id=msg.id)
                             r.parameters["triton_final_response"].bool_param = True
-                            out.put_nowait(pb.ModelStreamInferResponse(infer_response=r))
+                            await put(pb.ModelStreamInferResponse(infer_response=r))
                         continue
                     if resp.error is not None:
-                        out.put_nowait(_stream_error(msg, resp.error.message))
+                        await put(_stream_error(msg, resp.error.message))
                         continue
                     r = self._encode(resp, req.outputs)
                     # Marked on every response, as Triton does (a model that is not decoupled
                     # answers once, and that answer is final).
                     r.parameters["triton_final_response"].bool_param = final
-                    out.put_nowait(pb.ModelStreamInferResponse(infer_response=r))
+                    await put(pb.ModelStreamInferResponse(infer_response=r))
             except TritonError as e:
-                out.put_nowait(_stream_error(msg, e.message))
+                await put(_stream_error(msg, e.message))
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001
                 log.exception("ModelStreamInfer request failed")
-                out.put_nowait(_stream_error(msg, f"{type(e).__name__}: {e}"))
+                await put(_stream_error(msg, f"{type(e).__name__}: {e}"))
+
+        def done(t: asyncio.Task) -> None:
+            tasks.discard(t)
+            slots.release()
 
         async def reader() -> None:
             try:
                 try:
-                    async for msg in request_iterator:
+                    requests = aiter(request_iterator)
+                    while True:
+                        await slots.acquire()  # a request slot before the next message is taken
+                        try:
+                            msg = await anext(requests)
+                        except StopAsyncIteration:
+                            break
                         t = asyncio.create_task(one(msg))
                         tasks.add(t)
-                        t.add_done_callback(tasks.discard)
+                        t.add_done_callback(done)
                 except asyncio.CancelledError:
                     if not self._closing:
                         raise
@@ -251,20 +296,23 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                         if not self._closing:
                             raise
             finally:
-                out.put_nowait(None)
+                out.put_nowait(None)  # not counted in room: the end always gets through
 
         read_task = asyncio.create_task(reader())
         if self._closing:
             read_task.cancel()
         self._stream_readers.add(read_task)
         read_task.add_done_callback(self._stream_readers.discard)
+        self.streams.add(st)
         try:
             while True:
                 item = await out.get()
                 if item is None:
                     break
+                room.release()
                 await context.write(item)
         finally:
+            self.streams.discard(st)
             if not read_task.done():
                 read_task.cancel()
             for t in list(tasks):
