@@ -453,8 +453,10 @@ class HttpFrontEnd:
 
 
 def _busy(conn: Any) -> bool:
-    """A connection (http.server.HttpConnection) is handling or holding a request."""
-    return conn.worker is not None or bool(conn.queue)
+    """A connection (http.server.HttpConnection) is answering or holding a request (one
+    whose response waits only for the client to read it is not: close_connections
+    handles that client)."""
+    return conn.responding or bool(conn.queue)
 
 
 class _MethodNotAllowed(TritonError):

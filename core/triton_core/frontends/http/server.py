@@ -156,6 +156,9 @@ class HttpConnection(asyncio.Protocol):
         self.queue: collections.deque[_Message] = collections.deque()
         self.queued_bytes = 0
         self.worker: asyncio.Task | None = None
+        # a request is being answered (until its response is handed to the transport;
+        # a client that then reads slowly is closing.close_connections' business)
+        self.responding = False
         self.paused = False
         self.closing = False
         self.refused = False  # answering a refusal: what more comes is dropped unparsed
@@ -416,11 +419,15 @@ class HttpConnection(asyncio.Protocol):
                 path = unquote(raw_path) if "%" in raw_path else raw_path
                 body = msg.body[0] if len(msg.body) == 1 else b"".join(msg.body)
                 req = _Req(msg.method, [p for p in path.split("/") if p], msg.headers, None, app, body)
-                status, hdrs, out = await app.handle(req, path)
-                if not isinstance(out, bytes):  # generate_stream: server-sent events
-                    await out.write_chunked(self.transport, msg.keep_alive)
-                else:
-                    self._write(status, hdrs, out, msg.keep_alive)
+                self.responding = True
+                try:
+                    status, hdrs, out = await app.handle(req, path)
+                    if not isinstance(out, bytes):  # generate_stream: server-sent events
+                        await out.write_chunked(self.transport, msg.keep_alive)
+                    else:
+                        self._write(status, hdrs, out, msg.keep_alive)
+                finally:
+                    self.responding = False
                 if not msg.keep_alive:
                     break
                 if not self.writable.is_set():  # the client reads slowly: no more responses queue up
