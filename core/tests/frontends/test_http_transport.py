@@ -108,3 +108,29 @@ def test_waiting_clients_sees_unread_requests():
     finally:
         a.close()
         b.close()
+
+
+def test_an_unexpected_error_after_the_handler_gets_a_500_not_silence(http_server, monkeypatch):
+    """Anything the connection task raises (a MemoryError building the response, say)
+    answers the request with 500 and closes the connection; the server serves on."""
+    from live_server import serving_http
+    from triton_core.frontends.http.app import HttpFrontEnd
+
+    real = HttpFrontEnd.handle
+
+    async def failing(self, req, path):
+        if path == "/v2/health/ready":
+            raise MemoryError("no room for the response")
+        return await real(self, req, path)
+
+    monkeypatch.setattr(HttpFrontEnd, "handle", failing)
+    with serving_http(http_server) as a:
+        host, port = a.split(":")
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while chunk := s.recv(4096):
+                got += chunk
+        assert got.startswith(b"HTTP/1.1 500"), got
+        assert b"MemoryError: no room for the response" in got
+        assert_serves(a)

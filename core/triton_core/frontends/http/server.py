@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import resource
 import select
 import time
@@ -43,6 +44,8 @@ import httptools
 from ...errors import TritonError
 from .app import _Req, error_response
 from .body import _too_large
+
+log = logging.getLogger("triton_core")
 
 if TYPE_CHECKING:
     from .app import HttpFrontEnd
@@ -420,12 +423,26 @@ class HttpConnection(asyncio.Protocol):
                 body = msg.body[0] if len(msg.body) == 1 else b"".join(msg.body)
                 req = _Req(msg.method, [p for p in path.split("/") if p], msg.headers, None, app, body)
                 self.responding = True
+                sent = False
                 try:
                     status, hdrs, out = await app.handle(req, path)
+                    sent = True
                     if not isinstance(out, bytes):  # generate_stream: server-sent events
                         await out.write_chunked(self.transport, msg.keep_alive)
                     else:
                         self._write(status, hdrs, out, msg.keep_alive)
+                except Exception as e:  # noqa: BLE001 - the client gets an answer, never silence
+                    log.exception("HTTP: request %s %s failed", msg.method, path)
+                    if sent or self.transport is None:  # part of a response may be out: cut it
+                        if self.transport is not None:
+                            self.transport.abort()
+                    else:
+                        err = TritonError.internal(f"{type(e).__name__}: {e}")
+                        resp = error_response(err)
+                        self._write(resp.status, [(b"content-type", resp.content_type)],
+                                    resp.body if isinstance(resp.body, bytes) else b"".join(resp.body),
+                                    False)
+                    break
                 finally:
                     self.responding = False
                 if not msg.keep_alive:
