@@ -234,3 +234,44 @@ def test_the_region_cap_is_a_flag_with_a_default():
     assert options_from_args(p.parse_args([*repo, "--shm-max-regions", "8"])).shm_max_regions == 8
     with pytest.raises(ValueError, match="at least 1"):
         options_from_args(p.parse_args([*repo, "--shm-max-regions", "0"]))
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="truncates the object through /dev/shm")
+def test_a_region_truncated_while_the_model_runs_fails_nothing(tmp_path):
+    """The model gets a copy of a shared-memory input: a client truncating its object while
+    the model runs must not kill the server (a view of the pages did: SIGBUS)."""
+    import threading
+
+    import expr_backend
+    from waiting import wait_until
+
+    blocking = ADD_SUB + 'parameters { key: "block_value" value { string_value: "-7" } }\n'
+    write_model(tmp_path, "add", blocking)
+    nbytes = 64
+    key = _key("trunc_run")
+    handle = shm.create_shared_memory_region("in", key, nbytes)
+    x = np.full((1, 16), -7, dtype=np.int32)
+    shm.set_shared_memory_region(handle, [x])
+    with make_server(tmp_path, allow_client_shm=True) as s, serving_http(s) as u:
+        c = httpclient.InferenceServerClient(u)
+        inst = s.manager.get("add").instances[0]
+        expr_backend.GATE.clear()
+        try:
+            c.register_system_shared_memory("in", key, nbytes)
+            i0 = httpclient.InferInput("INPUT0", [1, 16], "INT32")
+            i0.set_shared_memory("in", nbytes)
+            i1 = httpclient.InferInput("INPUT1", [1, 16], "INT32")
+            i1.set_data_from_numpy(x)
+            got: list = []
+            run = threading.Thread(target=lambda: got.append(
+                httpclient.InferenceServerClient(u).infer("add", [i0, i1])))
+            run.start()
+            wait_until(lambda: inst.blocked == 1, "the request to block in execute")
+            os.truncate("/dev/shm/" + key.lstrip("/"), 0)
+        finally:
+            expr_backend.GATE.set()
+        run.join(10)
+        assert got, "no response"
+        np.testing.assert_array_equal(got[0].as_numpy("OUTPUT0"), x + x)
+        c.unregister_system_shared_memory()
+    shm.destroy_shared_memory_region(handle)

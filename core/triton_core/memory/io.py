@@ -30,7 +30,9 @@ def _count(params: dict[str, Any], key: str, what: str, required: bool) -> int:
 
 
 class SharedMemoryIO:
-    """Reads inputs from and writes outputs to registered regions (no copy on input)."""
+    """Reads inputs from and writes outputs to registered regions. Inputs are copied out
+    (pread): a view would let a client that truncates its object crash the server while a
+    model reads it."""
 
     def __init__(self, registry: SystemSharedMemoryRegistry) -> None:
         self.registry = registry
@@ -48,8 +50,9 @@ class SharedMemoryIO:
                 raise TritonError.invalid_arg(
                     f"input byte size mismatch for {what}: shared_memory_byte_size is {size}, "
                     f"expected {expected} bytes for shape {shape} of {dt.value}")
-        view = self.registry.view(region, offset, size)
-        return Tensor.from_raw(name, dt, shape, view)
+        # a copy, not a view: the client may truncate its object while the model runs
+        data = self.registry.read(region, offset, size)
+        return Tensor.from_raw(name, dt, shape, data)
 
     def bind_outputs(self, req: InferenceRequest) -> None:
         """Lease the region of each requested output that names one (at acceptance).
@@ -94,11 +97,11 @@ class SharedMemoryIO:
             raise TritonError.invalid_arg(
                 f"shared memory size specified with the request for {what} ({size} bytes) should "
                 f"be at least {len(raw)} bytes to hold the results")
+        data = memoryview(raw).cast("B") if not isinstance(raw, bytes) else raw
         if lease is not None:
-            dst = lease.view(offset, len(raw))
+            lease.write(offset, data)
         else:
-            dst = self.registry.view(region, offset, len(raw))
-        dst[:] = memoryview(raw).cast("B") if not isinstance(raw, bytes) else raw
+            self.registry.write(region, offset, data)
         out = {"shared_memory_region": region, "shared_memory_byte_size": len(raw)}
         if offset:
             out["shared_memory_offset"] = offset

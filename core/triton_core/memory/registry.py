@@ -32,7 +32,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import ErrorCode, TritonError
-from .shm import RegionTooSmall, SharedMemoryError, SharedMemoryRegion, is_server_segment
+from .shm import (
+    RegionTooSmall,
+    RegionTruncated,
+    SharedMemoryError,
+    SharedMemoryRegion,
+    is_server_segment,
+)
 
 # Keys of regions the server's own processes use: a client must not register
 # (and so read or scribble on) them. Triton refuses the python backend's prefix;
@@ -90,6 +96,26 @@ class _Region:
             )
         return self.shm.buffer(start, byte_size)
 
+    def read(self, offset: int, byte_size: int) -> memoryview:
+        """A private copy of bytes [offset, offset + byte_size) of the window (see
+        SharedMemoryRegion.read: a client's later truncation fails this read, not the server)."""
+        self.check(offset, byte_size)
+        try:
+            return self.shm.read(self.offset + offset, byte_size)
+        except RegionTruncated as e:
+            raise TritonError.invalid_arg(
+                f"shared memory region '{self.name}' (key '{self.key}'): {e.message}") from None
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        """Write ``data`` at ``offset`` of the window, checked (never through a stale view)."""
+        size = len(data) if isinstance(data, bytes) else data.nbytes
+        self.check(offset, size)
+        try:
+            self.shm.write(self.offset + offset, data)
+        except RegionTruncated as e:
+            raise TritonError.invalid_arg(
+                f"shared memory region '{self.name}' (key '{self.key}'): {e.message}") from None
+
     def pin(self) -> None:
         with self.lock:
             self.leases += 1
@@ -130,6 +156,12 @@ class RegionLease:
 
     def view(self, offset: int, byte_size: int) -> memoryview:
         return self._region.view(offset, byte_size)
+
+    def read(self, offset: int, byte_size: int) -> memoryview:
+        return self._region.read(offset, byte_size)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        self._region.write(offset, data)
 
 
 class SystemSharedMemoryRegistry:
@@ -234,6 +266,14 @@ class SystemSharedMemoryRegistry:
         region while a request runs.
         """
         return self._get(name).view(offset, byte_size)
+
+    def read(self, name: str, offset: int, byte_size: int) -> memoryview:
+        """A private copy of ``byte_size`` bytes at ``offset`` in region ``name``, checked."""
+        return self._get(name).read(offset, byte_size)
+
+    def write(self, name: str, offset: int, data: bytes | memoryview) -> None:
+        """Write ``data`` at ``offset`` in region ``name``, checked."""
+        self._get(name).write(offset, data)
 
     def acquire(self, name: str) -> RegionLease:
         """Pin region ``name`` for one request (NOT_FOUND if unknown); release() or drop it."""

@@ -27,6 +27,8 @@ import sys
 import threading
 from typing import Any, Self
 
+import numpy as np
+
 from ..errors import ErrorCode, TritonError
 from . import _native
 
@@ -150,6 +152,21 @@ def client_key_candidates(key: str, apple: bool | None = None) -> list[str]:
         if name not in names:
             names.append(name)
     return names
+
+
+# pread/pwrite work on Linux shm objects (tmpfs files); macOS's shm_open objects refuse them.
+_PREAD_WORKS = hasattr(os, "preadv") and sys.platform.startswith("linux")
+_NO_PREAD = {_errno.EINVAL, _errno.ENXIO, _errno.ENODEV, _errno.ESPIPE, _errno.EOPNOTSUPP}
+
+
+class RegionTruncated(TritonError):
+    """The client shrank its object after registering it: the bytes asked for are gone."""
+
+    def __init__(self, name: str, offset: int, size: int, now: int) -> None:
+        super().__init__(ErrorCode.INVALID_ARG,
+                         f"shared memory object '{name}' no longer holds bytes "
+                         f"[{offset}, {offset + size}): it was truncated to {now} bytes after "
+                         "registration")
 
 
 def _raise_errno(action: str, name: str) -> None:
@@ -285,6 +302,54 @@ class SharedMemoryRegion:
             return os.fstat(self._fd).st_size
         except OSError:
             return 0
+
+    def read(self, offset: int, size: int) -> memoryview:
+        """A private copy of bytes [offset, offset + size), read with pread on the kept fd.
+
+        A view would let a model read the client's pages while it runs, and a client that
+        truncates its object meanwhile would kill the server (SIGBUS); pread past the new end
+        just comes up short, which fails this request instead. Where the fd cannot be read
+        (macOS shm objects refuse read(); they also cannot shrink once sized) or no fd is
+        kept (the server's own segments), the checked view is returned.
+        """
+        if self._fd >= 0 and _PREAD_WORKS:
+            buf = np.empty(size, np.uint8)
+            mv = memoryview(buf)
+            done = 0
+            try:
+                while done < size:
+                    n = os.preadv(self._fd, [mv[done:]], offset + done)
+                    if n <= 0:
+                        break
+                    done += n
+            except OSError as e:
+                if e.errno not in _NO_PREAD:
+                    raise SharedMemoryError(e.errno or _errno.EIO, "pread", self.name) from None
+            else:
+                if done < size:
+                    raise RegionTruncated(self.name, offset, size, self.current_size())
+                return mv
+        if not self.covers(offset, size):
+            raise RegionTruncated(self.name, offset, size, self.current_size())
+        return self.buffer(offset, size)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        """Write ``data`` at ``offset``: pwrite on the kept fd (no SIGBUS whatever the client
+        did to its object), else through the mapping after a size check."""
+        size = len(data) if isinstance(data, bytes) else data.nbytes
+        if not self.covers(offset, size):
+            raise RegionTruncated(self.name, offset, size, self.current_size())
+        if self._fd >= 0 and _PREAD_WORKS:
+            mv = memoryview(data).cast("B")
+            done = 0
+            try:
+                while done < size:
+                    done += os.pwritev(self._fd, [mv[done:]], offset + done)
+                return
+            except OSError as e:
+                if e.errno not in _NO_PREAD or done:
+                    raise SharedMemoryError(e.errno or _errno.EIO, "pwrite", self.name) from None
+        self.buffer(offset, size)[:] = data
 
     def covers(self, offset: int, size: int) -> bool:
         """Whether bytes [offset, offset + size) lie inside the object as it is now."""
