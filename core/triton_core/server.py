@@ -284,8 +284,7 @@ class Server:
     def model_metadata(self, name: str, version: str | int | None = None) -> dict[str, Any]:
         lv = self._version(name, version)
         cfg = lv.config
-        rec = self.manager.models[name]
-        versions = sorted(str(v) for v, st in rec.versions.items() if st.state == "READY")
+        versions = sorted(str(v) for v in self.manager.ready_versions(name))
         batch = [-1] if cfg.max_batch_size > 0 else []
 
         def meta(ts: list) -> list[dict[str, Any]]:
@@ -440,21 +439,16 @@ class Server:
         out = []
         if name:
             v = parse_version(version)
-            rec = self.manager.models.get(name)
-            if rec is None or not any(st.loaded for st in rec.versions.values()):
+            loaded = self.manager.loaded_versions(name)
+            if not loaded:
                 raise TritonError.not_found(f"requested model '{name}' is not available")
             if v is not None:
                 lv = self.manager.get(name, v)
                 out.append(lv.stats.as_dict(name, lv.version))
             else:
-                for ver, st in sorted(rec.versions.items()):
-                    if st.loaded is not None:
-                        out.append(st.loaded.stats.as_dict(name, ver))
+                out.extend(lv.stats.as_dict(name, ver) for _, ver, lv in loaded)
         else:
-            for n, rec in sorted(self.manager.models.items()):
-                for ver, st in sorted(rec.versions.items()):
-                    if st.loaded is not None:
-                        out.append(st.loaded.stats.as_dict(n, ver))
+            out.extend(lv.stats.as_dict(n, ver) for n, ver, lv in self.manager.loaded_versions())
         return {"model_stats": out}
 
     def repository_index(self, ready_only: bool = False) -> list[dict]:

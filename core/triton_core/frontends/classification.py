@@ -51,9 +51,9 @@ def classifier_for(server: Server, name: str, version: int) -> Callable[[Tensor,
         oc = cfg.output_by_name(t.name)
         labels = None
         if oc is not None and oc.label_filename:
-            rec = server.manager.models.get(name)
-            if rec is not None and rec.source is not None:
-                labels = load_labels(rec.source.path / oc.label_filename)
+            folder = server.manager.model_folder(name)
+            if folder is not None:
+                labels = load_labels(folder / oc.label_filename)
         arr = classify(t.as_numpy(), top_n, labels, cfg.max_batch_size > 0)
         return Tensor(t.name, DataType.BYTES, arr.shape, array=arr)
 

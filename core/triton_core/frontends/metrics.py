@@ -100,11 +100,9 @@ class TritonCollector(Collector):
         self.model_metrics = model_metrics
 
     def _versions(self) -> Iterator[tuple[str, int, object, float]]:
-        for name, rec in sorted(self.server.manager.models.items()):
-            for ver, st in sorted(rec.versions.items()):
-                lv = st.loaded
-                if lv is not None:
-                    yield name, ver, lv, rec.load_seconds
+        manager = self.server.manager
+        for name, ver, lv in manager.loaded_versions():
+            yield name, ver, lv, manager.load_seconds(name)
 
     def collect(self) -> Iterable[Metric]:
         if self.model_metrics:

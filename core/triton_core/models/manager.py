@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..config import ModelConfig, parse_config_json
@@ -41,8 +41,10 @@ UNKNOWN, READY, UNAVAILABLE, LOADING, UNLOADING = (
     "UNKNOWN", "READY", "UNAVAILABLE", "LOADING", "UNLOADING")
 
 
-@dataclass
+@dataclass(frozen=True)
 class VersionState:
+    """One version's state; never changed in place (a new one replaces it)."""
+
     state: str = UNKNOWN
     reason: str = ""
     loaded: LoadedVersion | None = None
@@ -50,6 +52,10 @@ class VersionState:
 
 @dataclass
 class ModelRecord:
+    """A model's versions. ``versions`` is copy-on-write: a load or unload builds a new
+    mapping and assigns it once (under ``lock``), so the request path reads it without a
+    lock and never sees a mapping change while it iterates."""
+
     name: str
     source: ModelSource | None = None
     config: ModelConfig | None = None  # of the newest ready version
@@ -58,6 +64,11 @@ class ModelRecord:
     fingerprint: tuple | None = None
     load_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _set_version(rec: ModelRecord, version: int, state: VersionState) -> None:
+    """Replace one version's state: a new mapping, assigned once (copy-on-write)."""
+    rec.versions = {**rec.versions, version: state}
 
 
 class ModelManager:
@@ -84,7 +95,8 @@ class ModelManager:
         with self._lock:
             rec = self.models.get(name)
             if rec is None:
-                rec = self.models[name] = ModelRecord(name)
+                rec = ModelRecord(name)
+                self.models = {**self.models, name: rec}  # copy-on-write, as versions
             return rec
 
     def get(self, name: str, version: int | None = None) -> LoadedVersion:
@@ -109,6 +121,28 @@ class ModelManager:
             raise TritonError.unavailable(
                 f"Request for unknown model: '{name}' version {version} is not at ready state")
         return st.loaded
+
+    def loaded_versions(self, name: str | None = None) -> list[tuple[str, int, Any]]:
+        """(model, version, loaded version) of every loaded version, or of model ``name``,
+        in order. Reads one snapshot of each record (no lock)."""
+        models = self.models
+        names = sorted(models) if name is None else [name] if name in models else []
+        return [(n, v, st.loaded) for n in names
+                for v, st in sorted(models[n].versions.items()) if st.loaded is not None]
+
+    def ready_versions(self, name: str) -> list[int]:
+        rec = self.models.get(name)
+        return [] if rec is None else sorted(v for v, st in rec.versions.items()
+                                             if st.state == READY)
+
+    def model_folder(self, name: str) -> Path | None:
+        """The folder the model was loaded from (its labels files live there)."""
+        rec = self.models.get(name)
+        return rec.source.path if rec is not None and rec.source is not None else None
+
+    def load_seconds(self, name: str) -> float:
+        rec = self.models.get(name)
+        return rec.load_seconds if rec is not None else 0.0
 
     def is_ready(self, name: str, version: int | None = None) -> bool:
         try:
@@ -370,9 +404,10 @@ class ModelManager:
                 cur = rec.versions.get(v)
                 if cur and cur.state == READY and cur.loaded and not config_changed:
                     continue
-                rec.versions.setdefault(v, VersionState())
                 if not (cur and cur.state == READY):
-                    rec.versions[v] = VersionState(LOADING)
+                    _set_version(rec, v, VersionState(LOADING))
+                elif v not in rec.versions:
+                    _set_version(rec, v, VersionState())
                 ctx = abi.ModelContext(name=name, version=v, model_path=src.path,
                                        config=pre, auto_complete=self.auto_complete,
                                        server=self.server)
@@ -396,7 +431,7 @@ class ModelManager:
             for v in wanted:
                 st = rec.versions.get(v)
                 if st is not None and st.state != READY:
-                    rec.versions[v] = VersionState(UNAVAILABLE, msg)
+                    _set_version(rec, v, VersionState(UNAVAILABLE, msg))
             if isinstance(e, TritonError):
                 raise TritonError(e.code, f"failed to load '{name}': {msg}") from None
             raise TritonError.internal(f"failed to load '{name}': {msg}") from e
@@ -405,12 +440,11 @@ class ModelManager:
             prev = rec.versions.get(v)
             if prev is not None and prev.loaded is not None:
                 old.append(prev.loaded)
-            rec.versions[v] = VersionState(READY, "", lv)
-        for v in list(rec.versions):
-            if v not in wanted:
-                st = rec.versions.pop(v)
-                if st.loaded is not None:
-                    old.append(st.loaded)
+            _set_version(rec, v, VersionState(READY, "", lv))
+        dropped = [st for v, st in rec.versions.items() if v not in wanted]
+        if dropped:
+            rec.versions = {v: st for v, st in rec.versions.items() if v in wanted}
+            old.extend(st.loaded for st in dropped if st.loaded is not None)
         rec.source = src
         rec.fingerprint = fingerprint
         newest = max(wanted)
@@ -455,7 +489,7 @@ class ModelManager:
             for v in wanted:
                 st = rec.versions.get(v)
                 if st is None or st.state != READY:
-                    rec.versions[v] = VersionState(UNAVAILABLE, e.message)
+                    _set_version(rec, v, VersionState(UNAVAILABLE, e.message))
             raise TritonError(e.code, f"failed to load '{name}': {e.message}") from None
         old = [st.loaded for v, st in rec.versions.items() if st.loaded is not None]
         ensembles = {v: EnsembleVersion(name, v, final, steps, self) for v in wanted}
@@ -482,7 +516,7 @@ class ModelManager:
             for v, st in loaded:
                 if st.loaded is not None:
                     st.loaded.accepting = False
-                    rec.versions[v] = VersionState(UNLOADING, "", st.loaded)
+                    _set_version(rec, v, VersionState(UNLOADING, "", st.loaded))
             for _v, st in loaded:
                 if st.loaded is not None:
                     st.loaded.close(max(0.0, deadline - time.monotonic()))
@@ -499,10 +533,11 @@ class ModelManager:
         deadline = time.monotonic() + (self.exit_timeout if timeout is None else timeout)
         names = list(self.models)
         for name in names:  # not ready from now on, before any wait
-            for st in list(self.models[name].versions.values()):
+            rec = self.models[name]  # no rec.lock: a load may hold it for long
+            for v, st in rec.versions.items():
                 if st.loaded is not None:
                     st.loaded.accepting = False
-                    st.state = UNLOADING
+                    _set_version(rec, v, VersionState(UNLOADING, "", st.loaded))
 
         def one(name: str) -> None:
             try:
