@@ -287,6 +287,25 @@ class _Pending:
 _NO_TIMEOUT = 365 * 86400.0  # "no execute timeout", as a socket timeout
 
 
+# A model's is_ready() that has not answered for this long reads as not ready.
+READY_TIMEOUT_S = 5.0
+
+
+class _ReadyAnswer:
+    """Where a background is_ready() answer goes (the reader thread calls put)."""
+
+    __slots__ = ("worker",)
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def put(self, reply: tuple) -> None:
+        ok, value = reply
+        w = self.worker
+        w._ready_answer = bool(ok and value)  # noqa: SLF001 - the worker's own cache
+        w._ready_asked_at = 0.0  # noqa: SLF001
+
+
 class Worker:
     """One worker process and everything it shares with the server."""
 
@@ -406,6 +425,8 @@ class Worker:
             raise
         self.has_autocomplete = None
         self.has_is_ready = bool(reply[1])
+        self._ready_answer = True  # the model's last is_ready() answer (ready_now)
+        self._ready_asked_at = 0.0  # when the question now out was asked (0: none)
         self.python_version = reply[2]
         for name in list(self.regions):  # both processes mapped segment 0 of each arena
             self._unlink(name)
@@ -413,6 +434,8 @@ class Worker:
         self._async_running = True
         t.start()
         self._threads.append(t)
+        if self.has_is_ready:
+            self.ready_now()  # ask now: the first probe then has the model's own answer
 
     def _forward_stderr(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None
@@ -675,6 +698,7 @@ class Worker:
             self.post((_wire.CTRL_RESP, cid, False, (5, f"unknown operation '{op}'")))
 
     def ask_is_ready(self, timeout: float = 5.0) -> bool:
+        """The model's is_ready() answer, waited for (load time only: never on a probe)."""
         import queue
 
         q: queue.SimpleQueue = queue.SimpleQueue()
@@ -687,6 +711,20 @@ class Worker:
             self._calls.pop(cid, None)
             return False
         return bool(ok and value)
+
+    def ready_now(self) -> bool:
+        """The model's last is_ready() answer, without waiting (readiness probes run on the
+        event loop). Each call asks again in the background when no question is out, so the
+        answer is at most one probe old; a question unanswered for READY_TIMEOUT_S reads
+        as not ready."""
+        sent = self._ready_asked_at
+        if sent:
+            return self._ready_answer and time.monotonic() - sent < READY_TIMEOUT_S
+        self._ready_asked_at = time.monotonic()
+        cid = next(self._ids)
+        self._calls[cid] = _ReadyAnswer(self)
+        self.post((_wire.IS_READY_Q, cid))
+        return self._ready_answer
 
     # tensors ----------------------------------------------------------------------
     def output_tensor(self, meta: tuple) -> Tensor:
@@ -914,7 +952,7 @@ class PythonInstance(abi.Instance):
         if self.state != "ready" or w.dead or (w.proc is not None and w.proc.poll() is not None):
             return False
         if w.has_is_ready:
-            return w.ask_is_ready()
+            return w.ready_now()  # never waits: probes run on the event loop
         return True
 
     # death and restart ---------------------------------------------------------------
