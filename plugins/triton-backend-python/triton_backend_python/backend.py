@@ -530,9 +530,15 @@ class Worker:
         return None
 
     def reply_ready(self, timeout: float) -> bool:
-        """Whether the reply to the last EXEC frame can be read without blocking."""
-        if len(self.reader.buf) > self.reader.pos or self._pull():
-            return True  # the event loop's case: epoll said readable, one recv reads the reply
+        """Whether the whole reply to the last EXEC frame is buffered, waiting up to
+        ``timeout`` for it (PendingExecute.wait: True means result() will not block). False
+        at EOF: receive() reports the death."""
+        reader = self.reader
+        if reader.has_frame():
+            return True
+        while self._pull():  # the event loop's case: readable, the socket non-blocking
+            if reader.has_frame():
+                return True
         try:
             if self._poll is None:  # poll, not select: fds past FD_SETSIZE are fine
                 # Inside the try: the async reader may have seen the worker die and
@@ -540,15 +546,25 @@ class Worker:
                 p = select.poll()
                 p.register(self.exec_sock, select.POLLIN)
                 self._poll = p
+            poll, clock = self._poll.poll, time.perf_counter
+            end = clock() + timeout
             spin = min(self.settings.spin_s, timeout)
             if spin and self._spin_pays:
-                poll, clock = self._poll.poll, time.perf_counter
-                end = clock() + spin
-                while clock() < end:
+                spin_end = clock() + spin
+                while clock() < spin_end:
                     if poll(0):
-                        return self._pull(True)
-                timeout -= spin
-            return bool(self._poll.poll(timeout * 1000.0)) and self._pull(True)
+                        if not self._pull(True):
+                            return False
+                        if reader.has_frame():
+                            return True
+            while True:  # polls at least once (wait(0) asks "is it there now?")
+                left = max(0.0, end - clock())
+                if not poll(left * 1000.0) or not self._pull(True):
+                    return False
+                if reader.has_frame():
+                    return True
+                if clock() >= end:
+                    return False
         except (OSError, ValueError):
             return False  # closed: receive() reports it
 

@@ -95,6 +95,11 @@ class Reader:
             self.buf = data
         self.pos = 0
 
+    def has_frame(self) -> bool:
+        """Whether a whole frame is buffered (read() then needs no recv)."""
+        have = len(self.buf) - self.pos
+        return have >= 4 and have >= 4 + _HDR.unpack_from(self.buf, self.pos)[0]
+
     def read(self) -> object:
         if len(self.buf) - self.pos < 4:
             self._fill(4)
