@@ -81,7 +81,8 @@ class LoadedVersion(CachedVersion):
             if config.sequence_batching is not None
             else RequestQueue(config, _instance_count(config), self._on_reject, clock))
         self.sequence = isinstance(self.queue, SequenceScheduler)
-        self.stats = ModelStats()
+        self.inflight = InFlight()
+        self.stats = ModelStats(self.inflight)
         self.cache: ResponseCache | None = None  # set by the manager (response_cache)
         self.load_id = next_load_id()
         # preserve_ordering: responses leave in the order requests arrived
@@ -101,7 +102,6 @@ class LoadedVersion(CachedVersion):
         self._begin_capable = False
         self.pipelined = False
         self.loop_pipeline: LoopPipeline | None = None
-        self.inflight = InFlight()
         self.accepting = True
         self.decoupled = config.decoupled
         # set by the manager: the server is shutting down, a load in progress gives up
@@ -204,8 +204,6 @@ class LoadedVersion(CachedVersion):
         if cache is not None and self._cache_lookup(cache, req):
             return
         self.inflight.enter()
-        with self.stats.lock:
-            self.stats.pending += 1
         if self.decoupled:
             req.sender = ResponseSender(req, self._on_send)
         if self._ordered:
@@ -236,8 +234,6 @@ class LoadedVersion(CachedVersion):
         self._finish(item.request, error, "REJECTED")
 
     def _release(self, n: int) -> None:
-        with self.stats.lock:
-            self.stats.pending -= n
         self.inflight.leave(n)
 
     def _finish(self, req: InferenceRequest, error: TritonError, reason: str) -> None:
@@ -346,8 +342,6 @@ class LoadedVersion(CachedVersion):
         for idx, lock in enumerate(self.instance_locks):
             if lock.acquire(blocking=False):
                 self.inflight.enter()
-                with self.stats.lock:
-                    self.stats.pending += 1
                 self.execute(self.instances[idx], [_Item(req, batch_size, (), self.clock.now_ns())],
                              lock, on_defer)
                 return True

@@ -461,10 +461,10 @@ class EnsembleVersion(CachedVersion):
         limit = int((config.ensemble_scheduling or {}).get("max_inflight_requests", 0) or 0)
         self.step_gates: list[StepGate] | None = (
             [StepGate(limit) for _ in steps] if limit > 0 else None)
-        self.stats = ModelStats()
+        self.inflight = InFlight()
+        self.stats = ModelStats(self.inflight)
         self.accepting = True
         self.instances: list[Any] = []
-        self.inflight = InFlight()
         self._runs: dict[int, _Run] = {}
         self._runs_lock = threading.Lock()
 
@@ -521,8 +521,6 @@ class EnsembleVersion(CachedVersion):
         if cache is not None and self._cache_lookup(cache, req):
             return
         self.inflight.enter()
-        with self.stats.lock:
-            self.stats.pending += 1
         run = _Run(self, req, batch_size)
         with self._runs_lock:
             self._runs[id(req)] = run
@@ -569,8 +567,6 @@ class EnsembleVersion(CachedVersion):
                 cb(resp, RESPONSE_COMPLETE_FINAL)
             except Exception as e:  # noqa: BLE001
                 log.error("response callback failed: %s", e)
-        with self.stats.lock:
-            self.stats.pending -= 1
         self.inflight.leave()
 
     def close(self, timeout: float = 30.0) -> None:

@@ -103,8 +103,6 @@ class LoopPipeline:
         if req.timeout_us:
             item.deadline_ns = item.enqueue_ns + req.timeout_us * 1000
         v.inflight.enter()
-        with v.stats.lock:
-            v.stats.pending += 1
         if own is None:
             self.backlog.append(item)
         else:

@@ -6,6 +6,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .inflight import InFlight
+
 
 @dataclass
 class Duration:
@@ -33,8 +35,9 @@ FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
 class ModelStats:
     """Cumulative counts; the statistics endpoints and the metrics read the same object."""
 
-    def __init__(self) -> None:
+    def __init__(self, inflight: InFlight | None = None) -> None:
         self.lock = threading.Lock()
+        self._inflight = inflight
         self.last_inference_ms = 0
         self.inference_count = 0
         self.execution_count = 0
@@ -48,7 +51,12 @@ class ModelStats:
         self.cache_hit = Duration()
         self.cache_miss = Duration()
         self.batch: dict[int, BatchStat] = {}
-        self.pending = 0  # queued or executing requests (nv_inference_pending_request_count)
+
+    @property
+    def pending(self) -> int:
+        """Requests queued or executing (nv_inference_pending_request_count): the version's
+        in-flight count, never kept by hand."""
+        return int(self._inflight) if self._inflight is not None else 0
 
     def record_execution(
         self,
