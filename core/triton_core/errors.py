@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import logging
 
 
 class ErrorCode(enum.Enum):
@@ -76,3 +77,13 @@ class TritonError(Exception):
     @classmethod
     def internal(cls, message: str) -> TritonError:
         return cls(ErrorCode.INTERNAL, message)
+
+
+def as_triton_error(exc: BaseException, where: str) -> TritonError:
+    """The TritonError a client sees for ``exc``: itself when it is one, else INTERNAL
+    "<type>: <message>". An unexpected exception is a bug somewhere: its traceback is logged
+    here, once, with ``where`` (what was running)."""
+    if isinstance(exc, TritonError):
+        return exc
+    logging.getLogger("triton_core").error("%s failed", where, exc_info=exc)
+    return TritonError.internal(f"{type(exc).__name__}: {exc}")

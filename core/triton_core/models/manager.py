@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..config import ModelConfig, parse_config_json
-from ..errors import TritonError
+from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
 from .defaults import check_config, complete_config
@@ -197,11 +197,8 @@ class ModelManager:
                 return
             try:
                 self.load(n)
-            except TritonError as e:
-                errors[n] = e.message
             except Exception as e:  # noqa: BLE001 - reported, never fatal to others
-                log.exception("loading '%s' failed", n)
-                errors[n] = f"{type(e).__name__}: {e}"
+                errors[n] = as_triton_error(e, f"loading '{n}'").message
 
         # Ensembles load after the models they compose (rounds, for ensembles of ensembles).
         deps = {n: self._ensemble_deps(n) for n in names}
@@ -427,14 +424,14 @@ class ModelManager:
         except BaseException as e:
             for lv in new.values():
                 lv.close(timeout=1.0)
-            msg = e.message if isinstance(e, TritonError) else f"{type(e).__name__}: {e}"
+            if not isinstance(e, Exception):  # an interrupt, SystemExit: not a load error
+                raise
+            err = as_triton_error(e, f"loading model '{name}'")  # a backend bug: traceback logged
             for v in wanted:
                 st = rec.versions.get(v)
                 if st is not None and st.state != READY:
-                    _set_version(rec, v, VersionState(UNAVAILABLE, msg))
-            if isinstance(e, TritonError):
-                raise TritonError(e.code, f"failed to load '{name}': {msg}") from None
-            raise TritonError.internal(f"failed to load '{name}': {msg}") from e
+                    _set_version(rec, v, VersionState(UNAVAILABLE, err.message))
+            raise TritonError(err.code, f"failed to load '{name}': {err.message}") from None
         old: list[LoadedVersion] = []
         for v, lv in new.items():
             prev = rec.versions.get(v)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .. import abi
 from ..config import ModelConfig
-from ..errors import ErrorCode, TritonError
+from ..errors import ErrorCode, TritonError, as_triton_error
 from ..request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, ResponseSender
 from ..scheduling.cache import ResponseCache
 from ..scheduling.cache_use import CachedVersion, next_load_id
@@ -489,10 +489,8 @@ class LoadedVersion(CachedVersion):
             return self._failed(e, batch)
 
     def _failed(self, e: Exception, requests: list[InferenceRequest]) -> list[InferenceResponse]:
-        if not isinstance(e, TritonError):
-            log.error("model '%s' execute failed", self.name, exc_info=e)
-            e = TritonError.internal(f"{type(e).__name__}: {e}")
-        return [InferenceResponse(error=e) for _ in requests]
+        error = as_triton_error(e, f"model '{self.name}' execute")
+        return [InferenceResponse(error=error) for _ in requests]
 
     def _conclude(self, live: list[_Item], requests: list[InferenceRequest], timer: abi.ExecuteTimer,
                   responses: list[InferenceResponse]) -> None:
@@ -511,11 +509,8 @@ class LoadedVersion(CachedVersion):
         error: TritonError | None = None
         try:
             instance.execute(batch, timer)
-        except TritonError as e:
-            error = e
-        except Exception as e:
-            log.exception("model '%s' execute failed", self.name)
-            error = TritonError.internal(f"{type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - fails every request of the batch
+            error = as_triton_error(e, f"model '{self.name}' execute")
         timer.exec_end_ns = time.monotonic_ns()
         self._record(live, requests, timer, [error is None] * len(requests))
         if error is not None:

@@ -34,7 +34,7 @@ from typing import Any, Protocol
 
 from ..config import ModelConfig
 from ..config.model_config import ModelTransactionPolicy
-from ..errors import ErrorCode, TritonError
+from ..errors import ErrorCode, TritonError, as_triton_error
 from ..request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, RequestedOutput
 from ..tensor import Tensor
 from .cache_use import CachedVersion, next_load_id
@@ -327,11 +327,8 @@ class _Run:
                 self.children[key] = (lv, child)
             lv.submit(child, batch)
             submitted = True
-        except TritonError as e:
-            self.fail(e)
-        except Exception as e:  # noqa: BLE001
-            log.exception("ensemble '%s' step %d failed", self.ens.name, i)
-            self.fail(TritonError.internal(f"{type(e).__name__}: {e}"))
+        except Exception as e:  # noqa: BLE001 - fails the ensemble request
+            self.fail(as_triton_error(e, f"ensemble '{self.ens.name}' step {i}"))
         finally:
             if not submitted:
                 self.ens.free_slot(i)

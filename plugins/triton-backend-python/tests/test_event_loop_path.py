@@ -28,6 +28,10 @@ def _x(x: float) -> np.ndarray:
 def server(request, tmp_path, monkeypatch):
     monkeypatch.setattr(model_version, "_INLINE_MAX_NS", 10**9)  # "fast" whatever CI's load
     repo = build_repo(tmp_path, ["faults", "add_sub"])
+    # No request here hangs: a longer execute timeout than the faults model's 1 s keeps a
+    # worker's death on a loaded machine from reading as a timeout.
+    cfg = repo / "faults" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace('string_value: "1" }', 'string_value: "30" }'))
     s = make_server(repo, backend_config={"python": {"spin-microseconds": request.param}})
     s.start()
     try:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import ngh2
 
+from ...errors import as_triton_error
 from . import wire
 from .wire import WireError
 
@@ -363,8 +364,8 @@ class GrpcConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             self._cancelled(s)
         except Exception as e:  # noqa: BLE001 - a bug must not look like a dropped connection
-            log.exception("gRPC call %s failed", route.name)
-            self._finish(s, grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+            self._finish(s, grpc.StatusCode.INTERNAL,
+                         as_triton_error(e, f"gRPC call {route.name}").message)
         else:
             if not s.closed:
                 self._respond(s, body)
@@ -377,9 +378,9 @@ class GrpcConnection(asyncio.Protocol):
             self._finish(s, e.code, e.details)
         except asyncio.CancelledError:
             self._cancelled(s)
-        except Exception as e:  # noqa: BLE001
-            log.exception("gRPC call %s failed", route.name)
-            self._finish(s, grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        except Exception as e:  # noqa: BLE001 - a bug must not look like a dropped connection
+            self._finish(s, grpc.StatusCode.INTERNAL,
+                         as_triton_error(e, f"gRPC call {route.name}").message)
         else:
             self._finish(s, grpc.StatusCode.OK, "")
 

@@ -12,7 +12,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from ...config.io import config_to_proto
-from ...errors import ErrorCode, TritonError
+from ...errors import ErrorCode, TritonError, as_triton_error
 from ...logsettings import VERBOSE
 from ...server import Server
 from ..classification import classifier_for
@@ -218,8 +218,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a bug must not look like a dropped connection
-            log.exception("ModelInfer failed")
-            await context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                as_triton_error(e, "gRPC ModelInfer").message)
 
     async def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
         """Requests run concurrently; one writer sends responses as they complete.
@@ -264,9 +264,8 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 await put(_stream_error(msg, e.message))
             except asyncio.CancelledError:
                 raise
-            except Exception as e:  # noqa: BLE001
-                log.exception("ModelStreamInfer request failed")
-                await put(_stream_error(msg, f"{type(e).__name__}: {e}"))
+            except Exception as e:  # noqa: BLE001 - an error response on the stream
+                await put(_stream_error(msg, as_triton_error(e, "gRPC ModelStreamInfer").message))
 
         def done(t: asyncio.Task) -> None:
             tasks.discard(t)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ErrorCode, TritonError
+from ...errors import ErrorCode, TritonError, as_triton_error
 from ...logsettings import VERBOSE
 from ...server import Server, parse_version
 from ..classification import classifier_for
@@ -160,11 +160,8 @@ class HttpFrontEnd:
             resp = await self.dispatch(req)
         except _MethodNotAllowed:
             resp = _method_not_allowed()
-        except TritonError as e:
-            resp = error_response(e)
-        except Exception as e:  # never let a handler bug take a connection down silently
-            log.exception("HTTP handler failed for %s %s", req.method, path)
-            resp = error_response(TritonError.internal(f"{type(e).__name__}: {e}"))
+        except Exception as e:  # noqa: BLE001 - a handler bug answers 500, never silence
+            resp = error_response(as_triton_error(e, f"HTTP {req.method} {path}"))
         if isinstance(resp, http_generate.StreamResponse):
             return 200, [], resp  # type: ignore[return-value]  # written chunk by chunk
         body = resp.body

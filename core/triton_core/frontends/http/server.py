@@ -41,7 +41,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from ...errors import TritonError
+from ...errors import TritonError, as_triton_error
 from .app import _Req, error_response
 from .body import _too_large
 
@@ -432,12 +432,11 @@ class HttpConnection(asyncio.Protocol):
                     else:
                         self._write(status, hdrs, out, msg.keep_alive)
                 except Exception as e:  # noqa: BLE001 - the client gets an answer, never silence
-                    log.exception("HTTP: request %s %s failed", msg.method, path)
+                    err = as_triton_error(e, f"HTTP {msg.method} {path}")
                     if sent or self.transport is None:  # part of a response may be out: cut it
                         if self.transport is not None:
                             self.transport.abort()
                     else:
-                        err = TritonError.internal(f"{type(e).__name__}: {e}")
                         resp = error_response(err)
                         self._write(resp.status, [(b"content-type", resp.content_type)],
                                     resp.body if isinstance(resp.body, bytes) else b"".join(resp.body),
