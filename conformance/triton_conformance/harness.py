@@ -152,7 +152,12 @@ class _BeginInstance(_Instance):
         # pipeline_depth: that many started executes may wait for their results at once
         self._enter(requests, max(1, int(getattr(self._inner, "pipeline_depth", 1))))
         try:
-            return _ProbedPending(self._inner.begin_execute(requests, timer), self)
+            pending = self._inner.begin_execute(requests, timer)
+            # keep the backend's fileno(): without it the core never takes the event-loop
+            # path (results read when the descriptor turns readable) it would take in service
+            if callable(getattr(pending, "fileno", None)):
+                return _ProbedPendingFd(pending, self)
+            return _ProbedPending(pending, self)
         except BaseException:
             self._leave()
             raise
@@ -171,6 +176,11 @@ class _ProbedPending:
             return self._inner.result()
         finally:
             self._instance._leave()  # noqa: SLF001
+
+
+class _ProbedPendingFd(_ProbedPending):
+    def fileno(self) -> int | None:
+        return self._inner.fileno()
 
 
 # ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from triton_core.conformance_spec import ADD_SUB
+from triton_core.conformance_spec import ADD_SUB, IDENTITY
 
 from ..data import assert_same, small_sample
 from .conftest_helpers import client_for
@@ -85,3 +85,23 @@ def test_probe_saw_no_violation_anywhere(triton_harness):
     """Across every model the session used so far: never two executes at once on one instance,
     never an execute after close."""
     assert not triton_harness.probe.violations, "; ".join(triton_harness.probe.violations)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_concurrent_requests_without_a_batcher(triton_harness, protocol):
+    """Many requests at once to a model with no batcher, through a front end: the way the
+    core runs them under load (for a backend whose started executes offer a descriptor, the
+    event loop reads their results) gives every request its own answer, never two executes
+    at once beyond what the instance allows, and every started execute is finished."""
+    h = triton_harness
+    dt = h.caps.dtypes[0]
+    model = h.ready_model(IDENTITY, dt)
+    c = client_for(h, protocol)
+    shape = (1, 16) if h.caps.batching else (16,)
+    many = [[("INPUT0", dt, small_sample(dt, shape, 900 + i))] for i in range(64)]
+    got = c.infer_many(model, many, 16)
+    for i, (ins, out) in enumerate(zip(many, got, strict=True)):
+        assert_same(out["OUTPUT0"], ins[0][2], f"request {i}")
+    assert not h.probe.violations, "; ".join(h.probe.violations)
+    assert all(r.active == 0 for r in h.probe.records(model)), \
+        "an execute was started and its result never taken"
