@@ -254,7 +254,27 @@ class Metrics:
 
 
 # ---------------------------------------------------------------------------------
-# the HTTP endpoint: GET /metrics, an ASGI app served by uvicorn in the running loop
+# the HTTP endpoint: GET /metrics, on the same HTTP/1.1 server as the inference API
+
+_EXPOSITION = b"text/plain; version=0.0.4; charset=utf-8"
+_TEXT = b"text/plain"
+
+
+class _MetricsApp:
+    """The one-route app the HTTP/1.1 server (http/server.py) runs for the metrics port."""
+
+    max_input_size = 64 * 1024  # GET /metrics carries no body
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def handle(self, req: Any, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        if path != "/metrics":
+            return 404, [(b"content-type", _TEXT)], b"not found\n"
+        if req.method not in ("GET", "HEAD"):
+            return 405, [(b"content-type", _TEXT)], b"method not allowed\n"
+        body = await asyncio.to_thread(self.metrics.render)  # collectors may take a while
+        return 200, [(b"content-type", _EXPOSITION)], b"" if req.method == "HEAD" else body
 
 
 class MetricsFrontEnd:
@@ -268,38 +288,20 @@ class MetricsFrontEnd:
         self.port = port
         self.metrics = Metrics(server, interval_ms=interval_ms, cpu_metrics=cpu_metrics,
                                model_metrics=model_metrics)
-        self._uvicorn: Any = None
-        self._serve: asyncio.Task | None = None
+        self._server: asyncio.Server | None = None
+        self._connections: set[Any] = set()
         self._poll: asyncio.Task | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        if scope["path"] != "/metrics":
-            status, body, ctype = 404, b"not found\n", b"text/plain"
-        elif scope["method"] not in ("GET", "HEAD"):
-            status, body, ctype = 405, b"method not allowed\n", b"text/plain"
-        else:
-            status, ctype = 200, b"text/plain; version=0.0.4; charset=utf-8"
-            body = await asyncio.to_thread(self.metrics.render)
-        headers = [(b"content-type", ctype), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
-
     async def start(self) -> None:
-        import uvicorn
+        from .http.server import serve_http
 
-        config = uvicorn.Config(self, host=self.address, port=self.port, loop="none",
-                                http="httptools", lifespan="off", access_log=False,
-                                log_level="warning")
-        self._uvicorn = uvicorn.Server(config)
-        self._serve = asyncio.create_task(self._uvicorn._serve())  # noqa: SLF001 - our CLI owns signals
-        while not self._uvicorn.started:
-            if self._serve.done():
-                self._serve.result()
-                raise OSError(f"failed to start the metrics service on {self.address}:{self.port}")
-            await asyncio.sleep(0.01)
-        self.port = self._uvicorn.servers[0].sockets[0].getsockname()[1]
+        try:
+            self._server, self._connections = await serve_http(
+                _MetricsApp(self.metrics), self.address, self.port, backlog=128)  # type: ignore[arg-type]
+        except OSError as e:
+            raise OSError(f"failed to start the metrics service on {self.address}:{self.port}: "
+                          f"{e}") from e
+        self.port = self._server.sockets[0].getsockname()[1]
         self._poll = asyncio.create_task(self._poll_loop())
         log.info("Started Metrics Service at %s:%d", self.address, self.port)
 
@@ -313,13 +315,13 @@ class MetricsFrontEnd:
                 log.exception("metrics sampling failed")
 
     async def stop(self, grace: float | None = None) -> None:
+        from .closing import close_connections
+
         if self._poll is not None:
             self._poll.cancel()
             self._poll = None
-        if self._uvicorn is not None and self._serve is not None:
-            self._uvicorn.should_exit = True
-            try:
-                await asyncio.wait_for(self._serve, timeout=grace or 5.0)
-            except (TimeoutError, asyncio.CancelledError):
-                self._serve.cancel()
-            self._serve = None
+        if self._server is not None:
+            self._server.close()
+            await close_connections(self._connections, grace=grace or 1.0)
+            await self._server.wait_closed()
+            self._server = None
