@@ -659,3 +659,40 @@ def test_stop_marks_every_model_not_ready_at_once_and_shares_one_deadline(tmp_pa
     finally:
         expr_backend.GATE.set()
     assert not stopper.is_alive()
+
+
+def test_infer_timeout_cancels_the_request_and_raises_a_triton_error(tmp_path):
+    """Server.infer(timeout) behaves as infer_iter: UNAVAILABLE, and the request is
+    cancelled (a queued one never runs)."""
+    import threading
+
+    import expr_backend
+    from waiting import wait_until
+
+    blocking = ADD_SUB.replace("max_batch_size: 8", "max_batch_size: 0") \
+        .replace("dims: [16]", "dims: [1, 16]") \
+        + 'parameters { key: "block_value" value { string_value: "-7" } }\n'
+    write_model(tmp_path, "add", blocking)
+
+    def req(v):
+        x = np.full((1, 16), v, np.int32)
+        return InferenceRequest(model_name="add", inputs={
+            "INPUT0": Tensor.from_numpy("INPUT0", x), "INPUT1": Tensor.from_numpy("INPUT1", x)})
+
+    with make_server(tmp_path) as s:
+        inst = s.manager.get("add").instances[0]
+        expr_backend.GATE.clear()
+        try:
+            held = threading.Thread(target=lambda: s.infer(req(-7), timeout=30))
+            held.start()
+            wait_until(lambda: inst.blocked == 1, "the instance busy")
+            queued = req(1)
+            with pytest.raises(TritonError) as e:
+                s.infer(queued, timeout=0.01)
+            assert e.value.code is ErrorCode.UNAVAILABLE and "timed out" in e.value.message
+            assert queued.cancelled
+        finally:
+            expr_backend.GATE.set()
+        held.join(10)
+        wait_until(lambda: s.manager.get("add").stats.pending == 0, "nothing in flight")
+        assert inst.order[-1].inputs["INPUT0"].as_numpy()[0, 0] == -7  # the cancelled never ran

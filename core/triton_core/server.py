@@ -411,7 +411,11 @@ class Server:
         fut: concurrent.futures.Future[InferenceResponse] = concurrent.futures.Future()
         req.callback = lambda resp, flags: fut.set_result(resp)  # type: ignore[arg-type]
         lv.submit(req, batch)
-        resp = fut.result(timeout)
+        try:
+            resp = fut.result(timeout)
+        except concurrent.futures.TimeoutError:
+            lv.cancel(req)  # as infer_iter: the request does not run on after we gave up
+            raise TritonError.unavailable("timed out waiting for a response") from None
         if resp.error is not None:
             raise resp.error
         return resp

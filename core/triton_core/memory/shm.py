@@ -43,12 +43,6 @@ class SharedMemoryError(OSError):
         self.action = action
         self.name = name
 
-    def to_triton(
-        self, message: str | None = None, code: ErrorCode = ErrorCode.INTERNAL
-    ) -> TritonError:
-        """The same failure as a TritonError (front ends speak only TritonError)."""
-        return TritonError(code, message or str(self.strerror))
-
 
 class RegionTooSmall(ValueError):
     """The object exists but is smaller than the caller needs (nothing was mapped)."""

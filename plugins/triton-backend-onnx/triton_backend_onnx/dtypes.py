@@ -40,16 +40,11 @@ _ORT_TO_TRITON: dict[str, DataType] = {
     "tensor(string)": DataType.BYTES,
 }
 
-_TRITON_TO_ORT = {v: k for k, v in _ORT_TO_TRITON.items()}
 
 
 def from_ort(ort_type: str) -> DataType | None:
     """The Triton type of an ORT type string, or None (sequences, maps, float8, int4, complex...)."""
     return _ORT_TO_TRITON.get(ort_type)
-
-
-def to_ort(dt: DataType) -> str:
-    return _TRITON_TO_ORT[dt]
 
 
 def to_session_input(name: str, array: np.ndarray, dt: DataType) -> np.ndarray:
