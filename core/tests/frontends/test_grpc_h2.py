@@ -1402,3 +1402,27 @@ def grpc_code(name: str) -> int:
     import grpc
 
     return getattr(grpc.StatusCode, name).value[0]
+
+
+def test_a_call_moves_only_along_its_states():
+    from triton_core.frontends.grpc.call import CallState as S
+    from triton_core.frontends.grpc.call import IllegalTransition, Stream
+
+    unary = Stream(1, None, (), None)  # type: ignore[arg-type]
+    unary.request_ended()
+    unary.headers_out()
+    unary.status_out()
+    assert unary.state is S.CLOSED
+    streaming = Stream(3, None, (), None)  # type: ignore[arg-type]
+    streaming.headers_out()
+    streaming.status_out()  # the status before the client's end: a reset is owed
+    assert streaming.state is S.CLOSED_LOCAL and streaming.state.closed and not streaming.state.ended
+    streaming.request_ended()
+    assert streaming.state is S.CLOSED
+    streaming.reset()
+    streaming.request_ended()  # a reset call stays reset
+    assert streaming.state is S.RESET
+    with pytest.raises(IllegalTransition):
+        streaming.headers_out()
+    with pytest.raises(IllegalTransition):
+        unary.status_out()  # one status per call
