@@ -4,6 +4,9 @@ sans-I/O) on an asyncio Protocol, each call handled by the same servicer as on g
 Why not grpc.aio: per unary call it costs the event loop about as much CPU as our whole
 HTTP path (completion-queue events handed over from its poller thread). Here a call is
 one ``receive_data`` in, one task, and one socket write out.
+
+Each call's state (and the moves allowed between states) is in call.py; the handshake
+deadline, keepalive pings, ping strikes and the connection's age are in keepalive.py.
 """
 
 from __future__ import annotations
