@@ -362,6 +362,34 @@ def test_keepalive_pings_and_connection_age(tmp_path):
         s.close()
 
 
+def test_keepalive_holds_a_bounded_number_of_timers(tmp_path):
+    """A long-lived connection holds a bounded number of timer handles however many keepalive
+    periods pass (each period's ping and timeout handles were kept for the connection's life)."""
+    import asyncio
+    import gc
+
+    s = Served(tmp_path, keepalive_time_ms=2, keepalive_timeout_ms=60_000,
+               keepalive_permit_without_calls=True, http2_max_pings_without_data=0)
+    c = RawClient(s.port)
+
+    def pings() -> int:
+        return sum(type(e) is ngh2.PingReceived for e in c.events)
+
+    def timers() -> int:
+        return sum(isinstance(o, asyncio.TimerHandle) for o in gc.get_objects())
+
+    try:
+        c.read_until(lambda: pings() >= 10)  # the client answers each ping as it reads it
+        before = timers()
+        c.read_until(lambda: pings() >= 300)
+        assert timers() - before < 20
+        h, _ = c.result(c.call(LIVE, wire.frame(b"")))  # the connection serves on
+        assert h[b"grpc-status"] == b"0"
+    finally:
+        c.close()
+        s.close()
+
+
 def test_a_connection_that_never_sends_its_preface_is_closed(tmp_path):
     s = Served(tmp_path, handshake_timeout_ms=300)
     try:
@@ -1374,3 +1402,27 @@ def grpc_code(name: str) -> int:
     import grpc
 
     return getattr(grpc.StatusCode, name).value[0]
+
+
+def test_a_call_moves_only_along_its_states():
+    from triton_core.frontends.grpc.call import CallState as S
+    from triton_core.frontends.grpc.call import IllegalTransition, Stream
+
+    unary = Stream(1, None, (), None)  # type: ignore[arg-type]
+    unary.request_ended()
+    unary.headers_out()
+    unary.status_out()
+    assert unary.state is S.CLOSED
+    streaming = Stream(3, None, (), None)  # type: ignore[arg-type]
+    streaming.headers_out()
+    streaming.status_out()  # the status before the client's end: a reset is owed
+    assert streaming.state is S.CLOSED_LOCAL and streaming.state.closed and not streaming.state.ended
+    streaming.request_ended()
+    assert streaming.state is S.CLOSED
+    streaming.reset()
+    streaming.request_ended()  # a reset call stays reset
+    assert streaming.state is S.RESET
+    with pytest.raises(IllegalTransition):
+        streaming.headers_out()
+    with pytest.raises(IllegalTransition):
+        unary.status_out()  # one status per call

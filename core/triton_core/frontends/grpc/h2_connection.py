@@ -4,6 +4,9 @@ sans-I/O) on an asyncio Protocol, each call handled by the same servicer as on g
 Why not grpc.aio: per unary call it costs the event loop about as much CPU as our whole
 HTTP path (completion-queue events handed over from its poller thread). Here a call is
 one ``receive_data`` in, one task, and one socket write out.
+
+Each call's state (and the moves allowed between states) is in call.py; the handshake
+deadline, keepalive pings, ping strikes and the connection's age are in keepalive.py.
 """
 
 from __future__ import annotations
@@ -11,17 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 import ngh2
 
 from ...errors import as_triton_error
 from . import wire
+from .call import Call, Stream
+from .keepalive import KeepAlive
 from .wire import WireError
 
 if TYPE_CHECKING:
-    from .h2_server import H2Server, Route
+    from .h2_server import H2Server
 
 log = logging.getLogger("triton_core")
 
@@ -37,67 +42,10 @@ _WINDOW = 16 << 20  # a stream's receive window: what a streaming call may hold 
 # on one connection are needed before its other calls wait.
 _CONNECTION_WINDOW = 2**31 - 1
 _MAX_FRAME = 1 << 20
-_IDLE_PING_INTERVAL_S = 7200.0  # grpc C-core: the least ping interval without calls, unless permitted
 # grpc C-core's hard limit on a call's metadata (GRPC_ARG_ABSOLUTE_MAX_METADATA_SIZE): a larger
 # header block is refused with its status and words. libnghttp2 reads up to 1 MiB (h2_server.py)
 # so that the call can be answered; beyond that it resets the stream itself.
 MAX_METADATA_SIZE = 16 << 10
-
-
-class Call:
-    """What a servicer method sees of its call (the part of grpc.aio.ServicerContext we use)."""
-
-    __slots__ = ("_conn", "_stream")
-
-    def __init__(self, conn: GrpcConnection, stream: Stream) -> None:
-        self._conn = conn
-        self._stream = stream
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
-        raise WireError(code, details)
-
-    def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
-        # as grpc.aio: -bin values decoded to bytes (_on_request refused malformed ones)
-        return tuple((k.decode("latin-1"),
-                      (wire.decode_binary(v) or b"") if k.endswith(b"-bin") else v.decode("latin-1"))
-                     for k, v in self._stream.headers if not k.startswith(b":"))
-
-    def time_remaining(self) -> float | None:
-        d = self._stream.deadline
-        return None if d is None else max(0.0, d - time.monotonic())
-
-    async def write(self, message: Any) -> None:
-        await self._conn.write_message(self._stream, self._stream.route.encode(message))
-
-
-class Stream:
-    """One call (an HTTP/2 stream)."""
-
-    __slots__ = ("id", "route", "headers", "reader", "messages", "task", "closed", "deadline",
-                 "timer", "headers_sent", "gzip", "ended", "expired", "payload", "received",
-                 "acked", "waiting")
-
-    def __init__(self, sid: int, route: Route, headers: tuple, reader: wire.MessageReader) -> None:
-        self.id = sid
-        self.route = route
-        self.headers = headers
-        self.reader = reader
-        # a streaming call's messages, each with its end (an offset in the request body)
-        self.messages: asyncio.Queue[tuple[bytes, int] | None] | None = None
-        self.task: asyncio.Task | None = None
-        self.closed = False  # our side is done: the status was sent, or the call was reset
-        self.ended = False  # the client's side is done
-        self.deadline: float | None = None
-        self.timer: asyncio.TimerHandle | None = None
-        self.headers_sent = False
-        self.gzip = 0  # zlib level for response messages, 0: uncompressed
-        self.expired = False
-        self.payload: bytes | None = None
-        # a streaming call's request body: bytes received, and acknowledged (given back to the
-        # client's flow-control windows) as its handler takes the messages
-        self.received = 0
-        self.acked = 0
-        self.waiting = False  # its handler waits for a message
 
 
 class GrpcConnection(asyncio.Protocol):
@@ -115,13 +63,9 @@ class GrpcConnection(asyncio.Protocol):
         self.loop = asyncio.get_running_loop()
         self._writable: asyncio.Future | None = None
         self._paused = False
-        self._timers: list[asyncio.TimerHandle] = []
-        self._ping_sent_at: float | None = None
-        self._pings_without_data = 0
-        self._last_ping_received: float | None = None
-        self._strikes = 0
         self._going_away = False
-        self._handshake: asyncio.TimerHandle | None = None
+        # the handshake deadline, keepalive pings, ping strikes, and the connection's age
+        self.keepalive = KeepAlive(self, self.opts, self.loop)
 
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -138,24 +82,14 @@ class GrpcConnection(asyncio.Protocol):
         })
         self.h2.set_local_window_size(_CONNECTION_WINDOW)
         self.flush()
-        o = self.opts
-        if 0 < o.handshake_timeout_ms < 2**31 - 1:
-            # grpc C-core's GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS: a client that never sends its
-            # preface and SETTINGS would hold the connection (and its socket) for ever
-            self._handshake = self.loop.call_later(o.handshake_timeout_ms / 1000, self._no_handshake)
-            self._timers.append(self._handshake)
-        if 0 < o.keepalive_time_ms < 2**31 - 1:
-            self._timers.append(self.loop.call_later(o.keepalive_time_ms / 1000, self._keepalive))
-        if o.max_connection_age_ms is not None and o.max_connection_age_ms < 2**31 - 1:
-            self._timers.append(self.loop.call_later(o.max_connection_age_ms / 1000, self._too_old))
+        self.keepalive.start()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         if self.fd >= 0:
             self.server.waiting.remove(self.fd)
             self.fd = -1
-        for t in self._timers:
-            t.cancel()
+        self.keepalive.stop()
         for s in list(self.streams.values()):
             self._drop(s)
         self.streams.clear()
@@ -201,20 +135,18 @@ class GrpcConnection(asyncio.Protocol):
                     self._drop(s)
             elif t is ngh2.StreamClosed:
                 s = self.streams.pop(ev.stream_id, None)
-                if s is not None and not s.closed:  # libnghttp2 reset it (the peer's error)
+                if s is not None and not s.state.closed:  # libnghttp2 reset it (the peer's error)
                     self._drop(s)
             elif t is ngh2.TrailersReceived:
                 self._on_data(ev.stream_id, b"", True)
             elif t is ngh2.WindowUpdated:
                 self._wake_writers()
             elif t is ngh2.SettingsReceived:
-                if self._handshake is not None:  # the preface and SETTINGS came
-                    self._handshake.cancel()
-                    self._handshake = None
+                self.keepalive.handshake_done()
             elif t is ngh2.PingReceived:
-                self._on_ping()
+                self.keepalive.ping_received()
             elif t is ngh2.PingAcknowledged:
-                self._ping_sent_at = None
+                self.keepalive.ping_acknowledged()
             elif t is ngh2.ConnectionClosed:
                 self.flush()
                 self.close()
@@ -289,18 +221,19 @@ class GrpcConnection(asyncio.Protocol):
 
     def _refuse(self, s: Stream, end_stream: bool, e: WireError) -> None:
         """Ends a call no handler runs for (it was never in self.streams)."""
-        s.ended = end_stream  # when not, the status is followed by a reset
+        if end_stream:  # when not, the status is followed by a reset
+            s.request_ended()
         self._finish(s, e.code, e.details)
 
     def _on_data(self, sid: int, data: bytes, end: bool) -> None:
         s = self.streams.get(sid)
         n = len(data)
         self.unacked += n
-        if s is None or s.closed or s.ended:
+        if s is None or s.state.closed or s.state.ended:
             if n:  # nobody reads these: the client may send on
                 self._acknowledge(sid, n)
             if end and s is not None:  # a reset waiting for the status has nothing to stop
-                s.ended = True
+                s.request_ended()
             return
         q = s.messages
         ends: list[int] = []
@@ -316,12 +249,13 @@ class GrpcConnection(asyncio.Protocol):
             if end and s.reader.partial:
                 raise WireError(grpc.StatusCode.INTERNAL, "the request ended inside a message")
         except WireError as e:
-            s.ended = end  # else the status is followed by a reset: the client may stop sending
+            if end:  # else the status is followed by a reset: the client may stop sending
+                s.request_ended()
             self._finish(s, e.code, e.details)
-            self._drop(s)  # a stream's handler waits for requests no more
+            self._stop_handler(s)  # a stream's handler waits for requests no more
             return
         if end:
-            s.ended = True
+            s.request_ended()
         if q is not None:
             for m, e in zip(msgs, ends, strict=True):
                 q.put_nowait((m, base + e))
@@ -367,7 +301,7 @@ class GrpcConnection(asyncio.Protocol):
             self._finish(s, grpc.StatusCode.INTERNAL,
                          as_triton_error(e, f"gRPC call {route.name}").message)
         else:
-            if not s.closed:
+            if not s.state.closed:
                 self._respond(s, body)
 
     async def _run_stream(self, s: Stream) -> None:
@@ -410,21 +344,19 @@ class GrpcConnection(asyncio.Protocol):
                 msg = decode(m)
             except Exception as e:  # noqa: BLE001 - the stream ends with the reason
                 self._finish(s, grpc.StatusCode.INTERNAL, f"Exception deserializing request: {e}")
-                self._drop(s)  # the call is over: its handler and requests are cancelled
+                self._stop_handler(s)  # the call is over: its handler and requests are cancelled
                 return
             yield msg
 
     def _cancelled(self, s: Stream) -> None:
-        if s.expired:
-            return
-        # the server is stopping (a reset or a lost connection closed the stream already)
+        # the server is stopping (a reset, a lost connection or the deadline closed the call
+        # already: then _finish has nothing to do)
         self._finish(s, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
 
     def _expire(self, s: Stream) -> None:
         s.timer = None
-        if s.closed:
+        if s.state.closed:
             return
-        s.expired = True
         self._cancel_task(s)
         self._finish(s, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         if self.h2.queued_body_size(s.id):
@@ -432,11 +364,17 @@ class GrpcConnection(asyncio.Protocol):
             # call ends now, with what is unsent (grpc C-core drops unsent messages too)
             self._resets.pop(s.id, None)
             self._reset(s.id, ngh2.ErrorCode.CANCEL)
+            s.reset()
         self.streams.pop(s.id, None)
 
     def _drop(self, s: Stream) -> None:
         """The client reset the call or went away: its handler is cancelled."""
-        s.closed = True
+        s.reset()
+        self._stop_handler(s)
+
+    def _stop_handler(self, s: Stream) -> None:
+        """The call is over (its status sent, or reset): its handler is cancelled, and what
+        the call holds unread is given back."""
         if s.timer is not None:
             s.timer.cancel()
         self._cancel_task(s)
@@ -488,11 +426,11 @@ class GrpcConnection(asyncio.Protocol):
             self._finish(s, grpc.StatusCode.RESOURCE_EXHAUSTED,
                          f"Sent message larger than max ({len(body)} vs. {limit})")
             if s.messages is not None:  # the call is over: its handler stops reading
-                self._drop(s)
+                self._stop_handler(s)
             return False
         h2 = self.h2
-        if not s.headers_sent:
-            s.headers_sent = True
+        if not s.state.headers_sent:
+            s.headers_out()
             h2.send_response(s.id, self._response_headers(s))
         if s.gzip:
             h2.send_data(s.id, wire.frame(wire.compress(body, s.gzip), True))
@@ -501,14 +439,8 @@ class GrpcConnection(asyncio.Protocol):
         else:  # no copy of a large body
             h2.send_data(s.id, b"\x00" + len(body).to_bytes(4, "big"))
             h2.send_data(s.id, body)
-        self._pings_without_data = 0
-        self._sent()
+        self.keepalive.data_sent()
         return True
-
-    def _sent(self) -> None:
-        """HEADERS or DATA went out: ping strikes start over (grpc C-core's ResetPingStrikes)."""
-        self._strikes = 0
-        self._last_ping_received = None
 
     def _respond(self, s: Stream, body: bytes) -> None:
         if self._send_message(s, body):
@@ -516,12 +448,12 @@ class GrpcConnection(asyncio.Protocol):
             self.flush()
 
     async def write_message(self, s: Stream, body: bytes) -> None:
-        if s.closed:
+        if s.state.closed:
             return
         if not self._send_message(s, body):
             return
         self.flush()
-        while (self._paused or self.h2.queued_body_size(s.id) > _STREAM_BUFFER) and not s.closed \
+        while (self._paused or self.h2.queued_body_size(s.id) > _STREAM_BUFFER) and not s.state.closed \
                 and self.transport is not None and not self.transport.is_closing():
             if self._writable is None or self._writable.done():
                 self._writable = self.loop.create_future()
@@ -534,20 +466,19 @@ class GrpcConnection(asyncio.Protocol):
 
     def _finish(self, s: Stream, code: grpc.StatusCode, details: str) -> None:
         """Ends the call with a status (trailers-only when nothing was sent yet)."""
-        if s.closed:
+        if s.state.closed:
             return
         status = _OK if code is grpc.StatusCode.OK else wire.status_headers(code, details)
-        if s.headers_sent:
+        if s.state.headers_sent:
             self._close_stream(s, status)
-        else:
-            s.closed = True
-            s.headers_sent = True
+        else:  # trailers-only
+            s.status_out()
             self._forget(s)
             try:
                 self.h2.send_response(s.id, self._response_headers(s) + status, end_stream=True)
             except ngh2.NGH2Error:
                 return
-            self._sent()
+            self.keepalive.sent()
         self.flush()
         self._stop_client(s)
 
@@ -555,7 +486,7 @@ class GrpcConnection(asyncio.Protocol):
         """The status is sent and the client's side is still open: RST_STREAM(NO_ERROR) tells
         it to stop sending (gRPC over HTTP/2; grpc C-core does so). Only once the status has
         gone out: a reset drops what is queued for the stream, the status with it."""
-        if s.ended:
+        if s.state.ended:
             return
         if self._held(s.id):
             self._resets[s.id] = s
@@ -564,6 +495,7 @@ class GrpcConnection(asyncio.Protocol):
         if s.messages is not None:  # a handler still reading sees the end of its requests
             s.messages.put_nowait(None)
         self._reset(s.id)
+        s.reset()
 
     def _held(self, sid: int) -> bool:
         """The stream's status may still wait in libnghttp2: behind responses flow control
@@ -577,7 +509,7 @@ class GrpcConnection(asyncio.Protocol):
 
     def _send_resets(self) -> None:
         for sid, s in list(self._resets.items()):
-            if self.streams.get(sid) is not s or s.ended:  # the client reset it or ended too
+            if self.streams.get(sid) is not s or s.state.ended:  # the client reset it or ended too
                 del self._resets[sid]
             elif not self._held(sid):  # the status has gone out
                 del self._resets[sid]
@@ -585,6 +517,7 @@ class GrpcConnection(asyncio.Protocol):
                 if s.messages is not None:
                     s.messages.put_nowait(None)
                 self._reset(sid)
+                s.reset()
 
     def _reset(self, sid: int, code: int = ngh2.ErrorCode.NO_ERROR) -> None:
         """After a reset libnghttp2 reads what the client still sends for the stream itself,
@@ -596,7 +529,7 @@ class GrpcConnection(asyncio.Protocol):
         self.flush()
 
     def _close_stream(self, s: Stream, trailers: list[tuple[bytes, bytes]]) -> None:
-        s.closed = True
+        s.status_out()
         self._forget(s)
         try:
             self.h2.send_trailers(s.id, trailers)
@@ -610,7 +543,7 @@ class GrpcConnection(asyncio.Protocol):
         # nothing more is read: what the call holds unread is given back (the callers flush),
         # and what arrives from now on is acknowledged as it comes (_on_data)
         self._consumed(s, s.received)
-        if s.ended:  # both sides are done: nothing more comes for this stream
+        if s.state.ended:  # both sides are done: nothing more comes for this stream
             self.streams.pop(s.id, None)
 
     def flush(self) -> None:
@@ -641,50 +574,3 @@ class GrpcConnection(asyncio.Protocol):
             except ngh2.NGH2Error:
                 pass
             self.flush()
-
-    def _no_handshake(self) -> None:  # --grpc-handshake-timeout
-        self._handshake = None
-        log.debug("gRPC connection closed: no HTTP/2 preface and SETTINGS in time")
-        self.abort()
-
-    def _too_old(self) -> None:  # --grpc-max-connection-age
-        self.go_away()
-        grace = self.opts.max_connection_age_grace_ms
-        if grace is not None and grace < 2**31 - 1:
-            self._timers.append(self.loop.call_later(grace / 1000, self.abort))
-
-    def _keepalive(self) -> None:
-        o = self.opts
-        if self.transport is None or self.transport.is_closing():
-            return
-        can = o.keepalive_permit_without_calls or self.streams
-        limit = o.http2_max_pings_without_data
-        if can and (limit == 0 or self._pings_without_data < limit):
-            self._pings_without_data += 1
-            self._ping_sent_at = time.monotonic()
-            self.h2.ping(b"tritonka")
-            self.flush()
-            self._timers.append(self.loop.call_later(o.keepalive_timeout_ms / 1000, self._ping_timeout))
-        self._timers.append(self.loop.call_later(o.keepalive_time_ms / 1000, self._keepalive))
-
-    def _ping_timeout(self) -> None:
-        if self._ping_sent_at is not None:
-            log.debug("gRPC keepalive ping not answered: closing the connection")
-            self.abort()  # the peer is gone or stuck: what is unsent would hold close()
-
-    def _on_ping(self) -> None:
-        """Too many pings without data get a GOAWAY, as grpc C-core does (ping strikes)."""
-        o = self.opts
-        now = time.monotonic()
-        last, self._last_ping_received = self._last_ping_received, now
-        if last is None or o.http2_max_ping_strikes == 0:
-            return
-        least = o.http2_min_recv_ping_interval_without_data_ms / 1000
-        if not self.streams and not o.keepalive_permit_without_calls:
-            least = max(least, _IDLE_PING_INTERVAL_S)
-        if now - last < least:
-            self._strikes += 1
-            if self._strikes > o.http2_max_ping_strikes:
-                self.h2.send_goaway(ngh2.ErrorCode.ENHANCE_YOUR_CALM, debug_data=b"too_many_pings")
-                self.flush()
-                self.close()

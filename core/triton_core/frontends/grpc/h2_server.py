@@ -150,7 +150,7 @@ class H2Server:
         loop = asyncio.get_running_loop()
         end = None if grace is None else loop.time() + grace
         while True:
-            arriving = any(s.task is None and not s.closed
+            arriving = any(s.task is None and not s.state.closed
                            for c in list(self.connections) for s in c.streams.values())
             if not self.calls and not arriving:
                 return
