@@ -1,7 +1,14 @@
 """KServe v2 HTTP/REST front end (with Triton's extensions) as a bare ASGI app.
 
 A hand-rolled router rather than a framework: the infer path is hot and the
-route table is small and fixed. Served by uvicorn (httptools, uvloop) in the
+route table is small and fixed. ROUTES (at the end) lists every route: its
+methods, its path pattern and its handler; a route's restricted-API category
+comes from the table both front ends share (frontends/restricted.py). The
+dispatcher walks a trie of the patterns' segments (dict lookups, no regexes),
+then, as Triton does, answers: no route 404 "Not Found"; a restricted category
+without its header "This API is restricted, expecting header 'KEY'"; a method
+the route lacks 405 "Method Not Allowed"; else the handler's response.
+Served by our httptools protocol (server.py) or any ASGI server, in the
 server's one event loop.
 """
 
