@@ -13,6 +13,7 @@ from typing import Any
 
 from . import __version__
 from .errors import TritonError
+from .frontends.restricted import parse_rules
 from .logsettings import LOGGER
 from .options import ServerOptions
 from .server import Server
@@ -165,21 +166,10 @@ def _backend_config(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def _restricted(items: list[str], flag: str) -> dict[str, tuple[str, str]]:
-    out: dict[str, tuple[str, str]] = {}
-    valid = {"health", "metadata", "inference", "shared-memory", "model-config",
-             "model-repository", "statistics", "trace", "logging"}
-    for item in items:
-        apis, sep, kv = item.partition(":")
-        key, eq, value = kv.partition("=")
-        if not sep or not eq or not key:
-            raise SystemExit(
-                f"error: {flag} expects <API>[,<API>]:<key>=<value>, got '{item}'")
-        for api in apis.split(","):
-            if api not in valid:
-                raise SystemExit(f"error: unknown restricted API category '{api}' "
-                                 f"(one of {', '.join(sorted(valid))})")
-            out[api] = (key, value)
-    return out
+    try:
+        return parse_rules(items, flag)  # the categories of frontends/restricted.py
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 def options_from_args(a: argparse.Namespace) -> ServerOptions:

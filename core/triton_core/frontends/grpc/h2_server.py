@@ -15,9 +15,9 @@ from tritonclient.grpc import service_pb2 as pb
 from ...errors import TritonError
 from ..closing import close_connections
 from ..http.server import WaitingClients
+from ..restricted import INFERENCE_SERVICE, grpc_category
 from . import health, wire
 from .h2_connection import GrpcConnection
-from .restricted import CATEGORIES
 from .wire import ZLIB_LEVELS
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("triton_core")
 
-SERVICE = "inference.GRPCInferenceService"
+SERVICE = INFERENCE_SERVICE
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +47,14 @@ def routes_for(servicer: InferenceServicer,
     out: dict[bytes, Route] = {}
     for m in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
         cls = getattr(pb, m.input_type.name)
-        out[f"/{SERVICE}/{m.name}".encode()] = Route(
+        path = f"/{SERVICE}/{m.name}"
+        out[path.encode()] = Route(
             m.name, getattr(servicer, m.name), cls.FromString, _serialize,
-            m.client_streaming, CATEGORIES.get(m.name))
-    out[f"/{health.SERVICE_NAME}/Check".encode()] = Route(
-        "Check", health_check, health.decode_request, health.encode_response, False, None)
+            m.client_streaming, grpc_category(path))
+    path = f"/{health.SERVICE_NAME}/Check"
+    out[path.encode()] = Route(
+        "Check", health_check, health.decode_request, health.encode_response, False,
+        grpc_category(path))
     return out
 
 

@@ -12,8 +12,10 @@ from typing import Any
 
 import grpc
 
+from ..restricted import HEALTH_SERVICE
+
 UNKNOWN, SERVING, NOT_SERVING, SERVICE_UNKNOWN = 0, 1, 2, 3
-SERVICE_NAME = "grpc.health.v1.Health"
+SERVICE_NAME = HEALTH_SERVICE
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""--grpc-restricted-protocol: RPC categories that need a header (metadata) key=value."""
+"""--grpc-restricted-protocol on grpc.aio: an interceptor refusing the RPCs of a restricted
+category (frontends/restricted.py) that lack the header (metadata) key=value."""
 
 from __future__ import annotations
 
@@ -7,19 +8,7 @@ from typing import Any
 
 import grpc
 
-# Triton's categories, by RPC name.
-CATEGORIES = {
-    "ServerLive": "health", "ServerReady": "health", "ModelReady": "health",
-    "ServerMetadata": "metadata", "ModelMetadata": "metadata",
-    "ModelInfer": "inference", "ModelStreamInfer": "inference",
-    "SystemSharedMemoryStatus": "shared-memory", "SystemSharedMemoryRegister": "shared-memory",
-    "SystemSharedMemoryUnregister": "shared-memory", "CudaSharedMemoryStatus": "shared-memory",
-    "CudaSharedMemoryRegister": "shared-memory", "CudaSharedMemoryUnregister": "shared-memory",
-    "ModelConfig": "model-config",
-    "RepositoryIndex": "model-repository", "RepositoryModelLoad": "model-repository",
-    "RepositoryModelUnload": "model-repository",
-    "ModelStatistics": "statistics", "TraceSetting": "trace", "LogSettings": "logging",
-}
+from ..restricted import grpc_category
 
 
 class RestrictedProtocols(grpc.aio.ServerInterceptor):
@@ -32,7 +21,7 @@ class RestrictedProtocols(grpc.aio.ServerInterceptor):
         self, continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         details: grpc.HandlerCallDetails,
     ) -> Any:
-        category = CATEGORIES.get(details.method.rsplit("/", 1)[-1])
+        category = grpc_category(details.method)
         rule = self.rules.get(category) if category else None
         if rule is None:
             return await continuation(details)

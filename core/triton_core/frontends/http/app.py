@@ -1,7 +1,14 @@
 """KServe v2 HTTP/REST front end (with Triton's extensions) as a bare ASGI app.
 
 A hand-rolled router rather than a framework: the infer path is hot and the
-route table is small and fixed. Served by uvicorn (httptools, uvloop) in the
+route table is small and fixed. ROUTES (at the end) lists every route: its
+methods, its path pattern and its handler; a route's restricted-API category
+comes from the table both front ends share (frontends/restricted.py). The
+dispatcher walks a trie of the patterns' segments (dict lookups, no regexes),
+then, as Triton does, answers: no route 404 "Not Found"; a restricted category
+without its header "This API is restricted, expecting header 'KEY'"; a method
+the route lacks 405 "Method Not Allowed"; else the handler's response.
+Served by our httptools protocol (server.py) or any ASGI server, in the
 server's one event loop.
 """
 
@@ -11,13 +18,15 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ...errors import ErrorCode, TritonError, as_triton_error
+from ...errors import TritonError, as_triton_error
 from ...logsettings import VERBOSE
 from ...server import Server, parse_version
 from ..classification import classifier_for
 from ..closing import close_connections, drain_connections
+from ..restricted import http_category
 from . import generate as http_generate
 from .body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
 from .infer import build_response, parse_request, raw_request
@@ -129,6 +138,10 @@ class HttpFrontEnd:
         self._plans = RequestPlans()
         # --http-restricted-api: category -> (header, value) required
         self.restricted = restricted or {}
+        # ... as the dispatcher compares it: (header key as the request has it, value, error)
+        self._rules = {category: (key.lower().encode(), value.encode(),
+                                  f"This API is restricted, expecting header '{key}'")
+                       for category, (key, value) in self.restricted.items()}
         self._server: Any = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -158,8 +171,6 @@ class HttpFrontEnd:
             log.log(VERBOSE, "HTTP request: %s %s", req.method, path)
         try:
             resp = await self.dispatch(req)
-        except _MethodNotAllowed:
-            resp = _method_not_allowed()
         except Exception as e:  # noqa: BLE001 - a handler bug answers 500, never silence
             resp = error_response(as_triton_error(e, f"HTTP {req.method} {path}"))
         if isinstance(resp, http_generate.StreamResponse):
@@ -182,110 +193,84 @@ class HttpFrontEnd:
 
     # routing ---------------------------------------------------------------------
     async def dispatch(self, req: _Req) -> Response:
-        p = req.parts
-        m = req.method
-        n = len(p)
-        if n == 0 or p[0] != "v2":
+        """Find the route (404), check its restriction (Triton's order: before the
+        method), its method (405), then run its handler with the path's parameters."""
+        # the trie walk of _match, inlined: this runs for every inference request
+        node = _ROOT
+        params: list[str] = []
+        for seg in req.parts:
+            child = node.literals.get(seg)
+            if child is None:
+                child = node.param
+                if child is None:
+                    return json_response({"error": "Not Found"}, 404)
+                params.append(seg)
+            elif node.param is not None:  # a literal or a parameter (model "stats"): rare
+                params = []
+                child = _match(_ROOT, req.parts, 0, params)
+                if child is None:
+                    return json_response({"error": "Not Found"}, 404)
+                node = child
+                break
+            node = child
+        if not node.handlers:
             return json_response({"error": "Not Found"}, 404)
-        if n == 1:
-            self._check_restricted(req, "metadata")
-            return self._get(req) or json_response(self.server.metadata())
-        head = p[1]
-        if head == "models":
-            return await self._models(req)
-        if head == "health" and n == 3:
-            self._check_restricted(req, "health")
-            self._get(req, raise_=True)
-            if p[2] == "live":
-                return _bool_response(self.server.is_live())
-            if p[2] == "ready":
-                return _bool_response(self.server.is_ready())
-        if head == "repository":
-            return await self._repository(req)
-        if head == "logging" and n == 2:
-            self._check_restricted(req, "logging")
-            if m == "GET":
-                return json_response(self.server.log_settings.as_dict())
-            if m == "POST":
-                body = await req.json({})
-                if not isinstance(body, dict):
-                    raise TritonError.invalid_arg("logging settings must be a JSON object")
-                return json_response(self.server.log_settings.update(body))
+        if self._rules:
+            rule = self._rules.get(node.category)
+            if rule is not None and req.headers.get(rule[0]) != rule[1]:
+                raise TritonError.unavailable(rule[2])
+        handler = node.handlers.get(req.method)
+        if handler is None:
             return _method_not_allowed()
-        if head == "systemsharedmemory":
-            return await self._system_shm(req)
-        if head == "cudasharedmemory":
-            self._check_restricted(req, "shared-memory")
-            raise TritonError.unsupported(
-                "CUDA shared memory is not supported by this server (no CUDA device support in "
-                "triton-core yet)")
-        if head == "trace":
-            self._check_restricted(req, "trace")
-            raise TritonError.unsupported("the trace extension is not supported yet")
-        return json_response({"error": "Not Found"}, 404)
+        return await handler(self, req, *params)
 
-    def _get(self, req: _Req, raise_: bool = False) -> Response | None:
-        if req.method != "GET":
-            if raise_:
-                raise _MethodNotAllowed()
-            return _method_not_allowed()
-        return None
+    # handlers: (req, *the path's parameters) -----------------------------------------
+    async def _server_metadata(self, req: _Req) -> Response:
+        return json_response(self.server.metadata())
 
-    def _check_restricted(self, req: _Req, category: str) -> None:
-        rule = self.restricted.get(category)
-        if rule is None:
-            return
-        key, value = rule
-        if req.headers.get(key.lower().encode()) != value.encode():
-            raise TritonError.unavailable(
-                f"This API is restricted, expecting header '{key}'")
+    async def _server_live(self, req: _Req) -> Response:
+        return _bool_response(self.server.is_live())
 
-    async def _models(self, req: _Req) -> Response:
-        p = req.parts
-        n = len(p)
-        srv = self.server
-        if n == 3 and p[2] == "stats":
-            self._check_restricted(req, "statistics")
-            return self._get(req) or json_response(srv.statistics())
-        if n < 3:
-            return json_response({"error": "Not Found"}, 404)
-        name = p[2]
-        version: str | None = None
-        rest = p[3:]
-        if len(rest) >= 2 and rest[0] == "versions":
-            version = rest[1]
-            rest = rest[2:]
-        if not rest:
-            self._check_restricted(req, "metadata")
-            return self._get(req) or json_response(srv.model_metadata(name, version))
-        if rest == ["trace", "setting"] and version is None:
-            self._check_restricted(req, "trace")
-            raise TritonError.unsupported("the trace extension is not supported yet")
-        if len(rest) != 1:
-            return json_response({"error": "Not Found"}, 404)
-        action = rest[0]
-        if action == "infer":
-            if req.method != "POST":
-                return _method_not_allowed()
-            self._check_restricted(req, "inference")
-            return await self._infer(req, name, version)
-        if action == "ready":
-            self._check_restricted(req, "health")
-            return self._get(req) or _bool_response(srv.model_ready(name, version))
-        if action == "config":
-            self._check_restricted(req, "model-config")
-            return self._get(req) or json_response(srv.model_config_json(name, version))
-        if action == "stats":
-            self._check_restricted(req, "statistics")
-            return self._get(req) or json_response(srv.statistics(name, version))
-        if action in ("generate", "generate_stream"):
-            if req.method != "POST":
-                return _method_not_allowed()
-            self._check_restricted(req, "inference")
-            return await http_generate.handle(self, req, name, version, action == "generate_stream")
-        return json_response({"error": "Not Found"}, 404)
+    async def _server_ready(self, req: _Req) -> Response:
+        return _bool_response(self.server.is_ready())
 
-    async def _infer(self, req: _Req, name: str, version_s: str | None) -> Response:
+    async def _model_metadata(self, req: _Req, name: str, version: str | None = None) -> Response:
+        return json_response(self.server.model_metadata(name, version))
+
+    async def _model_ready(self, req: _Req, name: str, version: str | None = None) -> Response:
+        return _bool_response(self.server.model_ready(name, version))
+
+    async def _model_config(self, req: _Req, name: str, version: str | None = None) -> Response:
+        return json_response(self.server.model_config_json(name, version))
+
+    async def _statistics(self, req: _Req, name: str | None = None,
+                          version: str | None = None) -> Response:
+        return json_response(self.server.statistics(name, version))
+
+    async def _generate(self, req: _Req, name: str, version: str | None = None) -> Response:
+        return await http_generate.handle(self, req, name, version, False)
+
+    async def _generate_stream(self, req: _Req, name: str, version: str | None = None) -> Response:
+        return await http_generate.handle(self, req, name, version, True)
+
+    async def _trace(self, req: _Req, name: str | None = None) -> Response:
+        raise TritonError.unsupported("the trace extension is not supported yet")
+
+    async def _get_logging(self, req: _Req) -> Response:
+        return json_response(self.server.log_settings.as_dict())
+
+    async def _set_logging(self, req: _Req) -> Response:
+        body = await req.json({})
+        if not isinstance(body, dict):
+            raise TritonError.invalid_arg("logging settings must be a JSON object")
+        return json_response(self.server.log_settings.update(body))
+
+    async def _cuda_shm(self, req: _Req, region: str | None = None) -> Response:
+        raise TritonError.unsupported(
+            "CUDA shared memory is not supported by this server (no CUDA device support in "
+            "triton-core yet)")
+
+    async def _infer(self, req: _Req, name: str, version_s: str | None = None) -> Response:
         srv = self.server
         version = parse_version(version_s)
         body = await req.body()
@@ -334,78 +319,60 @@ class HttpFrontEnd:
     def _classifier(self, name: str, resp: Any) -> Any:
         return classifier_for(self.server, name, resp.model_version)
 
-    async def _repository(self, req: _Req) -> Response:
-        p = req.parts
-        srv = self.server
-        self._check_restricted(req, "model-repository")
-        if len(p) == 3 and p[2] == "index":
-            if req.method != "POST":
-                return _method_not_allowed()
-            body = await req.json({})
-            if not isinstance(body, dict):
-                raise TritonError.invalid_arg("the request body must be a JSON object")
-            ready = body.get("ready", False)
-            if not isinstance(ready, bool):
-                raise TritonError.invalid_arg("'ready' must be a boolean")
-            return json_response(srv.repository_index(ready))
-        if len(p) == 5 and p[2] == "models" and p[4] in ("load", "unload"):
-            if req.method != "POST":
-                return _method_not_allowed()
-            name = p[3]
-            body = await req.json({})
-            if not isinstance(body, dict):
-                raise TritonError.invalid_arg("the request body must be a JSON object")
-            params = body.get("parameters") or {}
-            if not isinstance(params, dict):
-                raise TritonError.invalid_arg("'parameters' must be a JSON object")
-            if p[4] == "load":
-                config = params.get("config")
-                if config is not None and not isinstance(config, (str, dict)):
-                    raise TritonError.invalid_arg("'config' parameter must be a JSON string")
-                files = {k[5:]: v for k, v in params.items() if k.startswith("file:")}
-                for k, v in files.items():
-                    if not isinstance(v, str):
-                        raise TritonError.invalid_arg(f"file '{k}' must be base64 text")
-                await asyncio.to_thread(srv.load_model, name, config, files or None)
-            else:
-                dep = params.get("unload_dependents", False)
-                if not isinstance(dep, bool):
-                    raise TritonError.invalid_arg("'unload_dependents' must be a boolean")
-                await asyncio.to_thread(srv.unload_model, name, dep)
-            return Response(200, b"")
-        return json_response({"error": "Not Found"}, 404)
+    async def _repository_index(self, req: _Req) -> Response:
+        body = await req.json({})
+        if not isinstance(body, dict):
+            raise TritonError.invalid_arg("the request body must be a JSON object")
+        ready = body.get("ready", False)
+        if not isinstance(ready, bool):
+            raise TritonError.invalid_arg("'ready' must be a boolean")
+        return json_response(self.server.repository_index(ready))
 
-    async def _system_shm(self, req: _Req) -> Response:
-        self._check_restricted(req, "shared-memory")
+    async def _load(self, req: _Req, name: str) -> Response:
+        params = await _repository_parameters(req)
+        config = params.get("config")
+        if config is not None and not isinstance(config, (str, dict)):
+            raise TritonError.invalid_arg("'config' parameter must be a JSON string")
+        files = {k[5:]: v for k, v in params.items() if k.startswith("file:")}
+        for k, v in files.items():
+            if not isinstance(v, str):
+                raise TritonError.invalid_arg(f"file '{k}' must be base64 text")
+        await asyncio.to_thread(self.server.load_model, name, config, files or None)
+        return Response(200, b"")
+
+    async def _unload(self, req: _Req, name: str) -> Response:
+        params = await _repository_parameters(req)
+        dep = params.get("unload_dependents", False)
+        if not isinstance(dep, bool):
+            raise TritonError.invalid_arg("'unload_dependents' must be a boolean")
+        await asyncio.to_thread(self.server.unload_model, name, dep)
+        return Response(200, b"")
+
+    def _shm(self) -> Any:
         reg = self.server.shm_registry
         if reg is None:
             raise TritonError.unsupported(
                 "client shared memory is disabled: start the server with --allow-client-shm=true")
-        p = req.parts  # v2 systemsharedmemory [region R] (status|register|unregister)
-        region: str | None = None
-        if len(p) == 5 and p[2] == "region":
-            region, action = p[3], p[4]
-        elif len(p) == 3:
-            action = p[2]
+        return reg
+
+    async def _shm_status(self, req: _Req, region: str | None = None) -> Response:
+        return json_response(self._shm().status(region))
+
+    async def _shm_register(self, req: _Req, region: str) -> Response:
+        reg = self._shm()
+        body = await req.json({})
+        if not isinstance(body, dict) or not isinstance(body.get("key"), str):
+            raise TritonError.invalid_arg("register needs a JSON body with 'key' and 'byte_size'")
+        reg.register(region, body["key"], body.get("offset", 0), body.get("byte_size"))
+        return Response(200, b"")
+
+    async def _shm_unregister(self, req: _Req, region: str | None = None) -> Response:
+        reg = self._shm()
+        if region is None:
+            reg.unregister_all()
         else:
-            return json_response({"error": "Not Found"}, 404)
-        if action == "status":
-            return self._get(req) or json_response(reg.status(region))
-        if req.method != "POST":
-            return _method_not_allowed()
-        if action == "register" and region is not None:
-            body = await req.json({})
-            if not isinstance(body, dict) or not isinstance(body.get("key"), str):
-                raise TritonError.invalid_arg("register needs a JSON body with 'key' and 'byte_size'")
-            reg.register(region, body["key"], body.get("offset", 0), body.get("byte_size"))
-            return Response(200, b"")
-        if action == "unregister":
-            if region is None:
-                reg.unregister_all()
-            else:
-                reg.unregister(region)
-            return Response(200, b"")
-        return json_response({"error": "Not Found"}, 404)
+            reg.unregister(region)
+        return Response(200, b"")
 
     # serving ---------------------------------------------------------------------
     async def serve(self, host: str = "0.0.0.0", port: int = 8000, backlog: int = 2048) -> None:
@@ -449,16 +416,145 @@ class HttpFrontEnd:
             self._loop.call_soon_threadsafe(self._stop.set)  # may come from another thread
 
 
+async def _repository_parameters(req: _Req) -> dict[str, Any]:
+    """The "parameters" of a load or unload request's JSON body."""
+    body = await req.json({})
+    if not isinstance(body, dict):
+        raise TritonError.invalid_arg("the request body must be a JSON object")
+    params = body.get("parameters") or {}
+    if not isinstance(params, dict):
+        raise TritonError.invalid_arg("'parameters' must be a JSON object")
+    return params
+
+
+# The route table ---------------------------------------------------------------------
+# A pattern's segments are literals or {parameters}; "[/versions/{version}]" is a model
+# route's optional version. The handler (an HttpFrontEnd method) gets the request and the
+# parameters' values in order. A route's restricted-API category is the one
+# frontends/restricted.py's CATEGORIES gives its pattern (both front ends share that table).
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    methods: tuple[str, ...]
+    pattern: str
+    handler: str
+
+
+_GET, _POST, _ANY = ("GET",), ("POST",), ("GET", "POST")
+_MODEL = "/v2/models/{name}[/versions/{version}]"
+_SHM = "/v2/systemsharedmemory"
+_CUDA = "/v2/cudasharedmemory"
+
+ROUTES: tuple[Route, ...] = (
+    Route(_GET, "/v2", "_server_metadata"),
+    Route(_GET, "/v2/health/live", "_server_live"),
+    Route(_GET, "/v2/health/ready", "_server_ready"),
+    Route(_GET, "/v2/models/stats", "_statistics"),
+    Route(_GET, _MODEL, "_model_metadata"),
+    Route(_GET, f"{_MODEL}/ready", "_model_ready"),
+    Route(_GET, f"{_MODEL}/config", "_model_config"),
+    Route(_GET, f"{_MODEL}/stats", "_statistics"),
+    Route(_POST, f"{_MODEL}/infer", "_infer"),
+    Route(_POST, f"{_MODEL}/generate", "_generate"),
+    Route(_POST, f"{_MODEL}/generate_stream", "_generate_stream"),
+    Route(_ANY, "/v2/models/{name}/trace/setting", "_trace"),
+    Route(_ANY, "/v2/trace/setting", "_trace"),
+    Route(_GET, "/v2/logging", "_get_logging"),
+    Route(_POST, "/v2/logging", "_set_logging"),
+    Route(_POST, "/v2/repository/index", "_repository_index"),
+    Route(_POST, "/v2/repository/models/{name}/load", "_load"),
+    Route(_POST, "/v2/repository/models/{name}/unload", "_unload"),
+    Route(_GET, f"{_SHM}/status", "_shm_status"),
+    Route(_GET, f"{_SHM}/region/{{region}}/status", "_shm_status"),
+    Route(_POST, f"{_SHM}/region/{{region}}/register", "_shm_register"),
+    Route(_POST, f"{_SHM}/unregister", "_shm_unregister"),
+    Route(_POST, f"{_SHM}/region/{{region}}/unregister", "_shm_unregister"),
+    Route(_GET, f"{_CUDA}/status", "_cuda_shm"),
+    Route(_GET, f"{_CUDA}/region/{{region}}/status", "_cuda_shm"),
+    Route(_POST, f"{_CUDA}/region/{{region}}/register", "_cuda_shm"),
+    Route(_POST, f"{_CUDA}/unregister", "_cuda_shm"),
+    Route(_POST, f"{_CUDA}/region/{{region}}/unregister", "_cuda_shm"),
+)
+
+
+Handler = Callable[..., Awaitable[Response]]  # (HttpFrontEnd, _Req, *parameters)
+
+
+class _Node:
+    """A path segment of the route trie: the inner node of a route is matched by dict
+    lookups, one per segment (no list of patterns tried in turn)."""
+
+    __slots__ = ("literals", "param", "category", "handlers")
+
+    def __init__(self) -> None:
+        self.literals: dict[str, _Node] = {}
+        self.param: _Node | None = None  # a {parameter} segment
+        self.category = ""  # of the route ending here
+        self.handlers: dict[str, Handler] = {}  # method -> HttpFrontEnd method; {} for none
+
+
+def _expand(pattern: str) -> list[str]:
+    if "[" not in pattern:
+        return [pattern]
+    head, _, rest = pattern.partition("[")
+    optional, _, tail = rest.partition("]")
+    return [head + tail, head + optional + tail]
+
+
+def _build(routes: tuple[Route, ...]) -> _Node:
+    root = _Node()
+    for route in routes:
+        category = http_category(route.pattern)  # a route without one fails at import
+        handler = getattr(HttpFrontEnd, route.handler)
+        for pattern in _expand(route.pattern):
+            node = root
+            for seg in pattern.strip("/").split("/"):
+                if seg.startswith("{"):
+                    node.param = node.param or _Node()
+                    node = node.param
+                else:
+                    node = node.literals.setdefault(seg, _Node())
+            assert not node.category or node.category == category, pattern
+            node.category = category
+            for method in route.methods:
+                assert method not in node.handlers, (method, pattern)
+                node.handlers[method] = handler
+    return root
+
+
+def _match(node: _Node, parts: list[str], i: int, params: list[str]) -> _Node | None:
+    """The node of the route ``parts[i:]`` names below ``node`` (appending its parameters'
+    values to ``params``), or None (dispatch inlines it). A literal segment wins over a parameter; where the
+    literal leads nowhere the parameter is tried (/v2/models/stats/ready: model "stats")."""
+    n = len(parts)
+    while i < n:
+        seg = parts[i]
+        child = node.literals.get(seg)
+        if child is not None and node.param is not None:
+            mark = len(params)
+            found = _match(child, parts, i + 1, params)
+            if found is not None:
+                return found
+            del params[mark:]
+            child = None
+        if child is None:
+            child = node.param
+            if child is None:
+                return None
+            params.append(seg)
+        node = child
+        i += 1
+    return node if node.handlers else None
+
+
+_ROOT = _build(ROUTES)
+
+
 def _busy(conn: Any) -> bool:
     """A connection (http.server.HttpConnection) is answering or holding a request (one
     whose response waits only for the client to read it is not: close_connections
     handles that client)."""
     return conn.responding or bool(conn.queue)
-
-
-class _MethodNotAllowed(TritonError):
-    def __init__(self) -> None:
-        super().__init__(ErrorCode.INVALID_ARG, "Method Not Allowed")
 
 
 def _method_not_allowed() -> Response:
