@@ -127,7 +127,9 @@ def _bool_response(ok: bool) -> Response:
 
 
 class HttpFrontEnd:
-    """The ASGI application. `serve()` runs it on uvicorn inside the current loop."""
+    """The HTTP/REST application: `serve()` runs it on the project's own HTTP/1.1 server
+    (server.py) in the current loop; as an ASGI app (`__call__`) any ASGI server can host it
+    (Ray Serve's proxy, for one)."""
 
     def __init__(self, server: Server, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
                  restricted: dict[str, tuple[str, str]] | None = None,
