@@ -20,6 +20,7 @@ from ..scheduling.inflight import InFlight
 from ..scheduling.pipeline import LoopPipeline
 from ..scheduling.queue import FifoQueue, _Item
 from ..scheduling.scheduler import Scheduler, make_scheduler
+from ..scheduling.servable import FastPath
 from ..scheduling.stats import ModelStats
 
 log = logging.getLogger("triton_core")
@@ -67,7 +68,11 @@ _INLINE_WAIT_S = 0.001
 
 
 class LoadedVersion(CachedVersion):
-    """One READY model version: accepts requests, runs them on its instances."""
+    """One READY model version: accepts requests, runs them on its instances.
+
+    A scheduling.servable.Servable, and its own FastPath (inline and loop-pipelined
+    execution).
+    """
 
     def __init__(self, name: str, version: int, model: abi.Model, config: ModelConfig,
                  model_path: Path | None = None, clock: Clock = MONOTONIC) -> None:
@@ -103,6 +108,7 @@ class LoadedVersion(CachedVersion):
         self.loop_pipeline: LoopPipeline | None = None
         self.accepting = True
         self.decoupled = config.decoupled
+        self.fast_path: FastPath | None = self
         # set by the manager: the server is shutting down, a load in progress gives up
         self.stopping: Callable[[], bool] = lambda: False
 

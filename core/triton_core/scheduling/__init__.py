@@ -1,7 +1,8 @@
 """Scheduling: how requests wait, batch and run.
 
 scheduler.py says what a version's scheduler is and picks one: queue.py's FIFO queue
-or dynamic batcher, or sequence.py's sequence batcher.
+or dynamic batcher, or sequence.py's sequence batcher. servable.py says what the
+server asks of a ready version (models' LoadedVersion, ensemble.py's EnsembleVersion);
 ensemble.py runs ensemble pipelines; pipeline.py and load.py the
 event-loop execution path; cache.py and cache_use.py the response cache; inflight.py
 counts requests in flight; validate.py checks a request against its config;
