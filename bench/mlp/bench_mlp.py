@@ -67,14 +67,14 @@ def batcher_overhead(n: int = 50000) -> dict[str, float]:
     """The dynamic batcher alone, in this process: microseconds per request to queue and batch."""
     from triton_core import InferenceRequest, Tensor
     from triton_core.config.io import parse_pbtxt
-    from triton_core.scheduling.queue import RequestQueue
+    from triton_core.scheduling.scheduler import make_scheduler
 
     cfg = parse_pbtxt((ROOT / "bench/models_mlp/mlp/config.pbtxt").read_text())
     x = Tensor.from_numpy("INPUT", np.zeros((1, 1024), np.float32))
     reqs = [InferenceRequest(model_name="mlp", inputs={"INPUT": x}) for _ in range(n)]
     out = {}
     for batch in (1, 16, 64):
-        q = RequestQueue(cfg)
+        q = make_scheduler(cfg, 1)
         t0 = time.perf_counter()
         for i in range(0, n, batch):
             for r in reqs[i:i + batch]:

@@ -23,12 +23,12 @@ from .memory.registry import SystemSharedMemoryRegistry
 from .models.manager import MAX_NAME_BYTES, ModelManager
 from .models.registry import BackendRegistry
 from .models.repository import Repository
-from .models.version import LoadedVersion
 from .options import ServerOptions
 from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, RequestedOutput
 from .scheduling.cache import ResponseCache, parse_cache_config
 from .scheduling.clock import MONOTONIC, Clock
 from .scheduling.load import LoopLoad
+from .scheduling.servable import FastPath, Servable
 from .scheduling.validate import normalize_request
 from .tensor import Tensor
 
@@ -269,7 +269,7 @@ class Server:
         self.manager.get(name, version)  # fail now for an unknown model
         return ModelHandle(self, name, version)
 
-    def _version(self, name: str, version: str | int | None) -> LoadedVersion:
+    def _version(self, name: str, version: str | int | None) -> Servable:
         return self.manager.get(name, parse_version(version))
 
     def model_ready(self, name: str, version: str | int | None = None) -> bool:
@@ -295,7 +295,7 @@ class Server:
                 "inputs": meta(cfg.input), "outputs": meta(cfg.output)}
 
     # inference -------------------------------------------------------------------
-    def _prepare(self, req: InferenceRequest) -> tuple[LoadedVersion, int]:
+    def _prepare(self, req: InferenceRequest) -> tuple[Servable, int]:
         if not self.live:
             raise TritonError.unavailable("Server is not live")
         lv = self.manager.get(req.model_name, req.model_version)
@@ -323,7 +323,7 @@ class Server:
         finally:
             self._in_flight -= 1
 
-    async def _infer_async(self, lv: LoadedVersion, batch: int, req: InferenceRequest
+    async def _infer_async(self, lv: Servable, batch: int, req: InferenceRequest
                            ) -> InferenceResponse:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[InferenceResponse] | None = None
@@ -341,10 +341,12 @@ class Server:
             req.callback = done
 
         small = _small(req)
-        if lv.inline_ready() and small and not (lv.begin_capable and self._loop_busy(lv)):
+        fp = lv.fast_path  # None: an ensemble, always submitted
+        if (fp is not None and fp.inline_ready() and small
+                and not (fp.begin_capable and self._loop_busy(fp))):
             got: list[InferenceResponse | None] = []
             req.callback = lambda resp, flags: got.append(resp)
-            if lv.try_inline(req, batch, on_defer) and fut is None:
+            if fp.try_inline(req, batch, on_defer) and fut is None:
                 resp = got[0]
                 assert resp is not None
                 if resp.error is not None:
@@ -354,7 +356,7 @@ class Server:
             fut = loop.create_future()
             req.callback = done
             # Busy: a pipelined model's answers are read on the loop, else a thread waits.
-            lp = lv.pipeline_on(loop) if small else None
+            lp = fp.pipeline_on(loop) if small and fp is not None else None
             if lp is None or not lp.offer(req, batch):
                 lv.submit(req, batch)
         try:
@@ -394,12 +396,12 @@ class Server:
             lv.cancel(req)
             raise
 
-    def _loop_busy(self, lv: LoadedVersion) -> bool:
+    def _loop_busy(self, fp: FastPath) -> bool:
         """Other requests are in flight or waiting to be read, or (for a pipelined
         model) the loop's load is being measured or high (LoopLoad): a model that waits
         on another process (begin_execute) then is not waited for on the loop; its
         answers are read when they come (LoopPipeline) or by its instance thread."""
-        return (self._in_flight > 1 or (lv.pipelined and self.loop_load.probing)
+        return (self._in_flight > 1 or (fp.pipelined and self.loop_load.probing)
                 or any(check() for check in self.waiting_checks))
 
     def infer(self, req: InferenceRequest, timeout: float | None = None) -> InferenceResponse:

@@ -20,6 +20,7 @@ from ..config import ModelConfig, parse_config_json
 from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
+from ..scheduling.servable import Servable
 from .defaults import check_config, complete_config
 from .registry import BackendRegistry
 from .repository import (
@@ -47,7 +48,7 @@ class VersionState:
 
     state: str = UNKNOWN
     reason: str = ""
-    loaded: LoadedVersion | None = None
+    loaded: Servable | None = None  # a LoadedVersion or an EnsembleVersion
 
 
 @dataclass
@@ -99,7 +100,7 @@ class ModelManager:
                 self.models = {**self.models, name: rec}  # copy-on-write, as versions
             return rec
 
-    def get(self, name: str, version: int | None = None) -> LoadedVersion:
+    def get(self, name: str, version: int | None = None) -> Servable:
         """The ready version asked for (None or -1: the newest ready one)."""
         rec = self.models.get(name)
         if rec is None:
@@ -432,7 +433,7 @@ class ModelManager:
                 if st is not None and st.state != READY:
                     _set_version(rec, v, VersionState(UNAVAILABLE, err.message))
             raise TritonError(err.code, f"failed to load '{name}': {err.message}") from None
-        old: list[LoadedVersion] = []
+        old: list[Servable] = []
         for v, lv in new.items():
             prev = rec.versions.get(v)
             if prev is not None and prev.loaded is not None:

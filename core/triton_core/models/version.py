@@ -18,8 +18,9 @@ from ..scheduling.cache_use import CachedVersion, next_load_id
 from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.inflight import InFlight
 from ..scheduling.pipeline import LoopPipeline
-from ..scheduling.queue import RequestQueue, _Item
-from ..scheduling.sequence import SequenceScheduler
+from ..scheduling.queue import FifoQueue, _Item
+from ..scheduling.scheduler import Scheduler, make_scheduler
+from ..scheduling.servable import FastPath
 from ..scheduling.stats import ModelStats
 
 log = logging.getLogger("triton_core")
@@ -67,7 +68,11 @@ _INLINE_WAIT_S = 0.001
 
 
 class LoadedVersion(CachedVersion):
-    """One READY model version: accepts requests, runs them on its instances."""
+    """One READY model version: accepts requests, runs them on its instances.
+
+    A scheduling.servable.Servable, and its own FastPath (inline and loop-pipelined
+    execution).
+    """
 
     def __init__(self, name: str, version: int, model: abi.Model, config: ModelConfig,
                  model_path: Path | None = None, clock: Clock = MONOTONIC) -> None:
@@ -76,11 +81,10 @@ class LoadedVersion(CachedVersion):
         self.model = model
         self.config = config
         self.clock = clock  # the schedulers' time: queue delays, timeouts, sequence idling
-        self.queue: RequestQueue | SequenceScheduler = (
-            SequenceScheduler(config, _instance_count(config), self._on_reject, model_path, clock)
-            if config.sequence_batching is not None
-            else RequestQueue(config, _instance_count(config), self._on_reject, clock))
-        self.sequence = isinstance(self.queue, SequenceScheduler)
+        self.queue: Scheduler = make_scheduler(config, _instance_count(config), self._on_reject,
+                                               model_path, clock)
+        self.sequence = self.queue.stateful  # prepare / done around each execute
+        self.fifo: FifoQueue | None = self.queue.fifo  # the pipelined path's queue
         self.inflight = InFlight()
         self.stats = ModelStats(self.inflight)
         self.cache: ResponseCache | None = None  # set by the manager (response_cache)
@@ -104,6 +108,7 @@ class LoadedVersion(CachedVersion):
         self.loop_pipeline: LoopPipeline | None = None
         self.accepting = True
         self.decoupled = config.decoupled
+        self.fast_path: FastPath | None = self
         # set by the manager: the server is shutting down, a load in progress gives up
         self.stopping: Callable[[], bool] = lambda: False
 
@@ -139,13 +144,13 @@ class LoadedVersion(CachedVersion):
             self._begin_capable
             and all(getattr(i, "pipeline_depth", 1) >= 2 for i in self.instances)
             and not self.decoupled and not self.sequence and not self._ordered
-            and not getattr(self.queue, "scheduled", True))
+            and self.fifo is not None)
         self._inline_capable = (
             bool(self.instances)
             and (self._begin_capable
                  or all(getattr(i, "inline_execute", False) for i in self.instances))
             and not self.decoupled and not self.sequence and not self._ordered
-            and not getattr(self.queue, "batching", False))
+            and not self.queue.batching)
         for w in self.workers:
             w.start()
 
@@ -308,9 +313,9 @@ class LoadedVersion(CachedVersion):
             return None
         lp = self.loop_pipeline
         if lp is None or (lp.loop is not loop and not lp.owned):
-            if not self.pipelined:
+            if not self.pipelined or self.fifo is None:
                 return None
-            lp = self.loop_pipeline = LoopPipeline(self, loop)
+            lp = self.loop_pipeline = LoopPipeline(self, loop, self.fifo)
         return lp if lp.loop is loop else None
 
     @property
@@ -369,18 +374,18 @@ class LoadedVersion(CachedVersion):
         live, dropped = self._live_items(items)
         seq = self.queue if self.sequence else None
         if seq is not None and dropped:
-            seq.done(dropped, [None] * len(dropped))  # type: ignore[union-attr]
+            seq.done(dropped, [None] * len(dropped))
         if not live:
             return True
         requests = [it.request for it in live]
         timer = abi.ExecuteTimer()
         batch = requests
         if seq is not None:
-            batch = seq.prepare(live)  # type: ignore[union-attr]  # + padding rows (direct)
+            batch = seq.prepare(live)  # + padding rows (direct)
         if self.decoupled:
             self._execute_decoupled(instance, live, requests, timer, batch)
             if seq is not None:
-                seq.done(live, [None] * len(live))  # type: ignore[union-attr]
+                seq.done(live, [None] * len(live))
             return True
         if on_defer is not None and self._begin_capable:
             try:
@@ -421,13 +426,14 @@ class LoadedVersion(CachedVersion):
         nothing more is sent, before the last answer is delivered (so the client's next
         request can find the instance idle). Unscheduled, non-decoupled, non-sequence
         models only."""
-        q = self.queue
+        q = self.fifo
+        assert q is not None  # pipelined implies a FifoQueue
         owned = True
         try:
             cur = self._begin(instance, items)
             while True:
                 nxt = None
-                while nxt is None and (more := q.take_nowait()) is not None:  # type: ignore[union-attr]
+                while nxt is None and (more := q.take_nowait()) is not None:
                     nxt = self._begin(instance, more)
                 if cur is None:
                     if nxt is None:
@@ -439,7 +445,7 @@ class LoadedVersion(CachedVersion):
                     responses = self._responses(pending.result, requests)
                 timer.exec_end_ns = time.monotonic_ns()
                 if nxt is None:
-                    while nxt is None and (more := q.take_nowait()) is not None:  # type: ignore[union-attr]
+                    while nxt is None and (more := q.take_nowait()) is not None:
                         nxt = self._begin(instance, more)
                     if nxt is None:
                         owned = False
@@ -496,7 +502,7 @@ class LoadedVersion(CachedVersion):
                   responses: list[InferenceResponse]) -> None:
         seq = self.queue if self.sequence else None
         if seq is not None:  # the state is kept, padding rows' responses dropped
-            responses = seq.done(live, responses)  # type: ignore[union-attr]
+            responses = seq.done(live, responses)
         ok = [resp.error is None for resp in responses]
         self._record(live, requests, timer, ok)
         for req, resp in zip(requests, responses, strict=True):

@@ -1,7 +1,9 @@
 """Scheduling: how requests wait, batch and run.
 
-queue.py is a version's request queue (FIFO or dynamic batching); sequence.py the
-sequence batcher; ensemble.py runs ensemble pipelines; pipeline.py and load.py the
+scheduler.py says what a version's scheduler is and picks one: queue.py's FIFO queue
+or dynamic batcher, or sequence.py's sequence batcher. servable.py says what the
+server asks of a ready version (models' LoadedVersion, ensemble.py's EnsembleVersion);
+ensemble.py runs ensemble pipelines; pipeline.py and load.py the
 event-loop execution path; cache.py and cache_use.py the response cache; inflight.py
 counts requests in flight; validate.py checks a request against its config;
 stats.py keeps the statistics extension's counters.

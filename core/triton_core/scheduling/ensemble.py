@@ -39,6 +39,7 @@ from ..request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceRespon
 from ..tensor import Tensor
 from .cache_use import CachedVersion, next_load_id
 from .inflight import InFlight
+from .servable import FastPath, Servable
 from .stats import ModelStats
 from .validate import normalize_request
 
@@ -49,7 +50,7 @@ class VersionLookup(Protocol):
     """All an ensemble asks of the model manager: a composing model's ready version (the
     newest for None or -1), or TritonError when there is none."""
 
-    def get(self, name: str, version: int | None = None) -> Any: ...
+    def get(self, name: str, version: int | None = None) -> Servable: ...
 
 
 class StepGate:
@@ -132,7 +133,7 @@ def check_ensemble(cfg: ModelConfig, where: str, manager: VersionLookup) -> list
                 f"{where}: ensemble step {i}: composing model '{st.model_name}' is not available: "
                 f"{e.message}") from None
         mc = lv.config
-        decoupled.append(bool(getattr(lv, "decoupled", False)))
+        decoupled.append(lv.decoupled)
         for step_in in st.input_map:
             if mc.input_by_name(step_in) is None:
                 raise TritonError.invalid_arg(
@@ -210,7 +211,7 @@ class _Run:
         self.started: set[tuple[int, int]] = set()
         self.next_iteration = [0] * len(ens.steps)  # of each decoupled step's next response
         self.running = 0
-        self.children: dict[int, tuple[Any, InferenceRequest]] = {}  # the steps in flight
+        self.children: dict[int, tuple[Servable, InferenceRequest]] = {}  # the steps in flight
         self.outbox: collections.deque[_Out] = collections.deque()
         self.delivering = False
         self.lock = threading.Lock()
@@ -422,21 +423,15 @@ class _Run:
 
 
 class EnsembleVersion(CachedVersion):
-    """A READY ensemble version; the server treats it like a LoadedVersion.
+    """A READY ensemble version: a servable.Servable, like a LoadedVersion.
 
     With ``response_cache { enable: true }`` (and a server cache) the ensemble's
     final responses are cached under its own name and version: a hit answers
     without running any step. Composing models cache (or not) on their own.
     """
 
-    sequence = False
-    begin_capable = False  # the front ends' fast paths are for models with instances
-
-    def inline_ready(self) -> bool:
-        return False
-
-    def pipeline_on(self, loop: Any) -> None:
-        return None
+    # The front ends' fast paths are for models with instances; the steps take theirs.
+    fast_path: FastPath | None = None
 
     def __init__(self, name: str, version: int, config: ModelConfig, steps: list[Step],
                  manager: VersionLookup) -> None:
@@ -461,7 +456,6 @@ class EnsembleVersion(CachedVersion):
         self.inflight = InFlight()
         self.stats = ModelStats(self.inflight)
         self.accepting = True
-        self.instances: list[Any] = []
         self._runs: dict[int, _Run] = {}
         self._runs_lock = threading.Lock()
 
@@ -486,7 +480,7 @@ class EnsembleVersion(CachedVersion):
                 lv = self.manager.get(s.model_name, s.model_version)
             except TritonError:
                 continue  # checked at load; the ensemble fails its requests meanwhile
-            if getattr(lv, "sequence", False):
+            if lv.config.sequence_batching is not None:
                 return f"composing model '{s.model_name}' uses sequence batching"
             if isinstance(lv, EnsembleVersion) and (why := lv.uncacheable()):
                 return f"composing ensemble '{s.model_name}' cannot be cached: {why}"

@@ -19,17 +19,18 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import abi
 from ..errors import ErrorCode, TritonError
 from .clock import Clock
 from .inflight import InFlight
-from .queue import TIMEOUT_MESSAGE, _Item
+from .queue import TIMEOUT_MESSAGE, FifoQueue, _Item
 from .stats import ModelStats
 
 if TYPE_CHECKING:
     from ..request import InferenceRequest, InferenceResponse
+    from .scheduler import Scheduler
 
 # An execute still unanswered after this long goes to a thread: it may be slow or hung,
 # and the backend's own timeout handling needs a blocking wait.
@@ -52,11 +53,11 @@ class _Owned:
 
 class PipelinedVersion(Protocol):
     """What the pipeline needs of the loaded version it runs (models/version.py's
-    LoadedVersion): its instances with their locks, its queue, and the steps of one execute
-    (begin, responses, conclude) and of a failure."""
+    LoadedVersion): its instances with their locks, its scheduler, and the steps of one
+    execute (begin, responses, conclude) and of a failure."""
 
     name: str
-    queue: Any
+    queue: Scheduler
     instances: list[abi.Instance]
     instance_locks: list[threading.Lock]
     lock_waiting: list[bool]
@@ -79,9 +80,11 @@ class PipelinedVersion(Protocol):
 
 
 class LoopPipeline:
-    def __init__(self, version: PipelinedVersion, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, version: PipelinedVersion, loop: asyncio.AbstractEventLoop,
+                 fifo: FifoQueue) -> None:
         self.version = version
         self.loop = loop
+        self.fifo = fifo  # the version's queue: the backlog goes back there
         self.thread_id = threading.get_ident()
         self.depth = min(getattr(i, "pipeline_depth", 1) for i in version.instances)
         self.owned: list[_Owned] = []
@@ -160,9 +163,9 @@ class LoopPipeline:
 
     def _backlog_to_queue(self) -> None:
         """Requests still waiting go to the instance threads."""
-        q = self.version.queue
+        q = self.fifo
         while self.backlog:
-            q.requeue(self.backlog.popleft())  # type: ignore[union-attr]
+            q.requeue(self.backlog.popleft())
 
     # sending and answering --------------------------------------------------------------
     def _send(self, own: _Owned, item: _Item) -> None:

@@ -1,10 +1,12 @@
 """Queues requests for a model version's instances and forms batches (the dynamic batcher).
 
-Without a scheduler in the config each request runs alone: a C-level
-SimpleQueue hands requests to the instance workers (its blocking get wakes a
-thread faster than a Condition does; measured).
+Two schedulers (scheduler.Scheduler; scheduler.make_scheduler picks one):
 
-With ``dynamic_batching`` (Triton's semantics):
+``FifoQueue``: without a scheduler in the config each request runs alone: a
+C-level SimpleQueue hands requests to the instance workers (its blocking get
+wakes a thread faster than a Condition does; measured).
+
+``DynamicBatcher``: with ``dynamic_batching`` (Triton's semantics):
 
 - Requests wait in one queue per priority level (1 is the highest; a request's
   priority 0 or above ``priority_levels`` means ``default_priority_level``),
@@ -27,7 +29,8 @@ from __future__ import annotations
 import collections
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..config import ModelConfig
 from ..config.model_config import QueuePolicy
@@ -81,41 +84,149 @@ class _Level:
 Rejecter = Callable[[_Item, TritonError], None]
 
 
-class RequestQueue:
-    """The queue shared by the instances of one model version."""
+class _Queue:
+    """What both queues share: the model's name, the clock and the timeout rejection."""
 
-    def __init__(self, config: ModelConfig, workers: int = 1,
-                 on_reject: Rejecter | None = None, clock: Clock = MONOTONIC) -> None:
+    # Capabilities (scheduler.Scheduler): neither queue keeps per-request state.
+    stateful = False
+
+    def __init__(self, config: ModelConfig, workers: int, on_reject: Rejecter | None,
+                 clock: Clock) -> None:
         self.clock = clock
-        self._simple: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._workers = workers
-        self._cv = threading.Condition(threading.Lock())
         self._closed = False
         self.on_reject = on_reject
         self.name = config.name
+
+    def prepare(self, items: Sequence[_Item]) -> list[InferenceRequest]:
+        return [it.request for it in items]
+
+    def done(self, items: Sequence[_Item], responses: Sequence[Any]) -> list[Any]:
+        return list(responses)
+
+    def _reject(self, items: list[_Item]) -> None:
+        if self.on_reject is None:
+            return
+        err = TritonError.unavailable(TIMEOUT_MESSAGE)
+        for it in items:
+            self.on_reject(it, err)
+
+
+class FifoQueue(_Queue):
+    """No scheduler in the config: each request runs alone, oldest first.
+
+    A C-level SimpleQueue hands requests to the instance workers. Besides the
+    Scheduler methods it serves the pipelined fast path: ``take_nowait`` (the
+    next request, without waiting) and ``requeue`` (a request the event loop
+    accepted goes to the instance threads).
+    """
+
+    batching = False
+    preserve_ordering = False
+
+    def __init__(self, config: ModelConfig, workers: int = 1,
+                 on_reject: Rejecter | None = None, clock: Clock = MONOTONIC) -> None:
+        super().__init__(config, workers, on_reject, clock)
+        self._simple: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+
+    @property
+    def fifo(self) -> FifoQueue:
+        return self
+
+    def __len__(self) -> int:
+        return self._simple.qsize()
+
+    def put(self, req: InferenceRequest, batch_size: int) -> _Item:
+        item = _Item(req, batch_size, (), self.clock.now_ns())
+        if req.timeout_us:
+            item.deadline_ns = item.enqueue_ns + req.timeout_us * 1000
+        self._simple.put(item)
+        return item
+
+    def requeue(self, item: _Item) -> None:
+        """Queue an item that already counts as accepted."""
+        self._simple.put(item)
+
+    def remove(self, req: InferenceRequest) -> _Item | None:
+        """A queued request stays (it is dropped when taken: cancelled)."""
+        return None
+
+    def close(self) -> None:
+        self._closed = True
+        for _ in range(self._workers):
+            self._simple.put(None)
+
+    def drain(self) -> list[_Item]:
+        items: list[_Item] = []
+        while True:
+            try:
+                it = self._simple.get_nowait()
+            except queue.Empty:
+                break
+            if it is not None:
+                items.append(it)
+        if self._closed:
+            self._simple.put(None)  # keep the end marker for workers still waiting
+        return items
+
+    def take(self, worker: int = 0) -> list[_Item] | None:
+        """Block for the next request; None once closed."""
+        while True:
+            it = self._simple.get()
+            if it is None:
+                self._simple.put(None)  # let the other workers see the end too
+                return None
+            if it.deadline_ns and self.clock.now_ns() > it.deadline_ns:
+                self._reject([it])
+                continue
+            return [it]
+
+    def take_nowait(self) -> list[_Item] | None:
+        """The next request if one is queued now, else None."""
+        while True:
+            try:
+                it = self._simple.get_nowait()
+            except queue.Empty:
+                return None
+            if it is None:
+                self._simple.put(None)  # closing: leave the end marker for take()
+                return None
+            if it.deadline_ns and self.clock.now_ns() > it.deadline_ns:
+                self._reject([it])
+                continue
+            return [it]
+
+
+class DynamicBatcher(_Queue):
+    """``dynamic_batching``: priority levels, queue policies and batches (module docstring)."""
+
+    fifo: FifoQueue | None = None
+
+    def __init__(self, config: ModelConfig, workers: int = 1,
+                 on_reject: Rejecter | None = None, clock: Clock = MONOTONIC) -> None:
+        super().__init__(config, workers, on_reject, clock)
+        self._cv = threading.Condition(threading.Lock())
         db = config.dynamic_batching
-        self.batching = db is not None and config.max_batch_size > 0
-        self.scheduled = db is not None  # priority levels / queue policies apply
+        assert db is not None, "DynamicBatcher needs dynamic_batching"
+        self.batching = config.max_batch_size > 0
         self.max_batch = config.max_batch_size if self.batching else 1
-        self.preferred = sorted(db.preferred_batch_size) if db and self.batching else []
-        self.delay_ns = int(db.max_queue_delay_microseconds) * 1000 if db and self.batching else 0
-        self.preserve_ordering = bool(db and db.preserve_ordering)
+        self.preferred = sorted(db.preferred_batch_size) if self.batching else []
+        self.delay_ns = int(db.max_queue_delay_microseconds) * 1000 if self.batching else 0
+        self.preserve_ordering = bool(db.preserve_ordering)
         self.ragged = frozenset(i.name for i in config.input if i.allow_ragged_batch)
-        nlevels = int(db.priority_levels) if db else 0
+        nlevels = int(db.priority_levels)
         self.nlevels = max(1, nlevels)
-        default_level = int(db.default_priority_level) if db and nlevels else 0
+        default_level = int(db.default_priority_level) if nlevels else 0
         self.default_level = default_level if 1 <= default_level <= self.nlevels else 1
         self.levels: list[_Level] = []
         for lvl in range(1, self.nlevels + 1):
-            pol = None
-            if db is not None:
-                pol = db.priority_queue_policy.get(str(lvl)) or db.default_queue_policy
+            pol = db.priority_queue_policy.get(str(lvl)) or db.default_queue_policy
             self.levels.append(_Level(pol))
         self._timed = 0  # queued items with a deadline (skip the sweep when none)
         self._count = 0
 
     def __len__(self) -> int:
-        return self._count if self.scheduled else self._simple.qsize()
+        return self._count
 
     # producers ---------------------------------------------------------------
     def level_of(self, req: InferenceRequest) -> int:
@@ -124,12 +235,6 @@ class RequestQueue:
 
     def put(self, req: InferenceRequest, batch_size: int) -> _Item:
         """Queue a request; raises TritonError (UNAVAILABLE) when its level is full."""
-        if not self.scheduled:
-            item = _Item(req, batch_size, (), self.clock.now_ns())
-            if req.timeout_us:
-                item.deadline_ns = item.enqueue_ns + req.timeout_us * 1000
-            self._simple.put(item)
-            return item
         item = _Item(req, batch_size, shape_key(req, self.batching, self.ragged),
                      self.clock.now_ns())
         lvl = self.level_of(req)
@@ -154,14 +259,8 @@ class RequestQueue:
             self._cv.notify()
         return item
 
-    def requeue(self, item: _Item) -> None:
-        """Queue an item that already counts as accepted (unscheduled queues only)."""
-        self._simple.put(item)
-
     def remove(self, req: InferenceRequest) -> _Item | None:
         """Take a still-queued request out (cancellation); None when not queued here."""
-        if not self.scheduled:
-            return None
         with self._cv:
             for level in self.levels:
                 for dq in (level.items, level.delayed):
@@ -178,8 +277,6 @@ class RequestQueue:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
-        for _ in range(self._workers):
-            self._simple.put(None)
 
     def drain(self) -> list[_Item]:
         items: list[_Item] = []
@@ -191,30 +288,11 @@ class RequestQueue:
                 level.delayed.clear()
             self._count = 0
             self._timed = 0
-        while True:
-            try:
-                it = self._simple.get_nowait()
-            except queue.Empty:
-                break
-            if it is not None:
-                items.append(it)
-        if self._closed:
-            self._simple.put(None)  # keep the end marker for workers still waiting
         return items
 
     # consumers ---------------------------------------------------------------
     def take(self, worker: int = 0) -> list[_Item] | None:
         """Block for the next batch; None once closed and empty."""
-        if not self.scheduled:
-            while True:
-                it = self._simple.get()
-                if it is None:
-                    self._simple.put(None)  # let the other workers see the end too
-                    return None
-                if it.deadline_ns and self.clock.now_ns() > it.deadline_ns:
-                    self._reject([it])
-                    continue
-                return [it]
         rejected: list[_Item] = []
         try:
             with self._cv:
@@ -222,28 +300,6 @@ class RequestQueue:
         finally:
             if rejected:
                 self._reject(rejected)
-
-    def take_nowait(self) -> list[_Item] | None:
-        """The next request if one is queued now (unscheduled queues only), else None."""
-        while True:
-            try:
-                it = self._simple.get_nowait()
-            except queue.Empty:
-                return None
-            if it is None:
-                self._simple.put(None)  # closing: leave the end marker for take()
-                return None
-            if it.deadline_ns and self.clock.now_ns() > it.deadline_ns:
-                self._reject([it])
-                continue
-            return [it]
-
-    def _reject(self, items: list[_Item]) -> None:
-        if self.on_reject is None:
-            return
-        err = TritonError.unavailable(TIMEOUT_MESSAGE)
-        for it in items:
-            self.on_reject(it, err)
 
     def _sweep(self, now: int, rejected: list[_Item]) -> None:
         """Apply each level's timeout action to requests whose timeout passed."""

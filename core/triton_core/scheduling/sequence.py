@@ -170,9 +170,12 @@ def parse_controls(sb: dict, where: str) -> list[_Control]:
 class SequenceScheduler:
     """Routes the requests of each sequence to its instance; the queue of a sequence model."""
 
-    scheduled = True
+    # Capabilities (scheduler.Scheduler): a sequence's requests get control inputs and
+    # state (prepare / done), never a fast path.
+    stateful = True
     batching = True
     preserve_ordering = False
+    fifo = None
 
     def __init__(self, config: ModelConfig, workers: int, on_reject=None,
                  model_path: Path | None = None, clock: Clock = MONOTONIC) -> None:
