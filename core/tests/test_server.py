@@ -8,6 +8,10 @@ import pytest
 
 from expr_backend import ADD_SUB, IDENTITY_BYTES, make_server, write_model
 from triton_core import ErrorCode, InferenceRequest, Tensor, TritonError
+from triton_core.scheduling.policy import FastPathPolicy
+
+# Inline paths for any model, however slow a loaded CI machine makes its executes look.
+FAST_WHATEVER_THE_LOAD = FastPathPolicy(inline_max_exec_ns=10**9)
 
 
 def _add_inputs(batch=1):
@@ -329,11 +333,9 @@ def test_begin_execute_starts_on_the_loop_and_leaves_slow_calls_to_a_thread(tmp_
     import threading
 
     import expr_backend
-    from triton_core.models import version as model_version
 
-    monkeypatch.setattr(model_version, "_INLINE_MAX_NS", 10**9)  # "fast" whatever CI's load
     write_model(tmp_path, "radd", ADD_SUB + REMOTE)
-    with make_server(tmp_path) as s:
+    with make_server(tmp_path, policy=FAST_WHATEVER_THE_LOAD) as s:
         inst = s.manager.get("radd").instances[0]
 
         async def add(a, b):
@@ -489,10 +491,8 @@ def test_probe_windows_pipeline_a_lone_request(tmp_path, monkeypatch):
     import threading
 
     import expr_backend
-    from triton_core.models import version as model_version
     from triton_core.scheduling.pipeline import LoopPipeline
 
-    monkeypatch.setattr(model_version, "_INLINE_MAX_NS", 10**9)  # "fast" whatever CI's load
     sent: list[int] = []
     orig_send = LoopPipeline._send
 
@@ -502,7 +502,7 @@ def test_probe_windows_pipeline_a_lone_request(tmp_path, monkeypatch):
 
     monkeypatch.setattr(LoopPipeline, "_send", spy_send)
     write_model(tmp_path, "radd", ADD_SUB + REMOTE)
-    with make_server(tmp_path) as s:
+    with make_server(tmp_path, policy=FAST_WHATEVER_THE_LOAD) as s:
         lv = s.manager.get("radd")
         assert lv.pipelined
         waits: list[tuple[int, float]] = []
@@ -527,7 +527,7 @@ def test_probe_windows_pipeline_a_lone_request(tmp_path, monkeypatch):
         async def run() -> None:
             me = threading.get_ident()
             window(False)
-            for _ in range(model_version._INLINE_WARMUP + 2):  # past the inline warm-up
+            for _ in range(FAST_WHATEVER_THE_LOAD.inline_warmup + 2):  # past the inline warm-up
                 await add()
             expr_backend._Remote.wait = spy_wait
             try:

@@ -7,8 +7,9 @@ Pluggy is used for discovery and cross-cutting concerns only: inference calls
 
 Lifecycle (mirrors TRITONBACKEND): one ``Backend`` per process, created on the
 first model that needs it; one ``Model`` per loaded model version; one
-``Instance`` per instance-group entry (count), each driven by its own worker
-thread, so ``execute`` is never called concurrently on one instance.
+``Instance`` per instance-group entry (count). ``execute`` runs on the instance's own
+thread (an instance that opts into ``inline_execute`` or ``begin_execute`` may also be
+called from the server's event loop) and is never called concurrently on one instance.
 """
 
 from __future__ import annotations
@@ -206,10 +207,10 @@ class Instance:
 
     inline_execute: bool = False
     """True when execute never blocks on anything but its own computation (no I/O,
-    no waiting on other processes). The core may then run a request whose model has
-    proven fast (well under a millisecond) directly on the event loop while the
-    instance is idle, saving two thread hand-offs; never concurrently with the
-    instance's worker thread."""
+    no waiting on other processes). The core may then run a small request of a model that
+    has proven fast directly on the event loop while the instance is idle, saving two
+    thread hand-offs (when: scheduling/policy.py); never concurrently with the instance's
+    own thread."""
 
     def execute(
         self, requests: Sequence[InferenceRequest], timer: ExecuteTimer

@@ -28,6 +28,7 @@ from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceRespons
 from .scheduling.cache import ResponseCache, parse_cache_config
 from .scheduling.clock import MONOTONIC, Clock
 from .scheduling.load import LoopLoad
+from .scheduling.policy import DEFAULT_POLICY, FastPathPolicy
 from .scheduling.servable import FastPath, Servable
 from .scheduling.validate import normalize_request
 from .tensor import Tensor
@@ -110,10 +111,12 @@ class Server:
     """Triton's server in-process: start / stop, models, inference."""
 
     def __init__(self, options: ServerOptions | None = None, *, clock: Clock = MONOTONIC,
-                 **kwargs: Any) -> None:
+                 policy: FastPathPolicy = DEFAULT_POLICY, **kwargs: Any) -> None:
         """``clock``: the schedulers' time (queue delays, request timeouts, sequence idle
-        times); tests pass a scheduling.clock.ManualClock to move it by hand."""
+        times); tests pass a scheduling.clock.ManualClock to move it by hand. ``policy``:
+        when a request may run on the event loop (scheduling/policy.py)."""
         self.options = options or ServerOptions(**kwargs)
+        self.policy = policy
         self.registry = BackendRegistry(self.options.backend_config)
         self.repository = Repository(self.options.model_repository, self.options.model_config_name)
         cache_size = parse_cache_config(self.options.cache_config)
@@ -124,12 +127,12 @@ class Server:
             auto_complete=not self.options.disable_auto_complete_config,
             load_threads=self.options.model_load_thread_count,
             exit_timeout=self.options.exit_timeout_secs, server=self,
-            response_cache=self.response_cache, clock=clock,
+            response_cache=self.response_cache, clock=clock, policy=policy,
         )
         self.log_settings = LogSettings()
         self.live = False
         self._in_flight = 0  # infer_async calls running on the event loop
-        self.loop_load = LoopLoad()
+        self.loop_load = LoopLoad(policy)
         # front ends' "a client request is waiting to be read" checks (HTTP adds one)
         self.waiting_checks: list[Callable[[], bool]] = []
         self.load_errors: dict[str, str] = {}
@@ -340,7 +343,7 @@ class Server:
             fut = loop.create_future()
             req.callback = done
 
-        small = _small(req)
+        small = _small(req, self.policy.inline_max_input_bytes)
         fp = lv.fast_path  # None: an ensemble, always submitted
         if (fp is not None and fp.inline_ready() and small
                 and not (fp.begin_capable and self._loop_busy(fp))):
@@ -494,14 +497,11 @@ _EXIT_GRACE_S = 5.0
 
 # Inline execution is for small requests only: a large input may take far longer
 # than the model's usual run, and the event loop must not wait on it.
-_INLINE_MAX_INPUT_BYTES = 64 * 1024
-
-
-def _small(req: InferenceRequest) -> bool:
+def _small(req: InferenceRequest, limit: int) -> bool:
     total = 0
     for t in req.inputs.values():
         total += t.byte_size
-        if total > _INLINE_MAX_INPUT_BYTES:
+        if total > limit:
             return False
     return True
 

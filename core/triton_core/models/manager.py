@@ -20,6 +20,7 @@ from ..config import ModelConfig, parse_config_json
 from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
+from ..scheduling.policy import DEFAULT_POLICY, FastPathPolicy
 from ..scheduling.servable import Servable
 from .defaults import check_config, complete_config
 from .registry import BackendRegistry
@@ -76,7 +77,8 @@ class ModelManager:
     def __init__(self, repository: Repository, registry: BackendRegistry, *,
                  auto_complete: bool = True, load_threads: int = 4,
                  exit_timeout: float = 30.0, server: abi.ServerHandle | None = None,
-                 response_cache: ResponseCache | None = None, clock: Clock = MONOTONIC) -> None:
+                 response_cache: ResponseCache | None = None, clock: Clock = MONOTONIC,
+                 policy: FastPathPolicy = DEFAULT_POLICY) -> None:
         self.repository = repository
         self.registry = registry
         self.auto_complete = auto_complete
@@ -85,6 +87,7 @@ class ModelManager:
         self.server = server  # given to backends (BLS, model control)
         self.response_cache = response_cache
         self.clock = clock  # given to every version's scheduler
+        self.policy = policy  # given to every version: when requests may run on the loop
         self.models: dict[str, ModelRecord] = {}
         self._lock = threading.Lock()
         self._tempdirs: dict[str, Path] = {}
@@ -412,7 +415,7 @@ class ModelManager:
                 model = backend.load_model(ctx)
                 final = complete_config(model.config, name, backend_name, platforms, default_file)
                 check_config(final, where)
-                lv = LoadedVersion(name, v, model, final, src.path, self.clock)
+                lv = LoadedVersion(name, v, model, final, src.path, self.clock, self.policy)
                 lv.stopping = self.stopping.is_set
                 self._attach_cache(lv)
                 try:

@@ -18,6 +18,7 @@ from ..scheduling.cache_use import CachedVersion, next_load_id
 from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.inflight import InFlight
 from ..scheduling.pipeline import LoopPipeline
+from ..scheduling.policy import DEFAULT_POLICY, FastPathPolicy
 from ..scheduling.queue import FifoQueue, _Item
 from ..scheduling.scheduler import Scheduler, make_scheduler
 from ..scheduling.servable import FastPath
@@ -55,16 +56,7 @@ class InstanceWorker(threading.Thread):
                     self.version.execute(self.instance, items, lock)
 
 
-# Inline execution: only for models whose last executions took less than this
-# (an exponential average over at least _INLINE_WARMUP executions).
-_INLINE_MAX_NS = 200_000
-_INLINE_WARMUP = 8
 _NO_BEGIN = abi.Instance.begin_execute  # instances need not subclass abi.Instance
-# Executes are awaited on the loop (LoopPipeline) only for models faster than this: a
-# slower one would be handed to a thread anyway.
-_LOOP_MAX_NS = 5_000_000
-# How long the event loop waits for a begin_execute result before a thread takes over.
-_INLINE_WAIT_S = 0.001
 
 
 class LoadedVersion(CachedVersion):
@@ -75,8 +67,10 @@ class LoadedVersion(CachedVersion):
     """
 
     def __init__(self, name: str, version: int, model: abi.Model, config: ModelConfig,
-                 model_path: Path | None = None, clock: Clock = MONOTONIC) -> None:
+                 model_path: Path | None = None, clock: Clock = MONOTONIC,
+                 policy: FastPathPolicy = DEFAULT_POLICY) -> None:
         self.name = name
+        self.policy = policy  # when a request may run on the event loop (fast paths)
         self.version = version
         self.model = model
         self.config = config
@@ -308,8 +302,9 @@ class LoadedVersion(CachedVersion):
 
     def pipeline_on(self, loop: asyncio.AbstractEventLoop) -> LoopPipeline | None:
         """The loop's pipeline for this version (pipelined models only)."""
-        if self.cache is not None or (self._exec_count >= _INLINE_WARMUP
-                                      and self._exec_ewma_ns > _LOOP_MAX_NS):
+        p = self.policy
+        if self.cache is not None or (self._exec_count >= p.inline_warmup
+                                      and self._exec_ewma_ns > p.loop_max_exec_ns):
             return None
         lp = self.loop_pipeline
         if lp is None or (lp.loop is not loop and not lp.owned):
@@ -328,8 +323,9 @@ class LoadedVersion(CachedVersion):
         return self._can_inline()
 
     def _can_inline(self) -> bool:
-        return (self._inline_capable and self._exec_count >= _INLINE_WARMUP
-                and self._exec_ewma_ns < _INLINE_MAX_NS and self.accepting
+        p = self.policy
+        return (self._inline_capable and self._exec_count >= p.inline_warmup
+                and self._exec_ewma_ns < p.inline_max_exec_ns and self.accepting
                 and self.cache is None and len(self.queue) == 0)
 
     def try_inline(self, req: InferenceRequest, batch_size: int,
@@ -338,7 +334,7 @@ class LoadedVersion(CachedVersion):
         is fast; False means the caller must submit() it.
 
         For instances with ``begin_execute``, a result that takes longer than
-        _INLINE_WAIT_S is left to a thread: ``on_defer`` is called first (on this thread)
+        policy.inline_wait_s is left to a thread: ``on_defer`` is called first (on this thread)
         so the caller can switch ``req.callback`` to a cross-thread delivery; without
         ``on_defer`` such instances are not run inline.
         """
@@ -393,7 +389,7 @@ class LoadedVersion(CachedVersion):
             except Exception as e:  # noqa: BLE001 - fails the batch like execute would
                 responses = self._failed(e, requests)
             else:
-                if not pending.wait(_INLINE_WAIT_S):
+                if not pending.wait(self.policy.inline_wait_s):
                     on_defer()
                     threading.Thread(target=self._finish_later, name=f"triton-{self.name}-wait",
                                      args=(pending, lock, live, requests, timer), daemon=True).start()

@@ -18,14 +18,7 @@ import threading
 import time
 
 from .. import abi
-
-# A loop this busy (CPU time / wall time, in a probe window) is the bottleneck; it
-# stays so until it is under SATURATED_UNTIL (one noisy window must not flip it).
-SATURATED_AT = 0.8
-SATURATED_UNTIL = 0.6
-_WINDOW_S = 0.01
-# Unsaturated: one probe window after this many inline ones (~10% of the time).
-_INLINE_WINDOWS = 9
+from .policy import DEFAULT_POLICY, FastPathPolicy
 
 _clock = time.perf_counter
 _cpu_clock = time.thread_time
@@ -34,9 +27,14 @@ _cpu_clock = time.thread_time
 class LoopLoad:
     """Call tick() on the loop thread for every request; read probing / saturated."""
 
-    __slots__ = ("probing", "saturated", "_end", "_cpu0", "_wall0", "_inline_left", "_thread")
+    __slots__ = ("probing", "saturated", "policy", "_end", "_cpu0", "_wall0", "_inline_left",
+                 "_thread")
 
-    def __init__(self) -> None:
+    def __init__(self, policy: FastPathPolicy = DEFAULT_POLICY) -> None:
+        # A loop busy policy.saturated_at (CPU / wall time in a probe window) is the
+        # bottleneck; it stays so until under policy.saturated_until (one noisy window
+        # must not flip it). Unsaturated, one window in policy.inline_windows + 1 probes.
+        self.policy = policy
         self.probing = False  # this window pipelines every pipelined model's request
         self.saturated = False  # the last probe window found the loop this busy
         self._end = 0.0
@@ -53,14 +51,15 @@ class LoopLoad:
         thread = threading.get_ident()
         if self.probing and now > self._wall0 and thread == self._thread:
             busy = (cpu - self._cpu0) / (now - self._wall0)
-            self._set_saturated(busy >= (SATURATED_UNTIL if self.saturated else SATURATED_AT))
+            p = self.policy
+            self._set_saturated(busy >= (p.saturated_until if self.saturated else p.saturated_at))
         if self.saturated or self._inline_left <= 0:
             self.probing = True
-            self._inline_left = _INLINE_WINDOWS
+            self._inline_left = self.policy.inline_windows
         else:
             self.probing = False
             self._inline_left -= 1
-        self._wall0, self._cpu0, self._end, self._thread = now, cpu, now + _WINDOW_S, thread
+        self._wall0, self._cpu0, self._end, self._thread = now, cpu, now + self.policy.probe_window_s, thread
 
     def _set_saturated(self, value: bool) -> None:
         self.saturated = value

@@ -8,7 +8,7 @@ watch (``PendingExecute.fileno()``). The loop owns an instance (holds its lock) 
 busy period: up to ``pipeline_depth`` executes outstanding, later requests wait in a
 backlog here. Anything unusual goes to a thread, which waits the way the instance
 thread does (timeouts, a dead worker): a descriptor readable with no result, an execute
-older than _PATIENCE_S, or one without a descriptor. Everything here runs on the loop's
+older than the policy's loop_patience_s, or one without a descriptor. Everything here runs on the loop's
 thread, except the drain of a handed-off instance.
 """
 
@@ -25,17 +25,13 @@ from .. import abi
 from ..errors import ErrorCode, TritonError
 from .clock import Clock
 from .inflight import InFlight
+from .policy import FastPathPolicy
 from .queue import TIMEOUT_MESSAGE, FifoQueue, _Item
 from .stats import ModelStats
 
 if TYPE_CHECKING:
     from ..request import InferenceRequest, InferenceResponse
     from .scheduler import Scheduler
-
-# An execute still unanswered after this long goes to a thread: it may be slow or hung,
-# and the backend's own timeout handling needs a blocking wait.
-_PATIENCE_S = 0.02
-
 
 class _Owned:
     """One instance the loop holds, with its executes in the order they were sent."""
@@ -65,6 +61,7 @@ class PipelinedVersion(Protocol):
     inflight: InFlight
     stats: ModelStats
     clock: Clock
+    policy: FastPathPolicy
 
     def _begin(self, instance: abi.Instance, items: Sequence[_Item]) -> tuple | None: ...
 
@@ -85,6 +82,9 @@ class LoopPipeline:
         self.version = version
         self.loop = loop
         self.fifo = fifo  # the version's queue: the backlog goes back there
+        # An execute still unanswered after this long goes to a thread: it may be slow or
+        # hung, and the backend's own timeout handling needs a blocking wait.
+        self.patience_s = version.policy.loop_patience_s
         self.thread_id = threading.get_ident()
         self.depth = min(getattr(i, "pipeline_depth", 1) for i in version.instances)
         self.owned: list[_Owned] = []
@@ -139,7 +139,7 @@ class LoopPipeline:
             if idx not in held and lock.acquire(blocking=False):
                 own = _Owned(idx, v.instances[idx], lock)
                 self.owned.append(own)
-                own.watchdog = self.loop.call_later(_PATIENCE_S, self._watch, own)
+                own.watchdog = self.loop.call_later(self.patience_s, self._watch, own)
                 return own
         return None
 
@@ -221,10 +221,10 @@ class LoopPipeline:
     def _watch(self, own: _Owned) -> None:
         if own not in self.owned:
             return
-        if own.out and time.monotonic_ns() - own.out[0][2].exec_start_ns > _PATIENCE_S * 1e9:
+        if own.out and time.monotonic_ns() - own.out[0][2].exec_start_ns > self.patience_s * 1e9:
             self._hand_off(own)
             return
-        own.watchdog = self.loop.call_later(_PATIENCE_S, self._watch, own)
+        own.watchdog = self.loop.call_later(self.patience_s, self._watch, own)
 
     def _hand_off(self, own: _Owned) -> None:
         """A thread takes the instance's outstanding executes, then releases it."""

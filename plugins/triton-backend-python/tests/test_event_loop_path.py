@@ -13,7 +13,7 @@ from conftest import build_repo, make_server
 
 from triton_backend_python import backend
 from triton_core import InferenceRequest, Tensor, TritonError
-from triton_core.models import version as model_version
+from triton_core.scheduling.policy import FastPathPolicy
 
 
 def _req(model: str, **arrays: np.ndarray) -> InferenceRequest:
@@ -26,13 +26,13 @@ def _x(x: float) -> np.ndarray:
 
 @pytest.fixture(params=["1000", "0"], ids=["spin", "no-spin"])
 def server(request, tmp_path, monkeypatch):
-    monkeypatch.setattr(model_version, "_INLINE_MAX_NS", 10**9)  # "fast" whatever CI's load
     repo = build_repo(tmp_path, ["faults", "add_sub"])
     # No request here hangs: a longer execute timeout than the faults model's 1 s keeps a
     # worker's death on a loaded machine from reading as a timeout.
     cfg = repo / "faults" / "config.pbtxt"
     cfg.write_text(cfg.read_text().replace('string_value: "1" }', 'string_value: "30" }'))
-    s = make_server(repo, backend_config={"python": {"spin-microseconds": request.param}})
+    s = make_server(repo, backend_config={"python": {"spin-microseconds": request.param}},
+                    policy=FastPathPolicy(inline_max_exec_ns=10**9))  # fast whatever the load
     s.start()
     try:
         yield s
