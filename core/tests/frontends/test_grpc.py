@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
-from testing_backend import FAIL_VALUE, LABELS, LoopThread, make_server
+from testing_backend import FAIL_VALUE, LABELS, make_server
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
 from triton_core.frontends.grpc import GrpcFrontEnd, health
+from triton_core.testing import LoopThread
 
 
 class Harness:

@@ -13,10 +13,11 @@ import ngh2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from testing_backend import LoopThread, make_server
+from testing_backend import make_server
 from tritonclient.grpc import service_pb2 as pb
 
 from triton_core.frontends.grpc import GrpcFrontEnd, wire
+from triton_core.testing import LoopThread
 from waiting import wait_until
 
 INFER = b"/inference.GRPCInferenceService/ModelInfer"

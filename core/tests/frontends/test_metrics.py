@@ -11,12 +11,13 @@ import urllib.request
 import numpy as np
 import pytest
 from prometheus_client import Counter
-from testing_backend import FAIL_VALUE, SLOW_MS, LoopThread, make_server
+from testing_backend import FAIL_VALUE, SLOW_MS, make_server
 
 from triton_core import abi
 from triton_core.frontends.metrics import MetricsFrontEnd, TritonCollector, format_families
 from triton_core.request import InferenceRequest
 from triton_core.tensor import Tensor
+from triton_core.testing import LoopThread
 
 
 class _MetricsPlugin:

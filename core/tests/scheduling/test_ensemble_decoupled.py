@@ -7,13 +7,13 @@ import time
 import grpc
 import numpy as np
 import pytest
-from testing_backend import LoopThread
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from expr_backend import REPEAT_DECOUPLED, make_server, write_model
 from triton_core import ErrorCode, InferenceRequest, Tensor, TritonError
 from triton_core.frontends.grpc import GrpcFrontEnd
+from triton_core.testing import LoopThread
 from waiting import wait_until
 
 

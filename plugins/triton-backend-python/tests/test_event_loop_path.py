@@ -9,7 +9,7 @@ import time
 import numpy as np
 import psutil
 import pytest
-from conftest import build_repo, make_server
+from python_backend_helpers import build_repo, make_server
 
 from triton_backend_python import backend
 from triton_core import InferenceRequest, Tensor, TritonError

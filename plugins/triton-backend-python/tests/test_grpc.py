@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import queue
-import sys
 import time
 from pathlib import Path
 
@@ -13,11 +12,11 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conftest import ROOT, build_repo, make_server
-from testing_backend import LoopThread
+from python_backend_helpers import build_repo, make_server
 from tritonclient.utils import InferenceServerException
 
 from triton_core.frontends.grpc import GrpcFrontEnd
+from triton_core.testing import LoopThread
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +170,6 @@ def test_decoupled_refused_over_unary_grpc(grpc_served):
 
 # --- the real `tritonserver` command -------------------------------------------------------
 
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 
 @pytest.fixture(scope="module")
