@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import queue
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from python_backend_helpers import build_repo, make_server
 from tritonclient.utils import InferenceServerException
 
 from triton_core.frontends.grpc import GrpcFrontEnd
-from triton_core.testing import LoopThread
+from triton_core.testing import LoopThread, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -180,10 +179,8 @@ def real_server(tmp_path_factory):
     r = start_server(tmp_path_factory.mktemp("e2e"), "--model-repository", str(repo))
     try:
         http = httpclient.InferenceServerClient(r.http_url)
-        deadline = time.monotonic() + 60
-        while not (http.is_model_ready("add_sub") and http.is_model_ready("repeat")):
-            assert time.monotonic() < deadline, r.log.read_text()
-            time.sleep(0.1)
+        wait_until(lambda: http.is_model_ready("add_sub") and http.is_model_ready("repeat"),
+                   f"the models ready (server log: {r.log})", 60)
         yield r
     finally:
         assert stop_server(r) == 0, r.log.read_text()
