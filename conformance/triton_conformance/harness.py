@@ -4,13 +4,10 @@ HTTP / gRPC front ends on free ports, and one client interface per protocol."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import shutil
-import socket
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,7 @@ from triton_core.models.registry import ENV_DISABLE_AUTOLOAD, BackendEntry, Back
 from triton_core.request import InferenceRequest, RequestedOutput
 from triton_core.server import Server
 from triton_core.tensor import Tensor
+from triton_core.testing import LoopThread, free_port, wait_until
 
 from .data import bf16_to_fp32, fp32_to_bf16
 
@@ -187,12 +185,6 @@ class _ProbedPendingFd(_ProbedPending):
 # Front ends on free ports, in one background event loop
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def grpc_frontend_class() -> tuple[Any, str]:
     """(GrpcFrontEnd class, "") or (None, the reason the core has none)."""
     try:
@@ -206,10 +198,8 @@ def grpc_frontend_class() -> tuple[Any, str]:
 class FrontEnds:
     def __init__(self, server: Server) -> None:
         self.server = server
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="conformance-loop",
-                                       daemon=True)
-        self.thread.start()
+        self._loop = LoopThread("conformance-loop")
+        self.loop = self._loop.loop
         self._http: Any = None
         self._http_fut: Any = None
         self._http_url = ""
@@ -224,15 +214,15 @@ class FrontEnds:
 
                 port = free_port()
                 self._http = HttpFrontEnd(self.server)
-                self._http_fut = asyncio.run_coroutine_threadsafe(
-                    self._http.serve("127.0.0.1", port), self.loop)
-                deadline = time.monotonic() + 15
-                while not self._http.started:
-                    if self._http_fut.done():
-                        self._http_fut.result()
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the HTTP front end did not start")
-                    time.sleep(0.01)
+                self._http_fut = self._loop.submit(self._http.serve("127.0.0.1", port))
+                try:
+                    wait_until(lambda: self._http.started or self._http_fut.done(),
+                               "the HTTP front end to start", 15)
+                except AssertionError:
+                    raise RuntimeError("the HTTP front end did not start") from None
+                if not self._http.started:
+                    self._http_fut.result()  # its error
+                    raise RuntimeError("the HTTP front end did not start")
                 self._http_url = f"127.0.0.1:{port}"
             return self._http_url
 
@@ -243,7 +233,7 @@ class FrontEnds:
                 if cls is None:
                     raise RuntimeError(reason)
                 fe = cls(self.server, "127.0.0.1", 0)
-                asyncio.run_coroutine_threadsafe(fe.start(), self.loop).result(15)
+                self._loop.run(fe.start(), 15)
                 self._grpc = fe
                 self._grpc_url = f"127.0.0.1:{fe.port}"
             return self._grpc_url
@@ -257,12 +247,10 @@ class FrontEnds:
                 pass
         if self._grpc is not None:
             try:
-                asyncio.run_coroutine_threadsafe(self._grpc.stop(0.5), self.loop).result(10)
+                self._loop.run(self._grpc.stop(0.5), 10)
             except Exception:  # noqa: BLE001 - closing
                 pass
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+        self._loop.close()
 
 
 # ---------------------------------------------------------------------------

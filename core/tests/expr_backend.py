@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from triton_core import abi
+from triton_core import abi, testing
 from triton_core.config import parse_config_json
 from triton_core.dtypes import DataType
 from triton_core.errors import ErrorCode, TritonError
@@ -299,12 +299,7 @@ parameters { key: "OUTPUT0" value { string_value: "INPUT0" } }
 
 def make_server(repo: Path, **kwargs):
     """A Server with the expr backend registered (no entry points loaded)."""
-    from triton_core import Server
-
-    kwargs.setdefault("model_repository", [repo])
-    server = Server(**kwargs)
-    server.registry.register_plugin(plugin, "expr-test")
-    return server
+    return testing.make_server(repo, plugin, **kwargs)
 
 REPEAT_DECOUPLED = """
 backend: "expr"

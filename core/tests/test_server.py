@@ -8,10 +8,14 @@ import pytest
 
 from expr_backend import ADD_SUB, IDENTITY_BYTES, make_server, write_model
 from triton_core import ErrorCode, InferenceRequest, Tensor, TritonError
+<<<<<<< HEAD
 from triton_core.scheduling.policy import FastPathPolicy
 
 # Inline paths for any model, however slow a loaded CI machine makes its executes look.
 FAST_WHATEVER_THE_LOAD = FastPathPolicy(inline_max_exec_ns=10**9)
+=======
+from triton_core.testing import wait_until
+>>>>>>> r25-testing
 
 
 def _add_inputs(batch=1):
@@ -254,7 +258,8 @@ def test_unload_waits_for_in_flight(tmp_path):
         a, b = _add_inputs()
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             fut = pool.submit(s.model("slow").infer, {"INPUT0": a, "INPUT1": b})
-            time.sleep(0.05)
+            lv = s.manager.get("slow")
+            wait_until(lambda: int(lv.inflight) == 1, "the request in flight")
             s.unload_model("slow")
             np.testing.assert_array_equal(fut.result()["OUTPUT0"], a + b)
         assert not s.model_ready("slow")
@@ -283,10 +288,8 @@ def test_decoupled_model_streams_responses(tmp_path):
             s.model("repeat").infer({"IN": x})
         assert e.value.code is ErrorCode.UNSUPPORTED
         # decoupled statistics are recorded when execute returns, which may follow the FINAL
-        deadline = time.monotonic() + 5
-        while s.statistics("repeat")["model_stats"][0]["inference_stats"]["success"]["count"] != 1:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        wait_until(lambda: s.statistics("repeat")["model_stats"][0]["inference_stats"]["success"]
+                   ["count"] == 1, "the decoupled execution recorded", 5)
 
 
 def test_fast_models_run_inline_on_the_event_loop(repo):
@@ -354,9 +357,11 @@ def test_begin_execute_starts_on_the_loop_and_leaves_slow_calls_to_a_thread(tmp_
             # A call that outlasts the bounded wait: the loop keeps serving meanwhile.
             expr_backend.GATE.clear()
             try:
+                blocked = inst.blocked
                 slow = asyncio.create_task(add(np.full((1, 16), 99, np.int32), b))
-                for _ in range(10):
-                    await asyncio.sleep(0.005)
+                # waited for on a thread: this returns only while the loop keeps running
+                await asyncio.to_thread(wait_until, lambda: inst.blocked > blocked,
+                                        "the slow call to reach the backend")
                 assert not slow.done()
             finally:
                 expr_backend.GATE.set()
@@ -584,11 +589,12 @@ def test_busy_loop_gives_the_instance_back_to_queued_requests(tmp_path):
 
             tasks = [asyncio.ensure_future(client(i)) for i in range(16)]
             try:
-                await asyncio.sleep(0.05)
+                begun = len(inst.begun_b)  # the 16 clients keep the instance busy first
+                await asyncio.to_thread(wait_until, lambda: len(inst.begun_b) >= begun + 32,
+                                        "the loop's clients running")
                 th = threading.Thread(target=blocking)
                 th.start()
-                while th.is_alive():
-                    await asyncio.sleep(0.01)
+                await asyncio.to_thread(th.join)
             finally:
                 stop.set()
                 await asyncio.gather(*tasks)
@@ -635,7 +641,6 @@ def test_stop_marks_every_model_not_ready_at_once_and_shares_one_deadline(tmp_pa
     import threading
 
     import expr_backend
-    from waiting import wait_until
 
     write_model(tmp_path, "a_hung", BLOCK7)
     write_model(tmp_path, "b_idle", ADD_SUB)

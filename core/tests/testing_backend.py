@@ -19,16 +19,13 @@ Models written by ``make_repository``:
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
 import types
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from triton_core import abi
+from triton_core import abi, testing
 from triton_core.errors import TritonError
 from triton_core.request import InferenceResponse
 from triton_core.server import Server
@@ -164,24 +161,6 @@ def make_server(tmp_path: Path, **options: object) -> Server:
     repo = make_repository(tmp_path)
     opts: dict = {"model_repository": [repo], "model_control_mode": "explicit", "load_model": ["*"]}
     opts.update(options)
-    server = Server(**opts)
-    server.registry.register_plugin(plugin, BACKEND)
+    server = testing.make_server(repo, plugin, **opts)
     server.start()
     return server
-
-
-class LoopThread:
-    """An asyncio event loop on a background thread, for front ends under a sync test."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="test-loop", daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any, timeout: float = 30.0) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()

@@ -1,14 +1,5 @@
-"""Waiting for a condition in tests: poll it until true, failing past a deadline generous
-enough for a loaded CI machine (a passing test never waits for the deadline)."""
+"""Waiting for a condition in tests: re-exported from triton_core.testing."""
 
-from __future__ import annotations
+from triton_core.testing import wait_until
 
-import time
-from collections.abc import Callable
-
-
-def wait_until(cond: Callable[[], object], what: str = "condition", timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for: {what}"
-        time.sleep(0.002)
+__all__ = ["wait_until"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 import queue
 import shutil
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from e2e_server import EXAMPLES, ROOT, Running, start_server, stop_server
+from triton_core.testing import wait_until
 
 MODELS = Path(__file__).resolve().parent / "models"
 WAIT = 20.0  # seconds: the longest any poll here waits before failing
@@ -91,11 +91,7 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 def poll(what: Callable[[], bool], message: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not what():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.01)
+    wait_until(what, message, WAIT)
 
 
 # 1. ensembles --------------------------------------------------------------------------------

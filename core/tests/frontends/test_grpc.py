@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as aioclient
-from testing_backend import FAIL_VALUE, LABELS, LoopThread, make_server
+from testing_backend import FAIL_VALUE, LABELS, make_server
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 from tritonclient.utils import InferenceServerException
 
 from triton_core.frontends.grpc import GrpcFrontEnd, health
+from triton_core.testing import LoopThread, wait_until
 
 
 class Harness:
@@ -656,7 +657,6 @@ def test_stop_ends_open_streams_and_answers_their_requests(tmp_path):
     # An open stream must not hold shutdown for the whole grace period (it did: an idle
     # stream kept `tritonserver` alive for --exit-timeout-secs); a request in flight on a
     # stream still gets its answer before the stream ends.
-    import time
 
     import expr_backend
     from expr_backend import ADD_SUB, write_model
@@ -681,10 +681,7 @@ def test_stop_ends_open_streams_and_answers_their_requests(tmp_path):
         busy.async_stream_infer("add", simple_inputs(a=np.full((1, 16), 777, np.int32))[0],
                                 request_id="b")
         inst = server.manager.get("add").instances[0]
-        deadline = time.monotonic() + 10
-        while not inst.blocked:  # the request executes and waits on the gate
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        wait_until(lambda: inst.blocked, "the request to execute and wait on the gate", 10)
         stopped = asyncio.run_coroutine_threadsafe(fe.stop(60), loop.loop)
         expr_backend.GATE.set()
         result, error = got.get(timeout=10)

@@ -13,10 +13,11 @@ import ngh2
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from testing_backend import LoopThread, make_server
+from testing_backend import make_server
 from tritonclient.grpc import service_pb2 as pb
 
 from triton_core.frontends.grpc import GrpcFrontEnd, wire
+from triton_core.testing import LoopThread
 from waiting import wait_until
 
 INFER = b"/inference.GRPCInferenceService/ModelInfer"
@@ -289,15 +290,11 @@ def test_server_side_deadline(served, raw):
 
 def test_a_reset_call_is_cancelled(served, raw):
     sid = raw.call(INFER, wire.frame(infer_request("slow")))
-    deadline = time.monotonic() + 5
-    while not served.front._h2.calls:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: served.front._h2.calls, "the call to start", 5)
     raw.h2.reset_stream(sid, ngh2.ErrorCode.CANCEL)
     raw.flush()
-    while served.front._h2.calls:  # the handler's task ends now, not after the model's 200 ms
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    # the handler's task ends now, not after the model's 200 ms
+    wait_until(lambda: not served.front._h2.calls, "the call to end", 5)
     h, _ = raw.result(raw.call(LIVE, wire.frame(b"")))
     assert h[b"grpc-status"] == b"0"
 
@@ -305,14 +302,9 @@ def test_a_reset_call_is_cancelled(served, raw):
 def test_a_closed_connection_cancels_its_calls(served):
     c = RawClient(served.port)
     c.call(INFER, wire.frame(infer_request("slow")))
-    deadline = time.monotonic() + 5
-    while not served.front._h2.calls:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: served.front._h2.calls, "the call to start", 5)
     c.close()
-    while served.front._h2.calls:
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    wait_until(lambda: not served.front._h2.calls, "the call to end", 5)
     assert_serving(served)
 
 
@@ -883,9 +875,15 @@ def test_a_stream_that_never_reads_holds_a_bounded_number_of_requests_and_respon
     assert_nothing_left(expr_served)
 
 
+async def _loop_turn() -> None:
+    """Run on the loop: callbacks already scheduled there have run when it returns."""
+
+
 def test_a_slow_reader_holds_back_stream_responses_larger_than_the_window(expr_served):
     """Three 7 MiB answers (more than the 16 MiB windows) to a client that stops reading:
     the server queues a bounded amount (write_message waits), and all arrive intact."""
+    big = expr_served.server.manager.get("big")
+    done = big.stats.inference_count
     c = RawClient(expr_served.port)
     try:
         sid = c.start(STREAM)
@@ -899,7 +897,10 @@ def test_a_slow_reader_holds_back_stream_responses_larger_than_the_window(expr_s
                        default=0)
 
         wait_until(lambda: queued() > 0, "responses to queue")
-        time.sleep(0.5)
+        # all three answers made and handed to the loop: the writer holds back the rest
+        wait_until(lambda: big.stats.inference_count == done + 3, "the three executions")
+        for _ in range(3):
+            expr_served.loop.run(_loop_turn())
         assert queued() < 2 * BIG  # not all three: the writer waits
         h, body = c.result(sid)
         assert h[b"grpc-status"] == b"0", h
@@ -990,7 +991,8 @@ def test_stop_past_grace_ends_calls_with_unavailable(tmp_path):
         h, _ = c.result(sid)
         assert h.get(b"grpc-status") == b"14", h
         assert h[b"grpc-message"] == b"the server is shutting down"
-        time.sleep(0.3)  # the model's execution ends (on its thread) before the loop closes
+        slow = s.server.manager.get("slow")  # its execution ends (on its thread) before the loop closes
+        wait_until(lambda: int(slow.inflight) == 0, "the execution to end")
     finally:
         c.close()
         s.loop.close()

@@ -1,7 +1,6 @@
 """The dynamic batcher: batching, preferred sizes, shapes, priorities, queue policies,
 ordering, timeouts and cancellation (expr test backend)."""
 
-import asyncio
 import concurrent.futures
 import threading
 import time
@@ -15,6 +14,7 @@ import expr_backend
 from expr_backend import make_server, write_model
 from triton_core import ErrorCode, InferenceRequest, Tensor, TritonError
 from triton_core.scheduling.clock import ManualClock
+from triton_core.testing import LoopThread, wait_until
 
 
 def model_cfg(max_batch=8, batching="dynamic_batching { }", count=1, dims="[ 4 ]", extra="",
@@ -56,10 +56,7 @@ class Blocker:
         inst = instance(self.server, self.name)
         before = inst.blocked
         self.fut = self.pool.submit(self.server.infer, req(np.full(self.shape, -7), self.name))
-        deadline = time.monotonic() + 5
-        while inst.blocked == before:
-            assert time.monotonic() < deadline
-            time.sleep(0.002)
+        wait_until(lambda: inst.blocked != before, "the blocking request to execute", 5)
         return self
 
     def submit(self, r):
@@ -76,10 +73,7 @@ class Blocker:
 
 def wait_queued(server, n, name="m"):
     lv = server.manager.get(name)
-    deadline = time.monotonic() + 5
-    while len(lv.queue) < n:
-        assert time.monotonic() < deadline, f"queue holds {len(lv.queue)}, want {n}"
-        time.sleep(0.002)
+    wait_until(lambda: len(lv.queue) >= n, f"{n} requests queued", 5)
 
 
 def test_batches_form_while_instance_busy_and_stats(tmp_path):
@@ -251,10 +245,8 @@ def test_preserve_ordering(tmp_path, ordered):
             evs.append(ev)
 
         send(-7)   # blocks instance 0
-        deadline = time.monotonic() + 5
-        while sum(i.blocked for i in s.manager.get("m").instances) == 0:
-            assert time.monotonic() < deadline
-            time.sleep(0.002)
+        wait_until(lambda: sum(i.blocked for i in s.manager.get("m").instances) > 0,
+                   "instance 0 blocked", 5)
         send(1)    # runs at once on instance 1
         evs[-1].wait(0.3)
         expr_backend.GATE.set()
@@ -265,19 +257,14 @@ def test_preserve_ordering(tmp_path, ordered):
 
 def test_cancel_removes_queued_request(tmp_path):
     write_model(tmp_path, "m", model_cfg())
-    with make_server(tmp_path) as s, Blocker(s):
-        loop = asyncio.new_event_loop()
-        try:
-            async def go():
-                t = asyncio.ensure_future(s.infer_async(req(np.full((1, 4), 3))))
-                await asyncio.sleep(0.05)
-                assert len(s.manager.get("m").queue) == 1
-                t.cancel()
-                await asyncio.sleep(0)
-                assert len(s.manager.get("m").queue) == 0  # removed, not left to run
-            loop.run_until_complete(go())
-        finally:
-            loop.close()
+    with make_server(tmp_path) as s, Blocker(s), LoopThread() as lt:
+        queue = s.manager.get("m").queue
+        call = lt.submit(s.infer_async(req(np.full((1, 4), 3))))
+        wait_until(lambda: len(queue) == 1, "the request queued")
+        call.cancel()
+        # removed while the instance is still blocked: not left in the queue to run
+        wait_until(lambda: len(queue) == 0, "the cancelled request removed")
+        assert call.cancelled()
         st_ = s.statistics("m")["model_stats"][0]
         assert st_["inference_stats"]["fail"]["count"] == 1
         from triton_core.frontends.metrics import Metrics
@@ -288,22 +275,11 @@ def test_cancel_removes_queued_request(tmp_path):
 def test_cancel_visible_to_backend(tmp_path):
     extra = 'parameters { key: "cancel_wait_ms" value { string_value: "3000" } }'
     write_model(tmp_path, "m", model_cfg(extra=extra))
-    with make_server(tmp_path) as s:
-        loop = asyncio.new_event_loop()
-        try:
-            async def go():
-                t = asyncio.ensure_future(s.infer_async(req(np.full((1, 4), 3))))
-                await asyncio.sleep(0.1)
-                t.cancel()
-                with pytest.raises(asyncio.CancelledError):
-                    await t
-            loop.run_until_complete(go())
-        finally:
-            loop.close()
-        deadline = time.monotonic() + 3
-        while not instance(s).saw_cancel:
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+    with make_server(tmp_path) as s, LoopThread() as lt:
+        call = lt.submit(s.infer_async(req(np.full((1, 4), 3))))
+        wait_until(lambda: instance(s).order, "the request to execute", 3)
+        call.cancel()
+        wait_until(lambda: instance(s).saw_cancel, "the backend to see the cancellation", 3)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))

@@ -2,18 +2,17 @@
 """Ensembles with a decoupled step: one ensemble response per response of that step."""
 
 import asyncio
-import time
 
 import grpc
 import numpy as np
 import pytest
-from testing_backend import LoopThread
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from expr_backend import REPEAT_DECOUPLED, make_server, write_model
 from triton_core import ErrorCode, InferenceRequest, Tensor, TritonError
 from triton_core.frontends.grpc import GrpcFrontEnd
+from triton_core.testing import LoopThread
 from waiting import wait_until
 
 
@@ -159,10 +158,8 @@ def test_cancelling_the_stream_reaches_the_steps(repo):
         async def first_then_cancel():
             stream = s.infer_stream(req("a_pipe", [1]))
             task = asyncio.ensure_future(stream.__anext__())
-            for _ in range(500):
-                if post.active:
-                    break
-                await asyncio.sleep(0.01)
+            # waits on a thread: the loop runs the stream meanwhile
+            await asyncio.to_thread(wait_until, lambda: post.active, "post executing", 5)
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
@@ -170,10 +167,8 @@ def test_cancelling_the_stream_reaches_the_steps(repo):
 
         asyncio.run(first_then_cancel())
         ens = s.manager.get("a_pipe")
-        deadline = time.monotonic() + 10
-        while ens.stats.pending and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert ens.stats.pending == 0 and post.saw_cancel
+        wait_until(lambda: ens.stats.pending == 0, "the ensemble request to end", 10)
+        assert post.saw_cancel
         assert ens.stats.fail.count == 1 and ens.stats.fail_by_reason["CANCELED"] == 1
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import expr_backend
 from expr_backend import make_server, write_model
 from triton_core import InferenceRequest, Tensor
+from triton_core.testing import wait_until
 
 START, END = 1, 2
 
@@ -101,14 +102,12 @@ def test_requests_of_several_slots_share_a_batch_around_a_gap(tmp_path):
         try:
             blocker = threading.Thread(target=lambda: got.update(b=s.infer(seq(1000, 22))))
             blocker.start()
-            while not inst.blocked:  # slot 1 executes and waits on the gate
-                time.sleep(0.005)
+            wait_until(lambda: inst.blocked, "slot 1 to execute and wait on the gate")
             threads = [threading.Thread(target=lambda c=c: got.update({c: s.infer(seq(5, c))}))
                        for c in (11, 33)]
             for t in threads:
                 t.start()
-            while len(s.manager.get("acc").queue) < 2:
-                time.sleep(0.005)
+            wait_until(lambda: len(s.manager.get("acc").queue) >= 2, "two requests queued")
         finally:
             expr_backend.GATE.set()
         blocker.join(10)

@@ -71,9 +71,14 @@ class BackendRegistry:
         self._instances: dict[str, abi.Backend] = {}
         self._lock = threading.Lock()
         self.backend_config = backend_config or {}
+        # False: discover() loads no entry point (triton_core.testing.make_server; tests see only
+        # the plugins they register, whatever else is installed).
+        self.autoload = True
 
     # discovery -------------------------------------------------------------
     def discover(self) -> None:
+        if not self.autoload:
+            return
         if os.environ.get(ENV_DISABLE_AUTOLOAD, "").strip() not in ("", "0", "false"):
             return
         only = {p.strip() for p in os.environ.get(ENV_PLUGINS, "").split(",") if p.strip()}

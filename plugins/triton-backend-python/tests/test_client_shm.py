@@ -1,7 +1,7 @@
 """The client shared-memory API cannot reach the python backend's own arenas."""
 
 import pytest
-from conftest import build_repo, make_server
+from python_backend_helpers import build_repo, make_server
 
 from triton_backend_python import backend
 from triton_core.errors import ErrorCode, TritonError

@@ -9,11 +9,12 @@ import time
 import numpy as np
 import psutil
 import pytest
-from conftest import build_repo, make_server
+from python_backend_helpers import build_repo, make_server
 
 from triton_backend_python import backend
 from triton_core import InferenceRequest, Tensor, TritonError
 from triton_core.scheduling.policy import FastPathPolicy
+from triton_core.testing import wait_until
 
 
 def _req(model: str, **arrays: np.ndarray) -> InferenceRequest:
@@ -76,10 +77,8 @@ def test_loop_path_results_slow_calls_and_failures(server):
         # the worker dies mid-request: UNAVAILABLE, then it is restarted
         with pytest.raises(TritonError, match="exited unexpectedly"):
             await server.infer_async(_req("faults", X=_x(3)))
-        deadline = time.monotonic() + 20
-        while not server.model_ready("faults"):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(wait_until, lambda: server.model_ready("faults"),
+                                "the worker restarted", 20)
         resp = await server.infer_async(_req("faults", X=_x(7)))
         assert resp.output("Y").as_numpy()[0] == 7
 
@@ -139,10 +138,8 @@ def test_busy_loop_reads_answers_when_they_come(server, monkeypatch):
             # the worker dies: the channel turns readable without an answer
             with pytest.raises(TritonError, match="exited unexpectedly"):
                 await one(3)
-            deadline = time.monotonic() + 20
-            while not server.model_ready("faults"):
-                assert time.monotonic() < deadline
-                await asyncio.sleep(0.05)
+            await asyncio.to_thread(wait_until, lambda: server.model_ready("faults"),
+                                    "the worker restarted", 20)
             assert await asyncio.gather(*(one(40 + i) for i in range(8))) == [
                 40 + i for i in range(8)]
         finally:

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from conftest import build_repo, make_server
+from python_backend_helpers import build_repo, make_server
 from tritonclient.utils import InferenceServerException
 
-from live_server import serving_http
 from triton_core import ErrorCode, TritonError
+from triton_core.testing import serving_http, wait_until
 
 
 def _x(client, model, x, **kw):
@@ -30,15 +30,6 @@ def _x(client, model, x, **kw):
 
 def _our_segments(prefix: str) -> list[str]:
     return glob.glob("/dev/shm/" + prefix.lstrip("/") + "*")
-
-
-def _wait(cond, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +91,8 @@ def test_worker_killed_while_idle(faults):
     inst = server.manager.get("faults").instances[0]
     old = inst.worker.pid
     os.kill(old, signal.SIGKILL)
-    assert _wait(lambda: not client.is_model_ready("faults"), 5)
-    assert _wait(lambda: client.is_model_ready("faults"), 10)
+    wait_until(lambda: not client.is_model_ready("faults"), "the model not ready", 5)
+    wait_until(lambda: client.is_model_ready("faults"), "the model ready again", 10)
     assert inst.worker.pid != old
     assert _x(client, "faults", 6.0).as_numpy("Y").tolist() == [6.0]
 
@@ -118,7 +109,7 @@ def test_request_right_after_idle_kill_succeeds(faults):
     """A worker killed between requests: the next request is retried on the new worker."""
     server, client, _ = faults
     inst = server.manager.get("faults").instances[0]
-    assert _wait(lambda: client.is_model_ready("faults"), 10)
+    wait_until(lambda: client.is_model_ready("faults"), "the model ready again", 10)
     old, restarts = inst.worker.pid, inst.restarts
     os.kill(old, signal.SIGKILL)  # no wait for readiness: the reader may not have noticed yet
     assert _x(client, "faults", 9.0).as_numpy("Y").tolist() == [9.0]
@@ -129,7 +120,7 @@ def test_idle_death_before_the_reader_notices(faults, monkeypatch):
     """The async reader notices the death late: execute finds it and retries, once."""
     server, client, _ = faults
     inst = server.manager.get("faults").instances[0]
-    assert _wait(lambda: client.is_model_ready("faults"), 10)
+    wait_until(lambda: client.is_model_ready("faults"), "the model ready again", 10)
     old, restarts = inst.worker.pid, inst.restarts
     late = threading.Event()
     on_death = inst.on_death
@@ -142,7 +133,7 @@ def test_idle_death_before_the_reader_notices(faults, monkeypatch):
     monkeypatch.setattr(inst, "on_death", slow_reader)
     try:
         os.kill(old, signal.SIGKILL)
-        assert _wait(lambda: _zombie(old), 5)  # dead, channels closed, not noticed yet
+        wait_until(lambda: _zombie(old), "the worker dead", 5)  # channels closed, not noticed yet
         assert inst.state == "ready" and inst.worker.pid == old
         assert _x(client, "faults", 10.0).as_numpy("Y").tolist() == [10.0]
     finally:
@@ -211,7 +202,8 @@ def test_unload_while_requests_in_flight(tmp_path):
             threads = [threading.Thread(target=call, args=(float(v),)) for v in range(3)]
             for t in threads:
                 t.start()
-            time.sleep(0.2)
+            version = server.manager.get("slow")
+            wait_until(lambda: int(version.inflight) == 3, "three requests in flight")
             server.unload_model("slow")
             for t in threads:
                 t.join()

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 import json
 import queue
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conftest import ROOT, build_repo, make_server
-from testing_backend import LoopThread
+from python_backend_helpers import build_repo, make_server
 from tritonclient.utils import InferenceServerException
 
 from triton_core.frontends.grpc import GrpcFrontEnd
+from triton_core.testing import LoopThread, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +169,6 @@ def test_decoupled_refused_over_unary_grpc(grpc_served):
 
 # --- the real `tritonserver` command -------------------------------------------------------
 
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 
 
 @pytest.fixture(scope="module")
@@ -182,10 +179,8 @@ def real_server(tmp_path_factory):
     r = start_server(tmp_path_factory.mktemp("e2e"), "--model-repository", str(repo))
     try:
         http = httpclient.InferenceServerClient(r.http_url)
-        deadline = time.monotonic() + 60
-        while not (http.is_model_ready("add_sub") and http.is_model_ready("repeat")):
-            assert time.monotonic() < deadline, r.log.read_text()
-            time.sleep(0.1)
+        wait_until(lambda: http.is_model_ready("add_sub") and http.is_model_ready("repeat"),
+                   f"the models ready (server log: {r.log})", 60)
         yield r
     finally:
         assert stop_server(r) == 0, r.log.read_text()

@@ -9,7 +9,7 @@ import queue
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from conftest import build_repo, make_server
+from python_backend_helpers import build_repo, make_server
 from tritonclient.utils import InferenceServerException
 
 from live_server import serving_http

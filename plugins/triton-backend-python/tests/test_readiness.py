@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import build_repo, make_server
+from python_backend_helpers import build_repo, make_server
 
 from waiting import wait_until
 

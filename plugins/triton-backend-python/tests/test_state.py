@@ -1,7 +1,7 @@
 """Implicit state (sequence_batching.state) with a python model."""
 
 import numpy as np
-from conftest import build_repo, make_server
+from python_backend_helpers import build_repo, make_server
 
 from triton_core import InferenceRequest, RequestedOutput, Tensor
 

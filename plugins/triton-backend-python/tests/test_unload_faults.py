@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_server
+from python_backend_helpers import make_server
 
 from triton_core import TritonError
 from waiting import wait_until
