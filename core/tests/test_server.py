@@ -8,14 +8,11 @@ import pytest
 
 from expr_backend import ADD_SUB, IDENTITY_BYTES, make_server, write_model
 from triton_core import ErrorCode, InferenceRequest, Tensor, TritonError
-<<<<<<< HEAD
 from triton_core.scheduling.policy import FastPathPolicy
+from triton_core.testing import wait_until
 
 # Inline paths for any model, however slow a loaded CI machine makes its executes look.
 FAST_WHATEVER_THE_LOAD = FastPathPolicy(inline_max_exec_ns=10**9)
-=======
-from triton_core.testing import wait_until
->>>>>>> r25-testing
 
 
 def _add_inputs(batch=1):
@@ -672,7 +669,6 @@ def test_infer_timeout_cancels_the_request_and_raises_a_triton_error(tmp_path):
     import threading
 
     import expr_backend
-    from waiting import wait_until
 
     blocking = ADD_SUB.replace("max_batch_size: 8", "max_batch_size: 0") \
         .replace("dims: [16]", "dims: [1, 16]") \

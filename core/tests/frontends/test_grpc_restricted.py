@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from testing_backend import LoopThread
 from tritonclient.grpc import service_pb2 as pb
 
 from triton_core.frontends.grpc import GrpcFrontEnd
 from triton_core.frontends.restricted import CATEGORIES, grpc_category
+from triton_core.testing import LoopThread
 
 SERVICE = "/inference.GRPCInferenceService"
 # (method path, category) for every RPC the server offers
