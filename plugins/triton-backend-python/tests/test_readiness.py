@@ -27,9 +27,9 @@ def test_a_hanging_is_ready_never_holds_a_probe(tmp_path):
 
 
 def test_a_model_whose_is_ready_never_answers_reads_not_ready(tmp_path, monkeypatch):
-    import triton_backend_python.backend as backend
+    import triton_backend_python.control_channel as control_channel
 
-    monkeypatch.setattr(backend, "READY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(control_channel, "READY_TIMEOUT_S", 0.2)
     repo = build_repo(tmp_path, ["gated_ready"])
     (repo / "gated_ready" / "1" / "ready_flag").write_text("hang")
     with make_server(repo) as s:

@@ -4,19 +4,14 @@
 from __future__ import annotations
 
 import socket
-import types
 
-from triton_backend_python.backend import Worker
+from triton_backend_python.exec_channel import ExecChannel
 from triton_python_backend_utils import _wire
 
 
-def _worker_reading(sock: socket.socket) -> Worker:
-    w = Worker.__new__(Worker)  # only the exec channel's reading side
-    w.exec_sock = sock
-    w.reader = _wire.Reader(sock)
-    w._poll = None
+def _worker_reading(sock: socket.socket) -> ExecChannel:
+    w = ExecChannel(sock, spin_s=0.0, worker=None)  # only the exec channel's reading side
     w._spin_pays = False
-    w.settings = types.SimpleNamespace(spin_s=0.0)
     return w
 
 
