@@ -6,6 +6,7 @@ server asks of a ready version (models' LoadedVersion, ensemble.py's EnsembleVer
 ensemble.py runs ensemble pipelines; pipeline.py and load.py the
 event-loop execution path; cache.py and cache_use.py the response cache; inflight.py
 counts requests in flight; validate.py checks a request against its config;
-stats.py keeps the statistics extension's counters.
+stats.py keeps the statistics extension's counters; clock.py is the schedulers' time
+(injectable for tests); policy.py the fast paths' tuning (FastPathPolicy).
 May import memory and the contract; never models or a front end.
 """
