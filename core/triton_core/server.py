@@ -465,8 +465,10 @@ class Server:
 
     def _check_model_control(self) -> None:
         if self.options.model_control_mode == "none":
+            # Triton's words for both modes (clients match on them), then what applies here
             raise TritonError.unavailable(
-                "explicit model load / unload is not allowed if model control mode is NONE")
+                "explicit model load / unload is not allowed if polling is enabled (the model "
+                "control mode is NONE: start the server with --model-control-mode=explicit)")
         if self.options.model_control_mode == "poll":
             raise TritonError.unavailable(
                 "explicit model load / unload is not allowed if polling is enabled")

@@ -299,10 +299,10 @@ def test_compression_raw(addr, algo):
     plain = gzip.decompress(rb) if algo == "gzip" else zlib.decompress(rb)
     head, tail = _split_binary(hdrs, plain)
     assert len(tail) == 256
-    # other metadata routes compress too
+    # other routes answer uncompressed whatever the client accepts, as Triton does
+    # (tritonclient.http.aio reads them as they come while aiohttp asks for gzip)
     status, hdrs, rb = request(addr, "GET", "/v2/models/add", headers={"Accept-Encoding": algo})
-    plain = gzip.decompress(rb) if algo == "gzip" else zlib.decompress(rb)
-    assert json.loads(plain)["name"] == "add"
+    assert "content-encoding" not in hdrs and json.loads(rb)["name"] == "add"
 
 
 def test_compressed_binary_request(addr):

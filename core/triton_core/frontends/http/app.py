@@ -182,7 +182,10 @@ class HttpFrontEnd:
             body = b"".join(body)
         hdrs = [(b"content-type", resp.content_type)]
         hdrs.extend(resp.extra)
-        accept = req.headers.get(b"accept-encoding")
+        # Only inference responses are compressed, as Triton does: clients read the other
+        # routes' bodies as they come (tritonclient.http.aio turns aiohttp's own
+        # decompression off, while aiohttp asks for gzip on every request).
+        accept = req.headers.get(b"accept-encoding") if path.endswith("/infer") else None
         if accept and body:
             enc = pick_encoding(accept.decode("latin-1"))
             if enc:
