@@ -390,3 +390,26 @@ def test_binary_bytes_input_decoded_only_when_read():
     assert bytes(t.to_bytes()) == payload
     arr = t.as_numpy()
     assert arr.shape == (n,) and arr[0] == b"x" and arr[-1] == b"x"
+
+
+def test_raw_binary_requests_refused_with_tritons_words(addr):
+    """Inference-Header-Content-Length 0 (the body is one input's data): Triton's messages."""
+    status, _, body = request(addr, "POST", "/v2/models/add/infer", b"\0" * 64,
+                              {"Inference-Header-Content-Length": "0"})
+    assert status == 400
+    assert ("Raw request must only have 1 input (found 1) to be deduced but got 2 inputs in "
+            "'add' model configuration") in error_of(body)
+
+
+def test_raw_binary_request_with_two_variable_dims_refused_with_tritons_words():
+    from triton_core.config import parse_pbtxt
+    from triton_core.errors import TritonError
+    from triton_core.frontends.http.infer import raw_request
+
+    cfg = parse_pbtxt('name: "v" backend: "expr" max_batch_size: 0 '
+                      'input [{ name: "IN" data_type: TYPE_FP32 dims: [-1, -1] }] '
+                      'output [{ name: "OUT" data_type: TYPE_FP32 dims: [-1, -1] }]')
+    with pytest.raises(TritonError) as e:
+        raw_request("v", None, memoryview(b"\0" * 16), cfg)
+    assert ("The shape of the raw input 'IN' can not be deduced because there are more than one "
+            "variable-sized dimension") in e.value.message

@@ -275,3 +275,22 @@ def test_a_region_truncated_while_the_model_runs_fails_nothing(tmp_path):
         np.testing.assert_array_equal(got[0].as_numpy("OUTPUT0"), x + x)
         c.unregister_system_shared_memory()
     shm.destroy_shared_memory_region(handle)
+
+
+def test_a_wrong_shm_byte_size_is_refused_with_tritons_words(url):
+    c = httpclient.InferenceServerClient(url)
+    key = _key("size")
+    h = shm.create_shared_memory_region("sz", key, 128)
+    try:
+        c.register_system_shared_memory("sz", key, 128)
+        i0 = httpclient.InferInput("INPUT0", [1, 16], "INT32")
+        i0.set_shared_memory("sz", 128)  # 64 bytes expected
+        i1 = httpclient.InferInput("INPUT1", [1, 16], "INT32")
+        i1.set_data_from_numpy(np.ones((1, 16), np.int32))
+        with pytest.raises(InferenceServerException, match=(
+                r"input byte size mismatch for input 'INPUT0' for model 'add'\. Expected 64, "
+                r"got 128")):
+            c.infer("add", [i0, i1])
+    finally:
+        c.unregister_system_shared_memory()
+        shm.destroy_shared_memory_region(h)

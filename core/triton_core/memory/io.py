@@ -37,7 +37,8 @@ class SharedMemoryIO:
     def __init__(self, registry: SystemSharedMemoryRegistry) -> None:
         self.registry = registry
 
-    def input_tensor(self, name: str, dt: DataType, shape: list[int], params: dict[str, Any]) -> Tensor:
+    def input_tensor(self, name: str, dt: DataType, shape: list[int], params: dict[str, Any],
+                     model: str = "") -> Tensor:
         what = f"input '{name}'"
         region = params.get("shared_memory_region")
         if not isinstance(region, str):
@@ -47,9 +48,11 @@ class SharedMemoryIO:
         if dt is not DataType.BYTES:
             expected = element_count(shape) * dt.itemsize
             if size != expected:
+                # Triton's words (clients match on them), then ours
                 raise TritonError.invalid_arg(
-                    f"input byte size mismatch for {what}: shared_memory_byte_size is {size}, "
-                    f"expected {expected} bytes for shape {shape} of {dt.value}")
+                    f"input byte size mismatch for input '{name}' for model '{model}'. Expected "
+                    f"{expected}, got {size} (shared_memory_byte_size, for shape {shape} of "
+                    f"{dt.value})")
         # a copy, not a view: the client may truncate its object while the model runs
         data = self.registry.read(region, offset, size)
         return Tensor.from_raw(name, dt, shape, data)

@@ -188,7 +188,7 @@ def decode_request(msg: pb.ModelInferRequest, shm: Any = None) -> InferenceReque
                     "shared_memory_region: give one of them")
             if shm is None:
                 raise _no_shm(region)
-            tensor = shm.input_tensor(t.name, dt, list(shape), tparams)
+            tensor = shm.input_tensor(t.name, dt, list(shape), tparams, model)
         elif i < n_raw:
             if _has_contents(t):
                 raise TritonError.invalid_arg(

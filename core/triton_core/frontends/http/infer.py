@@ -174,7 +174,7 @@ def parse_request(
             if shm is None:
                 raise TritonError.invalid_arg(
                     f"Unable to find system shared memory region: '{region}'")
-            inputs[name] = shm.input_tensor(name, dt, shape, iparams)
+            inputs[name] = shm.input_tensor(name, dt, shape, iparams, model)
             continue
         if bsize is not None:
             if has_data:
@@ -258,9 +258,11 @@ def apply_request_parameters(req: InferenceRequest, params: dict[str, Any] | Non
 def raw_request(model: str, version: int | None, body: memoryview, cfg: ModelConfig) -> InferenceRequest:
     """Header length 0: the body is the one input's data, batch 1."""
     if len(cfg.input) != 1:
+        # Triton's words (clients match on them), then ours
         raise _bad(
-            f"raw binary request (Inference-Header-Content-Length 0) needs a model with exactly one "
-            f"input; '{model}' has {len(cfg.input)}")
+            f"Raw request must only have 1 input (found 1) to be deduced but got "
+            f"{len(cfg.input)} inputs in '{model}' model configuration (a raw binary request, "
+            "Inference-Header-Content-Length 0, carries the data of a model's one input)")
     inp = cfg.input[0]
     dt = inp.datatype
     dims = list(inp.dims)
@@ -271,7 +273,8 @@ def raw_request(model: str, version: int | None, body: memoryview, cfg: ModelCon
     else:
         known = element_count([d for d in dims if d != -1]) if dims else 1
         if dims.count(-1) > 1:
-            raise _bad(f"raw binary request for '{model}': input '{inp.name}' has several variable dims")
+            raise _bad(f"The shape of the raw input '{inp.name}' can not be deduced because there "
+                       f"are more than one variable-sized dimension (model '{model}', dims {dims})")
         if -1 in dims:
             elems = len(body) // dt.itemsize
             if known == 0 or elems % known:

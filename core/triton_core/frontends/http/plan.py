@@ -43,7 +43,7 @@ class RequestPlan:
             if type(size) is dict:  # in shared memory: looked up now, as parse_request does
                 if shm is None:
                     return None
-                inputs[name] = shm.input_tensor(name, dt, list(shape), dict(size))
+                inputs[name] = shm.input_tensor(name, dt, list(shape), dict(size), model)
                 continue
             end = off + size
             inputs[name] = Tensor(name, dt, shape, raw=binary[off:end])
