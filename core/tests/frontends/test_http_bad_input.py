@@ -215,6 +215,9 @@ def test_oversize_body_content_length(small):
     assert len(body) > LIMIT
     msg = check_bad(small, "/v2/models/add/infer", body, 400, contains="size")
     assert str(LIMIT) in msg
+    # a body of JSON only: Triton's words, which its QA tests match on
+    assert msg == (f"request JSON size of {len(body)} bytes exceeds the maximum allowed input "
+                   f"size of {LIMIT} bytes. Use --http-max-input-size to increase the limit.")
     big = b" " * (200 * 1024)  # a large body is refused from Content-Length, not read whole
     check_bad(small, "/v2/models/add/infer", big, 400, contains="size")
     # other routes are limited too
@@ -413,3 +416,13 @@ def test_raw_binary_request_with_two_variable_dims_refused_with_tritons_words():
         raw_request("v", None, memoryview(b"\0" * 16), cfg)
     assert ("The shape of the raw input 'IN' can not be deduced because there are more than one "
             "variable-sized dimension") in e.value.message
+
+
+def test_a_requested_output_named_twice_is_refused(addr):
+    body = json.dumps({"inputs": [
+        {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16},
+        {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}],
+        "outputs": [{"name": "OUTPUT0"}, {"name": "OUTPUT0"}]})
+    status, _, out = request(addr, "POST", "/v2/models/add/infer", body)
+    assert status == 400 and "output 'OUTPUT0' already exists in request" in error_of(out)
+    assert_serves(addr)

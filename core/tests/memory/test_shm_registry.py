@@ -276,3 +276,12 @@ def test_registrations_are_capped(region, shm_key) -> None:  # type: ignore[no-u
 
 def _truncate(region: shm.SharedMemoryRegion, size: int) -> None:
     os.truncate("/dev/shm/" + region.name.lstrip("/"), size)
+
+
+@pytest.mark.parametrize("key", ["/", "///"])
+def test_a_key_of_slashes_only_is_refused_with_tritons_words(key):
+    reg = SystemSharedMemoryRegistry()
+    with pytest.raises(TritonError) as e:
+        reg.register("r", key, 0, 8)
+    assert e.value.code is ErrorCode.INVALID_ARG
+    assert e.value.message == f"cannot register shared memory region 'r' - invalid shm key '{key}'"

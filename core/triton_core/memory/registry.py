@@ -43,7 +43,7 @@ from .shm import (
 # Keys of regions the server's own processes use: a client must not register
 # (and so read or scribble on) them. Triton refuses the python backend's prefix;
 # "tritoncore_" is the prefix of this project's own arenas.
-PYTHON_BACKEND_PREFIX = "triton_python_backend_shm_region"
+PYTHON_BACKEND_PREFIX = "triton_python_backend_shm_region_"  # Triton's, underscore included
 TRITONCORE_PREFIX = "tritoncore_"
 RESERVED_KEY_PREFIXES: tuple[str, ...] = (PYTHON_BACKEND_PREFIX, TRITONCORE_PREFIX)
 DEFAULT_MAX_REGIONS = 1024
@@ -186,6 +186,9 @@ class SystemSharedMemoryRegistry:
         if not _is_count(offset) or not _is_count(byte_size):
             raise invalid
         bare = key.lstrip("/")
+        if not bare:  # Triton's check and words (ValidateSharedMemoryKey)
+            raise TritonError.invalid_arg(
+                f"cannot register shared memory region '{name}' - invalid shm key '{key}'")
         for prefix in self._reserved:
             if bare.startswith(prefix):
                 raise TritonError.invalid_arg(

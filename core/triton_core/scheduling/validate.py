@@ -96,7 +96,11 @@ def normalize_request(req: InferenceRequest, config: ModelConfig) -> int:
             t.shape = tuple(t._array.shape)  # noqa: SLF001
             t._raw = None  # noqa: SLF001
     if req.outputs is not None:
+        seen: set[str] = set()
         for o in req.outputs:
+            if o.name in seen:  # Triton's words (InferenceRequest::AddRequestedOutput)
+                raise TritonError.invalid_arg(f"output '{o.name}' already exists in request")
+            seen.add(o.name)
             if o.name not in known_outputs:
                 raise TritonError.invalid_arg(
                     f"unexpected inference output '{o.name}' for model '{name}'"

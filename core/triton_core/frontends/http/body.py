@@ -16,7 +16,13 @@ from ...errors import TritonError
 DEFAULT_MAX_INPUT_SIZE = 64 * 1024 * 1024
 
 
-def _too_large(limit: int) -> TritonError:
+def _too_large(limit: int, json_size: int | None = None) -> TritonError:
+    """The refusal of a body over --http-max-input-size; ``json_size``: the body is all
+    JSON (no binary-tensor section) of that many bytes, which Triton words its own way."""
+    if json_size is not None:
+        return TritonError.invalid_arg(
+            f"request JSON size of {json_size} bytes exceeds the maximum allowed input size of "
+            f"{limit} bytes. Use --http-max-input-size to increase the limit.")
     return TritonError.invalid_arg(
         f"request size exceeds the maximum allowed value of {limit} bytes; "
         "use --http-max-input-size to increase the limit"

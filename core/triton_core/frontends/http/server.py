@@ -342,7 +342,10 @@ class HttpConnection(asyncio.Protocol):
                 return
             if length > self.app.max_input_size:
                 # answered now, not after a body that may never come; the body is not read
-                raise _Refused(0, error=_too_large(self.app.max_input_size))
+                all_json = (b"inference-header-content-length" not in msg.headers
+                            and b"content-encoding" not in msg.headers)
+                raise _Refused(0, error=_too_large(self.app.max_input_size,
+                                                   length if all_json else None))
         if msg.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
