@@ -20,9 +20,9 @@ def element_count(shape: Sequence[int], name: str | None = None) -> int:
     """The element count of a shape; with `name` (an input's), a count past int64 is refused."""
     n = math.prod(shape) if shape else 1
     if name is not None and n > MAX_ELEMENTS:
-        raise TritonError.invalid_arg(
-            f"the shape {list(shape)} of input '{name}' holds more elements than an int64 "
-            "can count")
+        raise TritonError.invalid_arg(  # Triton's words
+            f"invalid shape for input '{name}': shape [{','.join(map(str, shape))}] causes "
+            f"total element count to exceed maximum size of {MAX_ELEMENTS}")
     return n
 
 

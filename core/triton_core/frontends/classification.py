@@ -26,7 +26,9 @@ def load_labels(path: Path) -> list[str]:
 def classify(array: np.ndarray, top_n: int, labels: list[str] | None, batched: bool) -> np.ndarray:
     """Top-N entries per batch row (or of the whole tensor) as BYTES "value:index[:label]"."""
     if array.dtype == object or array.dtype.kind not in "iufb":
-        raise TritonError.invalid_arg("classification requires a numeric output")
+        kind = "BYTES" if array.dtype == object else str(array.dtype).upper()
+        raise TritonError.invalid_arg(  # Triton's words
+            f"class result not available for output due to unsupported type '{kind}'")
     rows = array.reshape(array.shape[0], -1) if batched and array.ndim else array.reshape(1, -1)
     k = min(top_n, rows.shape[1])
     out = np.empty((rows.shape[0], k), dtype=object)
