@@ -39,22 +39,6 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
-_saturated = False  # process-wide; set by the core's scheduling (scheduling/load.py)
-
-
-def server_saturated() -> bool:
-    """ABI 1.3, for backends that spin waiting for work: True while the server's event loop
-    is nearly always busy, so a backend that spins for its next request should sleep
-    instead, leaving the core to the loop."""
-    return _saturated
-
-
-def set_server_saturated(value: bool) -> None:
-    """The core's side of server_saturated(); backends only read it."""
-    global _saturated
-    _saturated = value
-
-
 def abi_compatible(abi: tuple[int, int]) -> bool:
     return abi[0] == ABI_VERSION[0] and abi[1] <= ABI_VERSION[1]
 

@@ -9,7 +9,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -27,9 +27,9 @@ from .options import ServerOptions
 from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse, RequestedOutput
 from .scheduling.cache import ResponseCache, parse_cache_config
 from .scheduling.clock import MONOTONIC, Clock
-from .scheduling.load import LoopLoad
-from .scheduling.policy import DEFAULT_POLICY, FastPathPolicy
-from .scheduling.servable import FastPath, Servable
+from .scheduling.engine_loop import EngineLoop
+from .scheduling.policy import DEFAULT_POLICY, DriverPolicy
+from .scheduling.servable import Servable
 from .scheduling.validate import normalize_request
 from .tensor import Tensor
 
@@ -111,12 +111,14 @@ class Server:
     """Triton's server in-process: start / stop, models, inference."""
 
     def __init__(self, options: ServerOptions | None = None, *, clock: Clock = MONOTONIC,
-                 policy: FastPathPolicy = DEFAULT_POLICY, **kwargs: Any) -> None:
+                 policy: DriverPolicy = DEFAULT_POLICY, **kwargs: Any) -> None:
         """``clock``: the schedulers' time (queue delays, request timeouts, sequence idle
         times); tests pass a scheduling.clock.ManualClock to move it by hand. ``policy``:
-        when a request may run on the event loop (scheduling/policy.py)."""
+        the drivers' tuning (scheduling/policy.py)."""
         self.options = options or ServerOptions(**kwargs)
         self.policy = policy
+        # The front ends attach their loop here: process-backed instances are driven on it.
+        self.engine_loop = EngineLoop()
         self.registry = BackendRegistry(self.options.backend_config)
         self.repository = Repository(self.options.model_repository, self.options.model_config_name)
         cache_size = parse_cache_config(self.options.cache_config)
@@ -128,13 +130,10 @@ class Server:
             load_threads=self.options.model_load_thread_count,
             exit_timeout=self.options.exit_timeout_secs, server=self,
             response_cache=self.response_cache, clock=clock, policy=policy,
+            engine=self.engine_loop,
         )
         self.log_settings = LogSettings()
         self.live = False
-        self._in_flight = 0  # infer_async calls running on the event loop
-        self.loop_load = LoopLoad(policy)
-        # front ends' "a client request is waiting to be read" checks (HTTP adds one)
-        self.waiting_checks: list[Callable[[], bool]] = []
         self.load_errors: dict[str, str] = {}
         self._poll_stop = threading.Event()
         self._poll_thread: threading.Thread | None = None
@@ -230,12 +229,12 @@ class Server:
         if self.live:
             self.registry.pm.hook.triton_server_stopping(server=self)
         self.live = False
-        self.loop_load.reset()
         self._poll_stop.set()
         left = self.stop_time_left()
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=min(5, left))
         self.manager.close(self.stop_time_left())
+        self.engine_loop.close()
         self.registry.close()
         if self.shm_registry is not None:
             self.shm_registry.unregister_all()
@@ -319,49 +318,18 @@ class Server:
         if lv.decoupled:
             raise TritonError.unsupported(decoupled_error or (
                 f"model '{lv.name}' is decoupled: use a streaming API (gRPC ModelStreamInfer)"))
-        self._in_flight += 1
-        self.loop_load.tick()
-        try:
-            return await self._infer_async(lv, batch, req)
-        finally:
-            self._in_flight -= 1
-
-    async def _infer_async(self, lv: Servable, batch: int, req: InferenceRequest
-                           ) -> InferenceResponse:
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future[InferenceResponse] | None = None
+        fut: asyncio.Future[InferenceResponse] = loop.create_future()
         loop_thread = threading.get_ident()
 
         def done(resp: InferenceResponse | None, flags: int) -> None:
-            if threading.get_ident() == loop_thread:  # answered on the loop (LoopPipeline)
+            if threading.get_ident() == loop_thread:  # a loop driver answers on this loop
                 _resolve(fut, resp)
             else:
                 loop.call_soon_threadsafe(_resolve, fut, resp)
 
-        def on_defer() -> None:  # the inline call's result will come from a thread
-            nonlocal fut
-            fut = loop.create_future()
-            req.callback = done
-
-        small = _small(req, self.policy.inline_max_input_bytes)
-        fp = lv.fast_path  # None: an ensemble, always submitted
-        if (fp is not None and fp.inline_ready() and small
-                and not (fp.begin_capable and self._loop_busy(fp))):
-            got: list[InferenceResponse | None] = []
-            req.callback = lambda resp, flags: got.append(resp)
-            if fp.try_inline(req, batch, on_defer) and fut is None:
-                resp = got[0]
-                assert resp is not None
-                if resp.error is not None:
-                    raise resp.error
-                return resp
-        if fut is None:
-            fut = loop.create_future()
-            req.callback = done
-            # Busy: a pipelined model's answers are read on the loop, else a thread waits.
-            lp = fp.pipeline_on(loop) if small and fp is not None else None
-            if lp is None or not lp.offer(req, batch):
-                lv.submit(req, batch)
+        req.callback = done
+        lv.submit(req, batch)
         try:
             resp = await fut
         except asyncio.CancelledError:
@@ -398,14 +366,6 @@ class Server:
         except (asyncio.CancelledError, GeneratorExit):
             lv.cancel(req)
             raise
-
-    def _loop_busy(self, fp: FastPath) -> bool:
-        """Other requests are in flight or waiting to be read, or (for a pipelined
-        model) the loop's load is being measured or high (LoopLoad): a model that waits
-        on another process (begin_execute) then is not waited for on the loop; its
-        answers are read when they come (LoopPipeline) or by its instance thread."""
-        return (self._in_flight > 1 or (fp.pipelined and self.loop_load.probing)
-                or any(check() for check in self.waiting_checks))
 
     def infer(self, req: InferenceRequest, timeout: float | None = None) -> InferenceResponse:
         """Blocking inference of a non-decoupled model, for code without an event loop."""
@@ -496,17 +456,6 @@ class Server:
 
 # How long past the exit deadline the process may take before the watchdog ends it.
 _EXIT_GRACE_S = 5.0
-
-# Inline execution is for small requests only: a large input may take far longer
-# than the model's usual run, and the event loop must not wait on it.
-def _small(req: InferenceRequest, limit: int) -> bool:
-    total = 0
-    for t in req.inputs.values():
-        total += t.byte_size
-        if total > limit:
-            return False
-    return True
-
 
 def _resolve(fut: asyncio.Future, resp: InferenceResponse) -> None:
     if not fut.done():

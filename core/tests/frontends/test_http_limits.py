@@ -198,10 +198,10 @@ def test_past_the_cap_with_every_connection_busy_a_new_one_gets_503():
     connections: set[HttpConnection] = set()
     app = _App()
     for _ in range(2):
-        busy = HttpConnection(app, connections, None, lim)  # type: ignore[arg-type]
+        busy = HttpConnection(app, connections, lim)  # type: ignore[arg-type]
         busy.connection_made(_Transport())
         busy.queue.append(object())  # type: ignore[arg-type]  # a request waiting: busy
-    new, t = HttpConnection(app, connections, None, lim), _Transport()  # type: ignore[arg-type]
+    new, t = HttpConnection(app, connections, lim), _Transport()  # type: ignore[arg-type]
     new.connection_made(t)
     assert t.written.startswith(b"HTTP/1.1 503") and t.closed
     assert len(connections) == 2 and not any(c.transport.closed for c in connections)  # type: ignore[union-attr]

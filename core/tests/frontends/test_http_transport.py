@@ -90,26 +90,6 @@ def test_idle_connections_close(addr, monkeypatch):
         assert s.recv(1) == b""  # waits for the server to close the idle connection (sweep: 1 s)
 
 
-def test_waiting_clients_sees_unread_requests():
-    import socket
-
-    from triton_core.frontends.http.server import WaitingClients
-
-    w = WaitingClients()
-    a, b = socket.socketpair()
-    try:
-        w.add(a.fileno())
-        assert not w()
-        b.sendall(b"GET / HTTP/1.1\r\n\r\n")
-        assert w()
-        w.remove(a.fileno())
-        w.remove(a.fileno())  # twice: harmless
-        assert not w()
-    finally:
-        a.close()
-        b.close()
-
-
 def test_an_unexpected_error_after_the_handler_gets_a_500_not_silence(http_server, monkeypatch):
     """Anything the connection task raises (a MemoryError building the response, say)
     answers the request with 500 and closes the connection; the server serves on."""

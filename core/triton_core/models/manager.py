@@ -19,8 +19,9 @@ from .. import abi
 from ..config import ModelConfig, parse_config_json
 from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
+from ..scheduling.engine_loop import EngineLoop
 from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
-from ..scheduling.policy import DEFAULT_POLICY, FastPathPolicy
+from ..scheduling.policy import DEFAULT_POLICY, DriverPolicy
 from ..scheduling.servable import Servable
 from .defaults import check_config, complete_config
 from .registry import BackendRegistry
@@ -78,7 +79,7 @@ class ModelManager:
                  auto_complete: bool = True, load_threads: int = 4,
                  exit_timeout: float = 30.0, server: abi.ServerHandle | None = None,
                  response_cache: ResponseCache | None = None, clock: Clock = MONOTONIC,
-                 policy: FastPathPolicy = DEFAULT_POLICY) -> None:
+                 policy: DriverPolicy = DEFAULT_POLICY, engine: EngineLoop | None = None) -> None:
         self.repository = repository
         self.registry = registry
         self.auto_complete = auto_complete
@@ -87,7 +88,8 @@ class ModelManager:
         self.server = server  # given to backends (BLS, model control)
         self.response_cache = response_cache
         self.clock = clock  # given to every version's scheduler
-        self.policy = policy  # given to every version: when requests may run on the loop
+        self.policy = policy  # given to every version's drivers
+        self.engine = engine or EngineLoop()  # the loop that loop drivers run on
         self.models: dict[str, ModelRecord] = {}
         self._lock = threading.Lock()
         self._tempdirs: dict[str, Path] = {}
@@ -415,7 +417,8 @@ class ModelManager:
                 model = backend.load_model(ctx)
                 final = complete_config(model.config, name, backend_name, platforms, default_file)
                 check_config(final, where)
-                lv = LoadedVersion(name, v, model, final, src.path, self.clock, self.policy)
+                lv = LoadedVersion(name, v, model, final, src.path, self.clock, self.policy,
+                                   self.engine)
                 lv.stopping = self.stopping.is_set
                 self._attach_cache(lv)
                 try:
@@ -425,6 +428,7 @@ class ModelManager:
                     raise
                 new[v] = lv
                 run_warmup(lv, src.path)
+                lv.start()
         except BaseException as e:
             for lv in new.values():
                 lv.close(timeout=1.0)

@@ -72,21 +72,20 @@ def run_warmup(lv: LoadedVersion, model_path: Path) -> None:
         batch = int(sample.get("batch_size", 1) or 1)
         count = max(1, int(sample.get("count", 1) or 1))
         inputs = sample.get("inputs", {})
-        for idx, inst in enumerate(lv.instances):
+        for inst in lv.instances:
             for _ in range(count):
                 req = InferenceRequest(model_name=lv.name, model_version=lv.version, id=name,
                                        inputs={n: _tensor(n, s, batch, batched,
                                                           model_path / "warmup", rng)
                                                for n, s in inputs.items()})
-                with lv.instance_locks[idx]:
-                    try:
-                        responses = inst.execute([req], abi.ExecuteTimer())
-                    except TritonError as e:
-                        raise TritonError(e.code, f"model '{lv.name}' warmup sample '{name}' "
-                                                  f"failed: {e.message}") from None
-                    except Exception as e:
-                        raise TritonError.internal(f"model '{lv.name}' warmup sample '{name}' "
-                                                   f"failed: {type(e).__name__}: {e}") from None
+                try:  # before the drivers start: nothing else runs on the instance
+                    responses = inst.execute([req], abi.ExecuteTimer())
+                except TritonError as e:
+                    raise TritonError(e.code, f"model '{lv.name}' warmup sample '{name}' "
+                                              f"failed: {e.message}") from None
+                except Exception as e:
+                    raise TritonError.internal(f"model '{lv.name}' warmup sample '{name}' "
+                                               f"failed: {type(e).__name__}: {e}") from None
                 errors = [r.error for r in responses if r.error is not None]
                 if errors:
                     raise TritonError.invalid_arg(

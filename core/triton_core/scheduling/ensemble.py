@@ -39,7 +39,7 @@ from ..request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceRespon
 from ..tensor import Tensor
 from .cache_use import CachedVersion, next_load_id
 from .inflight import InFlight
-from .servable import FastPath, Servable
+from .servable import Servable
 from .stats import ModelStats
 from .validate import normalize_request
 
@@ -429,9 +429,6 @@ class EnsembleVersion(CachedVersion):
     final responses are cached under its own name and version: a hit answers
     without running any step. Composing models cache (or not) on their own.
     """
-
-    # The front ends' fast paths are for models with instances; the steps take theirs.
-    fast_path: FastPath | None = None
 
     def __init__(self, name: str, version: int, config: ModelConfig, steps: list[Step],
                  manager: VersionLookup) -> None:

@@ -1,10 +1,13 @@
-"""Requests started from the event loop (begin_execute), spinning and idle CPU."""
+"""The loop driver over the python backend: requests sent from the event loop
+(begin_execute) and read when the worker's channel turns readable; spinning and idle CPU."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator
 
 import numpy as np
 import psutil
@@ -13,7 +16,7 @@ from python_backend_helpers import build_repo, make_server
 
 from triton_backend_python import backend
 from triton_core import InferenceRequest, Tensor, TritonError
-from triton_core.scheduling.policy import FastPathPolicy
+from triton_core.scheduling.loop_driver import LoopDriver
 from triton_core.testing import wait_until
 
 
@@ -32,13 +35,28 @@ def server(request, tmp_path, monkeypatch):
     # worker's death on a loaded machine from reading as a timeout.
     cfg = repo / "faults" / "config.pbtxt"
     cfg.write_text(cfg.read_text().replace('string_value: "1" }', 'string_value: "30" }'))
-    s = make_server(repo, backend_config={"python": {"spin-microseconds": request.param}},
-                    policy=FastPathPolicy(inline_max_exec_ns=10**9))  # fast whatever the load
+    s = make_server(repo, backend_config={"python": {"spin-microseconds": request.param}})
     s.start()
     try:
         yield s
     finally:
         s.stop()
+
+
+@contextlib.asynccontextmanager
+async def attached(server) -> AsyncIterator[int]:
+    """Serve on the running loop as a front end does; yields its thread id."""
+    loop = asyncio.get_running_loop()
+    server.engine_loop.attach(loop)
+    try:
+        yield threading.get_ident()
+    finally:
+        server.engine_loop.detach(loop)
+
+
+def test_python_models_get_the_loop_driver(server):
+    assert all(isinstance(d, LoopDriver) for n in ("faults", "add_sub")
+               for d in server.manager.get(n).drivers)
 
 
 def test_loop_path_results_slow_calls_and_failures(server):
@@ -53,34 +71,34 @@ def test_loop_path_results_slow_calls_and_failures(server):
     inst.begin_execute = spy
 
     async def run():
-        a = np.arange(16, dtype=np.float32).reshape(1, 16)
-        for _ in range(12):
-            resp = await server.infer_async(_req("add_sub", INPUT0=a, INPUT1=a))
-            np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a + a)
-        for i in range(12):
-            resp = await server.infer_async(_req("faults", X=_x(10 + i)))
-            assert resp.output("Y").as_numpy()[0] == 10 + i
-        # warm-up runs went through the instance thread; once fast, from the loop
-        assert begun and begun[-1] == threading.get_ident()
-        # a reply slower than the loop's bounded wait: a thread takes it, the loop runs on
-        slow = asyncio.create_task(server.infer_async(_req("faults", X=_x(5))))
-        ticks = 0
-        while not slow.done():
-            ticks += 1
-            await asyncio.sleep(0.002)
-        assert ticks >= 5 and (await slow).output("Y").as_numpy()[0] == 5
-        # an execute error and an error response fail their request only
-        with pytest.raises(TritonError, match="boom in execute"):
-            await server.infer_async(_req("faults", X=_x(1)))
-        with pytest.raises(TritonError, match="bad value 2"):
-            await server.infer_async(_req("faults", X=_x(2)))
-        # the worker dies mid-request: UNAVAILABLE, then it is restarted
-        with pytest.raises(TritonError, match="exited unexpectedly"):
-            await server.infer_async(_req("faults", X=_x(3)))
-        await asyncio.to_thread(wait_until, lambda: server.model_ready("faults"),
-                                "the worker restarted", 20)
-        resp = await server.infer_async(_req("faults", X=_x(7)))
-        assert resp.output("Y").as_numpy()[0] == 7
+        async with attached(server) as me:
+            a = np.arange(16, dtype=np.float32).reshape(1, 16)
+            for _ in range(12):
+                resp = await server.infer_async(_req("add_sub", INPUT0=a, INPUT1=a))
+                np.testing.assert_array_equal(resp.output("OUTPUT0").as_numpy(), a + a)
+            for i in range(12):
+                resp = await server.infer_async(_req("faults", X=_x(10 + i)))
+                assert resp.output("Y").as_numpy()[0] == 10 + i
+            assert begun == [me] * 12  # every request sent from the loop
+            # a slow reply: the loop runs on meanwhile (a thread takes the wait)
+            slow = asyncio.create_task(server.infer_async(_req("faults", X=_x(5))))
+            ticks = 0
+            while not slow.done():
+                ticks += 1
+                await asyncio.sleep(0.002)
+            assert ticks >= 5 and (await slow).output("Y").as_numpy()[0] == 5
+            # an execute error and an error response fail their request only
+            with pytest.raises(TritonError, match="boom in execute"):
+                await server.infer_async(_req("faults", X=_x(1)))
+            with pytest.raises(TritonError, match="bad value 2"):
+                await server.infer_async(_req("faults", X=_x(2)))
+            # the worker dies mid-request: UNAVAILABLE, then it is restarted
+            with pytest.raises(TritonError, match="exited unexpectedly"):
+                await server.infer_async(_req("faults", X=_x(3)))
+            await asyncio.to_thread(wait_until, lambda: server.model_ready("faults"),
+                                    "the worker restarted", 20)
+            resp = await server.infer_async(_req("faults", X=_x(7)))
+            assert resp.output("Y").as_numpy()[0] == 7
 
     asyncio.run(run())
 
@@ -100,10 +118,10 @@ def test_idle_worker_uses_no_cpu(server):
     assert sum(worker.cpu_times()[:2]) - before < 0.2
 
 
-def test_busy_loop_reads_answers_when_they_come(server, monkeypatch):
-    """Other requests waiting: the loop sends requests to the worker and reads each
-    answer when the channel turns readable, never waiting on it; a slow answer or a
-    dead worker is left to a thread."""
+def test_concurrent_requests_are_read_when_they_come(server, monkeypatch):
+    """Many requests at once: the loop sends them to the worker (two outstanding) and
+    reads each answer when the channel turns readable, never waiting on it; a slow answer
+    or a dead worker is left to a thread."""
     inst = server.manager.get("faults").instances[0]
     begun: list[int] = []
     orig = inst.begin_execute
@@ -119,9 +137,7 @@ def test_busy_loop_reads_answers_when_they_come(server, monkeypatch):
         return (await server.infer_async(_req("faults", X=_x(x)))).output("Y").as_numpy()[0]
 
     async def run() -> None:
-        me = threading.get_ident()
-        server.waiting_checks.append(lambda: True)  # a client request waits to be read
-        try:
+        async with attached(server) as me:
             assert await asyncio.gather(*(one(10 + i) for i in range(30))) == [
                 10 + i for i in range(30)]
             assert begun == [me] * 30
@@ -142,12 +158,10 @@ def test_busy_loop_reads_answers_when_they_come(server, monkeypatch):
                                     "the worker restarted", 20)
             assert await asyncio.gather(*(one(40 + i) for i in range(8))) == [
                 40 + i for i in range(8)]
-        finally:
-            server.waiting_checks.pop()
 
     asyncio.run(run())
-    lv = server.manager.get("faults")
-    assert lv.loop_pipeline is not None and not lv.loop_pipeline.owned
+    driver = server.manager.get("faults").drivers[0]
+    assert isinstance(driver, LoopDriver) and not driver.out and not driver.away
 
 
 def test_unload_while_the_loop_owns_the_worker(server):
@@ -165,29 +179,25 @@ def test_unload_while_the_loop_owns_the_worker(server):
         return "ok"
 
     async def run() -> list[str]:
-        server.waiting_checks.append(lambda: True)  # a client request waits to be read
-        try:
+        async with attached(server):
             assert await asyncio.gather(*(one() for _ in range(10))) == ["ok"] * 10
             tasks = [asyncio.ensure_future(one()) for _ in range(30)]
-            await asyncio.sleep(0)  # every one sent or waiting in the backlog
-            lp = server.manager.get("add_sub").loop_pipeline
-            assert lp is not None and lp.owned and lp.backlog
+            await asyncio.sleep(0)  # every one sent or waiting in the queue
+            lv = server.manager.get("add_sub")
+            assert lv.drivers[0].out and len(lv.queue)  # type: ignore[attr-defined]
             unload = asyncio.ensure_future(asyncio.to_thread(server.manager.unload, "add_sub"))
             results = await asyncio.wait_for(asyncio.gather(*tasks), 30)
             await asyncio.wait_for(unload, 30)
             return results
-        finally:
-            server.waiting_checks.pop()
 
     assert asyncio.run(run()) == ["ok"] * 30
     assert not server.model_ready("add_sub")
     worker.wait(10)  # reaped
 
 
-def test_no_worker_spin_while_the_server_loop_is_saturated(server, monkeypatch):
+def test_the_worker_spins_only_for_a_lone_request(server, monkeypatch):
     """The EXEC frame's last element (lone) lets the worker spin for the next request;
-    while the core says its loop is saturated (LoopLoad), the worker must not."""
-    from triton_core import abi
+    not when another request is already queued behind this one."""
     from triton_python_backend_utils import _wire
 
     sent: list[tuple] = []
@@ -201,7 +211,12 @@ def test_no_worker_spin_while_the_server_loop_is_saturated(server, monkeypatch):
     monkeypatch.setattr(_wire, "encode", spy)
     a, b = np.full((1, 16), 2.0, np.float32), np.ones((1, 16), np.float32)
     server.infer(_req("add_sub", INPUT0=a, INPUT1=b))
-    monkeypatch.setattr(abi, "_saturated", True)
-    resp = server.infer(_req("add_sub", INPUT0=a, INPUT1=b))
-    assert resp.outputs[0].as_numpy().tolist() == (a + b).tolist()
-    assert [frame[-1] for frame in sent] == [True, False]
+    assert [frame[-1] for frame in sent] == [True]
+
+    async def two() -> None:
+        async with attached(server):
+            await asyncio.gather(*(server.infer_async(_req("add_sub", INPUT0=a, INPUT1=b))
+                                   for _ in range(2)))
+
+    asyncio.run(two())
+    assert [frame[-1] for frame in sent] == [True, True, False]  # the second one queued

@@ -18,14 +18,10 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from triton_core import abi
 from triton_python_backend_utils import _wire
 
 if TYPE_CHECKING:
     from .worker import Worker
-
-# ABI 1.3; an older core has no load signal
-_server_saturated = getattr(abi, "server_saturated", lambda: False)
 
 NO_TIMEOUT = 365 * 86400.0  # "no execute timeout", as a socket timeout
 
@@ -64,8 +60,8 @@ class ExecChannel:
 
     def set_execute_timeout(self, timeout: float | None) -> None:
         try:
-            # Never None: an event loop watching the socket (the core's
-            # LoopPipeline) leaves it O_NONBLOCK, which only a timeout copes with.
+            # Never None: an event loop watching the socket (the core's loop
+            # driver) leaves it O_NONBLOCK, which only a timeout copes with.
             self.sock.settimeout(timeout or NO_TIMEOUT)
         except OSError:
             pass
@@ -79,9 +75,9 @@ class ExecChannel:
     # execute (hot path) -------------------------------------------------------------
     def send_exec(self, msg: tuple) -> OSError | None:
         """Send an EXEC frame; a failure is returned for receive() to report."""
-        # lone: tells the worker whether spinning for the next request pays; not
-        # while the server's loop is saturated: the spin would take its core
-        data = _wire.encode((*msg, self.outstanding == 0 and not _server_saturated()))
+        # lone: tells the worker whether spinning for the next request pays (not while
+        # another request is already queued behind this one)
+        data = _wire.encode((*msg, self.outstanding == 0))
         self.outstanding += 1  # receive() takes it back, whatever the send did
         try:
             self.sock.sendall(data)

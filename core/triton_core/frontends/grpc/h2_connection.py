@@ -59,7 +59,6 @@ class GrpcConnection(asyncio.Protocol):
         # streams ended before the client's side whose status waits behind their responses
         # (flow control): reset once it has gone out (_send_resets)
         self._resets: dict[int, Stream] = {}
-        self.fd = -1
         self.loop = asyncio.get_running_loop()
         self._writable: asyncio.Future | None = None
         self._paused = False
@@ -71,10 +70,6 @@ class GrpcConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            self.fd = sock.fileno()
-            self.server.waiting.add(self.fd)
         self.h2.initiate_connection({
             ngh2.Setting.MAX_CONCURRENT_STREAMS: 1 << 16,
             ngh2.Setting.INITIAL_WINDOW_SIZE: _WINDOW,
@@ -86,9 +81,6 @@ class GrpcConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
-        if self.fd >= 0:
-            self.server.waiting.remove(self.fd)
-            self.fd = -1
         self.keepalive.stop()
         for s in list(self.streams.values()):
             self._drop(s)
@@ -276,12 +268,10 @@ class GrpcConnection(asyncio.Protocol):
             if s.payload is None:
                 self._finish(s, grpc.StatusCode.UNIMPLEMENTED, "no request message in a unary call")
                 return
-            self.server.pending += 1
             s.task = self.loop.create_task(self._run_unary(s))
             self.server.track(s.task)
 
     async def _run_unary(self, s: Stream) -> None:
-        self.server.pending -= 1
         route = s.route
         payload = s.payload
         s.payload = None
@@ -387,9 +377,7 @@ class GrpcConnection(asyncio.Protocol):
         t = s.task
         if t is not None and not t.done():
             t.cancel()
-            if s.payload is not None:  # a unary call whose task never ran: not pending any more
-                s.payload = None
-                self.server.pending -= 1
+            s.payload = None  # a unary call whose task never ran
 
     # flow control -----------------------------------------------------------------------
     def _acknowledge(self, sid: int, n: int) -> None:

@@ -14,7 +14,6 @@ from tritonclient.grpc import service_pb2 as pb
 
 from ...errors import TritonError
 from ..closing import close_connections
-from ..http.server import WaitingClients
 from ..restricted import INFERENCE_SERVICE, grpc_category
 from . import health, wire
 from .h2_connection import GrpcConnection
@@ -93,14 +92,8 @@ class H2Server:
         self.h2_config = ngh2.Configuration(max_inbound_header_list_size=1 << 20,
                                             auto_window_update=False)
         self.connections: set[GrpcConnection] = set()
-        self.waiting = WaitingClients()
-        self.pending = 0  # calls read but not started yet
         self.calls: set[asyncio.Task] = set()
         self._server: asyncio.Server | None = None
-
-    def waiting_check(self) -> bool:
-        """A call waits: read and not started, or bytes not read yet."""
-        return self.pending > 0 or self.waiting()
 
     def refusal(self, route: Route, headers: tuple) -> str | None:
         """--grpc-restricted-protocol: the message when the call lacks the header."""

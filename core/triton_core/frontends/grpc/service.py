@@ -490,6 +490,7 @@ class GrpcFrontEnd:
                 f"unknown gRPC engine '{self.options.engine}': use h2 or grpcio")
         self._grpc: grpc.aio.Server | None = None
         self._h2: H2Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # attached to the server's engine loop
         self.servicer = InferenceServicer(server)
 
     def _health_status(self, service: str) -> int:
@@ -503,6 +504,8 @@ class GrpcFrontEnd:
         return f"{host}:{self.port}"
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.server.engine_loop.attach(self._loop)  # process-backed models run on this loop
         if self.options.engine == "h2":
             await self._start_h2()
         else:
@@ -514,7 +517,6 @@ class GrpcFrontEnd:
         h2 = H2Server(self.servicer, self.options, health.check_method(self._health_status))
         self.port = await h2.start(self.address, self.port)
         self._h2 = h2
-        self.server.waiting_checks.append(h2.waiting_check)
 
     async def _start_grpcio(self) -> None:
         opts = self.options
@@ -546,9 +548,10 @@ class GrpcFrontEnd:
         if srv is not None:
             await srv.stop(grace)
         if h2 is not None:
-            if h2.waiting_check in self.server.waiting_checks:
-                self.server.waiting_checks.remove(h2.waiting_check)
             await h2.stop(grace)
+        if self._loop is not None:
+            self.server.engine_loop.detach(self._loop)
+            self._loop = None
 
     async def wait_for_termination(self) -> None:
         if self._grpc is not None:

@@ -382,18 +382,17 @@ class HttpFrontEnd:
     # serving ---------------------------------------------------------------------
     async def serve(self, host: str = "0.0.0.0", port: int = 8000, backlog: int = 2048) -> None:
         """Serve on host:port until shutdown(); our httptools protocol (one write per response)."""
-        from .server import WaitingClients, serve_http
+        from .server import serve_http
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        waiting = WaitingClients()  # tells the core when requests wait to be read
-        server, connections = await serve_http(self, host, port, backlog, waiting, self.limits)
+        server, connections = await serve_http(self, host, port, backlog, self.limits)
         self._server = server
-        self.server.waiting_checks.append(waiting)
+        self.server.engine_loop.attach(self._loop)  # process-backed models run on this loop
         try:
             await self._stop.wait()
         finally:
-            self.server.waiting_checks.remove(waiting)
+            self.server.engine_loop.detach(self._loop)
             server.close()  # no new connections; requests in flight get their responses
             if not await drain_connections(connections, _busy, self._drain_s):
                 log.warning("HTTP: requests still in flight after %g s; closing their "

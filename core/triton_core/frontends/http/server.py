@@ -32,7 +32,6 @@ import asyncio
 import collections
 import logging
 import resource
-import select
 import time
 from dataclasses import dataclass, replace
 from http import HTTPStatus
@@ -109,44 +108,14 @@ class _Refused(Exception):
         self.error = error
 
 
-class WaitingClients:
-    """Whether any client connection has bytes the loop has not read yet: a request
-    waiting behind the one being handled (one poll(0) over every connection)."""
-
-    def __init__(self) -> None:
-        self._poll = select.poll()
-        self._fds: set[int] = set()
-
-    def add(self, fd: int) -> None:
-        self._poll.register(fd, select.POLLIN)
-        self._fds.add(fd)
-
-    def remove(self, fd: int) -> None:
-        self._fds.discard(fd)
-        try:
-            self._poll.unregister(fd)
-        except KeyError:
-            pass
-
-    def __call__(self) -> bool:
-        if not self._fds:
-            return False  # no system call for a front end without connections
-        try:
-            return any(ev & select.POLLIN for _, ev in self._poll.poll(0))
-        except OSError:
-            return False
-
-
 class HttpConnection(asyncio.Protocol):
     """One client connection; requests are answered in order (HTTP pipelining)."""
 
     def __init__(self, app: HttpFrontEnd, connections: set[HttpConnection],
-                 waiting: WaitingClients | None = None, limits: HttpLimits | None = None) -> None:
+                 limits: HttpLimits | None = None) -> None:
         self.app = app
         self.connections = connections
-        self.waiting = waiting
         self.limits = limits or HttpLimits()
-        self.fd = -1
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.msg: _Message | None = None
@@ -181,10 +150,6 @@ class HttpConnection(asyncio.Protocol):
             self._fail(503, b"too many open HTTP connections (--http-max-connections)")
             return
         self.connections.add(self)
-        sock = transport.get_extra_info("socket")
-        if self.waiting is not None and sock is not None:
-            self.fd = sock.fileno()
-            self.waiting.add(self.fd)
 
     def _evict_one(self) -> bool:
         """Make room: close the longest-idle keep-alive connection, else the one that has
@@ -229,9 +194,6 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.connections.discard(self)
-        if self.waiting is not None and self.fd >= 0:
-            self.waiting.remove(self.fd)
-            self.fd = -1
         self.closing = True
         self.writable.set()  # a writer waiting for the drain stops waiting
         if self.worker is not None and not self.worker.done():
@@ -492,13 +454,12 @@ class HttpConnection(asyncio.Protocol):
 
 
 async def serve_http(app: HttpFrontEnd, host: str, port: int, backlog: int,
-                     waiting: WaitingClients | None = None, limits: HttpLimits | None = None
-                     ) -> tuple[asyncio.Server, set[HttpConnection]]:
+                     limits: HttpLimits | None = None) -> tuple[asyncio.Server, set[HttpConnection]]:
     loop = asyncio.get_running_loop()
     lim = limits or HttpLimits()
     lim = replace(lim, max_connections=fd_bounded(lim.max_connections))
     connections: set[HttpConnection] = set()
-    server = await loop.create_server(lambda: HttpConnection(app, connections, waiting, lim), host, port,
+    server = await loop.create_server(lambda: HttpConnection(app, connections, lim), host, port,
                                       backlog=backlog, reuse_address=True)
     # one timer for all connections, not one per request; often enough for the shortest deadline
     tick = max(0.01, min(1.0, IDLE_TIMEOUT_S / 4, lim.header_timeout / 4, lim.body_timeout / 4))
