@@ -440,7 +440,7 @@ class GrpcClient(Client):
 # time a timer fires while no other of its threads is waiting, and keeps it until grpc shuts
 # down: e.g. at the first run of the client-channel backup poller, a 5 s timer grpc starts
 # with the first client channel unless its EventEngine client, listener and DNS are all on.
-# With GRPC_EXPERIMENTS=-event_engine_listener (triton_core's default) the harness's own gRPC
+# With GRPC_EXPERIMENTS=-event_engine_listener (faster for --grpc-engine grpcio) the harness's gRPC
 # client thus made that pool grow from 1 to 2 threads during the check, when it happened to
 # run 5 s after the client connected. EventEngine's work-stealing pool ("event_engine") adds
 # threads when busy and retires idle ones. A model's threads, Python or native, still count.

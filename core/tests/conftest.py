@@ -1,9 +1,5 @@
 import pytest
 
-# Before any test module imports grpc: grpc reads GRPC_EXPERIMENTS once, when it loads, and
-# triton_core sets its default there, so gRPC tests run alone see what the server runs with.
-import triton_core  # noqa: F401
-
 
 @pytest.fixture(autouse=True)
 def _no_entry_point_plugins(monkeypatch):

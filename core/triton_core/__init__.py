@@ -2,17 +2,7 @@
 
 __version__ = "0.1.0"
 
-import os as _os
-
-# gRPC C-core reads this when grpc loads (tritonclient's generated modules load it
-# below): our gRPC server then serves connections from the polling thread grpc.aio
-# already runs instead of EventEngine's own threads, one cross-thread hop less per
-# call (unary ModelInfer at concurrency 1: +25-35% on 2 cores). gRPC clients in the
-# process keep EventEngine's endpoints, but grpc then also runs its client-channel backup
-# poller (a 5 s timer) while a channel is open. A user's own setting wins.
-_os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_listener")
-
-from .abi import (  # noqa: E402
+from .abi import (
     ABI_VERSION,
     Backend,
     BackendContext,
@@ -25,11 +15,11 @@ from .abi import (  # noqa: E402
     hookimpl,
     hookspec,
 )
-from .dtypes import DataType  # noqa: E402
-from .errors import ErrorCode, TritonError  # noqa: E402
-from .request import InferenceRequest, InferenceResponse, RequestedOutput  # noqa: E402
-from .server import Server  # noqa: E402
-from .tensor import Tensor  # noqa: E402
+from .dtypes import DataType
+from .errors import ErrorCode, TritonError
+from .request import InferenceRequest, InferenceResponse, RequestedOutput
+from .server import Server
+from .tensor import Tensor
 
 __all__ = [
     "ABI_VERSION",

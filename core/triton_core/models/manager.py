@@ -69,6 +69,24 @@ class ModelRecord:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+@dataclass
+class LoadPlan:
+    """What a load will build: the model's config (a backend's before auto-complete; an
+    ensemble's final) and the versions its policy selects."""
+
+    name: str
+    src: ModelSource
+    where: str  # how errors name the config
+    config: ModelConfig
+    fingerprint: tuple
+    ensemble: bool = False
+    backend: str = ""
+    platforms: tuple[str, ...] = ()
+    default_file: str = ""
+    config_changed: bool = True
+    versions: list[int] = field(default_factory=list)
+
+
 def _set_version(rec: ModelRecord, version: int, state: VersionState) -> None:
     """Replace one version's state: a new mapping, assigned once (copy-on-write)."""
     rec.versions = {**rec.versions, version: state}
@@ -372,6 +390,12 @@ class ModelManager:
 
     def _load_from(self, rec: ModelRecord, src: ModelSource,
                    config_json: str | dict | None) -> None:
+        """Plan (config, versions), build (each version's servable), commit (swap them in,
+        close what they replace): the same three steps for backend models and ensembles."""
+        plan = self._plan(rec, src, config_json)
+        self._commit(rec, plan, self._build(rec, plan))
+
+    def _plan(self, rec: ModelRecord, src: ModelSource, config_json: str | dict | None) -> LoadPlan:
         name = rec.name
         where = f"model '{name}'"
         if config_json is not None:
@@ -384,80 +408,119 @@ class ModelManager:
                 f"{where}: field 'name': config name '{cfg.name}' does not match the model "
                 f"folder '{name}'")
         cfg.name = name
+        fingerprint = src.fingerprint()
         if cfg.platform == "ensemble" or cfg.ensemble_scheduling is not None:
-            self._load_ensemble(rec, cfg, src, where, config_json)
-            return
-        backend_name = self._resolve_backend(cfg, src)
-        entry = self.registry.entry(backend_name)
-        backend = self.registry.backend(backend_name)
-        platforms = entry.platforms if entry else ()
-        default_file = entry.default_model_filename if entry else ""
-        pre = complete_config(cfg, name, backend_name, (), default_file)
-        available = numeric_versions(src.path)
-        wanted = select_versions(pre.version_policy, available)
-        if not wanted:
+            cfg.platform = "ensemble"
+            final = complete_config(cfg, name, "", (), "")
+            final.backend = ""
+            final.instance_group = []
+            plan = LoadPlan(name, src, where, final, fingerprint, ensemble=True)
+        else:
+            backend_name = self._resolve_backend(cfg, src)
+            entry = self.registry.entry(backend_name)
+            default_file = entry.default_model_filename if entry else ""
+            pre = complete_config(cfg, name, backend_name, (), default_file)
+            # an unchanged READY version stays as it is on a reload of the same config
+            changed = (rec.fingerprint is None or rec.fingerprint[0] != fingerprint[0]
+                       or config_json is not None or src.temporary)
+            plan = LoadPlan(name, src, where, pre, fingerprint, backend=backend_name,
+                            platforms=entry.platforms if entry else (),
+                            default_file=default_file, config_changed=changed)
+        plan.versions = select_versions(plan.config.version_policy, numeric_versions(src.path))
+        if not plan.versions:
             raise TritonError.invalid_arg(
                 f"at least one version must be available under the version policy of model '{name}'")
-        fingerprint = src.fingerprint()
-        config_changed = rec.fingerprint is None or rec.fingerprint[0] != fingerprint[0] \
-            or config_json is not None or src.temporary
-        new: dict[int, LoadedVersion] = {}
+        return plan
+
+    def _build(self, rec: ModelRecord, plan: LoadPlan) -> dict[int, Servable]:
+        """A servable for each planned version that needs one; on failure the versions not
+        READY become UNAVAILABLE with the error, and nothing built stays."""
+        new: dict[int, Servable] = {}
         try:
-            for v in wanted:
+            steps = None
+            if plan.ensemble:
+                check_config(plan.config, plan.where)
+                steps = check_ensemble(plan.config, plan.where, self)
+            for v in plan.versions:
                 cur = rec.versions.get(v)
-                if cur and cur.state == READY and cur.loaded and not config_changed:
+                if plan.ensemble:
+                    assert steps is not None
+                    ev = EnsembleVersion(plan.name, v, plan.config, steps, self)
+                    self._attach_cache(ev)
+                    new[v] = ev
+                    continue
+                if cur and cur.state == READY and cur.loaded and not plan.config_changed:
                     continue
                 if not (cur and cur.state == READY):
                     _set_version(rec, v, VersionState(LOADING))
-                elif v not in rec.versions:
-                    _set_version(rec, v, VersionState())
-                ctx = abi.ModelContext(name=name, version=v, model_path=src.path,
-                                       config=pre, auto_complete=self.auto_complete,
-                                       server=self.server)
-                model = backend.load_model(ctx)
-                final = complete_config(model.config, name, backend_name, platforms, default_file)
-                check_config(final, where)
-                lv = LoadedVersion(name, v, model, final, src.path, self.clock, self.policy,
-                                   self.engine)
-                lv.stopping = self.stopping.is_set
-                self._attach_cache(lv)
-                try:
-                    lv.create_instances()
-                except BaseException:
-                    model.close()
-                    raise
-                new[v] = lv
-                run_warmup(lv, src.path)
-                lv.start()
+                new[v] = self._build_version(plan, v)
         except BaseException as e:
-            for lv in new.values():
-                lv.close(timeout=1.0)
+            for sv in new.values():
+                sv.close(timeout=1.0)
             if not isinstance(e, Exception):  # an interrupt, SystemExit: not a load error
                 raise
-            err = as_triton_error(e, f"loading model '{name}'")  # a backend bug: traceback logged
-            for v in wanted:
+            err = as_triton_error(e, f"loading model '{plan.name}'")  # a backend bug: traceback logged
+            for v in plan.versions:
                 st = rec.versions.get(v)
-                if st is not None and st.state != READY:
+                if st is None or st.state != READY:
                     _set_version(rec, v, VersionState(UNAVAILABLE, err.message))
-            raise TritonError(err.code, f"failed to load '{name}': {err.message}") from None
+            raise TritonError(err.code, f"failed to load '{plan.name}': {err.message}") from None
+        return new
+
+    def _build_version(self, plan: LoadPlan, v: int) -> LoadedVersion:
+        """One backend model version: loaded, its config completed and checked, its
+        instances created and warmed up, its drivers started."""
+        ctx = abi.ModelContext(name=plan.name, version=v, model_path=plan.src.path,
+                               config=plan.config, auto_complete=self.auto_complete,
+                               server=self.server)
+        model = self.registry.backend(plan.backend).load_model(ctx)
+        try:
+            final = complete_config(model.config, plan.name, plan.backend, plan.platforms,
+                                    plan.default_file)
+            check_config(final, plan.where)
+            lv = LoadedVersion(plan.name, v, model, final, plan.src.path, self.clock, self.policy,
+                               self.engine)
+        except BaseException:
+            model.close()
+            raise
+        lv.stopping = self.stopping.is_set
+        self._attach_cache(lv)
+        try:
+            lv.create_instances()
+        except BaseException:
+            model.close()
+            raise
+        try:
+            run_warmup(lv, plan.src.path)
+            lv.start()
+        except BaseException:
+            lv.close(timeout=1.0)
+            raise
+        return lv
+
+    def _commit(self, rec: ModelRecord, plan: LoadPlan, new: dict[int, Servable]) -> None:
+        """The built versions serve from here; what they replace, and versions the policy
+        no longer selects, close once their requests in flight are done."""
         old: list[Servable] = []
-        for v, lv in new.items():
+        for v, sv in new.items():
             prev = rec.versions.get(v)
             if prev is not None and prev.loaded is not None:
                 old.append(prev.loaded)
-            _set_version(rec, v, VersionState(READY, "", lv))
+            _set_version(rec, v, VersionState(READY, "", sv))
+        wanted = set(plan.versions)
         dropped = [st for v, st in rec.versions.items() if v not in wanted]
         if dropped:
             rec.versions = {v: st for v, st in rec.versions.items() if v in wanted}
             old.extend(st.loaded for st in dropped if st.loaded is not None)
-        rec.source = src
-        rec.fingerprint = fingerprint
-        newest = max(wanted)
-        if rec.versions[newest].loaded is not None:
-            rec.config = rec.versions[newest].loaded.config  # type: ignore[union-attr]
-        for lv in old:  # in-flight requests on the old versions finish first
-            lv.close(self.exit_timeout)
-        log.info("successfully loaded '%s' version(s) %s", name, ", ".join(map(str, wanted)))
+        rec.source = plan.src
+        rec.fingerprint = plan.fingerprint
+        newest = rec.versions[max(plan.versions)].loaded
+        if newest is not None:
+            rec.config = newest.config
+        for sv in old:  # in-flight requests on the old versions finish first
+            sv.close(self.exit_timeout)
+        log.info("successfully loaded '%s' version(s) %s", plan.name,
+                 ", ".join(map(str, plan.versions)))
 
     def _attach_cache(self, lv: LoadedVersion | EnsembleVersion) -> None:
         """Let ``lv`` use the server's response cache when its config enables it."""
@@ -474,39 +537,6 @@ class ModelManager:
         elif lv.decoupled or lv.config.sequence_batching is not None:
             return
         lv.cache = cache
-
-    def _load_ensemble(self, rec: ModelRecord, cfg: ModelConfig, src: ModelSource, where: str,
-                       config_json: str | dict | None) -> None:
-        name = rec.name
-        cfg.platform = "ensemble"
-        final = complete_config(cfg, name, "", (), "")
-        final.backend = ""
-        final.instance_group = []
-        available = numeric_versions(src.path)
-        wanted = select_versions(final.version_policy, available)
-        if not wanted:
-            raise TritonError.invalid_arg(
-                f"at least one version must be available under the version policy of model '{name}'")
-        try:
-            check_config(final, where)
-            steps = check_ensemble(final, where, self)
-        except TritonError as e:
-            for v in wanted:
-                st = rec.versions.get(v)
-                if st is None or st.state != READY:
-                    _set_version(rec, v, VersionState(UNAVAILABLE, e.message))
-            raise TritonError(e.code, f"failed to load '{name}': {e.message}") from None
-        old = [st.loaded for v, st in rec.versions.items() if st.loaded is not None]
-        ensembles = {v: EnsembleVersion(name, v, final, steps, self) for v in wanted}
-        for ev in ensembles.values():
-            self._attach_cache(ev)
-        rec.versions = {v: VersionState(READY, "", ev) for v, ev in ensembles.items()}
-        rec.source = src
-        rec.fingerprint = src.fingerprint()
-        rec.config = final
-        for lv in old:
-            lv.close(self.exit_timeout)
-        log.info("successfully loaded '%s' version(s) %s", name, ", ".join(map(str, wanted)))
 
     # unloading ---------------------------------------------------------------
     def unload(self, name: str, timeout: float | None = None) -> None:
