@@ -8,8 +8,8 @@ Pluggy is used for discovery and cross-cutting concerns only: inference calls
 Lifecycle (mirrors TRITONBACKEND): one ``Backend`` per process, created on the
 first model that needs it; one ``Model`` per loaded model version; one
 ``Instance`` per instance-group entry (count). ``execute`` runs on the instance's own
-thread (an instance that opts into ``inline_execute`` or ``begin_execute`` may also be
-called from the server's event loop) and is never called concurrently on one instance.
+thread and is never called concurrently on one instance (an instance with
+``begin_execute`` may have that called from the server's event loop instead).
 """
 
 from __future__ import annotations
@@ -37,6 +37,12 @@ ABI_VERSION: tuple[int, int] = (1, 3)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+def server_saturated() -> bool:
+    """ABI 1.3, kept for backends that call it: always False. The core no longer measures
+    its event loop's load; a backend that spins waiting for work decides on its own."""
+    return False
 
 
 def abi_compatible(abi: tuple[int, int]) -> bool:
@@ -155,8 +161,8 @@ class PendingExecute(Protocol):
         """The responses, one per request (blocks until they are there)."""
 
     # Optional (ABI 1.2): ``def fileno(self) -> int | None``, a descriptor that turns
-    # readable when ``wait(0)`` may turn True. The core then watches it on its event loop
-    # instead of giving the wait to a thread (see Instance.begin_execute). ``wait(0)``
+    # readable when ``wait(0)`` may turn True. The core watches it on its event loop
+    # (see Instance.begin_execute); without it a thread waits for each result. ``wait(0)``
     # must stay False when the descriptor is readable for another reason (the peer
     # closed it): a thread then calls ``result()``, which may block.
 
@@ -217,16 +223,12 @@ class Instance:
         """Optional (ABI 1.1): start ``execute`` and return without waiting for its result.
 
         For instances whose execute mostly waits on another process (the python
-        backend's worker). When such a model has proven fast and an instance is idle,
-        the core calls this on the event loop, waits a bounded time (about a
-        millisecond) for the result and answers from the loop; if the result is not
-        there by then, a thread takes over the wait, so a slow call never stalls the
-        loop. While the loop is busy, a pipelined model (``pipeline_depth`` >= 2) whose
-        PendingExecute has ``fileno()`` has its results read on the loop when that
-        descriptor turns readable; executes unanswered after 20 ms go to a thread.
-        Same contract as ``execute`` otherwise (never concurrent with it on one
-        instance; exceptions from this method or from ``result()`` fail the batch).
-        Not used for decoupled or sequence models.
+        backend's worker): the core's loop driver (scheduling/loop_driver.py) then sends
+        requests from its event loop and takes each result when the PendingExecute's
+        descriptor turns readable (docs/abi.md). Same contract as ``execute`` otherwise
+        (never concurrent with it on one instance; exceptions from this method or from
+        ``result()`` fail the batch). Not used for decoupled models or with a dynamic or
+        sequence batcher: those run through ``execute`` on the instance's thread.
         """
         raise NotImplementedError
 

@@ -115,10 +115,9 @@ class _Queue:
 class FifoQueue(_Queue):
     """No scheduler in the config: each request runs alone, oldest first.
 
-    A C-level SimpleQueue hands requests to the instance workers. Besides the
-    Scheduler methods it serves the pipelined fast path: ``take_nowait`` (the
-    next request, without waiting) and ``requeue`` (a request the event loop
-    accepted goes to the instance threads).
+    A C-level SimpleQueue hands requests to the instance threads. Besides the
+    Scheduler methods it serves the loop driver: ``take_nowait`` (the next
+    request, without waiting).
     """
 
     batching = False
@@ -142,10 +141,6 @@ class FifoQueue(_Queue):
             item.deadline_ns = item.enqueue_ns + req.timeout_us * 1000
         self._simple.put(item)
         return item
-
-    def requeue(self, item: _Item) -> None:
-        """Queue an item that already counts as accepted."""
-        self._simple.put(item)
 
     def remove(self, req: InferenceRequest) -> _Item | None:
         """A queued request stays (it is dropped when taken: cancelled)."""

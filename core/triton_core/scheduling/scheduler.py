@@ -9,8 +9,8 @@ ask the capability attributes, never the class:
 - ``preserve_ordering``: responses must leave in arrival order;
 - ``stateful``: ``prepare`` adds rows and inputs before execute and ``done``
   keeps state after it (for the others both only pass the requests through);
-- ``fifo``: the scheduler as a FifoQueue (the fast paths' ``take_nowait`` and
-  ``requeue``), None for the others.
+- ``fifo``: the scheduler as a FifoQueue (the loop driver's ``take_nowait``),
+  None for the others.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The execute channel: one socketpair per worker carrying EXEC frames and their replies.
 
-This is the python backend's hot path: the instance thread (or the core's event loop)
+This is the python backend's hot path: the core's event loop (or the instance thread)
 sends one EXEC frame per batch and reads the reply itself, with no thread hand-off.
-Both sides poll a while (spin-microseconds) before sleeping in the kernel: a process
-wake-up costs ~30 us on small VMs, more than a small model's whole execute. The server
-side spins for a reply only while replies keep coming within that window.
+With spin-microseconds (default 0) both sides poll a while before sleeping in the
+kernel: a process wake-up costs ~30 us on small VMs, but the poll takes a core the
+server may need. The server side spins for a reply only on an instance thread, and
+only while replies keep coming within that window.
 
 The same channel carries the start-up, auto-complete, initialize and finalize calls
 (call()), always before or after any EXEC frame.
