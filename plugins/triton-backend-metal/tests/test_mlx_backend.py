@@ -317,3 +317,16 @@ def test_served_with_dynamic_batching_and_two_instances(repo):
         for a, out in zip(inputs, outs, strict=True):
             np.testing.assert_array_equal(out["OUTPUT0"], a * 2)
             np.testing.assert_array_equal(out["OUTPUT1"], a * 0)
+
+
+def test_plugin_declares_both_backends_and_discovery_serves_mlx(repo):
+    specs = {s.name: s for s in plugin.triton_backends()}
+    assert set(specs) == {"mlx", "metal"}
+    assert specs["mlx"].default_model_filename == "model.mlxfn" and specs["mlx"].available() is None
+    assert specs["metal"].default_model_filename == "model.metal"
+    add_sub_model(repo)
+    with make_server(repo, plugin) as s:  # no config.pbtxt: found by model.mlxfn, auto-completed
+        cfg = s.model_config_json("addsub")
+        assert cfg["backend"] == "mlx" and cfg["max_batch_size"] == 4
+        a = np.ones((1, 16), np.float32)
+        np.testing.assert_array_equal(s.model("addsub").infer({"INPUT0": a, "INPUT1": a})["OUTPUT0"], a * 2)
