@@ -12,6 +12,7 @@ import pytest
 
 from metal_backend_helpers import instance, load_mlx, request, run
 from triton_backend_metal import plugin
+from triton_backend_metal.mlx import runtime
 from triton_backend_metal.mlx.export import export_model
 from triton_backend_metal.mlx.signature import from_metadata
 from triton_core.dtypes import DataType
@@ -54,7 +55,7 @@ def test_export_records_the_signature(repo):
         ("B", DataType.INT32, (-1, 16)),
     ]
     assert [(t.name, t.dims) for t in sig.outputs] == [("S", (-1, 16)), ("D", (-1, 16))]
-    _, metadata = mx.import_function(str(repo / "m.mlxfn"), return_metadata=True)
+    _, metadata = runtime.run(lambda: mx.import_function(str(repo / "m.mlxfn"), return_metadata=True))
     assert from_metadata(metadata, "m") == sig
 
 
@@ -308,9 +309,7 @@ def test_served_with_dynamic_batching_and_two_instances(repo):
         "instance_group [{ kind: KIND_CPU count: 2 }]\n"
     )
     with make_server(repo, plugin) as s:
-        assert s.model_config_json("addsub")["input"][0]["dims"] == ["16"] or s.model_config_json("addsub")[
-            "input"
-        ][0]["dims"] == [16]
+        assert s.model_config_json("addsub")["input"][0]["dims"] == [16]
         inputs = [np.full((1, 16), i, np.float32) for i in range(24)]
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             outs = list(pool.map(lambda a: s.model("addsub").infer({"INPUT0": a, "INPUT1": a}), inputs))
@@ -330,3 +329,42 @@ def test_plugin_declares_both_backends_and_discovery_serves_mlx(repo):
         assert cfg["backend"] == "mlx" and cfg["max_batch_size"] == 4
         a = np.ones((1, 16), np.float32)
         np.testing.assert_array_equal(s.model("addsub").infer({"INPUT0": a, "INPUT1": a})["OUTPUT0"], a * 2)
+
+
+def test_one_bad_request_does_not_fail_the_others_of_its_batch(repo):
+    inst = instance(load_mlx(add_sub_model(repo), "max_batch_size: 8"))
+    a = np.ones((1, 16), np.float32)
+    bad = request("addsub", INPUT0=a, INPUT1=np.ones((1, 8), np.float32))  # the core would refuse it
+    ok1, err, ok2 = run(
+        inst, request("addsub", INPUT0=a, INPUT1=a), bad, request("addsub", INPUT0=a, INPUT1=a)
+    )
+    np.testing.assert_array_equal(ok1.output("OUTPUT0").as_numpy(), a * 2)
+    np.testing.assert_array_equal(ok2.output("OUTPUT0").as_numpy(), a * 2)
+    assert err.error is not None and err.error.code is ErrorCode.INVALID_ARG
+    assert "cannot be broadcast" in str(err.error)
+
+
+def test_a_function_exported_on_another_thread_of_the_process_is_explained(repo):
+    """MLX streams belong to threads: a file exported on this process's main thread names a
+    stream the MLX thread cannot use. Run in a fresh process, where the main thread exports first."""
+    script = textwrap.dedent(f"""
+        import mlx.core as mx
+        from triton_core.errors import ErrorCode, TritonError
+        from triton_core.config import parse_pbtxt
+        from triton_core.abi import ModelContext
+        from triton_backend_metal.mlx.backend import MlxBackend
+        from pathlib import Path
+        folder = Path({str(repo)!r}) / "m"
+        (folder / "1").mkdir(parents=True)
+        mx.export_function(str(folder / "1" / "model.mlxfn"), lambda x: x + 1, mx.zeros((1, 4)), shapeless=True)
+        cfg = parse_pbtxt('input [{{ name: "X" data_type: TYPE_FP32 dims: [1, 4] }}] '
+                          'output [{{ name: "Y" data_type: TYPE_FP32 dims: [1, 4] }}]')
+        try:
+            MlxBackend().load_model(ModelContext("m", 1, folder, cfg))
+        except TritonError as e:
+            assert e.code is ErrorCode.UNAVAILABLE, e
+            assert "belong to one thread" in str(e), e
+            print("REFUSED")
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "REFUSED" in out.stdout, out.stderr

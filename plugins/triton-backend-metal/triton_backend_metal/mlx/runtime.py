@@ -29,8 +29,11 @@ def _claim_thread() -> None:
     _thread_ident = threading.get_ident()
     import mlx.core as mx
 
-    # Create this thread's default streams first, so that they take the lowest indices.
-    for device in (mx.cpu, mx.gpu):
+    # Create this thread's default streams first, so that they take the lowest indices, in
+    # the order a fresh exporting process creates them (its default device first): a file
+    # exported there names those indices.
+    first = mx.default_device()
+    for device in (first, mx.cpu, mx.gpu):
         if mx.is_available(device):
             mx.default_stream(device)
 
