@@ -356,7 +356,8 @@ def test_a_function_exported_on_another_thread_of_the_process_is_explained(repo)
         from pathlib import Path
         folder = Path({str(repo)!r}) / "m"
         (folder / "1").mkdir(parents=True)
-        mx.export_function(str(folder / "1" / "model.mlxfn"), lambda x: x + 1, mx.zeros((1, 4)), shapeless=True)
+        path = str(folder / "1" / "model.mlxfn")
+        mx.export_function(path, lambda x: x + 1, mx.zeros((1, 4)), shapeless=True)
         cfg = parse_pbtxt('input [{{ name: "X" data_type: TYPE_FP32 dims: [1, 4] }}] '
                           'output [{{ name: "Y" data_type: TYPE_FP32 dims: [1, 4] }}]')
         try:
