@@ -369,3 +369,15 @@ def test_served_kernel_model(repo):
         a = np.ones((2, 16), np.float32)
         out = s.model("addsub").infer({"INPUT0": a, "INPUT1": a})
         np.testing.assert_array_equal(out["OUTPUT0"], a * 2)
+
+
+def test_missing_datatypes_come_from_the_kernel_buffers(repo):
+    pbtxt = """max_batch_size: 4
+    input [{ name: "IMAGE" dims: [-1, -1, 3] }]
+    output [{ name: "NORMALIZED" dims: [-1, -1, 3] }]
+    parameters { key: "mean" value { string_value: "0.5" } }
+    parameters { key: "inv_std" value { string_value: "4" } }"""
+    model = load_metal(kernel_model(repo, "norm", "normalize.metal"), pbtxt)
+    assert [io.data_type for io in (*model.config.input, *model.config.output)] == ["TYPE_UINT8", "TYPE_FP32"]
+    call = prepare(model.plan, model.config, [request("norm", IMAGE=np.zeros((2, 4, 5, 3), np.uint8))])
+    assert call.grid == (120,) and call.outputs[0].shape == (2, 4, 5, 3)

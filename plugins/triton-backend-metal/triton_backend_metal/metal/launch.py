@@ -149,6 +149,19 @@ class LaunchPlan:
         return tuple(out)
 
 
+def fill_datatypes(kernel: Kernel, cfg: ModelConfig) -> ModelConfig:
+    """Auto-complete: a config input or output without ``data_type`` gets the element type of
+    the kernel buffer it binds to (a copy; the argument is not changed)."""
+    out = cfg.model_copy(deep=True)
+    buffers = kernel.buffers()
+    for pos, io in enumerate([*out.input, *out.output]):
+        if io.data_type == "TYPE_INVALID" and pos < len(buffers):
+            elem, _ = buffers[pos].element
+            if elem is not None:
+                io.data_type = elem.config_name
+    return out
+
+
 def _fail(model: str, file: str, line: int | None, msg: str) -> TritonError:
     where = f"{file}:{line}" if line else file
     return TritonError.invalid_arg(f"unable to load model '{model}': {where}: {msg}")

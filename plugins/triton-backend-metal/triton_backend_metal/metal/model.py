@@ -1,7 +1,8 @@
 """MetalModel: one loaded version of a kernel model (``model.metal``).
 
-Loading reads the source, finds the kernel, checks its signature against the
-config and builds the launch plan (launch.py): all of it without Metal, so a
+Loading reads the source, finds the kernel, fills a tensor's missing ``data_type``
+from the buffer it binds to, checks the kernel's signature against the config and
+builds the launch plan (launch.py): all of it without Metal, so a
 model's mistakes show on any OS. Instances compile the kernel (on macOS).
 """
 
@@ -12,7 +13,7 @@ from pathlib import Path
 from triton_core.abi import InstanceContext, Model, ModelContext
 from triton_core.errors import TritonError
 
-from .launch import plan
+from .launch import fill_datatypes, plan
 from .msl import MslError, find_kernel
 
 BACKEND_NAME = "metal"
@@ -51,6 +52,8 @@ class MetalModel(Model):
                 f"unable to load model '{self.name}': a kernel model's configuration lists its "
                 "inputs and outputs (they bind to the kernel's buffers in that order)"
             )
+        if ctx.auto_complete:
+            self.config = fill_datatypes(self.kernel, self.config)
         self.plan = plan(self.kernel, self.config, self.name, self.model_file.name)
         self._check_engine(engine_type)
         self.engine_provider = engine_provider
