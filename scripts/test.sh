@@ -9,8 +9,18 @@ fi
 .venv/bin/python -m pip install -q -U pip
 .venv/bin/python -m pip install -q -r requirements-dev.txt
 .venv/bin/python -m pip install -q -e ./core -e ./plugins/triton-backend-onnx -e ./plugins/triton-backend-python -e ./conformance -e ./docs/examples/triton-backend-numpyexpr
+# the metal plugin: its mlx backend runs on MLX's CPU build off macOS
+if [ "$(uname)" = Darwin ]; then
+    .venv/bin/python -m pip install -q -e ./plugins/triton-backend-metal
+else
+    .venv/bin/python -m pip install -q -e './plugins/triton-backend-metal[cpu]'
+fi
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
 .venv/bin/triton conformance onnxruntime
 .venv/bin/triton conformance numpyexpr
 .venv/bin/triton conformance python
+.venv/bin/triton conformance mlx
+if [ "$(uname)" = Darwin ]; then
+    .venv/bin/triton conformance metal
+fi

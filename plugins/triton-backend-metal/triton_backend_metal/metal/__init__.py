@@ -1,0 +1,1 @@
+"""The ``metal`` backend: Metal Shading Language compute kernels (``model.metal``) as models."""

@@ -1,0 +1,1 @@
+"""The ``mlx`` backend: exported MLX functions (``model.mlxfn``) as models."""
