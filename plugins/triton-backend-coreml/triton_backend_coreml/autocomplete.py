@@ -253,11 +253,6 @@ def validate(cfg: ModelConfig, sig: Signature, model: str) -> None:
     if mode == DIMENSION and limit not in (None, UNBOUNDED) and cfg.max_batch_size > limit:
         raise w.fail(f"max_batch_size {cfg.max_batch_size} is above the largest batch the Core ML "
                      f"model takes ({limit})")
-    listed = {i.name for i in cfg.input}
-    for t in sig.inputs.values():
-        if t.name not in listed and not t.optional:
-            raise w.fail(f"the Core ML model's input '{t.name}' is missing from the configuration "
-                         f"(configuration: {', '.join(sorted(listed)) or 'none'})")
     for io in cfg.input:
         t = sig.inputs.get(io.name)
         if t is None:
@@ -270,6 +265,11 @@ def validate(cfg: ModelConfig, sig: Signature, model: str) -> None:
                          f"FORMAT_NCHW, got {io.format}")
         if io.reshape is None:
             _check_dims(w, "input", io.name, model_dims(t, mode, io), io.dims)
+    listed = {i.name for i in cfg.input}
+    for t in sig.inputs.values():
+        if t.name not in listed and not t.optional:
+            raise w.fail(f"the Core ML model's input '{t.name}' is missing from the configuration "
+                         f"(configuration: {', '.join(sorted(listed)) or 'none'})")
     for out in cfg.output:
         t = sig.outputs.get(out.name)
         if t is None:

@@ -41,8 +41,9 @@ class TensorInfo:
     """None: no Triton data type serves it (``unsupported`` says why)."""
     rule: ShapeRule | None = None
     """Multi-arrays with a known shape; None for other kinds or an unknown shape."""
-    rank: int | None = None
-    """Multi-array rank when the rule is unknown (ML program outputs with unknown sizes)."""
+    partial_dims: tuple[int, ...] | None = None
+    """Multi-array dims when no rule is known (an ML program output whose sizes depend on its
+    inputs: -1 where unknown); None: rank unknown too."""
     image: ImageInfo | None = None
     optional: bool = False
     unsupported: str = ""
@@ -53,7 +54,7 @@ class TensorInfo:
         if self.kind == ARRAY:
             if self.rule is not None:
                 return self.rule.dims
-            return (-1,) * self.rank if self.rank is not None else None
+            return self.partial_dims
         if self.kind == IMAGE:
             return None  # depends on the config's format (HWC / CHW)
         return (1,)
@@ -145,10 +146,10 @@ def _feature(fd: Any, program_type: Any) -> TensorInfo:
         dt = ARRAY_TYPES.get(type_name)
         unsupported = "" if dt else f"multi-array element type {type_name}"
         rule = _array_rule(arr)
-        rank = None
+        partial = None
         if rule is None and program_type is not None:
-            rule, rank = _program_rule(program_type)
-        return TensorInfo(fd.name, ARRAY, dt, rule=rule, rank=rank, optional=optional,
+            rule, partial = _program_rule(program_type)
+        return TensorInfo(fd.name, ARRAY, dt, rule=rule, partial_dims=partial, optional=optional,
                           unsupported=unsupported)
     if which == "imageType":
         return _image_feature(fd.name, t.imageType, optional)
@@ -218,7 +219,7 @@ def _program_output_types(spec: Any, function: str) -> dict[str, Any]:
     return found
 
 
-def _program_rule(value_type: Any) -> tuple[ShapeRule | None, int | None]:
+def _program_rule(value_type: Any) -> tuple[ShapeRule | None, tuple[int, ...] | None]:
     if value_type.WhichOneof("type") != "tensorType":
         return None, None
     tt = value_type.tensorType
@@ -229,8 +230,8 @@ def _program_rule(value_type: Any) -> tuple[ShapeRule | None, int | None]:
         else:
             dims.append(-1)
     if any(d == -1 for d in dims):
-        return None, len(dims)
-    return ShapeRule(tuple(dims)), len(dims)
+        return None, tuple(dims)
+    return ShapeRule(tuple(dims)), None
 
 
 # classifier labels -------------------------------------------------------------------
@@ -277,8 +278,9 @@ def signature_from_config(config: Any) -> Signature:
     sig = Signature(model_type="compiled", spec_version=0)
     for io in config.input:
         dims = io.reshape.shape if io.reshape is not None else io.dims
-        sig.inputs[io.name] = TensorInfo(io.name, ARRAY, io.datatype, rank=len(dims), optional=io.optional)
+        sig.inputs[io.name] = TensorInfo(io.name, ARRAY, io.datatype, partial_dims=(-1,) * len(dims),
+                                         optional=io.optional)
     for out in config.output:
         dims = out.reshape.shape if out.reshape is not None else out.dims
-        sig.outputs[out.name] = TensorInfo(out.name, ARRAY, out.datatype, rank=len(dims))
+        sig.outputs[out.name] = TensorInfo(out.name, ARRAY, out.datatype, partial_dims=(-1,) * len(dims))
     return sig
