@@ -113,12 +113,13 @@ def to_pil(name: str, hwc: np.ndarray, info: ImageInfo):  # -> PIL.Image.Image
     from PIL import Image
 
     if info.color_space == "GRAYSCALE_FLOAT16":
-        return Image.fromarray(np.ascontiguousarray(hwc[..., 0], dtype=np.float32), mode="F")
+        # mode "F", "L" and "RGB" follow from float32 HxW, uint8 HxW and uint8 HxWx3 arrays
+        return Image.fromarray(np.ascontiguousarray(hwc[..., 0], dtype=np.float32))
     if hwc.dtype != np.uint8:
         raise TritonError.invalid_arg(f"input '{name}': image pixels are UINT8, got numpy {hwc.dtype}")
     if info.channels == 1:
-        return Image.fromarray(hwc[..., 0], mode="L")
-    return Image.fromarray(hwc, mode="RGB")
+        return Image.fromarray(np.ascontiguousarray(hwc[..., 0]))
+    return Image.fromarray(hwc)
 
 
 def from_pil(image) -> np.ndarray:

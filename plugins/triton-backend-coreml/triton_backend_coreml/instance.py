@@ -17,7 +17,7 @@ from triton_core.errors import TritonError
 from triton_core.request import InferenceRequest, InferenceResponse
 
 from .compute_units import coreml_units
-from .feeds import Call, FeedBuilder
+from .feeds import Call
 
 log = logging.getLogger("triton_backend_coreml")
 
@@ -48,8 +48,7 @@ class CoreMLInstance(Instance):
                 f"'{compiled}': {type(e).__name__}: {e}") from None
         log.info("model '%s' instance '%s' (%s): Core ML compute units %s", model.name, ctx.name,
                  ctx.kind, self.compute_units)
-        self.feeds = FeedBuilder(model.name, model.version, model.config, model.signature, model.batch_mode,
-                                 model.channel_order, model.read_labels)
+        self.feeds = model.feed_builder()
 
     def execute(self, requests: Sequence[InferenceRequest], timer: ExecuteTimer
                 ) -> list[InferenceResponse]:

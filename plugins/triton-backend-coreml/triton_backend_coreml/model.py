@@ -14,6 +14,7 @@ from . import params
 from .autocomplete import DEFAULT_MAX_BATCH_SIZE, autocomplete, batch_mode, validate
 from .compiled_cache import CompiledCache
 from .compute_units import ExecutionSettings
+from .feeds import FeedBuilder
 from .images import channel_order
 from .model_files import ModelFile, find_model_file
 from .runtime import unavailable_reason
@@ -73,6 +74,12 @@ class CoreMLModel(Model):
             raise TritonError.invalid_arg(
                 f"unable to load model '{self.name}': cannot read label file '{path}': {e.strerror}"
             ) from None
+
+    def feed_builder(self) -> FeedBuilder:
+        """How requests become Core ML inputs and its results tensors (any OS)."""
+        assert self.signature is not None
+        return FeedBuilder(self.name, self.version, self.config, self.signature, self.batch_mode,
+                           self.channel_order, self.read_labels)
 
     def create_instance(self, ctx: InstanceContext):
         reason = unavailable_reason()
