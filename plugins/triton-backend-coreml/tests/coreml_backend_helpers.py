@@ -20,8 +20,7 @@ NEEDS_MACOS = (f"Core ML's predict() and compile_model() exist only on macOS (co
                f"Core ML bridge on {sys.platform}); the macOS arm64 workflow runs this test")
 
 
-def _convert(prog, folder: Path, *, inputs=None, outputs=None, target=None, classifier=None,
-             filename: str = "model.mlpackage") -> Path:
+def _convert(prog, folder: Path, *, inputs=None, outputs=None, target=None, classifier=None) -> Path:
     import coremltools as ct
 
     mlmodel = ct.convert(prog, inputs=inputs, outputs=outputs,
@@ -29,7 +28,7 @@ def _convert(prog, folder: Path, *, inputs=None, outputs=None, target=None, clas
                          compute_precision=ct.precision.FLOAT32, classifier_config=classifier,
                          skip_model_load=True)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / filename
+    path = folder / "model.mlpackage"
     mlmodel.save(str(path))
     return path
 
@@ -60,7 +59,7 @@ def relu_enumerated(folder: Path, shapes=((1, 4), (2, 4), (4, 4))) -> Path:
     return _convert(prog, folder, inputs=[ct.TensorType(name="x", shape=enumerated)])
 
 
-def add_fixed(folder: Path, filename: str = "model.mlpackage") -> Path:
+def add_fixed(folder: Path) -> Path:
     """a, b [2, 3] INT32 -> s = a + b; f FP16 [3] -> h = f * 2 (FP16)."""
     import coremltools as ct
     from coremltools.converters.mil import Builder as mb
@@ -77,7 +76,7 @@ def add_fixed(folder: Path, filename: str = "model.mlpackage") -> Path:
                                           ct.TensorType(name="b", dtype=np.int32),
                                           ct.TensorType(name="f", dtype=np.float16)],
                     outputs=[ct.TensorType(name="s", dtype=np.int32),
-                             ct.TensorType(name="h", dtype=np.float16)], filename=filename)
+                             ct.TensorType(name="h", dtype=np.float16)])
 
 
 def image_mean(folder: Path, color: str = "RGB", height: int = 4, width: int = 5,
