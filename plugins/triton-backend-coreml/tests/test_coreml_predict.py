@@ -13,6 +13,7 @@ import pytest
 from coreml_backend_helpers import NEEDS_MACOS, ON_MACOS
 
 from triton_backend_coreml import plugin
+from triton_core.errors import TritonError
 from triton_core.request import (
     REQUEST_FLAG_SEQUENCE_END,
     REQUEST_FLAG_SEQUENCE_START,
@@ -128,9 +129,7 @@ def test_stateful_model_keeps_state_per_sequence(serve):
     def step(corrid: int, flags: int) -> np.ndarray:
         req = InferenceRequest(model_name="acc", inputs={"x": Tensor.from_numpy("x", x)},
                                correlation_id=corrid, flags=flags)
-        resp = server.infer(req)
-        assert resp.error is None, resp.error
-        return resp.output("y").as_numpy()
+        return server.infer(req).output("y").as_numpy()
 
     np.testing.assert_array_equal(step(7, REQUEST_FLAG_SEQUENCE_START), x)
     np.testing.assert_array_equal(step(8, REQUEST_FLAG_SEQUENCE_START), x)
@@ -156,8 +155,8 @@ def test_shape_errors_leave_the_server_serving(serve):
               'output [{ name: "y" data_type: TYPE_FP32 dims: [-1, 4] }]\n')
     server = serve({"relu": ("relu_range", config + _units("CPU_ONLY"))})
     nine = np.ones((9, 4), np.float32)  # the model's first dimension is 1..8
-    resp = server.infer(InferenceRequest(model_name="relu", inputs={"x": Tensor.from_numpy("x", nine)}))
-    assert resp.error is not None and "dimension 0 is 9, outside 1..8" in resp.error.message
+    with pytest.raises(TritonError, match="dimension 0 is 9, outside 1..8"):
+        server.infer(InferenceRequest(model_name="relu", inputs={"x": Tensor.from_numpy("x", nine)}))
     x = np.ones((2, 4), np.float32)
     np.testing.assert_array_equal(server.model("relu").infer({"x": x})["y"], x)
 
