@@ -8,9 +8,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -U pip
 .venv/bin/python -m pip install -q -r requirements-dev.txt
-.venv/bin/python -m pip install -q -e ./core -e ./plugins/triton-backend-onnx -e ./plugins/triton-backend-python -e ./conformance -e ./docs/examples/triton-backend-numpyexpr
+.venv/bin/python -m pip install -q -e ./core -e ./plugins/triton-backend-onnx -e ./plugins/triton-backend-coreml -e ./plugins/triton-backend-python -e ./conformance -e ./docs/examples/triton-backend-numpyexpr
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
 .venv/bin/triton conformance onnxruntime
 .venv/bin/triton conformance numpyexpr
 .venv/bin/triton conformance python
+# Core ML predicts only on macOS (elsewhere the suite would skip every test with that reason)
+if [ "$(uname -s)" = Darwin ]; then
+    .venv/bin/triton conformance coreml
+fi
