@@ -46,6 +46,24 @@ def test_registry_statuses():
     assert reg.backend("a") is b1  # one Backend per process
 
 
+def test_unavailable_backend_is_refused_unless_checking():
+    import pytest
+
+    from triton_core.errors import ErrorCode, TritonError
+
+    reg = BackendRegistry()
+    reg.register_plugin(_module(abi.BackendSpec(name="na", factory=_factory,
+                                                available=lambda: "needs macOS")), "na")
+    reg.register_plugin(_module(abi.BackendSpec(name="old", factory=_factory, abi=(0, 9))), "old")
+    with pytest.raises(TritonError) as e:
+        reg.backend("na")
+    assert e.value.code is ErrorCode.UNAVAILABLE and "needs macOS" in e.value.message
+    # `triton check` may still read and validate the backend's models
+    assert isinstance(reg.backend("na", allow_unavailable=True), abi.Backend)
+    with pytest.raises(TritonError):  # a failed (incompatible) backend never loads
+        reg.backend("old", allow_unavailable=True)
+
+
 def test_abi_rule():
     assert abi.abi_compatible((abi.ABI_VERSION[0], 0))
     assert not abi.abi_compatible((abi.ABI_VERSION[0] + 1, 0))
