@@ -1,9 +1,9 @@
 """CoreMLInstance: one loaded Core ML model (macOS) and execute() over a batch of requests.
 
-Predictions run in the server's process, on the instance's thread: Core ML's predict
-releases the GIL and a Core ML model is safe to call from one thread at a time, which
-is what the core guarantees per instance. (Why not a worker process: see
-docs/coreml.md, "Process model".)
+Predictions run in the server's process, on the instance's thread (the core never calls
+one instance concurrently). coremltools' bridge holds the GIL during a prediction, so
+this is never an inline (event-loop) instance; why not a worker process yet: see
+docs/coreml.md, "Process model".
 """
 
 from __future__ import annotations
