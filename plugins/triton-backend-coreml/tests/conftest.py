@@ -27,6 +27,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     h.classifier(folder("classifier"))
     h.stateful_accumulator(folder("stateful"))
     h.nn_double(folder("nn_double"))
+    h.nn_classifier(folder("nn_classifier"))
+    h.nn_image_sizes(folder("nn_image_sizes"))
     return built
 
 

@@ -165,3 +165,42 @@ def request(model_name: str = "m", outputs: list[str] | None = None, **arrays) -
     inputs = {k: Tensor.from_numpy(k, v) for k, v in arrays.items()}
     outs = None if outputs is None else [RequestedOutput(n) for n in outputs]
     return InferenceRequest(model_name=model_name, inputs=inputs, outputs=outs)
+
+
+def nn_classifier(folder: Path, labels=(10, 20, 30)) -> Path:
+    """A neural-network classifier (.mlmodel) with int64 labels: x [3] -> label (int64),
+    scores (label -> softmax(x))."""
+    import coremltools as ct
+    from coremltools.models import datatypes
+    from coremltools.models.neural_network import NeuralNetworkBuilder
+
+    n = len(labels)
+    b = NeuralNetworkBuilder([("x", datatypes.Array(n))], [("scores", datatypes.Array(n))],
+                             mode="classifier", disable_rank5_shape_mapping=True)
+    b.add_softmax_nd("softmax", "x", "scores", axis=-1)
+    b.set_class_labels(list(labels), predicted_feature_name="label", prediction_blob="scores")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.mlmodel"
+    ct.models.MLModel(b.spec, skip_model_load=True).save(str(path))
+    return path
+
+
+def nn_image_sizes(folder: Path) -> Path:
+    """A neural network (.mlmodel) with a BGR image of enumerated sizes 4x5 and 8x10 (HxW):
+    image -> m [3, 1, 1] = per-channel mean."""
+    import coremltools as ct
+    from coremltools.models import datatypes
+    from coremltools.models.neural_network import NeuralNetworkBuilder
+    from coremltools.models.neural_network import flexible_shape_utils as fsu
+
+    b = NeuralNetworkBuilder([("image", datatypes.Array(3, 4, 5))], [("m", datatypes.Array(3, 1, 1))])
+    b.add_pooling("gap", height=1, width=1, stride_height=1, stride_width=1, layer_type="AVERAGE",
+                  padding_type="VALID", input_name="image", output_name="m", is_global=True)
+    b.set_pre_processing_parameters(image_input_names=["image"], is_bgr=True)
+    spec = b.spec
+    fsu.add_enumerated_image_sizes(spec, "image", sizes=[fsu.NeuralNetworkImageSize(4, 5),
+                                                         fsu.NeuralNetworkImageSize(8, 10)])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "model.mlmodel"
+    ct.models.MLModel(spec, skip_model_load=True).save(str(path))
+    return path

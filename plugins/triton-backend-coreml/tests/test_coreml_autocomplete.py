@@ -186,3 +186,19 @@ def test_a_compiled_model_needs_a_complete_config(models, tmp_path, cache):
                      'output [{ name: "y" data_type: TYPE_FP32 dims: [4] }]', cache=cache)
     assert m.model_file.compiled and m.batch_mode == "list"
     shutil.rmtree(folder)
+
+
+def test_neural_network_classifier_with_int64_labels(models, cache):
+    m = load(models["nn_classifier"], cache=cache)
+    assert m.signature.model_type == "neuralNetworkClassifier"
+    assert m.signature.classifier.labels == (10, 20, 30)
+    outs = {o.name: (o.data_type, o.dims) for o in m.config.output}
+    assert outs == {"scores": ("TYPE_FP32", [3]), "label": ("TYPE_INT64", [1])}
+    labels = Path(m.config.output_by_name("scores").label_filename).read_text().splitlines()
+    assert labels == ["10", "20", "30"]
+
+
+def test_enumerated_image_sizes_become_variable_dims(models, cache):
+    m = load(models["nn_image_sizes"], cache=cache)
+    assert _io(m.config)[0] == [("image", "TYPE_UINT8", [-1, -1, 3], "FORMAT_NHWC")]
+    assert m.signature.inputs["image"].image.sizes == ((4, 5), (8, 10))

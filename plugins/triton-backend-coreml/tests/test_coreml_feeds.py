@@ -254,3 +254,22 @@ def test_stateful_model_without_its_state_input_is_an_error(models, cache):
     m = load(models["stateful"], cache=cache)
     (r,) = _plan(m, request(x=np.ones((1, 4), np.float16))).responses([])
     assert "the state 'acc' is missing" in r.error.message
+
+
+def test_int64_labelled_classifier_results(models, cache):
+    m = load(models["nn_classifier"], cache=cache)
+    plan = _plan(m, request(x=np.zeros(3, np.float64)))
+    (r,) = plan.responses([{"label": 20, "scores": {10: 0.25, 20: 0.5, 30: 0.25}}])
+    assert r.output("label").as_numpy().tolist() == [20]
+    np.testing.assert_allclose(r.output("scores").as_numpy(), [0.25, 0.5, 0.25])
+
+
+def test_enumerated_image_sizes_are_checked_per_request(models, cache):
+    m = load(models["nn_image_sizes"], cache=cache)
+    ok = request(image=np.zeros((8, 10, 3), np.uint8))
+    bad = request(image=np.zeros((6, 10, 3), np.uint8))
+    plan = _plan(m, ok, bad)
+    (call,) = plan.calls
+    assert call.payload["image"].size == (10, 8)
+    assert plan.errors[1].message == ("model 'nn_image_sizes': input 'image': image size 6x10 (HxW) is "
+                                      "not one of 4x5, 8x10")

@@ -156,8 +156,11 @@ class FeedBuilder:
             return np.ascontiguousarray(value)
         if kind == IMAGE:
             assert plan.info.image is not None
-            hwc = images.to_hwc(name, value, plan.info.image, plan.channels_first, self.channel_order)
-            return images.to_pil(name, hwc, plan.info.image)
+            try:
+                hwc = images.to_hwc(name, value, plan.info.image, plan.channels_first, self.channel_order)
+                return images.to_pil(name, hwc, plan.info.image)
+            except TritonError as e:
+                raise self._err(e.message) from None
         flat = value.reshape(-1)
         if flat.size != 1:
             raise self._err(f"input '{name}' is a Core ML scalar ({kind}): it takes one element, "
