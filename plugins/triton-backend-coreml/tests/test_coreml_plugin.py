@@ -114,3 +114,22 @@ def test_triton_check_validates_and_auto_completes_where_core_ml_cannot_run(tmp_
             "'a', model provides [2,3]") in text
     if sys.platform != "darwin":
         assert f"cannot serve here: {NEEDS_MACOS}" in text
+
+
+def test_conformance_models_match_their_reference_configs(tmp_path, cache, monkeypatch):
+    """The suite itself runs on macOS; here: its models build and pass `triton check`."""
+    monkeypatch.setenv("TRITON_COREML_CACHE", str(cache))
+    spec = plugin.triton_conformance("coreml")
+    assert plugin.triton_conformance("onnxruntime") is None
+    assert spec.backend == "coreml" and spec.capabilities.platforms == ("darwin",)
+    assert spec.capabilities.problems() == []
+    roles = spec.build_models(tmp_path)
+    assert set(roles) == {"identity_fp32", "identity_fp16", "identity_int32", "add_sub"}
+
+    class Registry(BackendRegistry):
+        def discover(self) -> None:
+            self.register_plugin(plugin, "coreml", "triton-backend-coreml", "0.1.0")
+
+    monkeypatch.setattr(checker, "BackendRegistry", Registry)
+    errors, lines = checker.check_repository([tmp_path])
+    assert errors == 0, lines
