@@ -1,4 +1,5 @@
-"""The same small CNN (cnn.py) through the coreml backend (compute units ALL and CPU_ONLY),
+"""The same small CNN (cnn.py) through the coreml backend (compute units ALL and CPU_ONLY;
+ALL in a worker process),
 the onnxruntime backend (CoreML execution provider, and CPU only) and torch on MPS.
 
 Run on a Mac with the backends installed (see README.md):
@@ -32,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cnn  # noqa: E402
 
-MODELS = ("cnn_coreml_all", "cnn_coreml_cpu", "cnn_onnx_coreml", "cnn_onnx_cpu")
+MODELS = ("cnn_coreml_all", "cnn_coreml_cpu", "cnn_coreml_worker", "cnn_onnx_coreml", "cnn_onnx_cpu")
 
 
 def measure(call: Callable[[], object], requests: int, concurrency: int) -> dict[str, float]:

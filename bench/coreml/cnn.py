@@ -12,6 +12,7 @@ so the three runtimes compute the same network:
 
     cnn_coreml_all/       coreml backend, compute_units ALL
     cnn_coreml_cpu/       coreml backend, compute_units CPU_ONLY
+    cnn_coreml_worker/    coreml backend, compute_units ALL, predictions in a worker process
     cnn_onnx_coreml/      onnxruntime backend with the CoreML execution provider (MLProgram, ALL)
     cnn_onnx_cpu/         onnxruntime backend on the CPU only
 
@@ -127,11 +128,14 @@ def _config(backend: str, extra: str) -> str:
 
 def build(repo: Path, seed: int = 0) -> dict[str, np.ndarray]:
     w = weights(seed)
-    coreml = {"cnn_coreml_all": "ALL", "cnn_coreml_cpu": "CPU_ONLY"}
-    for name, units in coreml.items():
+    coreml = {"cnn_coreml_all": ("ALL", False), "cnn_coreml_cpu": ("CPU_ONLY", False),
+              "cnn_coreml_worker": ("ALL", True)}
+    for name, (units, worker) in coreml.items():
         (repo / name / "1").mkdir(parents=True, exist_ok=True)
-        (repo / name / "config.pbtxt").write_text(_config(
-            "coreml", f'parameters {{ key: "compute_units" value {{ string_value: "{units}" }} }}\n'))
+        params = f'parameters {{ key: "compute_units" value {{ string_value: "{units}" }} }}\n'
+        if worker:
+            params += 'parameters { key: "worker_process" value { string_value: "true" } }\n'
+        (repo / name / "config.pbtxt").write_text(_config("coreml", params))
         save_coreml(repo / name / "1" / "model.mlpackage", w)
     onnx = {
         "cnn_onnx_coreml": ('optimization { execution_accelerators { cpu_execution_accelerator [{ '

@@ -204,3 +204,26 @@ def nn_image_sizes(folder: Path) -> Path:
     path = folder / "model.mlmodel"
     ct.models.MLModel(spec, skip_model_load=True).save(str(path))
     return path
+
+
+class EchoPredictor:
+    """Stands in for a Core ML model only in the tests of the worker process's plumbing
+    (transport, errors, a dying worker, restart): it answers with its inputs, raises or
+    exits on request. It is never served as a model."""
+
+    def predict(self, data, state=None):
+        if isinstance(data, list):
+            return [self.predict(d) for d in data]
+        if "exit" in data:
+            import os
+
+            os._exit(int(data["exit"]))
+        if "raise" in data:
+            raise RuntimeError(str(data["raise"]))
+        return dict(data)
+
+
+def echo_loader(fail: str = "") -> EchoPredictor:
+    if fail:
+        raise RuntimeError(fail)
+    return EchoPredictor()

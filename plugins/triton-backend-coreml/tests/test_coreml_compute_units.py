@@ -39,13 +39,17 @@ def test_optimization_hints():
                    "allow_low_precision_accumulation_on_gpu": "true"})
     assert s.hint_names() == {"specializationStrategy": "FastPrediction", "reshapeFrequency": "Infrequent",
                               "allowLowPrecisionAccumulationOnGPU": True}
-    hints = s.coreml_hints()
     import coremltools as ct
 
+    from triton_backend_coreml.predict import coreml_hints
+
+    hints = coreml_hints(s.hint_names())
     assert hints == {"specializationStrategy": ct.SpecializationStrategy.FastPrediction,
                      "reshapeFrequency": ct.ReshapeFrequency.Infrequent,
                      "allowLowPrecisionAccumulationOnGPU": True}
-    assert _settings().coreml_hints() is None
+    assert _settings().hint_names() == {}
+    assert _settings().worker_process is False
+    assert _settings({"worker_process": "true"}).worker_process is True
 
 
 def test_bad_hints_are_refused():

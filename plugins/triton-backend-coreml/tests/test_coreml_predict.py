@@ -57,8 +57,10 @@ def _units(u: str) -> str:
 
 
 @pytest.mark.parametrize("units", UNITS)
-def test_fixed_model_int32_and_fp16(serve, units):
-    server = serve({"add": ("add_fixed", _units(units))})
+@pytest.mark.parametrize("worker", [False, True], ids=["in-process", "worker-process"])
+def test_fixed_model_int32_and_fp16(serve, units, worker):
+    extra = 'parameters { key: "worker_process" value { string_value: "true" } }\n' if worker else ""
+    server = serve({"add": ("add_fixed", _units(units) + extra)})
     a = np.arange(6, dtype=np.int32).reshape(2, 3)
     f = np.array([0.5, 1.5, -2], np.float16)
     out = server.model("add").infer({"a": a, "b": a, "f": f})

@@ -34,6 +34,8 @@ class ExecutionSettings:
     specialization_strategy: str | None = None
     reshape_frequency: str | None = None
     allow_low_precision_accumulation_on_gpu: bool | None = None
+    worker_process: bool = False
+    """Parameter ``worker_process``: predictions in a worker process per instance (worker.py)."""
 
     @classmethod
     def from_config(cls, config: ModelConfig, model: str) -> ExecutionSettings:
@@ -44,6 +46,8 @@ class ExecutionSettings:
             reshape_frequency=choice(config, "reshape_frequency", RESHAPE, model),
             allow_low_precision_accumulation_on_gpu=None if low is None or not low.strip() else parse_bool(
                 low, f"model '{model}', parameter 'allow_low_precision_accumulation_on_gpu'"),
+            worker_process=parse_bool(config.parameter("worker_process") or "false",
+                                      f"model '{model}', parameter 'worker_process'"),
         )
 
     def units_for(self, kind: str) -> str:
@@ -59,26 +63,3 @@ class ExecutionSettings:
         if self.allow_low_precision_accumulation_on_gpu is not None:
             out["allowLowPrecisionAccumulationOnGPU"] = self.allow_low_precision_accumulation_on_gpu
         return out
-
-    def coreml_hints(self) -> dict[str, object] | None:
-        """The ``optimization_hints`` argument of coremltools (its enum types); None: no hints."""
-        import coremltools as ct
-
-        names = self.hint_names()
-        if not names:
-            return None
-        out: dict[str, object] = {}
-        for key, value in names.items():
-            if key == "specializationStrategy":
-                out[key] = ct.SpecializationStrategy[str(value)]
-            elif key == "reshapeFrequency":
-                out[key] = ct.ReshapeFrequency[str(value)]
-            else:
-                out[key] = value
-        return out
-
-
-def coreml_units(name: str):  # -> coremltools.ComputeUnit
-    import coremltools as ct
-
-    return ct.ComputeUnit[name]

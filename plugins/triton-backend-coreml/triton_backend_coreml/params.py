@@ -14,7 +14,8 @@ _FALSE = {"false", "0", "off", "no"}
 
 # Every parameter this backend reads; another key is most likely a typo: warned about.
 KNOWN = ("compute_units", "specialization_strategy", "reshape_frequency",
-         "allow_low_precision_accumulation_on_gpu", "image_channel_order", "function_name")
+         "allow_low_precision_accumulation_on_gpu", "image_channel_order", "function_name",
+         "worker_process")
 
 
 def parse_bool(value: str, what: str) -> bool:
