@@ -29,6 +29,7 @@ def check_repository(roots: list[Path], config_name: str | None = None) -> tuple
         lines.append(f"FAIL {name}: {msg}")
     mgr = ModelManager(repo, registry)
     for name, src in sorted(scan.models.items()):
+        entry = None
         try:
             cfg = read_config(src)
             if cfg.name and cfg.name != name:
@@ -61,7 +62,9 @@ def check_repository(roots: list[Path], config_name: str | None = None) -> tuple
             lines.append(f"FAIL {name}: {e.message}")
         except Exception as e:  # noqa: BLE001 - a backend bug is a failed check, not a crash
             errors += 1
-            lines.append(f"FAIL {name}: {type(e).__name__}: {e}")
+            why = f" (backend '{entry.name}' is unavailable: {entry.reason})" \
+                if entry is not None and entry.status == "unavailable" else ""
+            lines.append(f"FAIL {name}: {type(e).__name__}: {e}{why}")
     registry.close()
     lines.append(f"{len(scan.models) + len(scan.errors)} model(s), {errors} with errors")
     return errors, lines

@@ -75,3 +75,23 @@ def test_autoload_env(monkeypatch):
     reg = BackendRegistry()
     reg.discover()
     assert reg.entries == []
+
+
+def test_triton_check_names_the_reason_when_an_unavailable_backend_cannot_read(tmp_path, monkeypatch):
+    from triton_core import checker
+
+    def broken_factory(ctx):
+        raise ModuleNotFoundError("No module named 'somert'")
+
+    class Registry(BackendRegistry):
+        def discover(self) -> None:
+            self.register_plugin(_module(abi.BackendSpec(
+                name="na", factory=broken_factory, available=lambda: "somert cannot be imported")), "na")
+
+    monkeypatch.setattr(checker, "BackendRegistry", Registry)
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "config.pbtxt").write_text('backend: "na"\n')
+    errors, lines = checker.check_repository([tmp_path])
+    assert errors == 1
+    assert ("FAIL m: ModuleNotFoundError: No module named 'somert' (backend 'na' is unavailable: "
+            "somert cannot be imported)") in lines
