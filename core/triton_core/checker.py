@@ -29,6 +29,7 @@ def check_repository(roots: list[Path], config_name: str | None = None) -> tuple
         lines.append(f"FAIL {name}: {msg}")
     mgr = ModelManager(repo, registry)
     for name, src in sorted(scan.models.items()):
+        entry = None
         try:
             cfg = read_config(src)
             if cfg.name and cfg.name != name:
@@ -36,7 +37,8 @@ def check_repository(roots: list[Path], config_name: str | None = None) -> tuple
                     f"field 'name': config name '{cfg.name}' does not match the folder '{name}'")
             backend_name = mgr._resolve_backend(cfg, src)  # noqa: SLF001
             entry = registry.entry(backend_name)
-            backend = registry.backend(backend_name)
+            # a backend that cannot serve here (Core ML on Linux) still checks its models
+            backend = registry.backend(backend_name, allow_unavailable=True)
             pre = complete_config(cfg, name, backend_name, (), entry.default_model_filename if entry else "")
             versions = select_versions(pre.version_policy, numeric_versions(src.path))
             if not versions:
@@ -52,14 +54,17 @@ def check_repository(roots: list[Path], config_name: str | None = None) -> tuple
                     check_config(final, f"model '{name}'")
                 finally:
                     model.close()
+            note = f"; cannot serve here: {entry.reason}" if entry and entry.status == "unavailable" else ""
             lines.append(f"ok   {name} (backend {backend_name}, versions "
-                         f"{', '.join(map(str, versions))})")
+                         f"{', '.join(map(str, versions))}{note})")
         except TritonError as e:
             errors += 1
             lines.append(f"FAIL {name}: {e.message}")
         except Exception as e:  # noqa: BLE001 - a backend bug is a failed check, not a crash
             errors += 1
-            lines.append(f"FAIL {name}: {type(e).__name__}: {e}")
+            why = f" (backend '{entry.name}' is unavailable: {entry.reason})" \
+                if entry is not None and entry.status == "unavailable" else ""
+            lines.append(f"FAIL {name}: {type(e).__name__}: {e}{why}")
     registry.close()
     lines.append(f"{len(scan.models) + len(scan.errors)} model(s), {errors} with errors")
     return errors, lines

@@ -169,15 +169,18 @@ class BackendRegistry:
                 return e
         return None
 
-    def backend(self, name: str) -> abi.Backend:
-        """The process-wide Backend object for ``name``, created on first use."""
+    def backend(self, name: str, allow_unavailable: bool = False) -> abi.Backend:
+        """The process-wide Backend object for ``name``, created on first use.
+
+        ``allow_unavailable``: also for a backend that cannot run here (`triton check`: a
+        backend may still read, auto-complete and validate its models, e.g. Core ML on Linux)."""
         entry = self._by_name.get(name)
         if entry is None or entry.spec is None:
             known = ", ".join(sorted(self._by_name)) or "none"
             raise TritonError.invalid_arg(
                 f"unable to find backend '{name}' (installed backends: {known})"
             )
-        if entry.status != "available":
+        if entry.status != "available" and not (allow_unavailable and entry.status == "unavailable"):
             raise TritonError.unavailable(f"backend '{name}' is unavailable: {entry.reason}")
         with self._lock:
             inst = self._instances.get(name)
