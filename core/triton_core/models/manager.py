@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from .. import abi
+from .. import abi, install_hint
 from ..config import ModelConfig, parse_config_json
 from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
@@ -336,7 +336,8 @@ class ModelManager:
             e = self.registry.for_platform(cfg.platform)
             if e is None:
                 raise TritonError.invalid_arg(
-                    f"model '{src.name}': no installed backend serves platform '{cfg.platform}'")
+                    f"model '{src.name}': no installed backend serves platform '{cfg.platform}'"
+                    f"{self.registry.failed_plugins_note()}{install_hint.for_backend(cfg.platform)}")
             return e.name
         names: set[str] = set()
         for v in numeric_versions(src.path):
@@ -353,7 +354,7 @@ class ModelManager:
             raise TritonError.invalid_arg(
                 f"model '{src.name}': config names no backend or platform and no installed "
                 f"backend's default model file is in its folder (installed: "
-                f"{', '.join(self.registry.names()) or 'none'})")
+                f"{', '.join(self.registry.names()) or 'none'}){self.registry.failed_plugins_note()}")
         return e.name
 
     def _load_locked(self, rec: ModelRecord, config_json: str | dict | None,
