@@ -302,8 +302,13 @@ def _cache_config(items: list[str]) -> dict[str, dict[str, str]]:
 def _print_tables(server: Server) -> None:
     rows = [(e.name, e.status, e.reason or e.distribution) for e in server.registry.entries]
     _table("Backend", ("Backend", "Status", "Details"), rows)
-    mrows = [(r["name"], r.get("version", ""), r.get("state", "") + (
-        f": {r['reason']}" if r.get("reason") else "")) for r in server.repository_index()]
+    # A start that failed has unloaded everything: its load errors say why, as Triton's table does.
+    errors = dict(server.load_errors)
+    mrows = [(r["name"], r.get("version", ""),
+              f"UNAVAILABLE: {errors.pop(r['name'])}" if r["name"] in errors else
+              r.get("state", "") + (f": {r['reason']}" if r.get("reason") else ""))
+             for r in server.repository_index()]
+    mrows += [(name, "", f"UNAVAILABLE: {error}") for name, error in sorted(errors.items())]
     _table("Model", ("Model", "Version", "Status"), mrows)
 
 

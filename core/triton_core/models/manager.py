@@ -27,6 +27,7 @@ from .registry import BackendRegistry
 from .repository import (
     ModelSource,
     Repository,
+    no_version_message,
     numeric_versions,
     read_config,
     select_versions,
@@ -192,17 +193,19 @@ class ModelManager:
 
     # loading -----------------------------------------------------------------
     def load_many(self, names: list[str]) -> dict[str, str]:
-        """Load models in parallel; returns {name: error} for those that failed."""
+        """Load models in parallel; returns {name: error} for those that failed (without the
+        "failed to load 'name': " that each caller puts in front)."""
         errors: dict[str, str] = {}
 
         def one(n: str) -> None:
             if self.stopping.is_set():
-                errors[n] = f"failed to load '{n}': the server is stopping"
+                errors[n] = "the server is stopping"
                 return
             try:
                 self.load(n)
             except Exception as e:  # noqa: BLE001 - reported, never fatal to others
-                errors[n] = as_triton_error(e, f"loading '{n}'").message
+                errors[n] = as_triton_error(e, f"loading '{n}'").message.removeprefix(
+                    f"failed to load '{n}': ")
 
         # Ensembles load after the models they compose (rounds, for ensembles of ensembles).
         deps = {n: self._ensemble_deps(n) for n in names}
@@ -395,8 +398,7 @@ class ModelManager:
         available = numeric_versions(src.path)
         wanted = select_versions(pre.version_policy, available)
         if not wanted:
-            raise TritonError.invalid_arg(
-                f"at least one version must be available under the version policy of model '{name}'")
+            raise TritonError.invalid_arg(no_version_message(name, src.path, available, default_file))
         fingerprint = src.fingerprint()
         config_changed = rec.fingerprint is None or rec.fingerprint[0] != fingerprint[0] \
             or config_json is not None or src.temporary
@@ -482,8 +484,7 @@ class ModelManager:
         available = numeric_versions(src.path)
         wanted = select_versions(final.version_policy, available)
         if not wanted:
-            raise TritonError.invalid_arg(
-                f"at least one version must be available under the version policy of model '{name}'")
+            raise TritonError.invalid_arg(no_version_message(name, src.path, available))
         try:
             check_config(final, where)
             steps = check_ensemble(final, where, self)
