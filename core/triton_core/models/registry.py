@@ -107,11 +107,11 @@ class BackendRegistry:
                                  only_backends=None if not only or ep.name in only else backends)
         unknown = backends - {e.name for e in self.entries}
         if unknown:
-            found = sorted({e.name for e in self.entries} | set(self._seen_backends))
-            log.warning("%s names %s, neither a plugin (entry points: %s) nor a backend (%s)",
+            found = sorted({e.name for e in self.entries if e.spec is not None} | self._seen_backends)
+            log.warning("%s names %s, neither a plugin (entry points: %s) nor a backend (%s)%s",
                         ENV_PLUGINS, ", ".join(f"'{n}'" for n in sorted(unknown)),
                         ", ".join(sorted(ep.name for ep in points)) or "none",
-                        ", ".join(found) or "none")
+                        ", ".join(found) or "none", self.failed_plugins_note())
             self.unknown_plugin_names = sorted(unknown)
 
     def register_plugin(
@@ -132,7 +132,7 @@ class BackendRegistry:
                         reason=f"triton_backends() raised {type(e).__name__}: {e}"))
                 return
         if only_backends is not None:
-            self._seen_backends.update(getattr(s, "name", "") for s in specs)
+            self._seen_backends.update(str(getattr(s, "name", "")) for s in specs)
             specs = [s for s in specs if getattr(s, "name", None) in only_backends]
             if not specs:
                 return
