@@ -242,7 +242,8 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
     if a.allow_gpu_metrics:
         raise SystemExit("error: --allow-gpu-metrics: GPU metrics are not supported")
     if not a.model_repository:
-        raise SystemExit("error: --model-repository is required")
+        raise SystemExit("error: --model-repository is required: the folder of your models, e.g. "
+                         "--model-repository examples/model_repository (--help lists every flag)")
     _http_limits(a)  # bad --http-* bounds stop the start, before any model loads
     auto_off = a.disable_auto_complete_config or bool(a.strict_model_config)
     return ServerOptions(
