@@ -34,7 +34,15 @@ def test_an_editable_install_gets_editable_folders(monkeypatch):
     _installed(monkeypatch, {"url": (REPO / "core").as_uri(), "dir_info": {"editable": True}})
     assert hint.pip_install("triton-backend-onnx") == \
         f"{sys.executable} -m pip install -e {REPO / 'plugins' / 'triton-backend-onnx'}"
-    assert hint.for_backend("onnxruntime").startswith(" (it is in triton-backend-onnx: ")
+
+
+def test_a_backend_hint_only_for_a_distribution_not_installed(monkeypatch):
+    _installed(monkeypatch, {"url": (REPO / "core").as_uri(), "dir_info": {}})
+    monkeypatch.setattr(hint, "_installed", lambda dist: False)
+    assert hint.for_backend("onnxruntime") == (f" (it is in triton-backend-onnx: {sys.executable} -m pip "
+                                               f"install {REPO / 'plugins' / 'triton-backend-onnx'})")
+    monkeypatch.setattr(hint, "_installed", lambda dist: True)  # installed, yet failed: said elsewhere
+    assert hint.for_backend("onnxruntime") == ""
 
 
 def test_a_folder_the_clone_lacks_gives_no_hint(monkeypatch):

@@ -87,8 +87,17 @@ def pip_install(*distributions: str) -> str | None:
     return f"{sys.executable} -m pip install {' '.join(targets)}"
 
 
+def _installed(distribution: str) -> bool:
+    try:
+        md.distribution(distribution)
+    except md.PackageNotFoundError:
+        return False
+    return True
+
+
 def for_backend(name: str) -> str:
-    """' (install it: ...)' for one of this project's backends or platforms, else ''."""
+    """' (it is in DIST: pip install ...)' for one of this project's backends or platforms whose
+    distribution is not installed, else '' (an installed one that failed says why elsewhere)."""
     dist = BACKEND_DISTRIBUTIONS.get(name)
-    command = pip_install(dist) if dist else None
+    command = pip_install(dist) if dist and not _installed(dist) else None
     return f" (it is in {dist}: {command})" if command else ""
