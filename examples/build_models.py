@@ -3,6 +3,9 @@
 
     python examples/build_models.py [--out DIR]
 
+It needs the `onnx` package (`pip install onnx`; the test tools of requirements-dev.txt
+include it). Serving the repository does not: the models are in the repository already.
+
 Models (opset 13, IR version 8: onnxruntime >= 1.17 loads them):
 
 - simple          Triton's well-known example: INPUT0, INPUT1 INT32 [16];
@@ -22,8 +25,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import onnx
-from onnx import TensorProto, helper
+try:
+    import onnx
+    from onnx import TensorProto, helper
+except ImportError as e:
+    raise SystemExit(f"examples/build_models.py writes ONNX files with the onnx package: "
+                     f"pip install onnx ({e})") from None
 
 OPSET = 13
 IR_VERSION = 8

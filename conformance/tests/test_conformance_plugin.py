@@ -14,6 +14,7 @@ from triton_conformance.plugin import read_xfail_file
 from triton_core.config import parse_pbtxt
 from triton_core.conformance_spec import (
     Capabilities,
+    ConformanceSpec,
     ModelRole,
     default_corrupt_model,
     role_config,
@@ -86,5 +87,21 @@ def test_triton_conformance_unknown_backend_fails():
     r = subprocess.run([sys.executable, "-c", "from triton_core.cli import triton_main; triton_main()",
                         "conformance", "no-such-backend", "-k", "registration"],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode != 0
-    assert "no-such-backend" in r.stdout
+    assert r.returncode == 2, r.stdout + r.stderr  # at once, before any test runs
+    assert "no installed backend is named 'no-such-backend'" in r.stderr
+
+
+def test_a_fixed_function_backend_declares_the_roles_it_cannot_serve():
+    from triton_conformance.harness import Harness
+
+    caps = Capabilities(dtypes=("FP32",), identity=False, add_sub=False, decoupled=True,
+                        notes={"identity": "one built-in computation"})
+    assert set(r.role for r in standard_roles(caps).values()) == {"decoupled_repeat"}
+    h = Harness.__new__(Harness)  # the role lookup only: no server
+    h.backend, h.roles = "fixed", {"repeat": ModelRole("decoupled_repeat")}
+    h.spec = ConformanceSpec(backend="fixed", capabilities=caps, build_models=lambda repo: {})
+    assert h.model_for("decoupled_repeat") == "repeat"
+    with pytest.raises(pytest.skip.Exception, match="not declare 'identity' .*: one built-in computation"):
+        h.model_for("identity", "FP32")
+    with pytest.raises(pytest.skip.Exception, match="does not declare 'add_sub'"):
+        h.ready_model("add_sub")

@@ -49,4 +49,26 @@ def main(argv: list[str] | None = None, prog: str = "triton conformance") -> int
     if ns.xfail and not os.path.isfile(ns.xfail):
         print(f"error: --xfail file '{ns.xfail}' does not exist", file=sys.stderr)
         return 2
+    unknown = _unknown_backend(ns.backend)
+    if unknown:
+        print(f"error: {unknown}", file=sys.stderr)
+        return 2
     return int(pytest.main(pytest_args(ns, extra)))
+
+
+def _unknown_backend(name: str) -> str | None:
+    """Why ``name`` is no installed backend (with the names there are), or None when it is one:
+    a typo fails at once instead of after a run of skips."""
+    from triton_core.models.registry import BackendRegistry
+
+    registry = BackendRegistry()
+    registry.discover()
+    try:
+        names = {e.name for e in registry.entries}
+        if name in names:
+            return None
+        backends = sorted(e.name for e in registry.entries if e.spec is not None)
+        return (f"no installed backend is named '{name}' (installed: {', '.join(backends) or 'none'}; "
+                f"`triton backends` lists them){registry.failed_plugins_note()}")
+    finally:
+        registry.close()

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from triton_core import abi
-from triton_core.conformance_spec import ConformanceSpec, ModelRole
+from triton_core.conformance_spec import ADD_SUB, IDENTITY, ConformanceSpec, ModelRole
 from triton_core.dtypes import DataType
 from triton_core.errors import TritonError
 from triton_core.models.registry import ENV_DISABLE_AUTOLOAD, BackendEntry, BackendRegistry
@@ -603,6 +604,12 @@ class Harness:
             return
         try:
             self.roles = dict(self.spec.build_models(self.repo))
+        except ImportError as e:  # a tool the models are written with (onnx, say) is missing
+            package = (e.name or "").split(".")[0]
+            self.build_error = (f"install {package or 'what build_models() imports'} to build the "
+                                f"conformance models (build_models() raised {type(e).__name__}: {e})")
+            self.skip_reason = self.build_error
+            return
         except Exception as e:  # noqa: BLE001
             self.build_error = f"build_models() raised {type(e).__name__}: {e}"
             self.skip_reason = self.build_error
@@ -624,6 +631,12 @@ class Harness:
         return self.spec.capabilities
 
     def model_for(self, role: str, datatype: str = "") -> str:
+        """The model of ``role``; skips the test when the backend does not claim the role."""
+        claimed = {IDENTITY: self.caps.identity, ADD_SUB: self.caps.add_sub}.get(role, True)
+        if not claimed:
+            note = self.caps.notes.get(role, "")
+            pytest.skip(f"backend '{self.backend}' does not declare '{role}' (it cannot serve the "
+                        f"suite's {role} model)" + (f": {note}" if note else ""))
         for name, r in self.roles.items():
             if r.role == role and (not datatype or r.datatype == datatype):
                 return name

@@ -221,6 +221,7 @@ def build_report(st: _State) -> dict[str, Any]:
             caps = {"dtypes": list(c.dtypes), "batching": c.batching, "max_batch_size": c.max_batch_size,
                     "variable_dims": c.variable_dims, "bytes_any": c.bytes_any, "decoupled": c.decoupled,
                     "sequence": c.sequence, "gpu": c.gpu, "multiple_instances": c.multiple_instances,
+                    "identity": c.identity, "add_sub": c.add_sub,
                     "platforms": list(c.platforms), "notes": dict(c.notes)}
         backend["models"] = {n: {"role": r.role, "datatype": r.datatype} for n, r in h.roles.items()}
         if h.skip_reason:
@@ -273,11 +274,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(f"  {cap:<20} " + ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     dts = {k[6:]: v for k, v in rep["per_capability"].items() if k.startswith("dtype:")}
     if dts:
+        declared = set((rep.get("capabilities") or {}).get("dtypes") or ())
         ok = [d for d, v in dts.items() if set(v) <= {"passed"}]
         skipped = [d for d, v in dts.items() if set(v) == {"skipped"}]
         bad = [d for d in dts if d not in ok and d not in skipped]
-        tr.write_line(f"  dtypes passing: {', '.join(ok) or '-'}; not declared: "
-                      f"{', '.join(skipped) or '-'}" + (f"; with failures: {', '.join(bad)}" if bad else ""))
+        line = f"  dtypes passing: {', '.join(ok) or '-'}"
+        if [d for d in skipped if d not in declared]:
+            line += f"; not declared: {', '.join(d for d in skipped if d not in declared)}"
+        if [d for d in skipped if d in declared]:  # declared, yet not exercised (see the skip reasons)
+            line += f"; declared but skipped: {', '.join(d for d in skipped if d in declared)}"
+        tr.write_line(line + (f"; with failures: {', '.join(bad)}" if bad else ""))
     if rep["unused_xfail"]:
         tr.write_line(f"expected-failure ids matching no test: {', '.join(rep['unused_xfail'])}",
                       yellow=True)

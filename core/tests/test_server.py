@@ -381,3 +381,13 @@ def test_infer_timeout_cancels_the_request_and_raises_a_triton_error(tmp_path):
         held.join(10)
         wait_until(lambda: s.manager.get("add").stats.pending == 0, "nothing in flight")
         assert inst.order[-1].inputs["INPUT0"].as_numpy()[0, 0] == -7  # the cancelled never ran
+
+
+def test_in_process_infer_refuses_values_its_datatype_cannot_hold(repo):
+    """server.model(...).infer converts as the HTTP front end does: no silent rounding."""
+    with make_server(repo) as s:
+        with pytest.raises(TritonError) as e:
+            s.model("add").infer({"INPUT0": np.full((1, 16), 1.5), "INPUT1": np.ones((1, 16))})
+        assert e.value.code is ErrorCode.INVALID_ARG and "INPUT0" in e.value.message
+        out = s.model("add").infer({"INPUT0": np.full((1, 16), 2.0), "INPUT1": np.ones((1, 16))})
+        assert out["OUTPUT0"].dtype == np.int32 and out["OUTPUT0"].tolist() == [[3] * 16]

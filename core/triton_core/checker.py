@@ -9,7 +9,15 @@ from .errors import TritonError
 from .models.defaults import check_config, complete_config
 from .models.manager import ModelManager
 from .models.registry import BackendRegistry
-from .models.repository import Repository, numeric_versions, read_config, select_versions
+from .models.repository import (
+    Repository,
+    looks_like_model_folder,
+    no_version_message,
+    numeric_versions,
+    read_config,
+    root_problem,
+    select_versions,
+)
 
 
 def check_repository(roots: list[Path], config_name: str | None = None) -> tuple[int, list[str]]:
@@ -19,10 +27,14 @@ def check_repository(roots: list[Path], config_name: str | None = None) -> tuple
     repo = Repository(roots, config_name)
     lines: list[str] = []
     errors = 0
-    try:
-        repo.check_roots()
-    except TritonError as e:
-        return 1, [f"error: {e.message}"]
+    for root in roots:
+        problem = root_problem(root)
+        if problem:
+            return 1, [f"error: {problem}"]
+        if looks_like_model_folder(root):
+            return 1, [f"error: '{root}' looks like a model folder, not a repository (a repository "
+                       f"holds one folder per model): check its parent, "
+                       f"`triton check {root.resolve().parent}`"]
     scan = repo.scan()
     for name, msg in scan.errors.items():
         errors += 1
@@ -40,10 +52,11 @@ def check_repository(roots: list[Path], config_name: str | None = None) -> tuple
             # a backend that cannot serve here (Core ML on Linux) still checks its models
             backend = registry.backend(backend_name, allow_unavailable=True)
             pre = complete_config(cfg, name, backend_name, (), entry.default_model_filename if entry else "")
-            versions = select_versions(pre.version_policy, numeric_versions(src.path))
+            available = numeric_versions(src.path)
+            versions = select_versions(pre.version_policy, available)
             if not versions:
-                raise TritonError.invalid_arg(
-                    "at least one version must be available under the version policy")
+                raise TritonError.invalid_arg(no_version_message(
+                    name, src.path, available, entry.default_model_filename if entry else ""))
             for v in versions:
                 ctx = abi.ModelContext(name=name, version=v, model_path=src.path, config=pre)
                 model = backend.load_model(ctx)

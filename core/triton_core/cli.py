@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from typing import Any
 from . import __version__
 from .errors import TritonError
 from .frontends.restricted import parse_rules
+from .install_hint import pip_install
 from .logsettings import LOGGER
 from .options import ServerOptions
 from .server import Server
@@ -33,6 +35,18 @@ def _bool(v: str) -> bool:
 def _flag(p: argparse.ArgumentParser, name: str, default: bool, help: str) -> None:
     p.add_argument(name, type=_bool, nargs="?", const=True, default=default, metavar="BOOL",
                    help=help)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every flag's help shows its default (when it has one) and a short metavar by type."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default in ([], "", argparse.SUPPRESS):
+            return action.help
+        return super()._get_help_string(action)
+
+    def _get_default_metavar_for_optional(self, action: argparse.Action) -> str:
+        return {int: "N", float: "SECONDS", _bool: "BOOL"}.get(action.type, "VALUE")  # type: ignore[arg-type]
 
 
 # Flags Triton has whose feature this server does not provide: refused, never ignored.
@@ -62,29 +76,41 @@ _REFUSED = {
 
 
 def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Triton-compatible inference server")
+    p = argparse.ArgumentParser(prog=prog, description="Triton-compatible inference server",
+                                formatter_class=_HelpFormatter)
     p.add_argument("--model-repository", "--model-store", action="append", default=[],
-                   dest="model_repository", metavar="PATH", help="model repository (repeatable)")
-    p.add_argument("--model-control-mode", choices=("none", "poll", "explicit"), default="none")
+                   dest="model_repository", metavar="PATH", help="model repository (required; repeatable)")
+    p.add_argument("--model-control-mode", choices=("none", "poll", "explicit"), default="none",
+                   help="none: load every model at start; explicit: what --load-model names, then the "
+                        "repository API; poll: also rescan every --repository-poll-secs")
     p.add_argument("--load-model", action="append", default=[], metavar="NAME",
                    help="with explicit mode: model to load at start-up ('*' for all)")
-    p.add_argument("--repository-poll-secs", type=float, default=15.0)
+    p.add_argument("--repository-poll-secs", type=float, default=15.0,
+                   help='seconds between repository scans in poll mode')
     _flag(p, "--strict-readiness", True, "ready only when every model is ready")
     _flag(p, "--exit-on-error", True, "exit when a model fails to load at start-up")
-    p.add_argument("--exit-timeout-secs", type=float, default=30.0)
+    p.add_argument("--exit-timeout-secs", type=float, default=30.0,
+                   help='on shutdown, seconds in-flight requests get to finish')
     _flag(p, "--disable-auto-complete-config", False, "backends may not complete configs")
     p.add_argument("--strict-model-config", type=_bool, nargs="?", const=True, default=None,
                    help="deprecated: true = --disable-auto-complete-config")
-    p.add_argument("--model-load-thread-count", type=int, default=4)
-    p.add_argument("--model-config-name", default=None)
-    p.add_argument("--id", default="triton", dest="server_id")
+    p.add_argument("--model-load-thread-count", type=int, default=4,
+                   help='models loaded in parallel')
+    p.add_argument("--model-config-name", default=None,
+                   help='file name read instead of config.pbtxt where a model folder has it')
+    p.add_argument("--id", default="triton", dest="server_id",
+                   help='server id reported by the server metadata API')
     p.add_argument("--backend-config", action="append", default=[],
-                   metavar="BACKEND,KEY=VALUE")
+                   metavar="BACKEND,KEY=VALUE", help="a setting for one backend (repeatable)")
     _flag(p, "--allow-http", True, "serve HTTP/REST")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--http-address", default="0.0.0.0")
-    p.add_argument("--http-header-forward-pattern", default=None)
-    p.add_argument("--http-max-input-size", type=int, default=64 * 1024 * 1024)
+    p.add_argument("--http-port", type=int, default=8000,
+                   help='HTTP/REST port')
+    p.add_argument("--http-address", default="0.0.0.0",
+                   help='address the HTTP service listens on')
+    p.add_argument("--http-header-forward-pattern", default=None,
+                   help='not supported yet (refused)')
+    p.add_argument("--http-max-input-size", type=int, default=64 * 1024 * 1024,
+                   help='largest request body in bytes; larger: 400')
     # bounds of the HTTP transport (frontends/http/server.py HttpLimits: defaults and reasons)
     p.add_argument("--http-max-header-size", type=int, default=64 * 1024, metavar="BYTES",
                    help="largest request head (request line and headers); larger: 431")
@@ -100,54 +126,83 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
                    help="most open HTTP connections (at most half the descriptor limit); "
                         "past it an idle one is closed, or the new one gets 503")
     p.add_argument("--http-restricted-api", action="append", default=[],
-                   metavar="API[,API]:KEY=VALUE")
+                   metavar="API[,API]:KEY=VALUE",
+                   help="restrict API categories to requests carrying a header (repeatable)")
     _flag(p, "--allow-grpc", True, "serve gRPC")
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--grpc-address", default="0.0.0.0")
-    p.add_argument("--grpc-use-ssl", type=_bool, nargs="?", const=True, default=False)
-    p.add_argument("--grpc-use-ssl-mutual", type=_bool, nargs="?", const=True, default=False)
-    p.add_argument("--grpc-server-cert", default="")
-    p.add_argument("--grpc-server-key", default="")
-    p.add_argument("--grpc-root-cert", default="")
+    p.add_argument("--grpc-port", type=int, default=8001,
+                   help='gRPC port')
+    p.add_argument("--grpc-address", default="0.0.0.0",
+                   help='address the gRPC service listens on')
+    p.add_argument("--grpc-use-ssl", type=_bool, nargs="?", const=True, default=False, metavar="BOOL",
+                   help="serve gRPC over TLS (needs --grpc-server-cert and --grpc-server-key)")
+    p.add_argument("--grpc-use-ssl-mutual", type=_bool, nargs="?", const=True, default=False,
+                   metavar="BOOL", help="TLS with client certificates (needs --grpc-root-cert too)")
+    p.add_argument("--grpc-server-cert", default="",
+                   help='server certificate file (PEM) for --grpc-use-ssl')
+    p.add_argument("--grpc-server-key", default="",
+                   help='server key file (PEM) for --grpc-use-ssl')
+    p.add_argument("--grpc-root-cert", default="",
+                   help='root certificate file (PEM) that client certificates are checked against')
     p.add_argument("--grpc-infer-response-compression-level", default="none",
-                   choices=("none", "low", "medium", "high"))
-    p.add_argument("--grpc-keepalive-time", type=int, default=7200000)
-    p.add_argument("--grpc-keepalive-timeout", type=int, default=20000)
-    p.add_argument("--grpc-keepalive-permit-without-calls", type=_bool, default=False)
-    p.add_argument("--grpc-http2-max-pings-without-data", type=int, default=2)
-    p.add_argument("--grpc-http2-min-recv-ping-interval-without-data", type=int, default=300000)
-    p.add_argument("--grpc-http2-max-ping-strikes", type=int, default=2)
-    p.add_argument("--grpc-max-connection-age", type=int, default=None)
-    p.add_argument("--grpc-max-connection-age-grace", type=int, default=None)
+                   choices=("none", "low", "medium", "high"), help="compression of gRPC inference responses")
+    p.add_argument("--grpc-keepalive-time", type=int, default=7200000,
+                   help='ms between keepalive pings sent to clients')
+    p.add_argument("--grpc-keepalive-timeout", type=int, default=20000,
+                   help='ms to wait for a keepalive ping acknowledgement')
+    p.add_argument("--grpc-keepalive-permit-without-calls", type=_bool, default=False, metavar="BOOL",
+                   help="allow keepalive pings on connections without calls")
+    p.add_argument("--grpc-http2-max-pings-without-data", type=int, default=2,
+                   help='pings allowed without data (0: no limit)')
+    p.add_argument("--grpc-http2-min-recv-ping-interval-without-data", type=int, default=300000,
+                   help='least ms between client pings without data before they count as strikes')
+    p.add_argument("--grpc-http2-max-ping-strikes", type=int, default=2,
+                   help='bad pings before the connection is closed (0: no limit)')
+    p.add_argument("--grpc-max-connection-age", type=int, default=None,
+                   help='ms after which a connection is asked to close (unset: never)')
+    p.add_argument("--grpc-max-connection-age-grace", type=int, default=None,
+                   help='ms a connection past its age gets to finish its calls')
     p.add_argument("--grpc-handshake-timeout", type=int, default=120000,
                    help="ms a new connection has to send its HTTP/2 preface (h2 engine)")
-    p.add_argument("--grpc-restricted-protocol", action="append", default=[])
+    p.add_argument("--grpc-restricted-protocol", action="append", default=[],
+                   metavar="API[,API]:KEY=VALUE",
+                   help="restrict API categories to requests carrying a header (repeatable)")
     p.add_argument("--grpc-engine", default="h2", choices=("h2", "grpcio"),
                    help="h2: HTTP/2 by libnghttp2 on the server's event loop (fastest); "
                         "grpcio: grpc.aio")
     _flag(p, "--allow-metrics", True, "serve Prometheus metrics")
     _flag(p, "--allow-cpu-metrics", True, "report CPU metrics")
     _flag(p, "--allow-gpu-metrics", False, "report GPU metrics (none: no GPU support)")
-    p.add_argument("--metrics-port", type=int, default=8002)
-    p.add_argument("--metrics-address", default="0.0.0.0")
-    p.add_argument("--metrics-interval-ms", type=int, default=2000)
-    p.add_argument("--metrics-config", action="append", default=[])
+    p.add_argument("--metrics-port", type=int, default=8002,
+                   help='Prometheus metrics port')
+    p.add_argument("--metrics-address", default="0.0.0.0",
+                   help='address the metrics service listens on')
+    p.add_argument("--metrics-interval-ms", type=int, default=2000,
+                   help='ms between updates of the polled metrics (CPU, memory)')
+    p.add_argument("--metrics-config", action="append", default=[],
+                   help='not supported yet (refused)')
     _flag(p, "--allow-client-shm", False, "allow the system shared-memory extension")
     p.add_argument("--shm-max-regions", type=int, default=1024,
                    help="registered system shared-memory regions at most (each holds a memory "
                         "map and a file descriptor)")
     p.add_argument("--cache-config", action="append", default=[], metavar="<cache>,<key>=<value>",
                    help="response cache settings, e.g. local,size=1048576")
-    p.add_argument("--log-verbose", type=int, default=0)
-    p.add_argument("--log-info", type=_bool, default=True)
-    p.add_argument("--log-warning", type=_bool, default=True)
-    p.add_argument("--log-error", type=_bool, default=True)
-    p.add_argument("--log-format", choices=("default", "ISO8601"), default="default")
-    p.add_argument("--log-file", default="")
+    p.add_argument("--log-verbose", type=int, default=0,
+                   help='verbose logging level (0: off)')
+    p.add_argument("--log-info", type=_bool, default=True,
+                   help='log informational messages')
+    p.add_argument("--log-warning", type=_bool, default=True,
+                   help='log warnings')
+    p.add_argument("--log-error", type=_bool, default=True,
+                   help='log errors')
+    p.add_argument("--log-format", choices=("default", "ISO8601"), default="default",
+                   help='time stamp format of log lines')
+    p.add_argument("--log-file", default="",
+                   help='write the log to this file instead of stderr')
     for flag in _REFUSED:
         p.add_argument(flag, default=None, dest="refused_" + flag[2:].replace("-", "_"),
                        help=argparse.SUPPRESS)
-    p.add_argument("--version", action="version", version=f"triton-core {__version__}")
+    p.add_argument("--version", action="version", version=f"triton-core {__version__}",
+                   help="print the version and exit")
     return p
 
 
@@ -187,7 +242,8 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
     if a.allow_gpu_metrics:
         raise SystemExit("error: --allow-gpu-metrics: GPU metrics are not supported")
     if not a.model_repository:
-        raise SystemExit("error: --model-repository is required")
+        raise SystemExit("error: --model-repository is required: the folder of your models, e.g. "
+                         "--model-repository examples/model_repository (--help lists every flag)")
     _http_limits(a)  # bad --http-* bounds stop the start, before any model loads
     auto_off = a.disable_auto_complete_config or bool(a.strict_model_config)
     return ServerOptions(
@@ -247,8 +303,13 @@ def _cache_config(items: list[str]) -> dict[str, dict[str, str]]:
 def _print_tables(server: Server) -> None:
     rows = [(e.name, e.status, e.reason or e.distribution) for e in server.registry.entries]
     _table("Backend", ("Backend", "Status", "Details"), rows)
-    mrows = [(r["name"], r.get("version", ""), r.get("state", "") + (
-        f": {r['reason']}" if r.get("reason") else "")) for r in server.repository_index()]
+    # A start that failed has unloaded everything: its load errors say why, as Triton's table does.
+    errors = dict(server.load_errors)
+    mrows = [(r["name"], r.get("version", ""),
+              f"UNAVAILABLE: {errors.pop(r['name'])}" if r["name"] in errors else
+              r.get("state", "") + (f": {r['reason']}" if r.get("reason") else ""))
+             for r in server.repository_index()]
+    mrows += [(name, "", f"UNAVAILABLE: {error}") for name, error in sorted(errors.items())]
     _table("Model", ("Model", "Version", "Status"), mrows)
 
 
@@ -260,6 +321,32 @@ def _table(_kind: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> 
         lines.append("| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |")
     lines.append(sep)
     log.info("\n%s", "\n".join(lines))
+
+
+def _os_reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.errno == errno.EADDRINUSE:
+        return "address already in use"
+    return (e.strerror if isinstance(e, OSError) and e.strerror else str(e)) or type(e).__name__
+
+
+def _start_failure(service: str, port_flag: str, address: str, port: int, reason: str) -> str:
+    """One line for a front end that cannot listen, naming the flag that changes it."""
+    if "in use" in reason.lower() or "failed to bind" in reason.lower():
+        return (f"failed to start {service} service: {address}:{port} is already in use "
+                f"(stop what listens there or choose another port with {port_flag})")
+    return (f"failed to start {service} service on {address}:{port}: {reason} "
+            f"(see {port_flag} and {port_flag.replace('-port', '-address')})")
+
+
+async def _close_all(closers: list[Any], tasks: list[asyncio.Task]) -> None:
+    """Stops the front ends already started when a later one cannot start."""
+    for c in closers:
+        r = c()
+        if asyncio.iscoroutine(r):
+            await r
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _serve_async(server: Server, a: argparse.Namespace) -> int:
@@ -289,8 +376,10 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
         closers.append(lambda: http.shutdown(server.stop_time_left()))
         while not http.started:
             if tasks[-1].done():
-                tasks[-1].result()
-                log.error("failed to start HTTP service on %s:%d", a.http_address, a.http_port)
+                failure = tasks[-1].exception()
+                reason = _os_reason(failure) if failure is not None else "the service stopped"
+                log.error("%s", _start_failure("HTTP", "--http-port", a.http_address, a.http_port, reason))
+                await _close_all(closers, tasks)
                 return 1
             await asyncio.sleep(0.01)
         log.info("Started HTTPService at %s:%d", a.http_address, a.http_port)
@@ -319,9 +408,8 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
         try:
             await grpc_front.start()
         except TritonError as e:
-            log.error("%s", e.message)
-            for c in closers:
-                c()
+            log.error("%s", _start_failure("gRPC", "--grpc-port", a.grpc_address, a.grpc_port, e.message))
+            await _close_all(closers, tasks)
             return 1
         closers.append(lambda: grpc_front.stop(server.stop_time_left()))
     if a.allow_metrics:
@@ -332,9 +420,10 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
         try:
             await metrics_front.start()
         except OSError as e:
-            log.error("failed to start the metrics service: %s", e)
-            for c in closers:
-                c()
+            reason = _os_reason(e.__cause__ if isinstance(e.__cause__, OSError) else e)
+            log.error("%s", _start_failure("metrics", "--metrics-port", a.metrics_address,
+                                           a.metrics_port, reason))
+            await _close_all(closers, tasks)
             return 1
         closers.append(metrics_front.stop)
     await stop.wait()
@@ -409,7 +498,8 @@ def _backends_cmd(a: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     if not rows:
-        print("no backends installed (pip install triton-backend-onnx, ...)")
+        hint = pip_install("triton-backend-onnx")
+        print("no backends installed" + (f"; the ONNX Runtime backend: {hint}" if hint else ""))
         return 0
     for r in rows:
         abi = ".".join(map(str, r["abi"])) if r["abi"] else "-"
@@ -435,7 +525,8 @@ def _conformance_cmd(argv: list[str]) -> int:
     try:
         from triton_conformance.cli import main
     except ImportError as e:
-        print("error: the conformance suite is not installed: pip install triton-conformance "
+        hint = pip_install("triton-conformance") or "install the triton-conformance distribution"
+        print(f"error: the conformance suite is not installed: {hint} "
               f"(then run `triton conformance <backend>`) [{e}]", file=sys.stderr)
         return 2
     return main(argv, prog="triton conformance")
@@ -443,8 +534,11 @@ def _conformance_cmd(argv: list[str]) -> int:
 
 def triton_main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(prog="triton", description="triton-core command line")
-    sub = p.add_subparsers(dest="cmd", required=True)
+    p = argparse.ArgumentParser(prog="triton", description="triton-core command line",
+                                epilog="`triton COMMAND --help` tells more about a command.")
+    p.add_argument("--version", action="version", version=f"triton-core {__version__}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.add_parser("serve", help="serve a model repository (same flags as tritonserver)",
                    add_help=False)
     b = sub.add_parser("backends", help="list installed backends")
@@ -459,6 +553,9 @@ def triton_main(argv: list[str] | None = None) -> None:
     if args and args[0] == "serve":
         sys.exit(serve(args[1:], prog="triton serve"))
     a = p.parse_args(args)
+    if a.cmd is None:  # no command: say what there is
+        p.print_help()
+        sys.exit(0)
     if a.cmd == "backends":
         sys.exit(_backends_cmd(a))
     sys.exit(_check_cmd(a))

@@ -92,6 +92,13 @@ class Capabilities:
     bytes_any: bool = True
     """BYTES elements may hold any bytes (not only UTF-8 text). When False, the suite checks
     that non-UTF-8 input is refused with INVALID_ARG instead."""
+    identity: bool = True
+    """The backend can serve the identity role (INPUT0 -> OUTPUT0 unchanged) for its datatypes.
+    A fixed-function backend (one built-in computation, say) cannot: False skips, with the
+    ``notes["identity"]`` reason, every test that needs an identity model."""
+    add_sub: bool = True
+    """The backend can serve the add_sub role; False skips the tests that need it (with
+    ``notes["add_sub"]``)."""
     decoupled: bool = False
     """Decoupled models (zero or more responses per request): needs a decoupled_repeat model."""
     sequence: bool = False
@@ -132,8 +139,10 @@ class ConformanceSpec:
     capabilities: Capabilities
     build_models: Callable[[Path], Mapping[str, ModelRole]]
     """Writes the conformance models into ``repo_dir`` (an empty folder); returns
-    {model name: role}. Expected: one identity model per declared dtype, one add_sub model,
-    a decoupled_repeat model when decoupled, a sequence_accumulate model when sequence."""
+    {model name: role}. Expected: one identity model per declared dtype (when identity), one
+    add_sub model (when add_sub), a decoupled_repeat model when decoupled, a
+    sequence_accumulate model when sequence. A package it needs that is missing (ImportError)
+    is reported as "install X to build the conformance models"."""
     corrupt_model: Callable[[Path], None] | None = None
     """Damages a model folder so that loading it must fail (default: every file in the
     version folders is overwritten with bytes no model format accepts)."""
@@ -143,9 +152,10 @@ class ConformanceSpec:
 
 def standard_roles(caps: Capabilities) -> dict[str, ModelRole]:
     """The conventional model names for what ``caps`` claims."""
-    roles = {f"identity_{d.lower()}": ModelRole(IDENTITY, d) for d in caps.dtypes}
+    roles = {f"identity_{d.lower()}": ModelRole(IDENTITY, d) for d in caps.dtypes} if caps.identity else {}
     add_dt = "FP32" if "FP32" in caps.dtypes else ("INT32" if "INT32" in caps.dtypes else caps.dtypes[0])
-    roles["add_sub"] = ModelRole(ADD_SUB, add_dt)
+    if caps.add_sub:
+        roles["add_sub"] = ModelRole(ADD_SUB, add_dt)
     if caps.decoupled:
         roles["repeat"] = ModelRole(DECOUPLED_REPEAT)
     if caps.sequence:

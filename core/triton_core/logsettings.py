@@ -60,6 +60,13 @@ class _LevelFilter(logging.Filter):
         return self.s.log_verbose_level > 0
 
 
+class _NotOurs(logging.Filter):
+    """On the root handler: records of other loggers only (ours do not propagate)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith(LOGGER.name + ".") and record.name != LOGGER.name
+
+
 class LogSettings:
     """State behind /v2/logging; the log file is chosen at start-up only."""
 
@@ -71,15 +78,20 @@ class LogSettings:
         self.log_verbose_level = 0
         self.log_format = "default"
         self._handler: logging.Handler | None = None
+        self._root_handler: logging.Handler | None = None
         self._lock = threading.Lock()
 
     def install(self, log_file: str = "") -> None:
-        """Attach the Triton-style handler to the triton_core logger (once)."""
+        """Attach the Triton-style handler to the triton_core logger (once), and to the root
+        logger for what plugins and libraries log under their own names (a backend's
+        `logging.getLogger(__name__)`), so that every line of the server's log has the prefix."""
         with self._lock:
             if self._handler is not None:
                 LOGGER.removeHandler(self._handler)
+            if self._root_handler is not None:
+                logging.getLogger().removeHandler(self._root_handler)
             self.log_file = log_file
-            handler: logging.Handler = (
+            handler: logging.StreamHandler = (
                 logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
             )
             handler.addFilter(_LevelFilter(self))
@@ -87,12 +99,19 @@ class LogSettings:
             LOGGER.addHandler(handler)
             LOGGER.propagate = False
             self._handler = handler
+            # the same stream; other loggers keep their own levels (the root's is WARNING)
+            root_handler = logging.StreamHandler(handler.stream)
+            root_handler.addFilter(_LevelFilter(self))
+            root_handler.addFilter(_NotOurs())
+            logging.getLogger().addHandler(root_handler)
+            self._root_handler = root_handler
             self._apply()
 
     def _apply(self) -> None:
         LOGGER.setLevel(VERBOSE if self.log_verbose_level > 0 else logging.INFO)
-        if self._handler is not None:
-            self._handler.setFormatter(TritonFormatter(self.log_format == "ISO8601"))
+        for h in (self._handler, self._root_handler):
+            if h is not None:
+                h.setFormatter(TritonFormatter(self.log_format == "ISO8601"))
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import __version__
 from .config import ModelConfig, config_to_json_dict
+from .conversion import lossless_array
 from .errors import TritonError
 from .logsettings import LogSettings
 from .memory.io import SharedMemoryIO
@@ -79,7 +80,16 @@ class ModelHandle:
         for n, v in inputs.items():
             ic = cfg.input_by_name(n)
             dt = ic.datatype if ic is not None else None
-            arr = np.asarray(v, dtype=object) if dt is not None and dt.value == "BYTES" else np.asarray(v)
+            if dt is not None and dt.value == "BYTES":
+                arr = np.asarray(v, dtype=object)
+            elif dt is not None and dt.value != "BF16":
+                try:  # the HTTP front end's rules: no silent narrowing or rounding
+                    arr = lossless_array(dt, v)
+                except ValueError as e:
+                    raise TritonError.invalid_arg(
+                        f"unable to parse input '{n}' of model '{self.name}': {e}") from None
+            else:
+                arr = np.asarray(v)
             tensors[n] = Tensor.from_numpy(n, arr, dt)
         req = InferenceRequest(
             model_name=self.name, model_version=self.version, inputs=tensors,

@@ -1,6 +1,9 @@
 import types
 
+import pytest
+
 from triton_core import abi
+from triton_core.errors import TritonError
 from triton_core.models.registry import BackendRegistry
 
 
@@ -95,3 +98,65 @@ def test_triton_check_names_the_reason_when_an_unavailable_backend_cannot_read(t
     assert errors == 1
     assert ("FAIL m: ModuleNotFoundError: No module named 'somert' (backend 'na' is unavailable: "
             "somert cannot be imported)") in lines
+
+
+class _EntryPoint:
+    """What importlib.metadata gives the registry: a name, a distribution, load()."""
+
+    def __init__(self, name, module=None, error=None):
+        self.name, self.module, self.error = name, module, error
+        self.dist = types.SimpleNamespace(name=f"triton-backend-{name}", version="1.0")
+
+    def load(self):
+        if self.error:
+            raise self.error
+        return self.module
+
+
+def _discover(monkeypatch, only, points):
+    import triton_core.models.registry as registry
+
+    monkeypatch.delenv("TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    monkeypatch.setenv("TRITON_CORE_PLUGINS", only)
+    monkeypatch.setattr(registry.md, "entry_points", lambda group: points)
+    reg = BackendRegistry()
+    reg.discover()
+    return reg
+
+
+def _points():
+    return [_EntryPoint("onnx", _module(abi.BackendSpec(name="onnxruntime", factory=_factory))),
+            _EntryPoint("py", _module(abi.BackendSpec(name="python", factory=_factory))),
+            _EntryPoint("broken", error=ImportError("No module named 'libfoo'"))]
+
+
+def test_triton_core_plugins_takes_entry_point_and_backend_names(monkeypatch):
+    assert [e.name for e in _discover(monkeypatch, "onnx", _points()).entries] == ["onnxruntime"]
+    reg = _discover(monkeypatch, "python", _points())
+    assert [e.name for e in reg.entries if e.status != "failed"] == ["python"]
+    assert reg.pm.get_plugin("onnx") is None  # imported to read its backend names, not registered
+
+
+def test_triton_core_plugins_names_what_exists_when_a_name_is_wrong(monkeypatch, caplog):
+    with caplog.at_level("WARNING", logger="triton_core"):
+        reg = _discover(monkeypatch, "onnxrt", _points())
+    assert reg.unknown_plugin_names == ["onnxrt"]
+    assert "'onnxrt', neither a plugin (entry points: broken, onnx, py) nor a backend " \
+           "(onnxruntime, python); plugin 'broken' (triton-backend-broken) failed to import" in caplog.text
+
+
+def test_a_plugin_that_failed_to_import_is_named_where_its_backend_is_missing(monkeypatch):
+    reg = _discover(monkeypatch, "", _points())
+    with pytest.raises(TritonError) as e:
+        reg.backend("coreml")
+    assert "unable to find backend 'coreml' (installed backends: onnxruntime, python)" in e.value.message
+    assert "plugin 'broken' (triton-backend-broken) failed to import: ImportError: No module named " \
+           "'libfoo'" in e.value.message
+
+
+def test_a_refused_backend_says_why_it_is_missing():
+    reg = BackendRegistry()
+    reg.register_plugin(_module(abi.BackendSpec(name="old", factory=_factory, abi=(0, 9))), "old")
+    with pytest.raises(TritonError) as e:
+        reg.backend("old")
+    assert "backend 'old' failed to register: incompatible ABI 0.9" in e.value.message

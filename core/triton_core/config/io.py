@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from tritonclient.grpc import model_config_pb2
 
 from ..errors import TritonError
+from .hints import parse_error_hint
 from .model_config import ModelConfig
 
 _INT64_TYPES = {
@@ -68,7 +69,8 @@ def parse_pbtxt(text: str, where: str = "config.pbtxt") -> ModelConfig:
     try:
         text_format.Parse(text, msg)
     except text_format.ParseError as e:
-        raise TritonError.invalid_arg(f"{where}: {e}") from None
+        hint = parse_error_hint(text, str(e), e.GetLine(), e.GetColumn())
+        raise TritonError.invalid_arg(f"{where}: {e}" + (f" ({hint})" if hint else "")) from None
     return _from_proto(msg, where)
 
 
@@ -84,7 +86,8 @@ def parse_config_json(data: str | dict, where: str = "config JSON") -> ModelConf
     try:
         json_format.ParseDict(obj, msg)
     except json_format.ParseError as e:
-        raise TritonError.invalid_arg(f"{where}: {e}") from None
+        hint = parse_error_hint("", str(e))
+        raise TritonError.invalid_arg(f"{where}: {e}" + (f" ({hint})" if hint else "")) from None
     return _from_proto(msg, where)
 
 

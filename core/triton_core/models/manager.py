@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from .. import abi
+from .. import abi, install_hint
 from ..config import ModelConfig, parse_config_json
 from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
@@ -28,6 +28,7 @@ from .registry import BackendRegistry
 from .repository import (
     ModelSource,
     Repository,
+    no_version_message,
     numeric_versions,
     read_config,
     select_versions,
@@ -212,17 +213,19 @@ class ModelManager:
 
     # loading -----------------------------------------------------------------
     def load_many(self, names: list[str]) -> dict[str, str]:
-        """Load models in parallel; returns {name: error} for those that failed."""
+        """Load models in parallel; returns {name: error} for those that failed (without the
+        "failed to load 'name': " that each caller puts in front)."""
         errors: dict[str, str] = {}
 
         def one(n: str) -> None:
             if self.stopping.is_set():
-                errors[n] = f"failed to load '{n}': the server is stopping"
+                errors[n] = "the server is stopping"
                 return
             try:
                 self.load(n)
             except Exception as e:  # noqa: BLE001 - reported, never fatal to others
-                errors[n] = as_triton_error(e, f"loading '{n}'").message
+                errors[n] = as_triton_error(e, f"loading '{n}'").message.removeprefix(
+                    f"failed to load '{n}': ")
 
         # Ensembles load after the models they compose (rounds, for ensembles of ensembles).
         deps = {n: self._ensemble_deps(n) for n in names}
@@ -356,7 +359,8 @@ class ModelManager:
             e = self.registry.for_platform(cfg.platform)
             if e is None:
                 raise TritonError.invalid_arg(
-                    f"model '{src.name}': no installed backend serves platform '{cfg.platform}'")
+                    f"model '{src.name}': no installed backend serves platform '{cfg.platform}'"
+                    f"{self.registry.failed_plugins_note()}{install_hint.for_backend(cfg.platform)}")
             return e.name
         names: set[str] = set()
         for v in numeric_versions(src.path):
@@ -373,7 +377,7 @@ class ModelManager:
             raise TritonError.invalid_arg(
                 f"model '{src.name}': config names no backend or platform and no installed "
                 f"backend's default model file is in its folder (installed: "
-                f"{', '.join(self.registry.names()) or 'none'})")
+                f"{', '.join(self.registry.names()) or 'none'}){self.registry.failed_plugins_note()}")
         return e.name
 
     def _load_locked(self, rec: ModelRecord, config_json: str | dict | None,
@@ -426,10 +430,11 @@ class ModelManager:
             plan = LoadPlan(name, src, where, pre, fingerprint, backend=backend_name,
                             platforms=entry.platforms if entry else (),
                             default_file=default_file, config_changed=changed)
-        plan.versions = select_versions(plan.config.version_policy, numeric_versions(src.path))
+        available = numeric_versions(src.path)
+        plan.versions = select_versions(plan.config.version_policy, available)
         if not plan.versions:
             raise TritonError.invalid_arg(
-                f"at least one version must be available under the version policy of model '{name}'")
+                no_version_message(name, src.path, available, plan.default_file))
         return plan
 
     def _build(self, rec: ModelRecord, plan: LoadPlan) -> dict[int, Servable]:

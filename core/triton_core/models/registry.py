@@ -3,7 +3,8 @@
 Environment:
 - TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD=1: load no entry point (plugins may still
   be registered by code through ``BackendRegistry.register_plugin``).
-- TRITON_CORE_PLUGINS=a,b: load only the entry points with these names.
+- TRITON_CORE_PLUGINS=a,b: load only these plugins: entry-point names (``onnx``) or backend
+  names (``onnxruntime``); a name that is neither is reported with the names that exist.
 
 A plugin that fails to import, provides an invalid spec, an incompatible ABI,
 or a backend name already taken is recorded with its reason; the server runs on.
@@ -21,7 +22,7 @@ from typing import Any
 
 import pluggy
 
-from .. import abi
+from .. import abi, install_hint
 from ..abi import BackendSpec
 from ..errors import TritonError
 
@@ -74,6 +75,8 @@ class BackendRegistry:
         # False: discover() loads no entry point (triton_core.testing.make_server; tests see only
         # the plugins they register, whatever else is installed).
         self.autoload = True
+        self._seen_backends: set[str] = set()  # backend names of plugins TRITON_CORE_PLUGINS left out
+        self.unknown_plugin_names: list[str] = []  # names in TRITON_CORE_PLUGINS that match nothing
 
     # discovery -------------------------------------------------------------
     def discover(self) -> None:
@@ -82,8 +85,12 @@ class BackendRegistry:
         if os.environ.get(ENV_DISABLE_AUTOLOAD, "").strip() not in ("", "0", "false"):
             return
         only = {p.strip() for p in os.environ.get(ENV_PLUGINS, "").split(",") if p.strip()}
-        for ep in md.entry_points(group=abi.ENTRY_POINT_GROUP):
-            if only and ep.name not in only:
+        points = list(md.entry_points(group=abi.ENTRY_POINT_GROUP))
+        # names in TRITON_CORE_PLUGINS that are no entry point's: backend names, known once
+        # each plugin is imported (plugin modules import light, as the ABI asks)
+        backends = only - {ep.name for ep in points}
+        for ep in points:
+            if only and ep.name not in only and not backends:
                 continue
             dist = ep.dist.name if ep.dist else ""
             version = ep.dist.version if ep.dist else ""
@@ -96,26 +103,44 @@ class BackendRegistry:
                                  reason=f"import failed: {type(e).__name__}: {e}")
                 )
                 continue
-            self.register_plugin(module, ep.name, dist, version)
+            self.register_plugin(module, ep.name, dist, version,
+                                 only_backends=None if not only or ep.name in only else backends)
+        unknown = backends - {e.name for e in self.entries}
+        if unknown:
+            found = sorted({e.name for e in self.entries if e.spec is not None} | self._seen_backends)
+            log.warning("%s names %s, neither a plugin (entry points: %s) nor a backend (%s)%s",
+                        ENV_PLUGINS, ", ".join(f"'{n}'" for n in sorted(unknown)),
+                        ", ".join(sorted(ep.name for ep in points)) or "none",
+                        ", ".join(found) or "none", self.failed_plugins_note())
+            self.unknown_plugin_names = sorted(unknown)
 
     def register_plugin(
-        self, module: ModuleType | object, plugin_name: str, distribution: str = "", version: str = ""
+        self, module: ModuleType | object, plugin_name: str, distribution: str = "", version: str = "",
+        only_backends: set[str] | None = None,
     ) -> None:
+        """``only_backends``: register the plugin only for these backend names (and only when it
+        provides one of them)."""
+        hook = getattr(module, "triton_backends", None)
+        specs: list[Any] = []
+        if hook is not None:
+            try:
+                specs = list(hook())
+            except Exception as e:
+                if only_backends is None:
+                    self.entries.append(BackendEntry(
+                        plugin_name, plugin_name, distribution, version, status="failed",
+                        reason=f"triton_backends() raised {type(e).__name__}: {e}"))
+                return
+        if only_backends is not None:
+            self._seen_backends.update(str(getattr(s, "name", "")) for s in specs)
+            specs = [s for s in specs if getattr(s, "name", None) in only_backends]
+            if not specs:
+                return
         try:
             self.pm.register(module, name=plugin_name)
         except ValueError as e:
             self.entries.append(BackendEntry(plugin_name, plugin_name, distribution, version,
                                              status="failed", reason=str(e)))
-            return
-        hook = getattr(module, "triton_backends", None)
-        if hook is None:
-            return
-        try:
-            specs = list(hook())
-        except Exception as e:
-            self.entries.append(BackendEntry(plugin_name, plugin_name, distribution, version,
-                                             status="failed",
-                                             reason=f"triton_backends() raised {type(e).__name__}: {e}"))
             return
         for spec in specs:
             self._add_spec(spec, plugin_name, distribution, version)
@@ -169,16 +194,28 @@ class BackendRegistry:
                 return e
         return None
 
+    def failed_plugins_note(self) -> str:
+        """'; plugin 'x' failed to import: ...' for each plugin that did not load: the backend a
+        model asks for may be one of theirs (its name is only known once the plugin loads)."""
+        return "".join(f"; plugin '{e.plugin}' ({e.distribution or 'no distribution'}) failed to "
+                       f"{'import' if e.reason.startswith('import failed') else 'register'}: "
+                       f"{e.reason.removeprefix('import failed: ')}"
+                       for e in self.entries if e.status == "failed" and e.spec is None)
+
     def backend(self, name: str, allow_unavailable: bool = False) -> abi.Backend:
         """The process-wide Backend object for ``name``, created on first use.
 
         ``allow_unavailable``: also for a backend that cannot run here (`triton check`: a
         backend may still read, auto-complete and validate its models, e.g. Core ML on Linux)."""
         entry = self._by_name.get(name)
+        refused = [e for e in self.entries if e.name == name and e.status == "failed"]
+        if entry is None and refused:  # provided, but refused (an incompatible ABI, a name taken)
+            raise TritonError.unavailable(f"backend '{name}' failed to register: {refused[-1].reason}")
         if entry is None or entry.spec is None:
             known = ", ".join(sorted(self._by_name)) or "none"
             raise TritonError.invalid_arg(
                 f"unable to find backend '{name}' (installed backends: {known})"
+                f"{self.failed_plugins_note()}{install_hint.for_backend(name)}"
             )
         if entry.status != "available" and not (allow_unavailable and entry.status == "unavailable"):
             raise TritonError.unavailable(f"backend '{name}' is unavailable: {entry.reason}")

@@ -65,6 +65,34 @@ def select_versions(policy: VersionPolicy, available: list[int]) -> list[int]:
     return sorted(available)[-n:] if available else []
 
 
+def no_version_message(name: str, model_path: Path, available: list[int], model_file: str = "") -> str:
+    """Triton's words when the version policy selects nothing, then how to fix it."""
+    message = f"at least one version must be available under the version policy of model '{name}'"
+    if available:
+        return (f"{message} (version folders: {', '.join(map(str, available))}; the config's "
+                f"version_policy selects none of them)")
+    holding = f" holding {model_file}" if model_file else " holding the model file"
+    return (f"{message} (no version folder: create '{model_path / '1'}'{holding}; versions are "
+            f"folders named 1, 2, ...)")
+
+
+def looks_like_model_folder(root: Path) -> bool:
+    """A model's own folder given where a repository (a folder of model folders) is expected."""
+    if (root / "config.pbtxt").is_file():
+        return True
+    return bool(numeric_versions(root)) and not any(
+        (d / "config.pbtxt").is_file() for d in root.iterdir() if d.is_dir())
+
+
+def root_problem(root: Path) -> str | None:
+    """Why ``root`` cannot be a model repository, or None."""
+    if not root.exists():
+        return f"failed to stat model repository path '{root}': it does not exist"
+    if not root.is_dir():
+        return f"failed to stat model repository path '{root}': it is a file, not a folder"
+    return None
+
+
 class Repository:
     def __init__(self, roots: list[Path], config_name: str | None = None) -> None:
         self.roots = [Path(r) for r in roots]
@@ -72,8 +100,9 @@ class Repository:
 
     def check_roots(self) -> None:
         for r in self.roots:
-            if not r.is_dir():
-                raise TritonError.invalid_arg(f"failed to stat model repository path '{r}'")
+            problem = root_problem(r)
+            if problem:
+                raise TritonError.invalid_arg(problem)
 
     def config_path_for(self, model_dir: Path) -> Path | None:
         if self.config_name:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from ...config import ModelConfig
+from ...conversion import lossless_array
 from ...dtypes import DataType
 from ...errors import TritonError
 from ...request import InferenceRequest, InferenceResponse, RequestedOutput
@@ -75,20 +76,7 @@ def json_array(name: str, dt: DataType, data: Any) -> np.ndarray:
     try:
         if dt is DataType.BYTES:
             return _bytes_array(name, data)
-        arr = np.asarray(data)
-        if arr.dtype == object:
-            raise ValueError("ragged data")
-        if dt is DataType.BOOL:
-            if arr.size and arr.dtype != np.bool_:
-                raise _bad(f"unable to parse 'data' of input '{name}': expected booleans")
-        elif arr.size and arr.dtype.kind not in "iuf":
-            raise ValueError(f"expected numbers for {dt.value}")
-        elif arr.size and np.dtype(dt.numpy).kind in "iu":
-            # no silent truncation or wrap-around: integers that fit the datatype
-            info = np.iinfo(dt.numpy)
-            if arr.dtype.kind == "f" or arr.min() < info.min or arr.max() > info.max:
-                raise ValueError(f"expected integers in the range of {dt.value}")
-        return arr.astype(dt.numpy, copy=False)
+        return lossless_array(dt, data)
     except TritonError:
         raise
     except (ValueError, TypeError, OverflowError) as e:

@@ -32,10 +32,12 @@ class NativeUnavailable(ImportError):
 def require() -> None:
     """Raise a clear error when the extension was not built."""
     if not AVAILABLE:
+        from ...install_hint import pip_install
+
         raise NativeUnavailable(
             "triton_core.memory._native is not built: reinstall triton-core with a C compiler "
-            "(pip install ./core) or run 'python triton_core/memory/_native/build.py' in core/"
-            f" ({IMPORT_ERROR})"
+            f"({pip_install('triton-core') or 'pip install ./core'}) or run "
+            f"'python triton_core/memory/_native/build.py' in core/ ({IMPORT_ERROR})"
         )
 
 
