@@ -84,13 +84,13 @@ def bind_inputs(names: Sequence[str], datatypes: dict[str, DataType], args: Sequ
     if sum(a.kind is ArgKind.DICT for a in args) > 1:
         raise _fail(ErrorCode.INTERNAL, "Multiple inputs of kind DictType were detected. Only a single "
                     "input of type Dict(str, Tensor) is supported.")
-    for a in args:
-        if a.kind not in (ArgKind.TENSOR, ArgKind.STRINGS):
+    for a in args:  # an argument of another type may keep its default
+        if a.kind not in (ArgKind.TENSOR, ArgKind.STRINGS) and a.required:
             raise _fail(ErrorCode.INTERNAL,
                         f"An input of type '{a.type_text}' was detected in the model. Only a single "
                         "input of type Dict(str, Tensor) or input(s) of type Tensor are supported.")
     required = sum(a.required for a in args)
-    if not required <= len(names) <= len(args):
+    if not required <= len(names) <= len(args) or (required == len(args) and len(names) != len(args)):
         expected = str(len(args)) if required == len(args) else f"{required} to {len(args)}"
         raise _fail(ErrorCode.INVALID_ARG,
                     f"unable to load model '{model}', configuration expects {len(names)} inputs, "
@@ -129,6 +129,10 @@ def bind_inputs(names: Sequence[str], datatypes: dict[str, DataType], args: Sequ
     for n, i in position.items():
         want = datatypes[n]
         a = args[i]
+        if a.kind not in (ArgKind.TENSOR, ArgKind.STRINGS):
+            raise _fail(ErrorCode.INTERNAL,
+                        f"An input of type '{a.type_text}' was detected in the model. Only a single "
+                        "input of type Dict(str, Tensor) or input(s) of type Tensor are supported.")
         if a.kind is ArgKind.STRINGS and want is not DataType.BYTES:
             raise _fail(ErrorCode.INVALID_ARG,
                         f"configuration expects datatype {want.config_name} for input '{n}', "
