@@ -80,7 +80,7 @@ class OutputSelector:
         for name in wanted:
             if name in by_path:
                 value = by_path[name]
-            elif keyed is not None:
+            elif keyed is not None and (name in keyed or _index(name) is None):
                 if name not in keyed:
                     raise TritonError.invalid_arg(
                         f"model '{self.model}' returned a dict without key '{name}' (keys: "
@@ -88,7 +88,7 @@ class OutputSelector:
                         f"(e.g. '{found[0][0] if found else RESULT}')")
                 value = keyed[name]
             else:
-                i = self.position[name]
+                i = self.position[name] if keyed is None else _index(name)
                 if i is None or i >= len(found):
                     raise TritonError.invalid_arg(
                         f"The output {name} in the model configuration refers to an output index "

@@ -22,6 +22,7 @@ import torch
 import torch.utils._pytree as pytree
 
 from triton_core.config import DynamicBatching, ModelConfig, ModelInput, ModelOutput
+from triton_core.config.model_config import Reshape
 from triton_core.dtypes import DataType
 from triton_core.errors import TritonError
 
@@ -65,10 +66,15 @@ class ProgramSignature:
             raise TritonError.invalid_arg(
                 f"unable to load model '{model}', configuration expects {len(names)} inputs, model "
                 f"provides {len(self.inputs)}")
-        if all(n in by_name for n in names):
-            index = {n: by_name[n] for n in names}
-        elif all(NAMED_INDEX.match(n) for n in names):
-            index = {n: int(NAMED_INDEX.match(n).group(1)) for n in names}  # type: ignore[union-attr]
+        def resolve(n: str) -> int | None:
+            if n in by_name:
+                return by_name[n]
+            m = NAMED_INDEX.match(n)
+            return int(m.group(1)) if m else None
+
+        resolved = {n: resolve(n) for n in names}
+        if all(i is not None for i in resolved.values()):
+            index = {n: i for n, i in resolved.items() if i is not None}
         else:
             log.warning("model '%s': config inputs are neither the program's argument names, paths "
                         "(%s) nor <name>__<index>; taken in model configuration order",
@@ -99,14 +105,19 @@ class ProgramSignature:
             if cfg.max_batch_size > 1 and cfg.dynamic_batching is None and cfg.sequence_batching is None:
                 cfg.dynamic_batching = DynamicBatching()
         skip = 1 if cfg.max_batch_size > 0 else 0
+        # A tensor with no dims left (a batch of scalars) gets dims [1] and an empty reshape.
+        def shape(leaf: Leaf) -> dict:
+            dims = list(leaf.dims[skip:]) if leaf.dims is not None else []
+            return {"dims": dims} if dims else {"dims": [1], "reshape": Reshape(shape=[])}
+
+        known = [leaf for leaf in self.inputs if leaf.datatype is not None and leaf.dims is not None]
         if not cfg.input:
-            cfg.input = [ModelInput(name=leaf.name, data_type=leaf.datatype.config_name,
-                                    dims=list(leaf.dims[skip:]) or [1])
-                         for leaf in self.inputs if leaf.datatype is not None and leaf.dims is not None]
+            cfg.input = [ModelInput(name=leaf.name, data_type=leaf.datatype.config_name, **shape(leaf))
+                         for leaf in known]
+        known = [leaf for leaf in self.outputs if leaf.datatype is not None and leaf.dims is not None]
         if not cfg.output:
-            cfg.output = [ModelOutput(name=leaf.name, data_type=leaf.datatype.config_name,
-                                      dims=list(leaf.dims[skip:]) or [1])
-                          for leaf in self.outputs if leaf.datatype is not None and leaf.dims is not None]
+            cfg.output = [ModelOutput(name=leaf.name, data_type=leaf.datatype.config_name, **shape(leaf))
+                          for leaf in known]
         return cfg
 
     def validate(self, config: ModelConfig, model: str) -> dict[str, int]:
@@ -188,12 +199,15 @@ def _input_names(paths: list[str], arg_names: list[str]) -> list[str]:
 
 
 def _output_names(out_spec: pytree.TreeSpec) -> list[tuple[str, str]]:
+    """(path, auto-complete name): a key of a top-level dict, OUTPUT__<i> for a lone tensor or
+    an element of a flat tuple / list, the path for anything deeper."""
     result = pytree.tree_unflatten(list(range(out_spec.num_leaves)), out_spec)
-    found = leaves(result)
     named = []
-    for i, (path, _) in enumerate(found):
+    for i, (path, _) in enumerate(leaves(result)):
         inner = path[len(RESULT):]
-        if isinstance(result, dict) and inner.count("[") == 1:
+        if inner.count("[") > 1:
+            named.append((path, path))
+        elif isinstance(result, dict):
             named.append((path, inner[1:-1]))
         else:
             named.append((path, f"OUTPUT__{i}"))
