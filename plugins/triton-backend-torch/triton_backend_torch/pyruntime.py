@@ -1,8 +1,8 @@
 """Triton's PyTorch python runtime (``backend: "pytorch"``, ``runtime: "model.py"``).
 
 As Triton's runtime (pytorch_backend src/model.py) does:
-- the version folder holds ``model.py`` (or the file ``default_model_filename`` names; a
-  ``.pt`` file there is TorchScript); the model is a ``torch.nn.Module`` subclass in it,
+- the version folder holds ``model.py`` (or the ``.py`` file ``default_model_filename``
+  names); the model is a ``torch.nn.Module`` subclass in it,
   built without arguments, with weights from ``model.pt`` beside it (a state_dict) when
   present;
 - it is wrapped in ``torch.compile`` with the JSON keyword arguments of the parameter
@@ -67,7 +67,8 @@ class PythonModule:
             raise TritonError.invalid_arg(
                 f"unable to load model '{self.name}': 'model' is not an optional parameter for "
                 "'torch.compile'")
-        self.source = ctx.version_path / SOURCE
+        named = ctx.config.default_model_filename
+        self.source = ctx.version_path / (named if named.endswith(".py") else SOURCE)
         if not self.source.is_file():
             raise TritonError.unavailable(
                 f"unable to find '{self.source}' for model instance '{self.name}' (runtime "
