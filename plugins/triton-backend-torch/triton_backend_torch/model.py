@@ -3,6 +3,7 @@ completes and checks the config, and makes what each instance runs."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from pathlib import Path
@@ -147,7 +148,10 @@ class TorchModel(Model):
 
             def load_module():
                 module = self._program.module()
-                return module.to(placement.device) if placement.device is not None else module
+                if placement.device is None or placement.device.type == "cpu":
+                    return module
+                # modules from one program share its Parameter objects: moving one moves all
+                return copy.deepcopy(module).to(placement.device)
 
             module = self._shared_or(placement, load_module)
             selector = OutputSelector(self.output_names, self.name,
