@@ -6,8 +6,8 @@
 1. Builds bench/models_torch/mlp_torch: three 1024x1024 FP32 linear layers (ReLU between,
    the network of bench/mlp), traced to TorchScript, max_batch_size 64, dynamic batching,
    backend pytorch.
-2. torch in this process, no server: samples/s at batch 1..64 under inference_mode; the
-   best is this machine's limit for the model.
+2. torch in this process, no server: samples/s at batch 1..64 under inference_mode, with
+   one intra-op thread and with torch's default count; the best is this machine's limit.
 3. Each round: torch alone at its best batch, then our server under perf_analyzer
    (client batch 1, --concurrency, requests batched by the server), then torch alone again;
    the round's ratio is the server's samples/s over the mean of the two direct runs
@@ -163,8 +163,7 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--instances", type=int, default=1, help="instance_group count")
     ap.add_argument("--threads", type=int, default=0,
-                    help="INTRA_OP_THREAD_COUNT of the model (0: torch's default); the direct runs "
-                         "use the same count")
+                    help="INTRA_OP_THREAD_COUNT of the model (0: torch's default)")
     ap.add_argument("--queue-delay-us", type=int, default=0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=3.0, help="each direct measurement")
@@ -180,14 +179,20 @@ def main() -> int:
 
     import torch
 
-    if a.threads:
-        torch.set_num_threads(a.threads)
     repo = ROOT / "bench/models_torch"
     direct = Direct(build(repo, a.instances, a.threads, a.queue_delay_us))
-    sweep = direct.sweep(a.seconds)
-    best_b = max(sweep, key=sweep.get)
-    print(f"torch {torch.__version__} alone, {torch.get_num_threads()} threads (samples/s): "
-          + ", ".join(f"b{b}={v:.0f}" for b, v in sweep.items()), flush=True)
+    # torch alone at its best: every batch size with one intra-op thread and with torch's
+    # default count (on a loaded machine one thread can win: a preempted OpenMP thread
+    # stalls the others at each barrier)
+    sweeps: dict[int, dict[int, float]] = {}
+    for n in sorted({1, torch.get_num_threads()}):
+        torch.set_num_threads(n)
+        sweeps[n] = direct.sweep(a.seconds)
+        print(f"torch {torch.__version__} alone, {n} thread(s) (samples/s): "
+              + ", ".join(f"b{b}={v:.0f}" for b, v in sweeps[n].items()), flush=True)
+    best_threads, best_b = max(((n, b) for n in sweeps for b in sweeps[n]), key=lambda k: sweeps[k[0]][k[1]])
+    torch.set_num_threads(best_threads)
+    print(f"torch alone at its best: batch {best_b}, {best_threads} thread(s)", flush=True)
     runs = []
     for rnd in range(a.rounds):
         before = direct.samples_per_s(best_b, a.seconds)
@@ -197,15 +202,17 @@ def main() -> int:
         r["ratio"] = r["server_samples_per_s"] / ((before + after) / 2)
         runs.append(r)
         print(f"round {rnd + 1}: ours {r['server_samples_per_s']:.0f} samples/s (average batch "
-              f"{r['avg_batch']:.1f}, p50 {r['p50_us']:.0f} us), torch alone at b{best_b} "
+              f"{r['avg_batch']:.1f}, p50 {r['p50_us']:.0f} us), torch alone at b{best_b} x{best_threads} "
               f"{before:.0f} before / {after:.0f} after: ratio {r['ratio']:.1%}", flush=True)
     median = statistics.median(r["ratio"] for r in runs)
     report = {"protocol": a.protocol, "concurrency": a.concurrency, "instances": a.instances,
-              "threads": a.threads or torch.get_num_threads(), "torch": torch.__version__,
-              "direct_per_batch": sweep, "direct_best_batch": best_b, "runs": runs,
+              "server_threads": a.threads or "torch's default", "torch": torch.__version__,
+              "direct_per_threads_and_batch": sweeps, "direct_best_batch": best_b,
+              "direct_best_threads": best_threads, "runs": runs,
               "median_ratio": median}
     (ROOT / "bench/bench_torch_result.json").write_text(json.dumps(report, indent=1))
-    print(f"\nmedian ratio over {a.rounds} round(s): {median:.1%} of torch alone at batch {best_b}")
+    print(f"\nmedian ratio over {a.rounds} round(s): {median:.1%} of torch alone at batch {best_b}, "
+          f"{best_threads} thread(s)")
     return 0
 
 

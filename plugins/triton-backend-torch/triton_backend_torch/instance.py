@@ -110,20 +110,29 @@ class TorchInstance(Instance):
         with self.placement.serialize(), stream_ctx:
             feeds = {name: self._feed(requests, name, total, device) for name in names}
             apply_global_settings(self.params)
-            timer.compute_start()
+            if not timer.compute_start_ns:  # a batch retried request by request: the first start
+                timer.compute_start()
             try:
                 with self.runner.context(self.params):
                     result = self.runner.call(feeds)
                     selected = self.runner.selector.select(result, wanted)
-                    host = {n: self._to_host(n, v, total) for n, v in selected.items()}
+                # the device's work is done before compute ends; copies back are output time
+                if self.stream is not None:
+                    self.stream.synchronize()
+                elif self.placement.is_mps:
+                    torch.mps.synchronize()
             except TritonError:
                 raise
             except Exception as e:  # noqa: BLE001 - any framework failure fails the batch
                 raise execute_failure(e) from None
             finally:
                 timer.compute_end()
-            if self.stream is not None:
-                self.stream.synchronize()
+            try:
+                host = {n: self._to_host(n, v, total) for n, v in selected.items()}
+            except TritonError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise execute_failure(e) from None
         if self.params.cache_cleaning and self.placement.is_cuda:
             torch.cuda.empty_cache()
 
