@@ -9,7 +9,8 @@
 2. torch in this process, no server: samples/s at batch 1..64 under inference_mode, with
    one intra-op thread and with torch's default count; the best is this machine's limit.
 3. Each round: torch alone at its best batch, then our server under perf_analyzer
-   (client batch 1, --concurrency, requests batched by the server), then torch alone again;
+   (--client-batch, default 1: the server forms every batch; --concurrency), then torch
+   alone again;
    the round's ratio is the server's samples/s over the mean of the two direct runs
    (the machine is shared and its speed drifts: see bench/README.md).
 4. Prints the median ratio, the average batch the server formed and per-request times
@@ -113,11 +114,13 @@ def model_stats(url: str) -> dict:
     return get_json(f"http://{url}/v2/models/{MODEL}/stats")["model_stats"][0]
 
 
-def serve_and_measure(a: argparse.Namespace, repo: Path) -> dict:
+def serve_and_measure(a: argparse.Namespace, repo: Path, client_batch: int) -> dict:
     http, grpc = f"127.0.0.1:{a.port}", f"127.0.0.1:{a.port + 1}"
     cmd = [a.server, "--model-repository", str(repo), "--http-port", str(a.port),
            "--grpc-port", str(a.port + 1), "--metrics-port", str(a.port + 2),
            "--http-address", "127.0.0.1", "--grpc-address", "127.0.0.1"]
+    if a.shared_memory:
+        cmd += ["--allow-client-shm", "true"]
     logs = ROOT / "bench/results"
     logs.mkdir(exist_ok=True)
     with open(logs / "bench_torch_server.log", "w") as log:
@@ -126,8 +129,11 @@ def serve_and_measure(a: argparse.Namespace, repo: Path) -> dict:
         wait_ready(http, proc)
         before = model_stats(http)
         pa = [a.perf_analyzer, "-m", MODEL, "-u", grpc if a.protocol == "grpc" else http,
-              "-i", a.protocol, "-b", "1", "--concurrency-range", f"{a.concurrency}:{a.concurrency}",
+              "-i", a.protocol, "-b", str(client_batch),
+              "--concurrency-range", f"{a.concurrency}:{a.concurrency}",
               "-p", str(a.measurement_interval), "-s", str(a.stability), "-f", "/dev/stdout"]
+        if a.shared_memory:
+            pa += ["--shared-memory", "system", "--output-shared-memory-size", str(4 * WIDTH * client_batch)]
         print("$ " + " ".join(pa), flush=True)
         res = subprocess.run(pa, capture_output=True, text=True, timeout=600)
         after = model_stats(http)
@@ -161,6 +167,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--protocol", default="http", choices=("grpc", "http"))
     ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--client-batch", type=int, nargs="+", default=[1],
+                    help="batch size of each perf_analyzer request (-b); 1: every batch is formed "
+                         "by the server's dynamic batcher")
+    ap.add_argument("--shared-memory", action="store_true",
+                    help="tensors through system shared memory (perf_analyzer --shared-memory system)")
     ap.add_argument("--instances", type=int, default=1, help="instance_group count")
     ap.add_argument("--threads", type=int, default=0,
                     help="INTRA_OP_THREAD_COUNT of the model (0: torch's default)")
@@ -194,25 +205,29 @@ def main() -> int:
     torch.set_num_threads(best_threads)
     print(f"torch alone at its best: batch {best_b}, {best_threads} thread(s)", flush=True)
     runs = []
-    for rnd in range(a.rounds):
-        before = direct.samples_per_s(best_b, a.seconds)
-        r = serve_and_measure(a, repo)
-        after = direct.samples_per_s(best_b, a.seconds)
-        r["direct_before_after"] = [before, after]
-        r["ratio"] = r["server_samples_per_s"] / ((before + after) / 2)
-        runs.append(r)
-        print(f"round {rnd + 1}: ours {r['server_samples_per_s']:.0f} samples/s (average batch "
-              f"{r['avg_batch']:.1f}, p50 {r['p50_us']:.0f} us), torch alone at b{best_b} x{best_threads} "
-              f"{before:.0f} before / {after:.0f} after: ratio {r['ratio']:.1%}", flush=True)
-    median = statistics.median(r["ratio"] for r in runs)
+    for cb in a.client_batch:
+        for rnd in range(a.rounds):
+            before = direct.samples_per_s(best_b, a.seconds)
+            r = serve_and_measure(a, repo, cb)
+            after = direct.samples_per_s(best_b, a.seconds)
+            r.update(client_batch=cb, round=rnd + 1, direct_before_after=[before, after],
+                     ratio=r["server_samples_per_s"] / ((before + after) / 2))
+            runs.append(r)
+            print(f"client batch {cb}, round {rnd + 1}: ours {r['server_samples_per_s']:.0f} samples/s "
+                  f"(average batch {r['avg_batch']:.1f}, p50 {r['p50_us']:.0f} us), torch alone at "
+                  f"b{best_b} x{best_threads} {before:.0f} before / {after:.0f} after: ratio "
+                  f"{r['ratio']:.1%}", flush=True)
+    medians = {cb: statistics.median(r["ratio"] for r in runs if r["client_batch"] == cb)
+               for cb in a.client_batch}
     report = {"protocol": a.protocol, "concurrency": a.concurrency, "instances": a.instances,
               "server_threads": a.threads or "torch's default", "torch": torch.__version__,
               "direct_per_threads_and_batch": sweeps, "direct_best_batch": best_b,
-              "direct_best_threads": best_threads, "runs": runs,
-              "median_ratio": median}
+              "direct_best_threads": best_threads, "runs": runs, "shared_memory": a.shared_memory,
+              "median_ratio_by_client_batch": medians}
     (ROOT / "bench/bench_torch_result.json").write_text(json.dumps(report, indent=1))
-    print(f"\nmedian ratio over {a.rounds} round(s): {median:.1%} of torch alone at batch {best_b}, "
-          f"{best_threads} thread(s)")
+    for cb, m in medians.items():
+        print(f"client batch {cb}: median ratio over {a.rounds} round(s) {m:.1%} of torch alone at "
+              f"batch {best_b}, {best_threads} thread(s)")
     return 0
 
 
