@@ -5,6 +5,7 @@ the file's content, not its name, tells the formats apart."""
 from __future__ import annotations
 
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -164,7 +165,12 @@ def aoti_package(tmp_path_factory):
     ep = torch.export.export(Small(), (torch.ones(2, 3),), dynamic_shapes={"x": {0: BATCH}})
     folder = repo / "small"
     (folder / "1").mkdir(parents=True)
-    torch._inductor.aoti_compile_and_package(ep, package_path=str(folder / "1" / "model.pt2"))
+    try:
+        torch._inductor.aoti_compile_and_package(ep, package_path=str(folder / "1" / "model.pt2"))
+    except Exception as e:  # noqa: BLE001
+        if sys.platform.startswith("linux"):  # the CI compiles here: a failure is a failure
+            raise
+        pytest.skip(f"AOTInductor cannot compile on {sys.platform} here: {type(e).__name__}: {e}")
     return folder
 
 
