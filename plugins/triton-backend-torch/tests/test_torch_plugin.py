@@ -80,7 +80,7 @@ def test_registry_discovers_and_serves(repo):
 
 
 def test_backend_config(monkeypatch, caplog):
-    monkeypatch.delenv("PYTORCH_ENABLE_MPS_FALLBACK", raising=False)
+    monkeypatch.setenv("PYTORCH_ENABLE_MPS_FALLBACK", "0")  # restored (or removed) afterwards
     with caplog.at_level(logging.WARNING, "triton_backend_torch"):
         TorchBackend(BackendContext("pytorch", {"mps-fallback": "true", "shm-size": "1"}))
     assert os.environ["PYTORCH_ENABLE_MPS_FALLBACK"] == "1"
