@@ -4,6 +4,7 @@ Their forward() arguments carry the config names (Triton's FORWARD_ARGUMENT rule
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List  # noqa: UP035 - TorchScript reads typing's List in signatures
 
@@ -76,7 +77,9 @@ _STATE = ('  state [{ input_name: "STATE_IN" output_name: "STATE_OUT" data_type:
 
 def _save(module: torch.nn.Module, folder: Path) -> None:
     (folder / "1").mkdir(parents=True, exist_ok=True)
-    torch.jit.script(module).save(str(folder / "1" / "model.pt"))
+    with warnings.catch_warnings():  # torch 2.13 marks torch.jit deprecated; Triton serves it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(module).save(str(folder / "1" / "model.pt"))
 
 
 def build_models(repo: Path) -> dict[str, ModelRole]:
