@@ -4,7 +4,7 @@ nested outputs, and the errors bad models and bad inputs get."""
 from __future__ import annotations
 
 import logging
-from typing import Dict, List  # noqa: UP035 - TorchScript reads typing's generics
+from typing import Dict, List, Optional  # noqa: UP035 - TorchScript reads typing's generics
 
 import numpy as np
 import pytest
@@ -54,6 +54,11 @@ class BatchSize(torch.nn.Module):
 class WithDefault(torch.nn.Module):
     def forward(self, x: torch.Tensor, scale: float = 3.0) -> torch.Tensor:
         return x * scale
+
+
+class OptionalBias(torch.nn.Module):
+    def forward(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045
+        return x if bias is None else x + bias
 
 
 class TwoMethods(torch.nn.Module):
@@ -159,6 +164,18 @@ input [{ name: "x" data_type: TYPE_FP32 dims: [2] }]
 output [{ name: "y" data_type: TYPE_FP32 dims: [2] }]""")
     (resp,), _ = run(instance(load(folder)), request("w", x=np.array([1, 2], np.float32)))
     np.testing.assert_array_equal(resp.output("y").as_numpy(), [3, 6])
+
+
+def test_optional_input_left_out_of_a_request_takes_the_default(repo):
+    folder = save_script(repo, "o", OptionalBias(), """
+input [{ name: "x" data_type: TYPE_FP32 dims: [2] },
+       { name: "bias" data_type: TYPE_FP32 dims: [2] optional: true }]
+output [{ name: "y" data_type: TYPE_FP32 dims: [2] }]""")
+    inst = instance(load(folder))
+    x, b = np.array([1, 2], np.float32), np.array([10, 20], np.float32)
+    (with_bias, without), _ = run(inst, request("o", x=x, bias=b), request("o", x=x))
+    np.testing.assert_array_equal(with_bias.output("y").as_numpy(), x + b)
+    np.testing.assert_array_equal(without.output("y").as_numpy(), x)
 
 
 def test_strings_in_and_out_as_list_of_str(repo):

@@ -58,7 +58,7 @@ class InputBinding:
     def call(self, fn: Callable, feeds: dict[str, object]) -> object:
         if self.convention is Convention.DICTIONARY:
             return fn(feeds)
-        if self.positional:
+        if self.positional and len(feeds) == len(self.position):  # else: an optional input is absent
             args: list[object] = [None] * len(feeds)
             for name, value in feeds.items():
                 args[self.position[name]] = value
