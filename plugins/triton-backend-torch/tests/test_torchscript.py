@@ -57,8 +57,10 @@ class WithDefault(torch.nn.Module):
 
 
 class OptionalBias(torch.nn.Module):
-    def forward(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045
-        return x if bias is None else x + bias
+    def forward(self, x: torch.Tensor, bias: Optional[torch.Tensor] = None,  # noqa: UP045
+                scale: Optional[torch.Tensor] = None) -> torch.Tensor:  # noqa: UP045
+        y = x if bias is None else x + bias
+        return y if scale is None else y * scale
 
 
 class TwoMethods(torch.nn.Module):
@@ -169,13 +171,16 @@ output [{ name: "y" data_type: TYPE_FP32 dims: [2] }]""")
 def test_optional_input_left_out_of_a_request_takes_the_default(repo):
     folder = save_script(repo, "o", OptionalBias(), """
 input [{ name: "x" data_type: TYPE_FP32 dims: [2] },
-       { name: "bias" data_type: TYPE_FP32 dims: [2] optional: true }]
+       { name: "bias" data_type: TYPE_FP32 dims: [2] optional: true },
+       { name: "scale" data_type: TYPE_FP32 dims: [2] optional: true }]
 output [{ name: "y" data_type: TYPE_FP32 dims: [2] }]""")
     inst = instance(load(folder))
-    x, b = np.array([1, 2], np.float32), np.array([10, 20], np.float32)
-    (with_bias, without), _ = run(inst, request("o", x=x, bias=b), request("o", x=x))
-    np.testing.assert_array_equal(with_bias.output("y").as_numpy(), x + b)
-    np.testing.assert_array_equal(without.output("y").as_numpy(), x)
+    x, b, k = (np.array(v, np.float32) for v in ([1, 2], [10, 20], [3, 3]))
+    (both, none, middle_absent), _ = run(inst, request("o", x=x, bias=b, scale=k), request("o", x=x),
+                                         request("o", x=x, scale=k))
+    np.testing.assert_array_equal(both.output("y").as_numpy(), (x + b) * k)
+    np.testing.assert_array_equal(none.output("y").as_numpy(), x)
+    np.testing.assert_array_equal(middle_absent.output("y").as_numpy(), x * k)
 
 
 def test_strings_in_and_out_as_list_of_str(repo):
