@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -89,6 +90,22 @@ def test_backend_config(monkeypatch, caplog):
     with pytest.raises(TritonError) as e:
         TorchBackend(BackendContext("pytorch", {"default-max-batch-size": "lots"}))
     assert "'default-max-batch-size' must be an integer" in e.value.message
+
+
+def test_mps_fallback_is_set_before_torch_is_first_imported():
+    """Discovery does not import torch, so the backend config can still set torch's environment."""
+    code = (
+        "import os, sys\n"
+        "os.environ.pop('PYTORCH_ENABLE_MPS_FALLBACK', None)\n"
+        "from triton_backend_torch import plugin\n"
+        "list(plugin.triton_backends()); assert plugin.check_runtime() is None\n"
+        "assert 'torch' not in sys.modules, 'discovery imported torch'\n"
+        "from triton_core.abi import BackendContext\n"
+        "plugin._factory(BackendContext('pytorch', {'mps-fallback': 'true'}))\n"
+        "assert 'torch' in sys.modules and os.environ['PYTORCH_ENABLE_MPS_FALLBACK'] == '1'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_cpu_placement_and_inline_execution(repo):
