@@ -40,7 +40,7 @@ WIDTH = 1024
 LAYERS = 3
 
 
-def build(repo: Path, instances: int, threads: int, queue_delay_us: int):
+def build(repo: Path, instances: int, threads: int, queue_delay_us: int, kind: str = "KIND_CPU"):
     """The traced MLP (deterministic weights, seed 0) and its config; returns the module."""
     import torch
 
@@ -61,17 +61,19 @@ def build(repo: Path, instances: int, threads: int, queue_delay_us: int):
 max_batch_size: 64
 input [{{ name: "input" data_type: TYPE_FP32 dims: [ {WIDTH} ] }}]
 output [{{ name: "OUTPUT__0" data_type: TYPE_FP32 dims: [ {WIDTH} ] }}]
-instance_group [{{ kind: KIND_CPU count: {instances} }}]
+instance_group [{{ kind: {kind} count: {instances} }}]
 dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}
 {params}""")
     return traced
 
 
 class Direct:
-    """The same TorchScript module called in this process, as a user would without a server."""
+    """The same TorchScript module called in this process, as a user would without a server:
+    host input in, host output out (on a GPU: copied there and back, as the server does)."""
 
-    def __init__(self, module) -> None:
-        self.module = module
+    def __init__(self, module, device: str = "cpu") -> None:
+        self.device = device
+        self.module = module.to(device)
 
     def samples_per_s(self, b: int, seconds: float) -> float:
         import torch
@@ -79,10 +81,10 @@ class Direct:
         x = torch.from_numpy(np.random.default_rng(b).standard_normal((b, WIDTH)).astype(np.float32))
         with torch.inference_mode():
             for _ in range(3):
-                self.module(x)
+                self.module(x.to(self.device)).cpu()
             n, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:
-                self.module(x).numpy()  # a result in host memory, as the server hands back
+                self.module(x.to(self.device)).cpu().numpy()  # a host result, as the server hands back
                 n += 1
         return n * b / (time.perf_counter() - t0)
 
@@ -173,6 +175,8 @@ def main() -> int:
     ap.add_argument("--shared-memory", action="store_true",
                     help="tensors through system shared memory (perf_analyzer --shared-memory system)")
     ap.add_argument("--instances", type=int, default=1, help="instance_group count")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="cuda: KIND_GPU instances on GPU 0, and torch alone on cuda:0")
     ap.add_argument("--threads", type=int, default=0,
                     help="INTRA_OP_THREAD_COUNT of the model (0: torch's default)")
     ap.add_argument("--queue-delay-us", type=int, default=0)
@@ -191,7 +195,8 @@ def main() -> int:
     import torch
 
     repo = ROOT / "bench/models_torch"
-    direct = Direct(build(repo, a.instances, a.threads, a.queue_delay_us))
+    kind = "KIND_GPU" if a.device == "cuda" else "KIND_CPU"
+    direct = Direct(build(repo, a.instances, a.threads, a.queue_delay_us, kind), a.device)
     # torch alone at its best: every batch size with one intra-op thread and with torch's
     # default count (on a loaded machine one thread can win: a preempted OpenMP thread
     # stalls the others at each barrier)
@@ -219,7 +224,8 @@ def main() -> int:
                   f"{r['ratio']:.1%}", flush=True)
     medians = {cb: statistics.median(r["ratio"] for r in runs if r["client_batch"] == cb)
                for cb in a.client_batch}
-    report = {"protocol": a.protocol, "concurrency": a.concurrency, "instances": a.instances,
+    report = {"device": a.device, "protocol": a.protocol, "concurrency": a.concurrency,
+              "instances": a.instances,
               "server_threads": a.threads or "torch's default", "torch": torch.__version__,
               "direct_per_threads_and_batch": sweeps, "direct_best_batch": best_b,
               "direct_best_threads": best_threads, "runs": runs, "shared_memory": a.shared_memory,
