@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -U pip
 .venv/bin/python -m pip install -q -r requirements-dev.txt
-.venv/bin/python -m pip install -q -e ./core -e ./plugins/triton-backend-onnx -e ./plugins/triton-backend-coreml -e ./plugins/triton-backend-python -e ./conformance -e ./docs/examples/triton-backend-numpyexpr
+.venv/bin/python -m pip install -q -e ./core -e ./plugins/triton-backend-onnx -e ./plugins/triton-backend-coreml -e ./plugins/triton-backend-python -e ./plugins/triton-backend-torch -e ./conformance -e ./docs/examples/triton-backend-numpyexpr
 # the metal plugin: its mlx backend runs on MLX's CPU build off macOS
 if [ "$(uname)" = Darwin ]; then
     .venv/bin/python -m pip install -q -e ./plugins/triton-backend-metal
@@ -21,6 +21,7 @@ fi
 .venv/bin/triton conformance numpyexpr
 .venv/bin/triton conformance python
 .venv/bin/triton conformance mlx
+.venv/bin/triton conformance pytorch
 # Metal and Core ML run only on macOS (elsewhere the suites would skip every test with that reason)
 if [ "$(uname -s)" = Darwin ]; then
     .venv/bin/triton conformance metal

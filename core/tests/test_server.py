@@ -387,7 +387,7 @@ def test_in_process_infer_refuses_values_its_datatype_cannot_hold(repo):
     """server.model(...).infer converts as the HTTP front end does: no silent rounding."""
     with make_server(repo) as s:
         with pytest.raises(TritonError) as e:
-            s.model("add").infer({"INPUT0": np.full((1, 16), 1.5), "INPUT1": np.ones((1, 16))})
+            s.model("add").infer({"INPUT0": np.full((1, 16), 1.5), "INPUT1": np.ones((1, 16), np.int32)})
         assert e.value.code is ErrorCode.INVALID_ARG and "INPUT0" in e.value.message
-        out = s.model("add").infer({"INPUT0": np.full((1, 16), 2.0), "INPUT1": np.ones((1, 16))})
+        out = s.model("add").infer({"INPUT0": np.full((1, 16), 2), "INPUT1": [[1] * 16]})  # int64, lists
         assert out["OUTPUT0"].dtype == np.int32 and out["OUTPUT0"].tolist() == [[3] * 16]

@@ -1,0 +1,240 @@
+"""TorchInstance: one loaded module on one device, and execute() over a batch of requests.
+
+Requests the dynamic batcher hands over together run as one batch: each input is gathered
+into one array (triton_core.gather), viewed as a tensor without a copy, moved to the
+instance's device once, and each output is split back per request. A batch that fails is
+retried request by request, so one bad request does not fail the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from triton_core.abi import ExecuteTimer, Instance, InstanceContext
+from triton_core.dtypes import DataType
+from triton_core.errors import TritonError
+from triton_core.gather import batch_sizes, gather_input, scatter_output
+from triton_core.request import InferenceRequest, InferenceResponse
+from triton_core.tensor import Tensor
+
+from . import dtypes, sequence
+from .devices import placement
+from .runner import apply_global_settings
+
+log = logging.getLogger("triton_backend_torch")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    datatype: DataType
+    shape: tuple[int, ...] | None
+    """A config ``reshape``: the shape the model takes / the dims the client sees; None = as is."""
+    model_dims: tuple[int, ...] = ()
+    """The dims the model sees: ``reshape`` when given, else the config dims."""
+
+
+def execute_failure(e: BaseException) -> TritonError:
+    """A torch exception as Triton's pytorch backend reports it (INTERNAL, its prefix)."""
+    text = str(e).strip() or type(e).__name__
+    if "Traceback of TorchScript" in text:  # the last line says what went wrong
+        text = text.splitlines()[-1].strip()
+    return TritonError.internal(f"PyTorch execute failure: {text}")
+
+
+class TorchInstance(Instance):
+    def __init__(self, model, ctx: InstanceContext) -> None:
+        self.model = model
+        self.ctx = ctx
+        self.placement = placement(ctx.kind, ctx.device_id, model.name)
+        model.check_device(self.placement)
+        self.runner = model.runner(self.placement)
+        self.params = model.params
+        cfg = model.config
+        self.max_batch_size = cfg.max_batch_size
+        self.inputs = {io.name: _Plan(io.datatype, tuple(io.reshape.shape) if io.reshape else None)
+                       for io in cfg.input}
+        self.outputs = {io.name: _Plan(io.datatype, tuple(io.dims) if io.reshape else None,
+                                       tuple(io.reshape.shape) if io.reshape else tuple(io.dims))
+                        for io in cfg.output}
+        self.output_order = [o.name for o in cfg.output]
+        # Sequence batching: the core adds control and state inputs and takes the state back.
+        for t in sequence.inputs(cfg):
+            self.inputs.setdefault(t.name, _Plan(t.datatype, None))
+        self.state_outputs = [t.name for t in sequence.state_outputs(cfg)]
+        for t in sequence.state_outputs(cfg):
+            self.outputs.setdefault(t.name, _Plan(t.datatype, None, t.dims))
+        self.stream = torch.cuda.Stream(self.placement.device) if self.placement.is_cuda else None
+        # CPU work only computes: the core may run small requests on its event loop. Not on
+        # a GPU, where execute waits on the device (and on MPS, on the process-wide lock).
+        self.inline_execute = self.placement.device is not None and self.placement.device.type == "cpu"
+        log.info("model '%s' instance '%s': %s on %s", model.name, ctx.name, model.format.value,
+                 self.placement.device or "the model's own devices (KIND_MODEL)")
+
+    # ------------------------------------------------------------------ execute
+    def execute(self, requests: Sequence[InferenceRequest], timer: ExecuteTimer
+                ) -> list[InferenceResponse]:
+        if not requests:
+            return []
+        if self.max_batch_size == 0:
+            out: list[InferenceResponse] = []
+            for r in requests:
+                out.extend(self._run_group([r], timer))
+            return out
+        return self._run_group(list(requests), timer)
+
+    def _run_group(self, requests: list[InferenceRequest], timer: ExecuteTimer) -> list[InferenceResponse]:
+        try:
+            return self._run_batch(requests, timer)
+        except TritonError as e:
+            if len(requests) == 1:
+                return [self._error(requests[0], e)]
+            log.debug("batch of %d requests failed (%s); running each alone", len(requests), e)
+            out: list[InferenceResponse] = []
+            for r in requests:
+                out.extend(self._run_group([r], timer))
+            return out
+
+    def _run_batch(self, requests: list[InferenceRequest], timer: ExecuteTimer) -> list[InferenceResponse]:
+        wanted = self._wanted(requests)
+        names = list(requests[0].inputs)
+        sizes = batch_sizes(requests, names[0]) if self.max_batch_size > 0 and names else [1] * len(requests)
+        total = sum(sizes)
+        device = self.placement.input_device
+        stream_ctx = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
+        with self.placement.serialize(), stream_ctx:
+            feeds = {name: self._feed(requests, name, total, device) for name in names}
+            apply_global_settings(self.params)
+            if not timer.compute_start_ns:  # a batch retried request by request: the first start
+                timer.compute_start()
+            try:
+                with self.runner.context(self.params):
+                    result = self.runner.call(feeds)
+                    selected = self.runner.selector.select(result, wanted)
+                # the device's work is done before compute ends; copies back are output time
+                if self.stream is not None:
+                    self.stream.synchronize()
+                elif self.placement.is_mps:
+                    torch.mps.synchronize()
+            except TritonError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any framework failure fails the batch
+                raise execute_failure(e) from None
+            finally:
+                timer.compute_end()
+            try:
+                host = {n: self._to_host(n, v, total) for n, v in selected.items()}
+            except TritonError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise execute_failure(e) from None
+        if self.params.cache_cleaning and self.placement.is_cuda:
+            torch.cuda.empty_cache()
+
+        per_request: list[dict[str, np.ndarray]] = [{} for _ in requests]
+        for name, arr in host.items():
+            parts = scatter_output(arr, sizes) if self.max_batch_size > 0 else [arr]
+            for i, part in enumerate(parts):
+                per_request[i][name] = part
+        responses = []
+        for r, outs in zip(requests, per_request, strict=True):
+            order = [*(r.requested_output_names() or self.output_order), *self.state_outputs]
+            tensors = [Tensor.from_numpy(n, outs[n], self.outputs[n].datatype) for n in order if n in outs]
+            responses.append(InferenceResponse(model_name=r.model_name, model_version=self.model.version,
+                                               id=r.id, outputs=tensors))
+        return responses
+
+    def _wanted(self, requests: list[InferenceRequest]) -> list[str]:
+        wanted: set[str] = set()
+        for r in requests:
+            names = r.requested_output_names()
+            if names is None:
+                return [*self.output_order, *self.state_outputs]
+            wanted.update(names)
+        unknown = wanted.difference(self.outputs)
+        if unknown:
+            raise TritonError.invalid_arg(
+                f"unexpected inference output '{min(unknown)}' for model '{self.model.name}'")
+        return [n for n in self.output_order if n in wanted] + self.state_outputs
+
+    def _feed(self, requests: list[InferenceRequest], name: str, total: int, device: torch.device):
+        plan = self.inputs.get(name)
+        if plan is None:
+            raise TritonError.invalid_arg(
+                f"unexpected inference input '{name}' for model '{self.model.name}'")
+        try:
+            arr = gather_input(requests, name)
+        except (KeyError, ValueError) as e:
+            raise TritonError.invalid_arg(f"input '{name}' cannot be batched across requests: {e}") from None
+        if plan.shape is not None:
+            shape = (total, *plan.shape) if self.max_batch_size > 0 else plan.shape
+            try:
+                arr = arr.reshape(shape)
+            except ValueError:
+                raise TritonError.invalid_arg(
+                    f"model '{self.model.name}': input '{name}' of shape {list(arr.shape)} cannot be "
+                    f"reshaped to {list(shape)}") from None
+        if plan.datatype is DataType.BYTES:
+            return dtypes.to_strings(name, arr)
+        t = dtypes.to_tensor(arr, plan.datatype)
+        if device.type != "cpu":
+            t = t.to(device, non_blocking=True)
+        return t
+
+    def _to_host(self, name: str, value: object, total: int) -> np.ndarray:
+        plan = self.outputs[name]
+        if isinstance(value, list):  # List[str]
+            if plan.datatype is not DataType.BYTES:
+                raise TritonError.invalid_arg(
+                    f"configuration expects datatype {plan.datatype.config_name} for output '{name}', "
+                    "model provides TYPE_STRING")
+            arr = self._shape_strings(name, dtypes.from_strings(value), total)
+        else:
+            t: torch.Tensor = value  # type: ignore[assignment]
+            got = dtypes.type_name(t.dtype)
+            if got != plan.datatype.config_name:
+                raise TritonError.invalid_arg(
+                    f"configuration expects datatype {plan.datatype.config_name} for output '{name}', "
+                    f"model provides {got}")
+            if t.dim() == 0:
+                raise TritonError.invalid_arg(f"output '{name}' is a scalar which is not supported.")
+            arr = dtypes.to_numpy(t.detach().to("cpu").contiguous())
+        if self.max_batch_size > 0:
+            if arr.ndim == 0 or arr.shape[0] != total:
+                raise TritonError.internal(
+                    f"model '{self.model.name}': output '{name}' has shape {list(arr.shape)}, expected "
+                    f"a first (batch) dimension of {total}")
+            if plan.shape is not None:
+                arr = arr.reshape((total, *plan.shape))
+        elif plan.shape is not None:
+            arr = arr.reshape(plan.shape)
+        return arr
+
+    def _shape_strings(self, name: str, arr: np.ndarray, total: int) -> np.ndarray:
+        """A List[str] output is flat: give it the config's shape (one -1 dim may stay open),
+        or the model-side ``reshape`` shape, which the code below turns into the config dims."""
+        plan = self.outputs[name]
+        model_dims = plan.model_dims
+        shape = (total, *model_dims) if self.max_batch_size > 0 else tuple(model_dims)
+        if sum(d == -1 for d in shape) > 1 or (not shape and arr.size != 1):
+            raise TritonError.invalid_arg(
+                f"model '{self.model.name}': output '{name}' is a List[str] of {arr.size} strings; its "
+                f"config shape {list(shape)} must have at most one variable dimension to place them")
+        try:
+            return arr.reshape(shape)
+        except ValueError:
+            raise TritonError.invalid_arg(
+                f"model '{self.model.name}': output '{name}' is a List[str] of {arr.size} strings, "
+                f"which does not fit the config shape {list(shape)}") from None
+
+    def _error(self, r: InferenceRequest, e: TritonError) -> InferenceResponse:
+        return InferenceResponse(model_name=r.model_name, model_version=self.model.version, id=r.id, error=e)
+
+    def close(self) -> None:
+        self.runner = None  # type: ignore[assignment]
+        self.model.release(self.placement)

@@ -1,0 +1,59 @@
+"""The triton_core entry point: declares the pytorch backend.
+
+Nothing here imports torch: the backend config may have to set torch's environment
+(PYTORCH_ENABLE_MPS_FALLBACK) before its first import, and discovery stays fast."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+
+from triton_core.abi import BackendContext, BackendSpec, hookimpl
+
+BACKEND_NAME = "pytorch"
+DEFAULT_MODEL_FILENAME = "model.pt"
+# TorchScript (and Triton's alias), AOTInductor packages, torch.export programs (not Triton's)
+PLATFORMS = ("pytorch_libtorch", "libtorch", "torch_aoti", "torch_export")
+
+
+def torch_version() -> str | None:
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def check_runtime() -> str | None:
+    """None when torch is installed, else why it cannot be used."""
+    if importlib.util.find_spec("torch") is None or torch_version() is None:
+        return "torch is not installed (pip install torch)"
+    return None
+
+
+def _factory(ctx: BackendContext):
+    from .backend import TorchBackend
+
+    return TorchBackend(ctx)
+
+
+@hookimpl
+def triton_backends():
+    yield BackendSpec(
+        name=BACKEND_NAME,
+        platforms=PLATFORMS,
+        default_model_filename=DEFAULT_MODEL_FILENAME,
+        abi=(1, 0),
+        factory=_factory,
+        available=check_runtime,
+        description=f"PyTorch {torch_version() or 'not installed'}",
+    )
+
+
+@hookimpl
+def triton_conformance(backend_name: str):
+    """The conformance suite's view of this backend (capabilities and models)."""
+    if backend_name != BACKEND_NAME:
+        return None
+    from .conformance import conformance_spec
+
+    return conformance_spec()

@@ -1,0 +1,44 @@
+"""What an instance runs: a callable from config-named inputs to the model's result, how its
+result maps to config outputs, and the torch settings around each call."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from .outputs import OutputSelector
+from .params import TorchParameters
+
+
+@dataclass
+class Runner:
+    call: Callable[[dict[str, object]], object]
+    selector: OutputSelector
+    scripted: bool
+    """TorchScript: the graph-executor settings apply."""
+
+    def context(self, params: TorchParameters) -> contextlib.ExitStack:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.no_grad())
+        if params.inference_mode:
+            stack.enter_context(torch.inference_mode())
+        if self.scripted:
+            # thread-local in torch: set around every call, as Triton does per execute
+            stack.enter_context(torch.jit.optimized_execution(params.optimized_execution))
+        return stack
+
+
+def apply_global_settings(params: TorchParameters) -> None:
+    """Process-wide torch switches a model's parameters set explicitly (Triton sets them
+    before each execute; they are global in torch, so the last model to run wins)."""
+    if params.tensor_fuser is not None:
+        torch._C._jit_set_texpr_fuser_enabled(params.tensor_fuser)  # noqa: SLF001
+    if params.jit_profiling is not None:
+        torch._C._jit_set_profiling_mode(params.jit_profiling)  # noqa: SLF001
+    if params.jit_executor is not None:
+        torch._C._jit_set_profiling_executor(params.jit_executor)  # noqa: SLF001
+    if torch.backends.cudnn.enabled != params.cudnn:
+        torch.backends.cudnn.enabled = params.cudnn
