@@ -40,7 +40,6 @@ def _outputs(cfg):
 
 
 class ExprInstance(abi.Instance):
-    inline_execute = True  # fast models also run on the event loop (the core decides)
     def __init__(self, model: ExprModel, ctx: abi.InstanceContext) -> None:
         self.model = model
         self.ctx = ctx
@@ -212,7 +211,6 @@ class RemoteExprInstance(ExprInstance):
     backend's worker process); the core may start it from the event loop with
     begin_execute."""
 
-    inline_execute = False
     pipeline_depth = 2  # the remote side runs one at a time, in order
 
     def __init__(self, model: ExprModel, ctx: abi.InstanceContext) -> None:

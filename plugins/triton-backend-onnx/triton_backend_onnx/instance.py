@@ -80,9 +80,6 @@ class _Timer:
 
 
 class OnnxInstance(Instance):
-    # session.run only computes: the core may run fast models on the event loop
-    inline_execute = True
-
     def __init__(self, model, ctx: InstanceContext) -> None:
         import onnxruntime as ort
 

@@ -108,9 +108,9 @@ def test_mps_fallback_is_set_before_torch_is_first_imported():
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def test_cpu_placement_and_inline_execution(repo):
+def test_cpu_placement(repo):
     inst = instance(load(save_script(repo, "double", Double(), IO)))
-    assert inst.placement.device == torch.device("cpu") and inst.inline_execute
+    assert inst.placement.device == torch.device("cpu")
 
 
 def test_mps_placement_refuses_fp64_and_serialises_work(repo):

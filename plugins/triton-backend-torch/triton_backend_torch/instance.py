@@ -70,9 +70,6 @@ class TorchInstance(Instance):
         for t in sequence.state_outputs(cfg):
             self.outputs.setdefault(t.name, _Plan(t.datatype, None, t.dims))
         self.stream = torch.cuda.Stream(self.placement.device) if self.placement.is_cuda else None
-        # CPU work only computes: the core may run small requests on its event loop. Not on
-        # a GPU, where execute waits on the device (and on MPS, on the process-wide lock).
-        self.inline_execute = self.placement.device is not None and self.placement.device.type == "cpu"
         log.info("model '%s' instance '%s': %s on %s", model.name, ctx.name, model.format.value,
                  self.placement.device or "the model's own devices (KIND_MODEL)")
 
