@@ -27,3 +27,5 @@ if [ "$(uname -s)" = Darwin ]; then
     .venv/bin/triton conformance metal
     .venv/bin/triton conformance coreml
 fi
+# the distributions as users get them: sdists and wheels, installed into a fresh venv
+bash scripts/wheel_smoke.sh

@@ -19,6 +19,7 @@ from .install_hint import pip_install
 from .logsettings import LOGGER
 from .options import ServerOptions
 from .server import Server
+from .version_report import VersionAction
 
 log = LOGGER
 
@@ -201,8 +202,8 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     for flag in _REFUSED:
         p.add_argument(flag, default=None, dest="refused_" + flag[2:].replace("-", "_"),
                        help=argparse.SUPPRESS)
-    p.add_argument("--version", action="version", version=f"triton-core {__version__}",
-                   help="print the version and exit")
+    p.add_argument("--version", action=VersionAction,
+                   help="print the versions of the core and of the installed backends, and exit")
     return p
 
 
@@ -536,8 +537,8 @@ def triton_main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     p = argparse.ArgumentParser(prog="triton", description="triton-core command line",
                                 epilog="`triton COMMAND --help` tells more about a command.")
-    p.add_argument("--version", action="version", version=f"triton-core {__version__}",
-                   help="print the version and exit")
+    p.add_argument("--version", action=VersionAction,
+                   help="print the versions of the core and of the installed backends, and exit")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     sub.add_parser("serve", help="serve a model repository (same flags as tritonserver)",
                    add_help=False)

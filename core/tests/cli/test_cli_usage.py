@@ -7,10 +7,11 @@ import argparse
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from triton_core import __version__
+from triton_core import ABI_VERSION, __version__
 from triton_core.cli import build_parser, triton_main
 from triton_core.testing import free_port
 
@@ -25,11 +26,26 @@ def test_triton_without_a_command_prints_its_usage(capsys):
         assert command in out
 
 
-def test_triton_version(capsys):
+def _fake_plugin_distribution(site: Path, name: str, version: str, entry_point: str) -> None:
+    # an installed distribution as importlib.metadata reads it: a .dist-info folder on sys.path
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[triton_core]\n{entry_point} = not_imported.plugin\n")
+
+
+@pytest.mark.parametrize("main", [triton_main, lambda argv: build_parser().parse_args(argv)],
+                         ids=["triton", "tritonserver"])
+def test_version_lists_the_core_and_each_installed_plugin(capsys, monkeypatch, tmp_path, main):
+    _fake_plugin_distribution(tmp_path, "triton-backend-fakeversion", "7.8.9", "fakeversion")
+    monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(SystemExit) as e:
-        triton_main(["--version"])
+        main(["--version"])
     assert e.value.code == 0
-    assert capsys.readouterr().out.strip() == f"triton-core {__version__}"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"triton-core {__version__} (backend ABI {ABI_VERSION[0]}.{ABI_VERSION[1]})"
+    # listed from its metadata: its module (not_imported.plugin) does not exist
+    assert "  triton-backend-fakeversion 7.8.9 (plugin fakeversion)" in lines
 
 
 def test_every_tritonserver_flag_has_help_and_shows_its_default():
