@@ -533,8 +533,9 @@ def _conformance_cmd(argv: list[str]) -> int:
     return main(argv, prog="triton conformance")
 
 
-def triton_main(argv: list[str] | None = None) -> None:
-    args = sys.argv[1:] if argv is None else argv
+def build_triton_parser() -> argparse.ArgumentParser:
+    """`triton`'s parser; `serve` and `conformance` pass their arguments on (to tritonserver's
+    parser and to the conformance suite), so they declare none here."""
     p = argparse.ArgumentParser(prog="triton", description="triton-core command line",
                                 epilog="`triton COMMAND --help` tells more about a command.")
     p.add_argument("--version", action=VersionAction,
@@ -543,12 +544,19 @@ def triton_main(argv: list[str] | None = None) -> None:
     sub.add_parser("serve", help="serve a model repository (same flags as tritonserver)",
                    add_help=False)
     b = sub.add_parser("backends", help="list installed backends")
-    b.add_argument("--json", action="store_true")
+    b.add_argument("--json", action="store_true", help="print the list as JSON")
     c = sub.add_parser("check", help="validate a model repository without serving it")
-    c.add_argument("repository", nargs="+")
-    c.add_argument("--model-config-name", default=None)
+    c.add_argument("repository", nargs="+", help="model repository folder(s)")
+    c.add_argument("--model-config-name", default=None,
+                   help="file name read instead of config.pbtxt where a model folder has it")
     sub.add_parser("conformance", add_help=False,
                    help="run the conformance suite against a backend (needs triton-conformance)")
+    return p
+
+
+def triton_main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    p = build_triton_parser()
     if args and args[0] == "conformance":
         sys.exit(_conformance_cmd(args[1:]))
     if args and args[0] == "serve":
