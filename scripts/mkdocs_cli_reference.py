@@ -17,7 +17,12 @@ PAGE = "reference/cli.md"
 def _import_cli():  # noqa: ANN202 - the module triton_core.cli
     # the manual documents this clone's sources, whatever else the venv holds
     sys.path.insert(0, str(ROOT / "core"))
-    from triton_core import cli
+    try:
+        from triton_core import cli
+    except ImportError as e:
+        raise SystemExit(f"the CLI reference imports triton_core, whose dependencies this venv lacks ({e}): "
+                         "build the manual with the venv of `bash scripts/test.sh`, or install ./core "
+                         "next to mkdocs") from None
 
     return cli
 
