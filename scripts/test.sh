@@ -32,4 +32,4 @@ if [ "$(uname -s)" = Darwin ]; then
     .venv/bin/triton conformance coreml
 fi
 # the distributions as users get them: sdists and wheels, installed into a fresh venv
-bash scripts/wheel_smoke.sh
+PYTHON="$PWD/.venv/bin/python" bash scripts/wheel_smoke.sh
