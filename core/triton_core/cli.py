@@ -98,7 +98,8 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--model-load-thread-count", type=int, default=4,
                    help='models loaded in parallel')
     p.add_argument("--model-config-name", default=None,
-                   help='file name read instead of config.pbtxt where a model folder has it')
+                   metavar="NAME",
+                   help="read configs/NAME.pbtxt instead of config.pbtxt where a model folder has it")
     p.add_argument("--id", default="triton", dest="server_id",
                    help='server id reported by the server metadata API')
     p.add_argument("--backend-config", action="append", default=[],
@@ -548,7 +549,8 @@ def build_triton_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate a model repository without serving it")
     c.add_argument("repository", nargs="+", help="model repository folder(s)")
     c.add_argument("--model-config-name", default=None,
-                   help="file name read instead of config.pbtxt where a model folder has it")
+                   metavar="NAME",
+                   help="read configs/NAME.pbtxt instead of config.pbtxt where a model folder has it")
     sub.add_parser("conformance", add_help=False,
                    help="run the conformance suite against a backend (needs triton-conformance)")
     return p
