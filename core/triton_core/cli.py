@@ -18,6 +18,7 @@ from .frontends.restricted import parse_rules
 from .install_hint import pip_install
 from .logsettings import LOGGER
 from .options import ServerOptions
+from .scheduling.rate_limiter import parse_resource_flag
 from .server import Server
 
 log = LOGGER
@@ -58,8 +59,6 @@ _REFUSED = {
     "--trace-file": "the trace extension is not supported yet",
     "--trace-level": "the trace extension is not supported yet",
     "--cache-directory": "only the 'local' cache is available (--cache-config local,size=N)",
-    "--rate-limit": "the rate limiter is not supported yet",
-    "--rate-limit-resource": "the rate limiter is not supported yet",
     "--pinned-memory-pool-byte-size": "pinned memory pools do not apply (no CUDA memory management)",
     "--cuda-memory-pool-byte-size": "CUDA memory pools do not apply (no CUDA memory management)",
     "--min-supported-compute-capability": "does not apply: no CUDA device management",
@@ -184,6 +183,13 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--shm-max-regions", type=int, default=1024,
                    help="registered system shared-memory regions at most (each holds a memory "
                         "map and a file descriptor)")
+    p.add_argument("--rate-limit", default="off", choices=("off", "execution_count"),
+                   help="execution_count: an instance executes only while the resources of its "
+                        "instance group's rate_limiter are free, by priority")
+    p.add_argument("--rate-limit-resource", action="append", default=[],
+                   metavar="<name>:<count>[:<device>]",
+                   help="resources available to the rate limiter (repeatable; default: the "
+                        "largest count an instance asks for)")
     p.add_argument("--cache-config", action="append", default=[], metavar="<cache>,<key>=<value>",
                    help="response cache settings, e.g. local,size=1048576")
     p.add_argument("--log-verbose", type=int, default=0,
@@ -245,6 +251,11 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         raise SystemExit("error: --model-repository is required: the folder of your models, e.g. "
                          "--model-repository examples/model_repository (--help lists every flag)")
     _http_limits(a)  # bad --http-* bounds stop the start, before any model loads
+    for r in a.rate_limit_resource:
+        try:
+            parse_resource_flag(r)
+        except TritonError as e:
+            raise SystemExit(f"error: {e.message}") from None
     auto_off = a.disable_auto_complete_config or bool(a.strict_model_config)
     return ServerOptions(
         model_repository=[Path(r) for r in a.model_repository],
@@ -262,6 +273,8 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         allow_client_shm=a.allow_client_shm,
         shm_max_regions=a.shm_max_regions,
         cache_config=_cache_config(a.cache_config),
+        rate_limit=a.rate_limit,
+        rate_limit_resource=a.rate_limit_resource,
     )
 
 

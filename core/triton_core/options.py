@@ -27,6 +27,9 @@ class ServerOptions(BaseModel):
     # Registered system shared-memory regions at most (each costs a memory map and an
     # fd; a process has ~65k maps). Triton has no cap.
     shm_max_regions: int = 1024
+    # --rate-limit off | execution_count, --rate-limit-resource <name>:<count>[:<device>]
+    rate_limit: Literal["off", "execution_count"] = "off"
+    rate_limit_resource: list[str] = Field(default_factory=list)
     # --cache-config <cache>,<key>=<value>: {"local": {"size": "1048576"}}
     cache_config: dict[str, dict[str, str]] = Field(default_factory=dict)
 

@@ -30,6 +30,7 @@ from .scheduling.cache import ResponseCache, parse_cache_config
 from .scheduling.clock import MONOTONIC, Clock
 from .scheduling.engine_loop import EngineLoop
 from .scheduling.policy import DEFAULT_POLICY, DriverPolicy
+from .scheduling.rate_limiter import RateLimiter
 from .scheduling.servable import Servable
 from .scheduling.validate import normalize_request
 from .tensor import Tensor
@@ -129,6 +130,8 @@ class Server:
         self.policy = policy
         # The front ends attach their loop here: process-backed instances are driven on it.
         self.engine_loop = EngineLoop()
+        limiter = RateLimiter(self.options.rate_limit, self.options.rate_limit_resource)
+        self.rate_limiter: RateLimiter | None = limiter if limiter.enabled else None
         self.registry = BackendRegistry(self.options.backend_config)
         self.repository = Repository(self.options.model_repository, self.options.model_config_name)
         cache_size = parse_cache_config(self.options.cache_config)
@@ -140,7 +143,7 @@ class Server:
             load_threads=self.options.model_load_thread_count,
             exit_timeout=self.options.exit_timeout_secs, server=self,
             response_cache=self.response_cache, clock=clock, policy=policy,
-            engine=self.engine_loop,
+            engine=self.engine_loop, rate_limiter=self.rate_limiter,
         )
         self.log_settings = LogSettings()
         self.live = False

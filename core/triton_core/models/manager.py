@@ -22,6 +22,7 @@ from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.engine_loop import EngineLoop
 from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
 from ..scheduling.policy import DEFAULT_POLICY, DriverPolicy
+from ..scheduling.rate_limiter import RateLimiter
 from ..scheduling.servable import Servable
 from .defaults import check_config, complete_config
 from .registry import BackendRegistry
@@ -98,7 +99,8 @@ class ModelManager:
                  auto_complete: bool = True, load_threads: int = 4,
                  exit_timeout: float = 30.0, server: abi.ServerHandle | None = None,
                  response_cache: ResponseCache | None = None, clock: Clock = MONOTONIC,
-                 policy: DriverPolicy = DEFAULT_POLICY, engine: EngineLoop | None = None) -> None:
+                 policy: DriverPolicy = DEFAULT_POLICY, engine: EngineLoop | None = None,
+                 rate_limiter: RateLimiter | None = None) -> None:
         self.repository = repository
         self.registry = registry
         self.auto_complete = auto_complete
@@ -109,6 +111,7 @@ class ModelManager:
         self.clock = clock  # given to every version's scheduler
         self.policy = policy  # given to every version's drivers
         self.engine = engine or EngineLoop()  # the loop that loop drivers run on
+        self.rate_limiter = rate_limiter  # --rate-limit (None: off)
         self.models: dict[str, ModelRecord] = {}
         self._lock = threading.Lock()
         self._tempdirs: dict[str, Path] = {}
@@ -484,7 +487,7 @@ class ModelManager:
                                     plan.default_file)
             check_config(final, plan.where)
             lv = LoadedVersion(plan.name, v, model, final, plan.src.path, self.clock, self.policy,
-                               self.engine)
+                               self.engine, self.rate_limiter)
         except BaseException:
             model.close()
             raise
