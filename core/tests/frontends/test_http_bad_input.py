@@ -181,6 +181,12 @@ def test_header_length_beyond_body(addr):
                   {"Inference-Header-Content-Length": bad})
 
 
+def test_bad_version_in_url(addr):
+    # Triton's words (GetModelVersionFromString): its clients match on them
+    check_bad(addr, "/v2/models/add/versions/wrong/infer", GOOD, 400,
+              contains="failed to get model version from specified version string 'wrong'")
+
+
 def test_header_length_cuts_json(addr):
     body, h = _binary([_inp(data=[0] * 16), OK1], b"", hlen=20)
     check_bad(addr, "/v2/models/add/infer", body, 400, h)

@@ -303,6 +303,11 @@ def test_compression_raw(addr, algo):
     # (tritonclient.http.aio reads them as they come while aiohttp asks for gzip)
     status, hdrs, rb = request(addr, "GET", "/v2/models/add", headers={"Accept-Encoding": algo})
     assert "content-encoding" not in hdrs and json.loads(rb)["name"] == "add"
+    # so are inference errors (Triton's simple_http_aio_infer_client.py reads the error of
+    # an unknown model as it comes)
+    status, hdrs, rb = request(addr, "POST", "/v2/models/no_such_model/infer", raw,
+                               {"Accept-Encoding": algo})
+    assert status == 404 and "content-encoding" not in hdrs and error_of(rb)
 
 
 def test_compressed_binary_request(addr):

@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import TritonError, as_triton_error
 from ...logsettings import VERBOSE
-from ...server import Server, parse_version
+from ...server import Server
 from ..classification import classifier_for
 from ..closing import close_connections, drain_connections
 from ..restricted import http_category
+from ..version_string import model_version
 from . import generate as http_generate
 from .body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
 from .infer import build_response, parse_request, raw_request
@@ -182,10 +183,11 @@ class HttpFrontEnd:
             body = b"".join(body)
         hdrs = [(b"content-type", resp.content_type)]
         hdrs.extend(resp.extra)
-        # Only inference responses are compressed, as Triton does: clients read the other
-        # routes' bodies as they come (tritonclient.http.aio turns aiohttp's own
-        # decompression off, while aiohttp asks for gzip on every request).
-        accept = req.headers.get(b"accept-encoding") if path.endswith("/infer") else None
+        # Only successful inference responses are compressed, as Triton does: clients read
+        # errors and the other routes' bodies as they come (tritonclient.http.aio turns
+        # aiohttp's own decompression off, while aiohttp asks for gzip on every request).
+        accept = (req.headers.get(b"accept-encoding")
+                  if resp.status == 200 and path.endswith("/infer") else None)
         if accept and body:
             enc = pick_encoding(accept.decode("latin-1"))
             if enc:
@@ -277,7 +279,7 @@ class HttpFrontEnd:
 
     async def _infer(self, req: _Req, name: str, version_s: str | None = None) -> Response:
         srv = self.server
-        version = parse_version(version_s)
+        version = model_version(version_s)
         body = await req.body()
         mv = memoryview(body)
         hlen_raw = req.headers.get(_HEADER_LEN)
