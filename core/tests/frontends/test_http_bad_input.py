@@ -427,6 +427,36 @@ def test_raw_binary_request_with_two_variable_dims_refused_with_tritons_words():
             "variable-sized dimension") in e.value.message
 
 
+def _one_input(dtype: str, dims: str, batch: int = 0):
+    from triton_core.config import parse_pbtxt
+    return parse_pbtxt(f'name: "r" backend: "expr" max_batch_size: {batch} '
+                       f'input [{{ name: "IN" data_type: {dtype} dims: {dims} }}] '
+                       f'output [{{ name: "OUT" data_type: {dtype} dims: {dims} }}]')
+
+
+def test_raw_binary_bytes_request_is_one_element():
+    # Triton's test_byte: the whole body is the one BYTES element (shape [1])
+    from triton_core.frontends.http.infer import raw_request
+
+    for batch, shape in ((0, [1]), (8, [1, 1])):
+        req = raw_request("r", None, memoryview(b"427\xff"), _one_input("TYPE_STRING", "[1]", batch))
+        t = req.inputs["IN"]
+        assert list(t.shape) == shape
+        assert t.as_numpy().reshape(-1).tolist() == [b"427\xff"]
+    assert raw_request("r", None, memoryview(b""), _one_input("TYPE_STRING", "[1]")
+                       ).inputs["IN"].as_numpy().tolist() == [b""]
+
+
+@pytest.mark.parametrize("dims", ["[-1]", "[2]", "[1, -1]"])
+def test_raw_binary_bytes_request_needs_shape_one(dims):
+    from triton_core.errors import TritonError
+    from triton_core.frontends.http.infer import raw_request
+
+    with pytest.raises(TritonError) as e:
+        raw_request("r", None, memoryview(b"427"), _one_input("TYPE_STRING", dims))
+    assert "For BYTE datatype raw input 'IN', the model must have input shape [1]" in e.value.message
+
+
 def test_a_requested_output_named_twice_is_refused(addr):
     body = json.dumps({"inputs": [
         {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16},

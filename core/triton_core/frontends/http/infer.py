@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import numpy as np
@@ -266,23 +267,26 @@ def raw_request(model: str, version: int | None, body: memoryview, cfg: ModelCon
     inp = cfg.input[0]
     dt = inp.datatype
     dims = list(inp.dims)
+    # Triton's checks, order and words (InferenceRequest::Normalize), then our detail
+    if dims.count(-1) > 1:
+        raise _bad(f"The shape of the raw input '{inp.name}' can not be deduced because there "
+                   f"are more than one variable-sized dimension (model '{model}', dims {dims})")
     if dt is DataType.BYTES:
-        if -1 in dims:
-            raise _bad(f"raw binary request for '{model}': input '{inp.name}' has variable dims")
+        if -1 in dims or element_count(dims) != 1:
+            raise _bad(f"For BYTE datatype raw input '{inp.name}', the model must have input "
+                       f"shape [1] (model '{model}', dims {dims}): the whole body is one element")
+        # the body is the one element: Triton's layout gives it its 4-byte length first
+        body = memoryview(struct.pack("<I", len(body)) + body)
         shape = dims
+    elif -1 in dims:
+        known = element_count([d for d in dims if d != -1])
+        elems = len(body) // dt.itemsize
+        if known == 0 or elems % known:
+            raise _bad(f"raw binary request for '{model}': {len(body)} bytes do not fit input "
+                       f"'{inp.name}' dims {dims}")
+        shape = [elems // known if d == -1 else d for d in dims]
     else:
-        known = element_count([d for d in dims if d != -1]) if dims else 1
-        if dims.count(-1) > 1:
-            raise _bad(f"The shape of the raw input '{inp.name}' can not be deduced because there "
-                       f"are more than one variable-sized dimension (model '{model}', dims {dims})")
-        if -1 in dims:
-            elems = len(body) // dt.itemsize
-            if known == 0 or elems % known:
-                raise _bad(f"raw binary request for '{model}': {len(body)} bytes do not fit input "
-                           f"'{inp.name}' dims {dims}")
-            shape = [elems // known if d == -1 else d for d in dims]
-        else:
-            shape = dims
+        shape = dims
     if cfg.max_batch_size > 0:
         shape = [1] + shape
     return InferenceRequest(model_name=model, model_version=version,

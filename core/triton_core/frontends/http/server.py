@@ -12,7 +12,8 @@ Limits (HttpLimits; httptools/llhttp itself bounds nothing):
   of more than ``max_url_size`` bytes, 414. A Content-Length over the input size
   limit is answered at the headers, without reading the body. These answers
   close the connection: what more the client sends is dropped unparsed for at most
-  ``LINGER_S`` (so the answer is not lost to a reset), then it closes.
+  ``LINGER_S`` (so the answer is not lost to a reset), then it closes. So is a
+  chunked body of more than ``MAX_CHUNKS`` non-empty chunks (Triton's limit and words).
 - A request head must arrive whole within ``header_timeout`` seconds of its
   first byte (of the connection's start, for its first request), and a body at
   ``BODY_MIN_RATE`` bytes a second after a grace of ``body_timeout`` seconds;
@@ -55,6 +56,7 @@ _MAX_PIPELINE = 32  # queued requests on one connection before reading pauses
 _MAX_QUEUED_BYTES = 1 << 20  # bytes of queued requests (and the one being read) before reading pauses
 IDLE_TIMEOUT_S = 75.0  # a connection with no request in flight and no bytes for this long closes
 LINGER_S = 5.0  # after a refusal, unread bytes are read and dropped this long (nginx lingering_close)
+MAX_CHUNKS = 1 << 16  # non-empty chunks of one chunked body (Triton's kMaxChunkedChunks)
 BODY_MIN_RATE = 1024  # bytes/s a body must average after its grace (Apache mod_reqtimeout: 500)
 
 
@@ -149,6 +151,11 @@ class HttpConnection(asyncio.Protocol):
         self.fd = -1
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # Transfer-Encoding with a Content-Length: the body is read by its chunks and the
+        # connection closes after the answer (RFC 9112 6.3), as Triton serves it
+        self.parser.set_dangerous_leniencies(lenient_chunked_length=True)
+        self.chunks = 0  # non-empty chunks of the body being read
+        self.chunk_open = False  # a chunk began and none of its bytes has come yet
         self.msg: _Message | None = None
         self.size = 0
         self.head_size = 0  # bytes of URL and header fields parsed
@@ -287,6 +294,7 @@ class HttpConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.msg = _Message()
         self.size = 0
+        self.chunks = 0
         self.head_size = 0
         self.head_fed = 0
         self.header_count = 0
@@ -334,6 +342,9 @@ class HttpConnection(asyncio.Protocol):
         msg.method = self.parser.get_method().decode("ascii")
         msg.keep_alive = self.parser.should_keep_alive()
         cl = msg.headers.get(b"content-length")
+        if cl is not None and b"transfer-encoding" in msg.headers:
+            msg.keep_alive = False  # the chunks count, not the length (see __init__)
+            cl = None
         if cl is not None:
             try:
                 length = int(cl)
@@ -349,9 +360,21 @@ class HttpConnection(asyncio.Protocol):
         if msg.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    def on_chunk_header(self) -> None:
+        self.chunk_open = True
+
     def on_body(self, body: bytes) -> None:
         msg = self.msg
         assert msg is not None
+        if self.chunk_open:  # the first bytes of a non-empty chunk
+            self.chunk_open = False
+            self.chunks += 1
+            if self.chunks > MAX_CHUNKS:
+                # Triton's limit and words: a body of many tiny chunks costs far more than
+                # its bytes; refused at once, the rest is not read
+                raise _Refused(0, error=TritonError.invalid_arg(
+                    f"Chunked request body exceeds maximum of {MAX_CHUNKS} non-empty chunks. "
+                    "Send fewer or larger HTTP chunks."))
         if msg.error is not None:
             return
         self.size += len(body)
