@@ -229,6 +229,11 @@ def test_oversize_body_content_length(small):
     check_bad(small, "/v2/models/add/infer", big, 400, contains="size")
     # other routes are limited too
     check_bad(small, "/v2/repository/index", b" " * (LIMIT + 1), 400, contains="size")
+    # generate bodies are JSON whatever their headers say (Triton's
+    # test_json_dtype_size_expansion_exceeds_limit_error sends Inference-Header-Content-Length)
+    msg = check_bad(small, "/v2/models/add/generate", body, 400,
+                    {"Inference-Header-Content-Length": "10"})
+    assert msg.startswith(f"request JSON size of {len(body)} bytes exceeds the maximum allowed")
 
 
 def test_oversize_chunked_body(small):

@@ -353,8 +353,10 @@ class HttpConnection(asyncio.Protocol):
                 return
             if length > self.app.max_input_size:
                 # answered now, not after a body that may never come; the body is not read
-                all_json = (b"inference-header-content-length" not in msg.headers
-                            and b"content-encoding" not in msg.headers)
+                # only an infer body has a binary section; other routes (generate) are JSON
+                all_json = b"content-encoding" not in msg.headers and (
+                    b"inference-header-content-length" not in msg.headers
+                    or not msg.url.split(b"?", 1)[0].endswith(b"/infer"))
                 raise _Refused(0, error=_too_large(self.app.max_input_size,
                                                    length if all_json else None))
         if msg.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
