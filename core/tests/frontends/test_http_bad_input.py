@@ -284,12 +284,29 @@ def test_deeply_nested_json_400(addr):
               contains="nested too deeply")
 
 
+def _nested(levels: int, value):
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
 def test_deeply_nested_data_400(addr):
-    # parseable JSON, but data nested past any tensor's dimensions
-    data: list = [0]
-    for _ in range(200):
-        data = [data]
-    check_bad(addr, "/v2/models/add/infer", _body(_inp(data=data), OK1), 400, contains="nested")
+    # parseable JSON, but data nested past Triton's bound, refused in its words (its
+    # test_json_recursion_depth_limit matches on them)
+    for levels in (100, 200):
+        for inp in (_inp(data=_nested(levels, 0)), _inp(datatype="BYTES", data=_nested(levels, "a"))):
+            check_bad(addr, "/v2/models/add/infer", _body(inp, OK1), 400,
+                      contains="JSON nesting depth exceeds maximum allowed limit (100)")
+
+
+@pytest.mark.parametrize("levels", [2, 50, 99])
+def test_nested_data_is_read_in_order_whatever_its_nesting(addr, levels):
+    # Triton reads 'data' element by element in order, whatever its nesting
+    data = _nested(levels - 1, list(range(16)))
+    status, _, rb = request(addr, "POST", "/v2/models/add/infer",
+                            _body(_inp(shape=(1, 16), data=data), OK1))
+    assert status == 200, rb
+    assert json.loads(rb)["outputs"][0]["data"] == list(range(16))
 
 
 @pytest.mark.parametrize("shape", [[2**62, 2**62], [2**64], [0, 2**70]])
@@ -301,6 +318,14 @@ def test_shape_past_int64_400(addr, shape):
     msg = check_bad(addr, "/v2/models/add/infer", body, 400, h)
     # Triton's words, when every dimension fits an int64 but their product does not
     assert "int64" in msg or "causes total element count to exceed maximum size of" in msg
+
+
+def test_byte_size_past_int64_400_in_tritons_words(addr):
+    # Triton's test_buffer_size_overflow: the count fits an int64, its bytes do not
+    msg = check_bad(addr, "/v2/models/add/infer",
+                    _body(_inp(shape=[4, 2**60 + 2], data=[1]), OK1), 400)
+    assert msg == ("byte size overflow for input 'INPUT0': element count (4611686018427387912) "
+                   "* data type size (4) exceeds maximum allowed size (9223372036854775807)")
 
 
 GEN_OK = {"INPUT0": list(range(16)), "INPUT1": [1] * 16}

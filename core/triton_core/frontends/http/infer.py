@@ -31,9 +31,11 @@ def _shape(value: Any, name: str) -> list[int]:
     return value
 
 
-# numpy's most dimensions (NPY_MAXDIMS of numpy 1.x): JSON data nested deeper is refused
-# before anything walks it
-MAX_DATA_DEPTH = 32
+# Triton's bound on the nesting of JSON 'data' (HTTP_MAX_JSON_NESTING_DEPTH): deeper data
+# is refused before anything walks it
+MAX_DATA_DEPTH = 100
+# data nested deeper than this is flattened before numpy sees it (numpy 1.x's NPY_MAXDIMS)
+_NUMPY_DIMS = 32
 
 
 def _data_shape(name: str, data: Any) -> list[int]:
@@ -44,14 +46,26 @@ def _data_shape(name: str, data: Any) -> list[int]:
     dims: list[int] = []
     x = data
     while isinstance(x, list):
-        if len(dims) == MAX_DATA_DEPTH:
-            raise _bad(f"unable to parse 'data' of input '{name}': nested deeper than "
-                       f"{MAX_DATA_DEPTH} levels")
+        if len(dims) >= MAX_DATA_DEPTH - 1 and x:  # its elements would be at depth 100
+            raise _bad(f"JSON nesting depth exceeds maximum allowed limit ({MAX_DATA_DEPTH}) "
+                       f"in 'data' of input '{name}'")
         dims.append(len(x))
         if not x:
             break
         x = x[0]
     return dims or [1]  # a scalar is one element
+
+
+def _flat(data: list, dims: list[int]) -> list:
+    """Regular nested lists flattened level by level (C-speed joins, no per-element work)."""
+    flat = data
+    for _ in dims[1:]:
+        if not all(isinstance(x, list) for x in flat):
+            raise ValueError("ragged data")
+        flat = [y for x in flat for y in x]
+    if len(flat) != element_count(dims):
+        raise ValueError("ragged data")
+    return flat
 
 
 def _check_count(name: str, shape: list[int], n: int, data: Any) -> None:
@@ -76,6 +90,10 @@ def json_array(name: str, dt: DataType, data: Any) -> np.ndarray:
     try:
         if dt is DataType.BYTES:
             return _bytes_array(name, data)
+        if isinstance(data, list):
+            dims = _data_shape(name, data)
+            if len(dims) > _NUMPY_DIMS:  # Triton reads any nesting in order: so do we
+                data = _flat(data, dims)
         arr = np.asarray(data)
         if arr.dtype == object:
             raise ValueError("ragged data")
@@ -99,13 +117,7 @@ def json_array(name: str, dt: DataType, data: Any) -> np.ndarray:
 def _bytes_array(name: str, data: Any) -> np.ndarray:
     """An object array of bytes with the data's (regular) nesting."""
     dims = _data_shape(name, data) if isinstance(data, list) else []
-    flat: list[Any] = [data] if not dims else data
-    for _ in dims[1:]:  # flatten level by level: C-speed joins of lists, no per-element work
-        if not all(isinstance(x, list) for x in flat):
-            raise ValueError("ragged data")
-        flat = [y for x in flat for y in x]
-    if len(flat) != element_count(dims):
-        raise ValueError("ragged data")
+    flat: list[Any] = [data] if not dims else _flat(data, dims)
     kinds = set(map(type, flat))
     if kinds <= {str}:
         items = [x.encode("utf-8") for x in flat]
@@ -115,12 +127,17 @@ def _bytes_array(name: str, data: Any) -> np.ndarray:
         raise _bad(f"unable to parse 'data' of input '{name}': expected strings")
     arr = np.empty(len(items), dtype=object)
     arr[:] = items
-    return arr.reshape(dims)
+    return arr.reshape(dims) if len(dims) <= _NUMPY_DIMS else arr
 
 
 def _json_tensor(name: str, dt: DataType, shape: list[int], data: Any) -> Tensor:
     """A tensor from JSON data (nested or flat), checked against the shape first."""
     n = element_count(shape, name)
+    size = 0 if dt is DataType.BYTES else dt.itemsize
+    if size > 1 and n > MAX_ELEMENTS // size:
+        raise _bad(  # Triton's words
+            f"byte size overflow for input '{name}': element count ({n}) * data type size "
+            f"({size}) exceeds maximum allowed size ({MAX_ELEMENTS})")
     if dt in (DataType.FP16, DataType.BF16):
         raise _bad(f"datatype {dt.value} of input '{name}' must be sent as binary data")
     _check_count(name, shape, n, data)
