@@ -94,3 +94,16 @@ def test_classify():
     assert out.tolist() == [[b"0.500000:0:a", b"0.500000:1:b"]]
     with pytest.raises(TritonError):
         classify(np.array([b"x"], dtype=object), 1, None, batched=False)
+
+
+def test_classify_bounds_the_elements_of_a_batch_entry():
+    # Triton's bound and words (test_classification_output_tensor_too_large)
+    from triton_core.frontends.classification import MAX_CLASSIFICATION_ELEMENTS
+
+    n = MAX_CLASSIFICATION_ELEMENTS
+    with pytest.raises(TritonError, match="^classification output tensor too large$") as e:
+        classify(np.ones((1, n + 1), np.float32), 1, None, batched=True)
+    assert e.value.code is ErrorCode.INVALID_ARG
+    # the bound is per batch entry: two entries of n elements each are classified
+    out = classify(np.ones((2, n), np.float32), 1, None, batched=True)
+    assert out.shape == (2, 1)
