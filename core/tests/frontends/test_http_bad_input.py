@@ -277,11 +277,34 @@ def test_bad_requests_do_not_count_as_model_success(server, addr):
 # client errors that once were 500s -------------------------------------------------------
 
 def test_deeply_nested_json_400(addr):
+    # JSON of any depth is parsed (as Triton does), then its deep values refused as values
+    # of the wrong kind
     deep = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    check_bad(addr, "/v2/models/add/infer", deep, 400, contains="nested too deeply")
-    # other routes parse JSON the same way
-    check_bad(addr, "/v2/models/add/generate", b"[" * 100_000 + b"]" * 100_000, 400,
-              contains="nested too deeply")
+    check_bad(addr, "/v2/models/add/infer", deep, 400, contains="input")
+    check_bad(addr, "/v2/models/add/generate", b"[" * 100_000 + b"]" * 100_000, 400)
+    # Triton's test_repository_index_deeply_nested_json, in its words
+    index = b'{"ready":' + b"[" * 250_000 + b"true" + b"]" * 250_000 + b"}"
+    check_bad(addr, "/v2/repository/index", index, 400,
+              contains="Invalid value for 'ready': expected a boolean")
+    # deep and malformed: a parse error
+    check_bad(addr, "/v2/repository/index", b'{"ready":' + b"[" * 100_000 + b"}", 400,
+              contains="failed to parse the request JSON buffer")
+
+
+def test_deep_json_is_checked_whole_and_kept_shallow():
+    from triton_core.errors import TritonError
+    from triton_core.frontends.http.deep_json import KEPT_DEPTH, TOO_DEEP, parse_deep_json
+
+    value = parse_deep_json(b'{"a": [1, 2.5, "x", null, true, {"b": {}}], "c": '
+                            + b"[" * 5000 + b"]" * 5000 + b"}")
+    assert value["a"] == [1, 2.5, "x", None, True, {"b": {}}]
+    inner = value["c"]
+    for _ in range(KEPT_DEPTH - 1):
+        (inner,) = inner
+    assert inner is TOO_DEEP  # KEPT_DEPTH containers in all, the root object included
+    for bad in (b"[" * 5000 + b"]" * 4999, b"[" * 5000 + b"1,]" + b"]" * 4999, b""):
+        with pytest.raises(TritonError, match="failed to parse the request JSON buffer"):
+            parse_deep_json(bad)
 
 
 def _nested(levels: int, value):

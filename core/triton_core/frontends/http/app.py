@@ -30,6 +30,7 @@ from ..restricted import http_category
 from ..version_string import model_version
 from . import generate as http_generate
 from .body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
+from .deep_json import parse_deep_json
 from .infer import build_response, parse_request, raw_request
 from .plan import MAX_HEADER, RequestPlans, plan_of
 
@@ -87,18 +88,18 @@ class _Req:
 
 
 def parse_json(body: bytes) -> Any:
-    """A request's JSON; malformed or too deeply nested JSON is the client's error (400).
+    """A request's JSON; malformed JSON is the client's error (400).
 
-    The depth limit is the one of Python's JSON parser (its recursion guard, about a
-    thousand levels): deeper JSON raises RecursionError, which must not become a 500.
+    JSON nested deeper than Python's parser goes (its recursion guard, about a thousand
+    levels) is read by deep_json, as Triton reads any depth, and its deep parts are then
+    refused by the handlers as values of the wrong kind.
     """
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TritonError.invalid_arg(f"failed to parse the request JSON buffer: {e}") from None
     except RecursionError:
-        raise TritonError.invalid_arg(
-            "failed to parse the request JSON buffer: the JSON is nested too deeply") from None
+        return parse_deep_json(body)
 
 
 class Response:
@@ -332,7 +333,7 @@ class HttpFrontEnd:
             raise TritonError.invalid_arg("the request body must be a JSON object")
         ready = body.get("ready", False)
         if not isinstance(ready, bool):
-            raise TritonError.invalid_arg("'ready' must be a boolean")
+            raise TritonError.invalid_arg("Invalid value for 'ready': expected a boolean")
         return json_response(self.server.repository_index(ready))
 
     async def _load(self, req: _Req, name: str) -> Response:
