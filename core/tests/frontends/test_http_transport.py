@@ -97,6 +97,23 @@ def test_chunked_body_with_a_content_length_is_read_by_its_chunks(addr):
     assert_serves(addr)
 
 
+def test_a_body_of_tiny_chunks_is_joined_right(addr):
+    # tiny pieces are copied together as they come (no object kept per chunk): the body
+    # must come out whole and in order, large pieces between them included
+    body = _infer_body()
+    assert body[:1] == b"{"
+    pieces = [b"{", *(b" " for _ in range(300)), b" " * 5000]  # JSON allows the spaces
+    pieces += [body[i:i + 3] for i in range(1, len(body), 3)]
+    head = (f"POST {_model_path()} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            "\r\n").encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p) + b"0\r\n\r\n"
+    with _connect(addr) as s:
+        s.sendall(head + chunked)
+        (status, out), = _read_responses(s, 1)
+    assert status == 200, out
+    assert json.loads(out)["outputs"][1]["data"] == [i - 1 for i in range(16)]
+
+
 def test_chunked_body_of_too_many_chunks_is_refused_with_tritons_words(addr):
     from triton_core.frontends.http.server import MAX_CHUNKS
 

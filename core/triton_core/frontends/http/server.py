@@ -56,6 +56,7 @@ _MAX_PIPELINE = 32  # queued requests on one connection before reading pauses
 _MAX_QUEUED_BYTES = 1 << 20  # bytes of queued requests (and the one being read) before reading pauses
 IDLE_TIMEOUT_S = 75.0  # a connection with no request in flight and no bytes for this long closes
 LINGER_S = 5.0  # after a refusal, unread bytes are read and dropped this long (nginx lingering_close)
+_SMALL_PIECE = 4096  # body pieces under this size are copied together as they come
 MAX_CHUNKS = 1 << 16  # non-empty chunks of one chunked body (Triton's kMaxChunkedChunks)
 BODY_MIN_RATE = 1024  # bytes/s a body must average after its grace (Apache mod_reqtimeout: 500)
 
@@ -94,7 +95,7 @@ class _Message:
         self.method = ""
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
-        self.body: list[bytes] = []
+        self.body: list[bytes | bytearray] = []
         self.size = 0
         self.keep_alive = True
         self.error: TritonError | None = None
@@ -383,7 +384,13 @@ class HttpConnection(asyncio.Protocol):
         if self.size > self.app.max_input_size:
             # a chunked body: answered at once, the rest is not read
             raise _Refused(0, error=_too_large(self.app.max_input_size))
-        msg.body.append(body)
+        pieces = msg.body
+        if len(body) >= _SMALL_PIECE or not pieces or len(pieces[-1]) >= _SMALL_PIECE:
+            pieces.append(body)
+        elif type(pieces[-1]) is bytearray:
+            pieces[-1] += body  # tiny chunks join one buffer: no object kept per chunk
+        else:
+            pieces[-1] = bytearray(pieces[-1]) + body
         self.queued_bytes += len(body)
         self._bound_reading()
 
@@ -448,7 +455,9 @@ class HttpConnection(asyncio.Protocol):
                     break
                 raw_path = msg.url.split(b"?", 1)[0].decode("latin-1")
                 path = unquote(raw_path) if "%" in raw_path else raw_path
-                body = msg.body[0] if len(msg.body) == 1 else b"".join(msg.body)
+                pieces = msg.body
+                body = (pieces[0] if len(pieces) == 1 and type(pieces[0]) is bytes
+                        else b"".join(pieces))
                 req = _Req(msg.method, [p for p in path.split("/") if p], msg.headers, None, app, body)
                 self.responding = True
                 sent = False
