@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from http_helpers import LABELS, add_inputs, assert_serves, error_of, request
 
@@ -180,6 +181,16 @@ def test_bytes_json_with_client(client):
                        outputs=[httpclient.InferRequestedOutput("OUTPUT0", binary_data=False)])
     assert res.get_output("OUTPUT0")["data"] == texts
     assert [x.decode() if isinstance(x, bytes) else x for x in res.as_numpy("OUTPUT0")] == texts
+
+
+def test_bytes_not_utf8_refused_as_json_output(client, addr):
+    # Triton's test_unicode_bytes: non-UTF-8 bytes asked for as JSON fail (never altered)
+    inp = httpclient.InferInput("INPUT0", [len(STRINGS)], "BYTES")
+    inp.set_data_from_numpy(np.array(STRINGS, dtype=object), binary_data=True)
+    with pytest.raises(InferenceServerException, match="element 3 is not valid UTF-8"):
+        client.infer("strings", [inp],
+                     outputs=[httpclient.InferRequestedOutput("OUTPUT0", binary_data=False)])
+    assert_serves(addr)
 
 
 def test_bytes_json_nested_raw(addr):

@@ -310,10 +310,25 @@ def raw_request(model: str, version: int | None, body: memoryview, cfg: ModelCon
                             inputs={inp.name: Tensor.from_raw(inp.name, dt, shape, body)})
 
 
+def _is_utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _json_data(t: Tensor) -> list:
     arr = t.as_numpy().reshape(-1)
     if t.datatype is DataType.BYTES:
-        return [x.decode("utf-8", errors="replace") if isinstance(x, bytes) else str(x) for x in arr]
+        try:
+            return [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in arr]
+        except UnicodeDecodeError:
+            # never altered silently: Triton writes the raw bytes (JSON its clients refuse)
+            i = next(i for i, x in enumerate(arr)
+                     if isinstance(x, bytes) and not _is_utf8(x))
+            raise _bad(f"output '{t.name}': element {i} is not valid UTF-8, so it cannot be "
+                       "sent as JSON; request the output with \"binary_data\": true") from None
     if t.datatype in (DataType.FP16, DataType.BF16):
         if t.datatype is DataType.BF16:
             arr = (arr.astype(np.uint32) << 16).view(np.float32)
