@@ -296,6 +296,7 @@ class HttpConnection(asyncio.Protocol):
         self.msg = _Message()
         self.size = 0
         self.chunks = 0
+        self.chunk_open = False
         self.head_size = 0
         self.head_fed = 0
         self.header_count = 0
