@@ -406,7 +406,12 @@ class ModelManager:
         name = rec.name
         where = f"model '{name}'"
         if config_json is not None:
-            cfg = parse_config_json(config_json, f"{where}: config parameter")
+            try:
+                cfg = parse_config_json(config_json, f"{where}: config parameter")
+            except TritonError as e:
+                # Triton's words first: clients look for "failed to load"
+                raise TritonError(e.code, f"failed to load '{name}': Invalid config override: "
+                                          f"{e.message}") from None
         else:
             cfg = read_config(src)
             where = f"model '{name}', file '{src.config_path}'" if src.config_path else where

@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import TritonError, as_triton_error
 from ...logsettings import VERBOSE
-from ...server import Server, parse_version
+from ...server import Server
 from ..classification import classifier_for
 from ..closing import close_connections, drain_connections
 from ..restricted import http_category
+from ..version_string import model_version
 from . import generate as http_generate
 from .body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
+from .deep_json import parse_deep_json
 from .infer import build_response, parse_request, raw_request
 from .plan import MAX_HEADER, RequestPlans, plan_of
 
@@ -86,18 +88,18 @@ class _Req:
 
 
 def parse_json(body: bytes) -> Any:
-    """A request's JSON; malformed or too deeply nested JSON is the client's error (400).
+    """A request's JSON; malformed JSON is the client's error (400).
 
-    The depth limit is the one of Python's JSON parser (its recursion guard, about a
-    thousand levels): deeper JSON raises RecursionError, which must not become a 500.
+    JSON nested deeper than Python's parser goes (its recursion guard, about a thousand
+    levels) is read by deep_json, as Triton reads any depth, and its deep parts are then
+    refused by the handlers as values of the wrong kind.
     """
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TritonError.invalid_arg(f"failed to parse the request JSON buffer: {e}") from None
     except RecursionError:
-        raise TritonError.invalid_arg(
-            "failed to parse the request JSON buffer: the JSON is nested too deeply") from None
+        return parse_deep_json(body)
 
 
 class Response:
@@ -182,10 +184,11 @@ class HttpFrontEnd:
             body = b"".join(body)
         hdrs = [(b"content-type", resp.content_type)]
         hdrs.extend(resp.extra)
-        # Only inference responses are compressed, as Triton does: clients read the other
-        # routes' bodies as they come (tritonclient.http.aio turns aiohttp's own
-        # decompression off, while aiohttp asks for gzip on every request).
-        accept = req.headers.get(b"accept-encoding") if path.endswith("/infer") else None
+        # Only successful inference responses are compressed, as Triton does: clients read
+        # errors and the other routes' bodies as they come (tritonclient.http.aio turns
+        # aiohttp's own decompression off, while aiohttp asks for gzip on every request).
+        accept = (req.headers.get(b"accept-encoding")
+                  if resp.status == 200 and path.endswith("/infer") else None)
         if accept and body:
             enc = pick_encoding(accept.decode("latin-1"))
             if enc:
@@ -277,7 +280,7 @@ class HttpFrontEnd:
 
     async def _infer(self, req: _Req, name: str, version_s: str | None = None) -> Response:
         srv = self.server
-        version = parse_version(version_s)
+        version = model_version(version_s)
         body = await req.body()
         mv = memoryview(body)
         hlen_raw = req.headers.get(_HEADER_LEN)
@@ -330,7 +333,7 @@ class HttpFrontEnd:
             raise TritonError.invalid_arg("the request body must be a JSON object")
         ready = body.get("ready", False)
         if not isinstance(ready, bool):
-            raise TritonError.invalid_arg("'ready' must be a boolean")
+            raise TritonError.invalid_arg("Invalid value for 'ready': expected a boolean")
         return json_response(self.server.repository_index(ready))
 
     async def _load(self, req: _Req, name: str) -> Response:
