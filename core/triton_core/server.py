@@ -21,6 +21,7 @@ from .errors import TritonError
 from .logsettings import LogSettings
 from .memory.io import SharedMemoryIO
 from .memory.registry import SystemSharedMemoryRegistry
+from .model_version import model_version
 from .models.manager import MAX_NAME_BYTES, ModelManager
 from .models.registry import BackendRegistry
 from .models.repository import Repository
@@ -52,14 +53,9 @@ EXTENSIONS = [
 
 
 def parse_version(version: str | int | None) -> int | None:
-    """A version from a URL or message: '' / None / -1 mean the newest ready one."""
-    if version is None or version == "":
-        return None
-    try:
-        v = int(version)
-    except (TypeError, ValueError):
-        raise TritonError.invalid_arg(f"failed to parse model version '{version}'") from None
-    return None if v == -1 else v
+    """A version from a URL or message: '' / None / -1 mean the newest ready one (Triton's
+    words for anything else that is not a version: model_version.py)."""
+    return model_version(None if version is None else str(version))
 
 
 class ModelHandle:

@@ -10,9 +10,9 @@ from tritonclient.grpc import service_pb2 as pb
 
 from ...dtypes import DataType
 from ...errors import TritonError
+from ...model_version import model_version
 from ...request import InferenceRequest, InferenceResponse, RequestedOutput
 from ...tensor import Tensor, element_count
-from ..version_string import model_version
 
 # Request flags (TRITONSERVER_RequestFlag).
 SEQUENCE_START = 1

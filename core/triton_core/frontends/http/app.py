@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import TritonError, as_triton_error
 from ...logsettings import VERBOSE
+from ...model_version import model_version
 from ...server import Server
 from ..classification import classifier_for
 from ..closing import close_connections, drain_connections
 from ..restricted import http_category
-from ..version_string import model_version
 from . import generate as http_generate
 from .body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
 from .deep_json import parse_deep_json

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import TritonError
+from .errors import TritonError
 
 
 def model_version(text: str | None) -> int | None:
