@@ -14,6 +14,7 @@ from typing import Any
 
 from . import __version__
 from .errors import TritonError
+from .frontends.header_forward import HeaderForward
 from .frontends.restricted import parse_rules
 from .install_hint import pip_install
 from .logsettings import LOGGER
@@ -106,8 +107,9 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
                    help='HTTP/REST port')
     p.add_argument("--http-address", default="0.0.0.0",
                    help='address the HTTP service listens on')
-    p.add_argument("--http-header-forward-pattern", default=None,
-                   help='not supported yet (refused)')
+    p.add_argument("--http-header-forward-pattern", default="", metavar="REGEX",
+                   help="request headers whose name matches become request parameters "
+                        "(case-insensitive unless the pattern starts with (?-i))")
     p.add_argument("--http-max-input-size", type=int, default=64 * 1024 * 1024,
                    help='largest request body in bytes; larger: 400')
     # bounds of the HTTP transport (frontends/http/server.py HttpLimits: defaults and reasons)
@@ -162,6 +164,9 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
                    help='ms a connection past its age gets to finish its calls')
     p.add_argument("--grpc-handshake-timeout", type=int, default=120000,
                    help="ms a new connection has to send its HTTP/2 preface (h2 engine)")
+    p.add_argument("--grpc-header-forward-pattern", default="", metavar="REGEX",
+                   help="request metadata whose key matches become request parameters "
+                        "(case-insensitive unless the pattern starts with (?-i))")
     p.add_argument("--grpc-restricted-protocol", action="append", default=[],
                    metavar="API[,API]:KEY=VALUE",
                    help="restrict API categories to requests carrying a header (repeatable)")
@@ -237,8 +242,13 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
     for flag in _REFUSED:
         if getattr(a, "refused_" + flag[2:].replace("-", "_")) is not None:
             raise SystemExit(f"error: {flag} is not supported by triton-core: {_REFUSED[flag]}")
-    if a.http_header_forward_pattern is not None:
-        raise SystemExit("error: --http-header-forward-pattern is not supported yet")
+    for flag, pattern in (("--http-header-forward-pattern", a.http_header_forward_pattern),
+                          ("--grpc-header-forward-pattern", a.grpc_header_forward_pattern)):
+        if pattern:
+            try:
+                HeaderForward(pattern, flag)
+            except TritonError as e:
+                raise SystemExit(f"error: {e.message}") from None
     if (a.grpc_use_ssl or a.grpc_use_ssl_mutual) and not (a.grpc_server_cert and a.grpc_server_key):
         raise SystemExit("error: --grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
     if a.grpc_use_ssl_mutual and not a.grpc_root_cert:
@@ -384,7 +394,8 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
     if a.allow_http:
         http = HttpFrontEnd(server, max_input_size=a.http_max_input_size,
                             restricted=_restricted(a.http_restricted_api, "--http-restricted-api"),
-                            limits=_http_limits(a))
+                            limits=_http_limits(a),
+                            header_forward_pattern=a.http_header_forward_pattern)
         tasks.append(asyncio.create_task(http.serve(a.http_address, a.http_port)))
         closers.append(lambda: http.shutdown(server.stop_time_left()))
         while not http.started:
@@ -417,6 +428,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             ssl_mutual_auth=a.grpc_use_ssl_mutual,
             restricted=_restricted(a.grpc_restricted_protocol, "--grpc-restricted-protocol"),
             engine=a.grpc_engine,
+            header_forward_pattern=a.grpc_header_forward_pattern,
         ))
         try:
             await grpc_front.start()

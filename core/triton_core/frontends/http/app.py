@@ -27,6 +27,7 @@ from ...model_version import model_version
 from ...server import Server
 from ..classification import classifier_for
 from ..closing import close_connections, drain_connections
+from ..header_forward import HeaderForward
 from ..restricted import http_category
 from . import generate as http_generate
 from .body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
@@ -135,8 +136,11 @@ class HttpFrontEnd:
 
     def __init__(self, server: Server, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
                  restricted: dict[str, tuple[str, str]] | None = None,
-                 limits: HttpLimits | None = None) -> None:
+                 limits: HttpLimits | None = None, header_forward_pattern: str = "") -> None:
         self.server = server
+        # --http-header-forward-pattern: matching headers become request parameters
+        self._forward = (HeaderForward(header_forward_pattern, "--http-header-forward-pattern")
+                         if header_forward_pattern else None)
         self.max_input_size = max_input_size
         self.limits = limits  # the transport's bounds (--http-max-header-size, ...): server.py
         self._plans = RequestPlans()
@@ -298,6 +302,7 @@ class HttpFrontEnd:
             if hlen == 0:
                 cfg = srv.model_config(name, version)
                 ireq = raw_request(name, version, mv, cfg)
+                self._forward_headers(req, ireq)
                 resp = await srv.infer_async(ireq, _DECOUPLED)
                 header, chunks = build_response(resp, ireq, True, shm, self._classifier(name, resp))
                 return _infer_response(header, chunks)
@@ -319,10 +324,17 @@ class HttpFrontEnd:
                 self._plans.put(key, plan_of(header, ireq, binary_default))
         if shm is not None:  # after plan_of: a cached plan must hold no lease
             shm.bind_outputs(ireq)
+        self._forward_headers(req, ireq)
         resp = await srv.infer_async(ireq, _DECOUPLED)
         header_out, chunks = build_response(resp, ireq, binary_default, shm,
                                             self._classifier(name, resp))
         return _infer_response(header_out, chunks)
+
+    def _forward_headers(self, req: _Req, ireq: Any) -> None:
+        if self._forward is not None:
+            ireq.parameters = self._forward.forward(
+                ireq.parameters, ((k.decode("latin-1"), v.decode("latin-1"))
+                                  for k, v in req.headers.items()))
 
     def _classifier(self, name: str, resp: Any) -> Any:
         return classifier_for(self.server, name, resp.model_version)
