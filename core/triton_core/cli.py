@@ -19,6 +19,7 @@ from .frontends.restricted import parse_rules
 from .install_hint import pip_install
 from .logsettings import LOGGER
 from .options import ServerOptions
+from .scheduling.metrics_config import MetricsConfig, parse_flags
 from .scheduling.rate_limiter import parse_resource_flag
 from .server import Server
 
@@ -253,8 +254,11 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         raise SystemExit("error: --grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
     if a.grpc_use_ssl_mutual and not a.grpc_root_cert:
         raise SystemExit("error: --grpc-use-ssl-mutual needs --grpc-root-cert")
-    if a.metrics_config:
-        raise SystemExit("error: --metrics-config is not supported yet")
+    try:
+        metrics_config = parse_flags(a.metrics_config)
+        MetricsConfig.parse(metrics_config)
+    except TritonError as e:
+        raise SystemExit(f"error: {e.message}") from None
     if a.allow_gpu_metrics:
         raise SystemExit("error: --allow-gpu-metrics: GPU metrics are not supported")
     if not a.model_repository:
@@ -284,6 +288,7 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         shm_max_regions=a.shm_max_regions,
         cache_config=_cache_config(a.cache_config),
         rate_limit=a.rate_limit,
+        metrics_config=metrics_config,
         rate_limit_resource=a.rate_limit_resource,
     )
 

@@ -30,6 +30,7 @@ from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceRespons
 from .scheduling.cache import ResponseCache, parse_cache_config
 from .scheduling.clock import MONOTONIC, Clock
 from .scheduling.engine_loop import EngineLoop
+from .scheduling.metrics_config import MetricsConfig
 from .scheduling.policy import DEFAULT_POLICY, DriverPolicy
 from .scheduling.rate_limiter import RateLimiter
 from .scheduling.servable import Servable
@@ -126,6 +127,7 @@ class Server:
         self.policy = policy
         # The front ends attach their loop here: process-backed instances are driven on it.
         self.engine_loop = EngineLoop()
+        self.metrics_config = MetricsConfig.parse(self.options.metrics_config)
         limiter = RateLimiter(self.options.rate_limit, self.options.rate_limit_resource)
         self.rate_limiter: RateLimiter | None = limiter if limiter.enabled else None
         self.registry = BackendRegistry(self.options.backend_config)
@@ -140,6 +142,8 @@ class Server:
             exit_timeout=self.options.exit_timeout_secs, server=self,
             response_cache=self.response_cache, clock=clock, policy=policy,
             engine=self.engine_loop, rate_limiter=self.rate_limiter,
+            summary_quantiles=self.metrics_config.summary_quantiles
+            if self.metrics_config.summary_latencies else None,
         )
         self.log_settings = LogSettings()
         self.live = False

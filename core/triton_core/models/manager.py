@@ -21,6 +21,7 @@ from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.engine_loop import EngineLoop
 from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
+from ..scheduling.latency_summary import LatencySummaries
 from ..scheduling.policy import DEFAULT_POLICY, DriverPolicy
 from ..scheduling.rate_limiter import RateLimiter
 from ..scheduling.servable import Servable
@@ -100,7 +101,8 @@ class ModelManager:
                  exit_timeout: float = 30.0, server: abi.ServerHandle | None = None,
                  response_cache: ResponseCache | None = None, clock: Clock = MONOTONIC,
                  policy: DriverPolicy = DEFAULT_POLICY, engine: EngineLoop | None = None,
-                 rate_limiter: RateLimiter | None = None) -> None:
+                 rate_limiter: RateLimiter | None = None,
+                 summary_quantiles: tuple[tuple[float, float], ...] | None = None) -> None:
         self.repository = repository
         self.registry = registry
         self.auto_complete = auto_complete
@@ -112,6 +114,8 @@ class ModelManager:
         self.policy = policy  # given to every version's drivers
         self.engine = engine or EngineLoop()  # the loop that loop drivers run on
         self.rate_limiter = rate_limiter  # --rate-limit (None: off)
+        # --metrics-config summary_latencies=true: every version's latency summaries
+        self.summary_quantiles = summary_quantiles
         self.models: dict[str, ModelRecord] = {}
         self._lock = threading.Lock()
         self._tempdirs: dict[str, Path] = {}
@@ -460,6 +464,7 @@ class ModelManager:
                     assert steps is not None
                     ev = EnsembleVersion(plan.name, v, plan.config, steps, self)
                     self._attach_cache(ev)
+                    self._attach_summaries(ev)
                     new[v] = ev
                     continue
                 if cur and cur.state == READY and cur.loaded and not plan.config_changed:
@@ -498,6 +503,7 @@ class ModelManager:
             raise
         lv.stopping = self.stopping.is_set
         self._attach_cache(lv)
+        self._attach_summaries(lv)
         try:
             lv.create_instances()
         except BaseException:
@@ -534,6 +540,10 @@ class ModelManager:
             sv.close(self.exit_timeout)
         log.info("successfully loaded '%s' version(s) %s", plan.name,
                  ", ".join(map(str, plan.versions)))
+
+    def _attach_summaries(self, sv: LoadedVersion | EnsembleVersion) -> None:
+        if self.summary_quantiles is not None:
+            sv.stats.summaries = LatencySummaries(self.summary_quantiles)
 
     def _attach_cache(self, lv: LoadedVersion | EnsembleVersion) -> None:
         """Let ``lv`` use the server's response cache when its config enables it."""
