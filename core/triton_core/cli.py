@@ -21,6 +21,7 @@ from .logsettings import LOGGER
 from .options import ServerOptions
 from .scheduling.metrics_config import MetricsConfig, parse_flags
 from .scheduling.rate_limiter import parse_resource_flag
+from .scheduling.trace import setting_from_flags
 from .server import Server
 
 log = LOGGER
@@ -57,9 +58,6 @@ _REFUSED = {
     "--backend-directory": "backends are Python packages found through entry points; install "
                            "them with pip (see `triton backends`)",
     "--repoagent-directory": "repository agents are not supported",
-    "--trace-config": "the trace extension is not supported yet",
-    "--trace-file": "the trace extension is not supported yet",
-    "--trace-level": "the trace extension is not supported yet",
     "--cache-directory": "only the 'local' cache is available (--cache-config local,size=N)",
     "--pinned-memory-pool-byte-size": "pinned memory pools do not apply (no CUDA memory management)",
     "--cuda-memory-pool-byte-size": "CUDA memory pools do not apply (no CUDA memory management)",
@@ -189,6 +187,15 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--shm-max-regions", type=int, default=1024,
                    help="registered system shared-memory regions at most (each holds a memory "
                         "map and a file descriptor)")
+    p.add_argument("--trace-config", action="append", default=[],
+                   metavar="[triton,]<setting>=<value>",
+                   help="tracing: level=TIMESTAMPS, rate=N, count=N, triton,file=PATH, "
+                        "triton,log-frequency=N (repeatable; Triton's settings)")
+    for old, key in (("--trace-file", "triton,file"), ("--trace-level", "level"),
+                     ("--trace-rate", "rate"), ("--trace-count", "count"),
+                     ("--trace-log-frequency", "triton,log-frequency")):
+        p.add_argument(old, action="append", default=[], metavar="VALUE",
+                       help=f"deprecated, as Triton: --trace-config {key}=VALUE")
     p.add_argument("--rate-limit", default="off", choices=("off", "execution_count"),
                    help="execution_count: an instance executes only while the resources of its "
                         "instance group's rate_limiter are free, by priority")
@@ -254,6 +261,15 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         raise SystemExit("error: --grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
     if a.grpc_use_ssl_mutual and not a.grpc_root_cert:
         raise SystemExit("error: --grpc-use-ssl-mutual needs --grpc-root-cert")
+    trace_config = list(a.trace_config)
+    for dest, key in (("trace_file", "triton,file"), ("trace_level", "level"),
+                      ("trace_rate", "rate"), ("trace_count", "count"),
+                      ("trace_log_frequency", "triton,log-frequency")):
+        trace_config += [f"{key}={v}" for v in getattr(a, dest)]
+    try:
+        setting_from_flags(trace_config)
+    except TritonError as e:
+        raise SystemExit(f"error: {e.message}") from None
     try:
         metrics_config = parse_flags(a.metrics_config)
         MetricsConfig.parse(metrics_config)
@@ -289,6 +305,7 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         cache_config=_cache_config(a.cache_config),
         rate_limit=a.rate_limit,
         metrics_config=metrics_config,
+        trace_config=trace_config,
         rate_limit_resource=a.rate_limit_resource,
     )
 

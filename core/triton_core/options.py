@@ -30,6 +30,8 @@ class ServerOptions(BaseModel):
     # --rate-limit off | execution_count, --rate-limit-resource <name>:<count>[:<device>]
     rate_limit: Literal["off", "execution_count"] = "off"
     rate_limit_resource: list[str] = Field(default_factory=list)
+    # --trace-config [triton,]<key>=<value> (Triton's keys: level, rate, count, file, ...)
+    trace_config: list[str] = Field(default_factory=list)
     # --metrics-config <key>=<value>: summary_latencies, summary_quantiles, counter_latencies
     metrics_config: dict[str, str] = Field(default_factory=dict)
     # --cache-config <cache>,<key>=<value>: {"local": {"size": "1048576"}}

@@ -53,6 +53,7 @@ class InferenceRequest:
     callback: ResponseCallback | None = None
     cancelled: bool = False
     sender: ResponseSender | None = None  # decoupled models only
+    trace: Any = None  # set by the core when this request is traced (scheduling/trace.py)
 
     def is_cancelled(self) -> bool:
         return self.cancelled

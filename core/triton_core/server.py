@@ -34,6 +34,7 @@ from .scheduling.metrics_config import MetricsConfig
 from .scheduling.policy import DEFAULT_POLICY, DriverPolicy
 from .scheduling.rate_limiter import RateLimiter
 from .scheduling.servable import Servable
+from .scheduling.trace import TraceManager, setting_from_flags
 from .scheduling.validate import normalize_request
 from .tensor import Tensor
 
@@ -50,6 +51,7 @@ EXTENSIONS = [
     "parameters",
     "statistics",
     "logging",
+    "trace",
 ]
 
 
@@ -128,6 +130,7 @@ class Server:
         # The front ends attach their loop here: process-backed instances are driven on it.
         self.engine_loop = EngineLoop()
         self.metrics_config = MetricsConfig.parse(self.options.metrics_config)
+        self.traces = TraceManager(setting_from_flags(self.options.trace_config))
         limiter = RateLimiter(self.options.rate_limit, self.options.rate_limit_resource)
         self.rate_limiter: RateLimiter | None = limiter if limiter.enabled else None
         self.registry = BackendRegistry(self.options.backend_config)
@@ -247,6 +250,7 @@ class Server:
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=min(5, left))
         self.manager.close(self.stop_time_left())
+        self.traces.flush()
         self.engine_loop.close()
         self.registry.close()
         if self.shm_registry is not None:
@@ -273,6 +277,23 @@ class Server:
     def metadata(self) -> dict[str, Any]:
         return {"name": self.options.server_id, "version": __version__,
                 "extensions": self.extensions()}
+
+    def trace_setting(self, model: str | None = None) -> dict[str, Any]:
+        """The trace settings in force (a model's, or the global ones), Triton's shape."""
+        if model is not None:
+            self.manager.get(model)  # an unknown model is an error
+        return {**self.traces.setting(model).as_response(), "trace_mode": "triton"}
+
+    def update_trace_setting(self, model: str | None, changes: dict[str, Any]) -> dict[str, Any]:
+        if model is not None:
+            self.manager.get(model)
+        changes = dict(changes)
+        mode = changes.pop("trace_mode", None)
+        if mode not in (None, "triton", ["triton"]):
+            raise TritonError.unsupported(
+                f"trace_mode {mode}: only the 'triton' trace mode is supported")
+        self.traces.update(model, changes)
+        return self.trace_setting(model)
 
     def extensions(self) -> list[str]:
         ext = list(EXTENSIONS)
@@ -319,6 +340,7 @@ class Server:
                 raise TritonError.invalid_arg(
                     f"parameter keys starting with 'triton_' are reserved for Triton usage: '{key}'")
         batch = normalize_request(req, lv.config)
+        req.trace = self.traces.sample(lv.name, lv.version, req.id)
         return lv, batch
 
     async def infer_async(self, req: InferenceRequest,

@@ -376,9 +376,13 @@ def test_shared_memory_input_refused_without_extension(h, client):
 def test_trace_setting(client):
     s = client.get_trace_settings(as_json=True)["settings"]
     assert s["trace_level"]["value"] == ["OFF"]
+    s = client.update_trace_settings(settings={"trace_rate": "5"}, as_json=True)["settings"]
+    assert s["trace_rate"]["value"] == ["5"] and s["trace_mode"]["value"] == ["triton"]
+    s = client.update_trace_settings(settings={"trace_rate": None}, as_json=True)["settings"]
+    assert s["trace_rate"]["value"] == ["1000"]  # cleared: the default again
     with pytest.raises(InferenceServerException) as e:
-        client.update_trace_settings(settings={"trace_level": ["TIMESTAMPS"]})
-    assert e.value.status() == "StatusCode.UNIMPLEMENTED"
+        client.update_trace_settings(settings={"trace_level": ["LOUD"]})
+    assert e.value.status() == "StatusCode.INVALID_ARGUMENT"
 
 
 # --- streaming ----------------------------------------------------------------------------

@@ -64,6 +64,12 @@ class CachedVersion:
                 self.stats.cache_hit.add(dt)
                 self.stats.success.add(total)
                 self.stats.last_inference_ms = int(time.time() * 1000)
+            trace = req.trace
+            if trace is not None:  # answered from the cache: no queue, no compute
+                req.trace = None
+                trace.stamp("REQUEST_START", req.arrival_ns)
+                trace.stamp("REQUEST_END", time.monotonic_ns())
+                trace.done()
             summaries = self.stats.summaries
             if summaries is not None:  # Triton counts cached requests in these two
                 summaries.request.observe(total / 1000)

@@ -138,8 +138,7 @@ def _unimplemented(what: str) -> TritonError:
 
 
 _SHM_OFF = "client shared memory is disabled: start the server with --allow-client-shm=true"
-_TRACE_DEFAULTS = {"trace_file": [""], "trace_level": ["OFF"], "trace_rate": ["1000"],
-                   "trace_count": ["-1"], "log_frequency": ["0"], "trace_mode": ["triton"]}
+
 _CUDA_SHM = "CUDA shared memory is not supported by this server (no CUDA devices are used)"
 
 
@@ -417,16 +416,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return out
 
     async def TraceSetting(self, request, context):  # noqa: N802
-        """Tracing is not implemented: the defaults (trace_level OFF) are shown, changes refused."""
-        for key, v in request.settings.items():
-            values = list(v.value)
-            if values and values != _TRACE_DEFAULTS.get(key):
-                await _abort(context, _unimplemented(
-                    f"tracing is not supported by this server yet: cannot set '{key}' "
-                    "(only the defaults, trace_level OFF, are accepted)"))
+        model = request.model_name or None
+        try:
+            if request.settings:
+                changes = {k: (list(v.value) or None) for k, v in request.settings.items()}
+                current = self.server.update_trace_setting(model, changes)
+            else:
+                current = self.server.trace_setting(model)
+        except TritonError as e:
+            await _abort(context, e)
         out = pb.TraceSettingResponse()
-        for key, values in _TRACE_DEFAULTS.items():
-            out.settings[key].value.extend(values)
+        for key, value in current.items():
+            out.settings[key].value.extend(value if isinstance(value, list) else [value])
         return out
 
     # shared memory -----------------------------------------------------------------------

@@ -266,7 +266,12 @@ class HttpFrontEnd:
         return await http_generate.handle(self, req, name, version, True)
 
     async def _trace(self, req: _Req, name: str | None = None) -> Response:
-        raise TritonError.unsupported("the trace extension is not supported yet")
+        if req.method == "GET":
+            return json_response(self.server.trace_setting(name))
+        body = await req.json({})
+        if not isinstance(body, dict):
+            raise TritonError.invalid_arg("the trace setting request must be a JSON object")
+        return json_response(self.server.update_trace_setting(name, body))
 
     async def _get_logging(self, req: _Req) -> Response:
         return json_response(self.server.log_settings.as_dict())

@@ -1,0 +1,269 @@
+"""Triton's trace extension, ``triton`` mode: sampled requests' timestamps written to a
+JSON trace file in Triton's format, with the trace settings API (global and per model).
+
+Settings (Triton's names and meanings): ``trace_file``, ``trace_level`` (OFF /
+TIMESTAMPS / TENSORS, a list), ``trace_rate`` (one request in that many is traced),
+``trace_count`` (traces still to take; -1: no limit), ``log_frequency`` (write the file
+every that many traces, as ``<trace_file>.<n>``; 0: when the server stops). A model's
+settings override the global ones key by key; null removes an override.
+
+A traced request carries a ``Trace``; the scheduler stamps it (REQUEST_START,
+QUEUE_START, COMPUTE_START, COMPUTE_INPUT_END, COMPUTE_OUTPUT_START, COMPUTE_END,
+REQUEST_END: scheduling/completion.py), and the manager keeps it until it writes it.
+TENSORS is accepted as a level and traces timestamps only (tensor contents are not
+written).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import TritonError
+
+log = logging.getLogger("triton_core")
+
+LEVELS = ("OFF", "TIMESTAMPS", "TENSORS")
+KEYS = ("trace_file", "trace_level", "trace_rate", "trace_count", "log_frequency")
+
+
+@dataclass(frozen=True)
+class TraceSetting:
+    trace_file: str = ""
+    trace_level: tuple[str, ...] = ("OFF",)
+    trace_rate: int = 1000
+    trace_count: int = -1
+    log_frequency: int = 0
+
+    @property
+    def on(self) -> bool:
+        return any(level != "OFF" for level in self.trace_level) and self.trace_count != 0
+
+    def as_response(self) -> dict[str, Any]:
+        """Triton's response: every value a string, trace_level a list of strings."""
+        return {"trace_file": self.trace_file, "trace_level": list(self.trace_level),
+                "trace_rate": str(self.trace_rate), "trace_count": str(self.trace_count),
+                "log_frequency": str(self.log_frequency)}
+
+
+def _int(key: str, value: Any, low: int) -> int:
+    try:
+        v = int(value[0] if isinstance(value, list) and len(value) == 1 else value)
+    except (TypeError, ValueError):
+        raise TritonError.invalid_arg(
+            f"Unable to parse '{key}', got: {value}") from None
+    if v < low:
+        raise TritonError.invalid_arg(f"Invalid '{key}' value: {v}, expected >= {low}")
+    return v
+
+
+def parse_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """A settings request's values as typed settings (None: clear that key)."""
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if key not in KEYS:
+            raise TritonError.invalid_arg(f"Unknown trace setting '{key}'")
+        if value is None or value == []:
+            out[key] = None
+        elif key == "trace_file":
+            out[key] = str(value[0] if isinstance(value, list) else value)
+        elif key == "trace_level":
+            levels = value if isinstance(value, list) else [value]
+            for level in levels:
+                if str(level).upper() not in LEVELS:
+                    raise TritonError.invalid_arg(
+                        f"Unable to parse 'trace_level', got: {level} (expected OFF, "
+                        "TIMESTAMPS or TENSORS)")
+            out[key] = tuple(str(level).upper() for level in levels)
+        elif key == "trace_count":
+            out[key] = _int(key, value, -1)
+        elif key == "trace_rate":
+            out[key] = _int(key, value, 1)
+        else:
+            out[key] = _int(key, value, 0)
+    return out
+
+
+@dataclass
+class Trace:
+    """One sampled request's trace."""
+
+    id: int
+    model_name: str
+    model_version: int
+    request_id: str
+    owner: _Sampler
+    timestamps: list[tuple[str, int]] = field(default_factory=list)
+
+    def stamp(self, name: str, ns: int) -> None:
+        self.timestamps.append((name, ns))
+
+    def done(self) -> None:
+        self.owner.collect(self)
+
+    def records(self) -> list[dict[str, Any]]:
+        head: dict[str, Any] = {"id": self.id, "model_name": self.model_name,
+                                "model_version": self.model_version}
+        if self.request_id:
+            head["request_id"] = self.request_id
+        return [head] + [{"id": self.id, "timestamps": [{"name": n, "ns": ns}]}
+                         for n, ns in self.timestamps]
+
+
+class _Sampler:
+    """The counters and collected traces of one setting (global, or a model's own)."""
+
+    def __init__(self, manager: TraceManager, setting: TraceSetting) -> None:
+        self.manager = manager
+        self.setting = setting
+        self.seen = 0
+        self.collected: list[Trace] = []
+        self.file_index = 0
+        self.lock = threading.Lock()
+
+    def sample(self, model: str, version: int, request_id: str) -> Trace | None:
+        with self.lock:
+            s = self.setting
+            if not s.on:
+                return None
+            self.seen += 1
+            if self.seen % s.trace_rate:
+                return None
+            if s.trace_count > 0:
+                self.setting = replace(s, trace_count=s.trace_count - 1)
+            return Trace(next(self.manager.ids), model, version, request_id, self)
+
+    def collect(self, trace: Trace) -> None:
+        with self.lock:
+            self.collected.append(trace)
+            s = self.setting
+            due = (s.log_frequency and len(self.collected) >= s.log_frequency) or s.trace_count == 0
+            if not due:
+                return
+            batch, self.collected = self.collected, []
+            path = f"{s.trace_file}.{self.file_index}" if s.trace_file else ""
+            self.file_index += 1
+        _write(path, batch)
+
+    def flush(self) -> None:
+        """Write what is collected to trace_file (shutdown, or the file changes)."""
+        with self.lock:
+            batch, self.collected = self.collected, []
+            path = self.setting.trace_file
+            if self.setting.log_frequency and batch:
+                path = f"{path}.{self.file_index}" if path else ""
+                self.file_index += 1
+        if batch:
+            _write(path, batch)
+
+
+def _write(path: str, traces: list[Trace]) -> None:
+    if not path:
+        log.warning("%d traces collected with no trace_file set: dropped", len(traces))
+        return
+    records = [r for t in traces for r in t.records()]
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(records, f)
+    except OSError as e:
+        log.error("writing the trace file '%s' failed: %s", path, e)
+
+
+class TraceManager:
+    """The server's trace settings and samplers (global, and per model)."""
+
+    def __init__(self, setting: TraceSetting | None = None) -> None:
+        self.ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._global = _Sampler(self, setting or TraceSetting())
+        self._overrides: dict[str, dict[str, Any]] = {}  # model -> its own keys
+        self._models: dict[str, _Sampler] = {}
+
+    def setting(self, model: str | None = None) -> TraceSetting:
+        with self._lock:
+            if model is None or model not in self._models:
+                return self._global.setting
+            return self._models[model].setting
+
+    def update(self, model: str | None, changes: dict[str, Any]) -> TraceSetting:
+        """Apply a settings request (Triton's semantics); returns the setting now in force."""
+        typed = parse_changes(changes)
+        with self._lock:
+            if model is None:
+                base = self._global.setting
+                new = replace(base, **{k: (getattr(TraceSetting(), k) if v is None else v)
+                                       for k, v in typed.items()})
+                old_file = base.trace_file
+                self._global.setting = new
+                if new.trace_file != old_file:
+                    self._global.file_index = 0
+                # models without their own value of a key follow the global one
+                for name, sampler in self._models.items():
+                    sampler.setting = self._merged(name)
+                return new
+            own = self._overrides.setdefault(model, {})
+            for k, v in typed.items():
+                if v is None:
+                    own.pop(k, None)
+                else:
+                    own[k] = v
+            sampler = self._models.get(model)
+            if sampler is None:
+                sampler = self._models[model] = _Sampler(self, self._merged(model))
+            else:
+                sampler.setting = self._merged(model)
+            return sampler.setting
+
+    def _merged(self, model: str) -> TraceSetting:
+        return replace(self._global.setting, **self._overrides.get(model, {}))
+
+    def sample(self, model: str, version: int, request_id: str) -> Trace | None:
+        sampler = self._models.get(model, self._global)
+        if not sampler.setting.on:  # the common case: no lock
+            return None
+        return sampler.sample(model, version, request_id)
+
+    def flush(self) -> None:
+        with self._lock:
+            samplers = [self._global, *self._models.values()]
+        for s in samplers:
+            s.flush()
+
+
+def setting_from_flags(values: list[str]) -> TraceSetting:
+    """``--trace-config [triton,]<key>=<value>`` (Triton's global and triton-mode keys)."""
+    changes: dict[str, Any] = {}
+    names = {"file": "trace_file", "level": "trace_level", "rate": "trace_rate",
+             "count": "trace_count", "log-frequency": "log_frequency"}
+    for v in values:
+        mode, comma, rest = v.partition(",")
+        spec = rest if comma else v
+        if comma and mode not in ("triton", "opentelemetry"):
+            raise TritonError.invalid_arg(f"--trace-config '{v}': unknown trace mode '{mode}'")
+        if comma and mode == "opentelemetry":
+            raise TritonError.unsupported(
+                "--trace-config opentelemetry: OpenTelemetry tracing is not supported yet")
+        key, eq, value = spec.partition("=")
+        if not eq:
+            raise TritonError.invalid_arg(f"--trace-config '{v}': expected <setting>=<value>")
+        if key == "mode":
+            if value == "opentelemetry":
+                raise TritonError.unsupported(
+                    "--trace-config mode=opentelemetry: OpenTelemetry tracing is not supported yet")
+            if value != "triton":
+                raise TritonError.invalid_arg(f"--trace-config mode={value}: expected triton")
+            continue
+        if key not in names:
+            raise TritonError.invalid_arg(f"--trace-config '{v}': unknown setting '{key}'")
+        name = names[key]
+        if name == "trace_level":
+            prev = changes.get(name) or []
+            changes[name] = [*prev, value]
+        else:
+            changes[name] = value
+    typed = parse_changes(changes)
+    return replace(TraceSetting(), **{k: v for k, v in typed.items() if v is not None})
