@@ -54,6 +54,7 @@ class InferenceRequest:
     cancelled: bool = False
     sender: ResponseSender | None = None  # decoupled models only
     trace: Any = None  # set by the core when this request is traced (scheduling/trace.py)
+    responded: bool = False  # a first response went out (histogram_latencies)
 
     def is_cancelled(self) -> bool:
         return self.cancelled

@@ -147,6 +147,7 @@ class Server:
             engine=self.engine_loop, rate_limiter=self.rate_limiter,
             summary_quantiles=self.metrics_config.summary_quantiles
             if self.metrics_config.summary_latencies else None,
+            first_response_histogram=self.metrics_config.histogram_latencies,
         )
         self.log_settings = LogSettings()
         self.live = False

@@ -192,3 +192,16 @@ def test_counter_latencies_false_drops_the_duration_counters(served):
     assert "nv_inference_request_duration_us" not in text
     assert "nv_inference_request_summary_us" not in text  # summaries are off by default
     assert value(text, "nv_inference_request_success", model="simple", version="1") == 1
+
+
+@pytest.mark.parametrize("served", [{"histogram_latencies": "true"}], indirect=True)
+def test_first_response_histogram(served):
+    server, fe = served
+    for _ in range(3):
+        infer(server, np.arange(16, dtype=np.int32).reshape(1, 16))
+    text = scrape(fe)
+    labels = {"model": "simple", "version": "1"}
+    assert "# TYPE nv_inference_first_response_histogram_ms histogram\n" in text
+    assert value(text, "nv_inference_first_response_histogram_ms_count", **labels) == 3
+    assert value(text, "nv_inference_first_response_histogram_ms_bucket", le="+Inf", **labels) == 3
+    assert value(text, "nv_inference_first_response_histogram_ms_bucket", le="5000", **labels) == 3

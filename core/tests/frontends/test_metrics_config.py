@@ -11,7 +11,12 @@ import sys
 import pytest
 
 from triton_core import ErrorCode, TritonError
-from triton_core.scheduling.latency_summary import SAMPLE_SIZE, SlidingQuantiles, parse_quantiles
+from triton_core.scheduling.latency_summary import (
+    SAMPLE_SIZE,
+    Histogram,
+    SlidingQuantiles,
+    parse_quantiles,
+)
 from triton_core.scheduling.metrics_config import MetricsConfig, parse_flags
 
 
@@ -73,7 +78,7 @@ def test_settings_are_parsed_with_triton_keys():
     ({"summary_quantiles": "0.5"}, ErrorCode.INVALID_ARG, "<quantile>:<error>"),
     ({"summary_quantiles": "1.5:0.1"}, ErrorCode.INVALID_ARG, "between 0 and 1"),
     ({"nope": "1"}, ErrorCode.INVALID_ARG, "unknown setting 'nope'"),
-    ({"histogram_latencies": "true"}, ErrorCode.UNSUPPORTED, "not supported yet"),
+    ({"histogram_latencies": "sometimes"}, ErrorCode.INVALID_ARG, "expected true or false"),
 ])
 def test_bad_settings_are_refused(settings, code, words):
     with pytest.raises(TritonError) as e:
@@ -90,3 +95,12 @@ def test_bad_flags_stop_the_start(flag, tmp_path):
 
 def test_parse_quantiles_keeps_the_order():
     assert parse_quantiles("0.9:0.01, 0.5:0.05") == ((0.9, 0.01), (0.5, 0.05))
+
+
+def test_histogram_buckets_are_cumulative():
+    h = Histogram((100.0, 500.0))
+    for v in (1.0, 100.0, 101.0, 499.0, 10_000.0):
+        h.observe(v)
+    count, total, buckets = h.snapshot()
+    assert count == 5 and total == 10_701.0
+    assert buckets == [(100.0, 2), (500.0, 4), (float("inf"), 5)]

@@ -24,7 +24,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from ..scheduling.latency_summary import SUMMARIES
+from ..scheduling.latency_summary import (
+    FIRST_RESPONSE_HELP,
+    FIRST_RESPONSE_HISTOGRAM,
+    SUMMARIES,
+)
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -130,6 +134,7 @@ class TritonCollector(Collector):
                 if counters or n not in _LATENCY_COUNTERS}
         summaries = {n: Metric(n, doc, "summary") for n, doc in SUMMARIES.items()}
         any_summary = False
+        first = Metric(FIRST_RESPONSE_HISTOGRAM, FIRST_RESPONSE_HELP, "histogram")
         pending = Metric("nv_inference_pending_request_count",
                          "Instantaneous number of pending requests awaiting execution per-model.", "gauge")
         load = Metric("nv_model_load_duration_secs", "Model load time in seconds", "gauge")
@@ -157,6 +162,13 @@ class TritonCollector(Collector):
             for n, v in values.items():
                 if n in fams:
                     fams[n].add_sample(n, labels, v)
+            if s.first_response is not None:
+                count, total, buckets = s.first_response.snapshot()
+                for bound, n in buckets:
+                    first.add_sample(FIRST_RESPONSE_HISTOGRAM + "_bucket",
+                                     {**labels, "le": _value(bound)}, n)
+                first.add_sample(FIRST_RESPONSE_HISTOGRAM + "_count", labels, count)
+                first.add_sample(FIRST_RESPONSE_HISTOGRAM + "_sum", labels, round(total, 3))
             if s.summaries is not None:
                 any_summary = True
                 for n, sq in s.summaries.by_name.items():
@@ -180,6 +192,8 @@ class TritonCollector(Collector):
         yield from fams.values()
         if any_summary:
             yield from summaries.values()
+        if first.samples:
+            yield first
         yield pending
         yield load
         if any_cache:

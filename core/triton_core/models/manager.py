@@ -21,7 +21,7 @@ from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.engine_loop import EngineLoop
 from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
-from ..scheduling.latency_summary import LatencySummaries
+from ..scheduling.latency_summary import Histogram, LatencySummaries
 from ..scheduling.policy import DEFAULT_POLICY, DriverPolicy
 from ..scheduling.rate_limiter import RateLimiter
 from ..scheduling.servable import Servable
@@ -102,7 +102,8 @@ class ModelManager:
                  response_cache: ResponseCache | None = None, clock: Clock = MONOTONIC,
                  policy: DriverPolicy = DEFAULT_POLICY, engine: EngineLoop | None = None,
                  rate_limiter: RateLimiter | None = None,
-                 summary_quantiles: tuple[tuple[float, float], ...] | None = None) -> None:
+                 summary_quantiles: tuple[tuple[float, float], ...] | None = None,
+                 first_response_histogram: bool = False) -> None:
         self.repository = repository
         self.registry = registry
         self.auto_complete = auto_complete
@@ -116,6 +117,7 @@ class ModelManager:
         self.rate_limiter = rate_limiter  # --rate-limit (None: off)
         # --metrics-config summary_latencies=true: every version's latency summaries
         self.summary_quantiles = summary_quantiles
+        self.first_response_histogram = first_response_histogram  # histogram_latencies=true
         self.models: dict[str, ModelRecord] = {}
         self._lock = threading.Lock()
         self._tempdirs: dict[str, Path] = {}
@@ -544,6 +546,8 @@ class ModelManager:
     def _attach_summaries(self, sv: LoadedVersion | EnsembleVersion) -> None:
         if self.summary_quantiles is not None:
             sv.stats.summaries = LatencySummaries(self.summary_quantiles)
+        if self.first_response_histogram:
+            sv.stats.first_response = Histogram()
 
     def _attach_cache(self, lv: LoadedVersion | EnsembleVersion) -> None:
         """Let ``lv`` use the server's response cache when its config enables it."""

@@ -287,6 +287,10 @@ class Completion:
                 names = {o.name for o in req.outputs}
                 if len(resp.outputs) != len(names) or any(t.name not in names for t in resp.outputs):
                     resp.outputs = [t for t in resp.outputs if t.name in names]
+        hist = self.stats.first_response
+        if hist is not None and not req.responded:
+            req.responded = True
+            hist.observe((time.monotonic_ns() - req.arrival_ns) / 1e6)
         trace = req.trace
         if trace is not None and flags & RESPONSE_COMPLETE_FINAL:
             req.trace = None

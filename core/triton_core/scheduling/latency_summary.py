@@ -126,3 +126,38 @@ class LatencySummaries:
         self.compute_input = self.by_name["nv_inference_compute_input_summary_us"]
         self.compute_infer = self.by_name["nv_inference_compute_infer_summary_us"]
         self.compute_output = self.by_name["nv_inference_compute_output_summary_us"]
+
+
+FIRST_RESPONSE_HISTOGRAM = "nv_inference_first_response_histogram_ms"
+FIRST_RESPONSE_HELP = "Duration from request to first response in milliseconds"
+FIRST_RESPONSE_BUCKETS = (100.0, 500.0, 2000.0, 5000.0)  # Triton's, in ms
+
+
+class Histogram:
+    """A cumulative histogram (``histogram_latencies=true``: time to first response)."""
+
+    def __init__(self, buckets: Iterable[float] = FIRST_RESPONSE_BUCKETS) -> None:
+        self.bounds = tuple(sorted(buckets))
+        self._counts = [0] * (len(self.bounds) + 1)  # the last: above every bound
+        self._lock = threading.Lock()
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        i = 0
+        while i < len(self.bounds) and value > self.bounds[i]:
+            i += 1
+        with self._lock:
+            self._counts[i] += 1
+            self.count += 1
+            self.sum += value
+
+    def snapshot(self) -> tuple[int, float, list[tuple[float, int]]]:
+        """(count, sum, [(upper bound, cumulative count)], +Inf last)."""
+        with self._lock:
+            counts, count, total = list(self._counts), self.count, self.sum
+        out, running = [], 0
+        for bound, n in zip((*self.bounds, float("inf")), counts, strict=True):
+            running += n
+            out.append((bound, running))
+        return count, total, out

@@ -2,9 +2,9 @@
 
 - ``counter_latencies`` (true): the cumulative nv_inference_*_duration_us counters;
 - ``summary_latencies`` (false): the nv_inference_*_summary_us summaries
-  (scheduling/latency_summary.py), with ``summary_quantiles`` ("<q>:<error>,...").
-
-``histogram_latencies`` (nv_inference_first_response_histogram_ms) is refused: not built yet.
+  (scheduling/latency_summary.py), with ``summary_quantiles`` ("<q>:<error>,...");
+- ``histogram_latencies`` (false): nv_inference_first_response_histogram_ms, the time from
+  each request's arrival to its first response (Triton's buckets: 100, 500, 2000, 5000 ms).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class MetricsConfig:
     counter_latencies: bool = True
     summary_latencies: bool = False
     summary_quantiles: tuple[tuple[float, float], ...] = DEFAULT_QUANTILES
+    histogram_latencies: bool = False
 
     @classmethod
     def parse(cls, settings: dict[str, str]) -> MetricsConfig:
@@ -38,11 +39,9 @@ class MetricsConfig:
         if unknown:
             raise TritonError.invalid_arg(
                 f"--metrics-config: unknown setting '{unknown[0]}' (known: {', '.join(KEYS)})")
-        if _bool("histogram_latencies", settings.get("histogram_latencies", "false")):
-            raise TritonError.unsupported(
-                "--metrics-config histogram_latencies=true: the first-response histogram is "
-                "not supported yet")
         return cls(
+            histogram_latencies=_bool("histogram_latencies",
+                                      settings.get("histogram_latencies", "false")),
             counter_latencies=_bool("counter_latencies", settings.get("counter_latencies", "true")),
             summary_latencies=_bool("summary_latencies", settings.get("summary_latencies", "false")),
             summary_quantiles=(parse_quantiles(settings["summary_quantiles"])

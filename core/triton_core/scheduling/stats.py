@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from .inflight import InFlight
-from .latency_summary import LatencySummaries
+from .latency_summary import Histogram, LatencySummaries
 
 
 @dataclass
@@ -52,6 +52,8 @@ class ModelStats:
         self.cache_hit = Duration()
         # --metrics-config summary_latencies=true: set by the model manager
         self.summaries: LatencySummaries | None = None
+        # --metrics-config histogram_latencies=true: time to each request's first response
+        self.first_response: Histogram | None = None
         self.cache_miss = Duration()
         self.batch: dict[int, BatchStat] = {}
 
