@@ -21,7 +21,7 @@ from .logsettings import LOGGER
 from .options import ServerOptions
 from .scheduling.metrics_config import MetricsConfig, parse_flags
 from .scheduling.rate_limiter import parse_resource_flag
-from .scheduling.trace import setting_from_flags
+from .scheduling.trace import parse_trace_flags
 from .server import Server
 
 log = LOGGER
@@ -267,7 +267,11 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
                       ("trace_log_frequency", "triton,log-frequency")):
         trace_config += [f"{key}={v}" for v in getattr(a, dest)]
     try:
-        setting_from_flags(trace_config)
+        traces = parse_trace_flags(trace_config)
+        if traces.mode == "opentelemetry":  # the SDK is there and the settings are good
+            from .scheduling.trace_otel import OtelExporter
+
+            OtelExporter(traces.opentelemetry).close()
     except TritonError as e:
         raise SystemExit(f"error: {e.message}") from None
     try:

@@ -34,7 +34,7 @@ from .scheduling.metrics_config import MetricsConfig
 from .scheduling.policy import DEFAULT_POLICY, DriverPolicy
 from .scheduling.rate_limiter import RateLimiter
 from .scheduling.servable import Servable
-from .scheduling.trace import TraceManager, setting_from_flags
+from .scheduling.trace import parse_trace_flags
 from .scheduling.validate import normalize_request
 from .tensor import Tensor
 
@@ -130,7 +130,7 @@ class Server:
         # The front ends attach their loop here: process-backed instances are driven on it.
         self.engine_loop = EngineLoop()
         self.metrics_config = MetricsConfig.parse(self.options.metrics_config)
-        self.traces = TraceManager(setting_from_flags(self.options.trace_config))
+        self.traces = parse_trace_flags(self.options.trace_config).manager()
         limiter = RateLimiter(self.options.rate_limit, self.options.rate_limit_resource)
         self.rate_limiter: RateLimiter | None = limiter if limiter.enabled else None
         self.registry = BackendRegistry(self.options.backend_config)
@@ -283,16 +283,16 @@ class Server:
         """The trace settings in force (a model's, or the global ones), Triton's shape."""
         if model is not None:
             self.manager.get(model)  # an unknown model is an error
-        return {**self.traces.setting(model).as_response(), "trace_mode": "triton"}
+        return {**self.traces.setting(model).as_response(), "trace_mode": self.traces.mode}
 
     def update_trace_setting(self, model: str | None, changes: dict[str, Any]) -> dict[str, Any]:
         if model is not None:
             self.manager.get(model)
         changes = dict(changes)
         mode = changes.pop("trace_mode", None)
-        if mode not in (None, "triton", ["triton"]):
-            raise TritonError.unsupported(
-                f"trace_mode {mode}: only the 'triton' trace mode is supported")
+        if mode not in (None, self.traces.mode, [self.traces.mode]):
+            raise TritonError.invalid_arg(
+                f"trace_mode {mode}: the trace mode is set at start-up ({self.traces.mode})")
         self.traces.update(model, changes)
         return self.trace_setting(model)
 
@@ -341,7 +341,7 @@ class Server:
                 raise TritonError.invalid_arg(
                     f"parameter keys starting with 'triton_' are reserved for Triton usage: '{key}'")
         batch = normalize_request(req, lv.config)
-        req.trace = self.traces.sample(lv.name, lv.version, req.id)
+        req.trace = self.traces.sample(lv.name, lv.version, req.id, req.traceparent)
         return lv, batch
 
     async def infer_async(self, req: InferenceRequest,

@@ -12,7 +12,7 @@ from tritonclient.utils import InferenceServerException
 from expr_backend import ADD_SUB, make_server, write_model
 from triton_core import ErrorCode, TritonError
 from triton_core.frontends.grpc import GrpcFrontEnd
-from triton_core.scheduling.trace import TraceManager, TraceSetting, setting_from_flags
+from triton_core.scheduling.trace import TraceManager, TraceSetting, parse_trace_flags
 from triton_core.testing import LoopThread, serving_http
 
 ORDER = ["REQUEST_START", "QUEUE_START", "COMPUTE_START", "COMPUTE_INPUT_END",
@@ -95,16 +95,26 @@ def test_bad_settings_are_refused(changes, words):
     assert e.value.code is ErrorCode.INVALID_ARG and words in e.value.message
 
 
-@pytest.mark.parametrize("flags, code", [
-    (["rate"], ErrorCode.INVALID_ARG),
-    (["mode=opentelemetry"], ErrorCode.UNSUPPORTED),
-    (["opentelemetry,url=localhost:4318"], ErrorCode.UNSUPPORTED),
-    (["nope=1"], ErrorCode.INVALID_ARG),
+@pytest.mark.parametrize("flags", [
+    ["rate"], ["nope=1"], ["mode=zipkin"], ["jaeger,url=x"], ["triton,rate=5"],
+    ["mode=opentelemetry", "level=TENSORS"],
 ])
-def test_bad_flags_are_refused(flags, code):
+def test_bad_flags_are_refused(flags):
     with pytest.raises(TritonError) as e:
-        setting_from_flags(flags)
-    assert e.value.code is code
+        parse_trace_flags(flags)
+    assert e.value.code is ErrorCode.INVALID_ARG
+
+
+def test_flags_are_read_as_triton_reads_them():
+    cfg = parse_trace_flags(["level=TIMESTAMPS", "level=TENSORS", "rate=5", "count=3",
+                             "triton,file=/tmp/t.json", "triton,log-frequency=2"])
+    assert cfg.mode == "triton" and cfg.setting == TraceSetting(
+        trace_file="/tmp/t.json", trace_level=("TIMESTAMPS", "TENSORS"), trace_rate=5,
+        trace_count=3, log_frequency=2)
+    cfg = parse_trace_flags(["mode=opentelemetry", "opentelemetry,url=http://c:4318/v1/traces",
+                             "opentelemetry,resource=a=1", "opentelemetry,resource=b=2"])
+    assert cfg.mode == "opentelemetry"
+    assert cfg.opentelemetry == {"url": ["http://c:4318/v1/traces"], "resource": ["a=1", "b=2"]}
 
 
 def test_settings_api_over_http_and_grpc(tmp_path):

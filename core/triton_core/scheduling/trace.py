@@ -97,6 +97,7 @@ class Trace:
     model_version: int
     request_id: str
     owner: _Sampler
+    traceparent: str = ""  # the client's W3C trace context (opentelemetry mode)
     timestamps: list[tuple[str, int]] = field(default_factory=list)
 
     def stamp(self, name: str, ns: int) -> None:
@@ -125,7 +126,8 @@ class _Sampler:
         self.file_index = 0
         self.lock = threading.Lock()
 
-    def sample(self, model: str, version: int, request_id: str) -> Trace | None:
+    def sample(self, model: str, version: int, request_id: str,
+               traceparent: str = "") -> Trace | None:
         with self.lock:
             s = self.setting
             if not s.on:
@@ -135,9 +137,13 @@ class _Sampler:
                 return None
             if s.trace_count > 0:
                 self.setting = replace(s, trace_count=s.trace_count - 1)
-            return Trace(next(self.manager.ids), model, version, request_id, self)
+            return Trace(next(self.manager.ids), model, version, request_id, self, traceparent)
 
     def collect(self, trace: Trace) -> None:
+        exporter = self.manager.exporter
+        if exporter is not None:  # opentelemetry mode: spans, no file
+            exporter.export(trace)
+            return
         with self.lock:
             self.collected.append(trace)
             s = self.setting
@@ -176,7 +182,14 @@ def _write(path: str, traces: list[Trace]) -> None:
 class TraceManager:
     """The server's trace settings and samplers (global, and per model)."""
 
-    def __init__(self, setting: TraceSetting | None = None) -> None:
+    def __init__(self, setting: TraceSetting | None = None, mode: str = "triton",
+                 opentelemetry: dict[str, list[str]] | None = None) -> None:
+        self.mode = mode
+        self.exporter: Any = None  # opentelemetry mode: trace_otel.OtelExporter
+        if mode == "opentelemetry":
+            from .trace_otel import OtelExporter
+
+            self.exporter = OtelExporter(opentelemetry or {})
         self.ids = itertools.count(1)
         self._lock = threading.Lock()
         self._global = _Sampler(self, setting or TraceSetting())
@@ -221,49 +234,70 @@ class TraceManager:
     def _merged(self, model: str) -> TraceSetting:
         return replace(self._global.setting, **self._overrides.get(model, {}))
 
-    def sample(self, model: str, version: int, request_id: str) -> Trace | None:
+    def sample(self, model: str, version: int, request_id: str,
+               traceparent: str = "") -> Trace | None:
         sampler = self._models.get(model, self._global)
         if not sampler.setting.on:  # the common case: no lock
             return None
-        return sampler.sample(model, version, request_id)
+        return sampler.sample(model, version, request_id, traceparent)
 
     def flush(self) -> None:
+        """Write or send what is collected (the server stops)."""
+        if self.exporter is not None:
+            self.exporter.close()
+            return
         with self._lock:
             samplers = [self._global, *self._models.values()]
         for s in samplers:
             s.flush()
 
 
-def setting_from_flags(values: list[str]) -> TraceSetting:
-    """``--trace-config [triton,]<key>=<value>`` (Triton's global and triton-mode keys)."""
+@dataclass(frozen=True)
+class TraceConfig:
+    """``--trace-config``: the global setting, the mode and the opentelemetry settings."""
+
+    setting: TraceSetting = TraceSetting()
+    mode: str = "triton"
+    opentelemetry: dict[str, list[str]] = field(default_factory=dict)
+
+    def manager(self) -> TraceManager:
+        return TraceManager(self.setting, self.mode, self.opentelemetry)
+
+
+def parse_trace_flags(values: list[str]) -> TraceConfig:
+    """``--trace-config [triton,|opentelemetry,]<key>=<value>`` (Triton's keys)."""
     changes: dict[str, Any] = {}
+    otel: dict[str, list[str]] = {}
+    mode = "triton"
     names = {"file": "trace_file", "level": "trace_level", "rate": "trace_rate",
              "count": "trace_count", "log-frequency": "log_frequency"}
     for v in values:
-        mode, comma, rest = v.partition(",")
+        scope, comma, rest = v.partition(",")
         spec = rest if comma else v
-        if comma and mode not in ("triton", "opentelemetry"):
-            raise TritonError.invalid_arg(f"--trace-config '{v}': unknown trace mode '{mode}'")
-        if comma and mode == "opentelemetry":
-            raise TritonError.unsupported(
-                "--trace-config opentelemetry: OpenTelemetry tracing is not supported yet")
+        if comma and scope not in ("triton", "opentelemetry"):
+            raise TritonError.invalid_arg(f"--trace-config '{v}': unknown trace mode '{scope}'")
         key, eq, value = spec.partition("=")
         if not eq:
             raise TritonError.invalid_arg(f"--trace-config '{v}': expected <setting>=<value>")
-        if key == "mode":
-            if value == "opentelemetry":
-                raise TritonError.unsupported(
-                    "--trace-config mode=opentelemetry: OpenTelemetry tracing is not supported yet")
-            if value != "triton":
-                raise TritonError.invalid_arg(f"--trace-config mode={value}: expected triton")
+        if comma and scope == "opentelemetry":
+            otel.setdefault(key, []).append(value)
             continue
-        if key not in names:
+        if not comma and key == "mode":
+            if value not in ("triton", "opentelemetry"):
+                raise TritonError.invalid_arg(
+                    f"--trace-config mode={value}: expected triton or opentelemetry")
+            mode = value
+            continue
+        if key not in names or (comma and key in ("level", "rate", "count")):
             raise TritonError.invalid_arg(f"--trace-config '{v}': unknown setting '{key}'")
         name = names[key]
         if name == "trace_level":
-            prev = changes.get(name) or []
-            changes[name] = [*prev, value]
+            changes[name] = [*(changes.get(name) or []), value]
         else:
             changes[name] = value
     typed = parse_changes(changes)
-    return replace(TraceSetting(), **{k: v for k, v in typed.items() if v is not None})
+    setting = replace(TraceSetting(), **{k: v for k, v in typed.items() if v is not None})
+    if mode == "opentelemetry" and "TENSORS" in setting.trace_level:
+        raise TritonError.invalid_arg(
+            "--trace-config level=TENSORS is not supported in opentelemetry mode")
+    return TraceConfig(setting, mode, otel)

@@ -212,6 +212,10 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return self._encode(resp, req.outputs)
 
     def _forward_metadata(self, req: Any, context: Any) -> None:
+        if self.server.traces.exporter is not None:  # opentelemetry: continue the client's trace
+            for k, v in context.invocation_metadata():
+                if k == "traceparent" and isinstance(v, str):
+                    req.traceparent = v
         fwd = self.header_forward
         if fwd is not None:
             req.parameters = fwd.forward(req.parameters, (

@@ -336,6 +336,10 @@ class HttpFrontEnd:
         return _infer_response(header_out, chunks)
 
     def _forward_headers(self, req: _Req, ireq: Any) -> None:
+        if self.server.traces.exporter is not None:  # opentelemetry: continue the client's trace
+            tp = req.headers.get(b"traceparent")
+            if tp:
+                ireq.traceparent = tp.decode("latin-1")
         if self._forward is not None:
             ireq.parameters = self._forward.forward(
                 ireq.parameters, ((k.decode("latin-1"), v.decode("latin-1"))
