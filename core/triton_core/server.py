@@ -341,7 +341,12 @@ class Server:
                 raise TritonError.invalid_arg(
                     f"parameter keys starting with 'triton_' are reserved for Triton usage: '{key}'")
         batch = normalize_request(req, lv.config)
-        req.trace = self.traces.sample(lv.name, lv.version, req.id, req.traceparent)
+        trace = req.trace = self.traces.sample(lv.name, lv.version, req.id, req.traceparent,
+                                               req.arrival_ns)
+        if trace is not None and trace.tensors is not None:
+            for t in req.inputs.values():
+                trace.tensor("TENSOR_QUEUE_INPUT", t.name, t.datatype.value, t.shape,
+                             t.as_numpy())
         return lv, batch
 
     async def infer_async(self, req: InferenceRequest,

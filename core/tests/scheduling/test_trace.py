@@ -152,3 +152,41 @@ def test_settings_api_over_http_and_grpc(tmp_path):
             finally:
                 loop.run(front.stop(0))
     assert len(_read(trace_file)) == 1  # the model's own setting traced its request
+
+
+def test_an_ensembles_steps_are_traced_as_its_children(tmp_path):
+    from test_sequence_ensemble_cache import DAG_IN, DAG_OUT, DAG_STEPS, SCALE, ens_cfg
+
+    repo = tmp_path / "repo"
+    write_model(repo, "add", ADD_SUB)
+    write_model(repo, "scale", SCALE)
+    write_model(repo, "a_ens", ens_cfg(DAG_STEPS, DAG_IN, DAG_OUT))
+    trace_file = tmp_path / "ens.json"
+    one = np.ones((1, 16), np.int32)
+    with make_server(repo, trace_config=["level=TIMESTAMPS", "rate=1",
+                                         f"triton,file={trace_file}"]) as s:
+        s.model("a_ens").infer({"IN0": one, "IN1": one})
+    traces = _read(trace_file)
+    root = [t for t in traces.values() if t["head"]["model_name"] == "a_ens"]
+    assert len(root) == 1
+    root_id = root[0]["head"]["id"]
+    steps = [t for t in traces.values() if t["head"].get("parent_id") == root_id]
+    assert steps and {t["head"]["model_name"] for t in steps} <= {"add", "scale"}
+    assert len(steps) == len(traces) - 1  # every other trace is one of its steps
+    for t in steps:
+        assert [n for n, _ in t["timestamps"]] == ORDER
+    assert [n for n, _ in root[0]["timestamps"]] == ["REQUEST_START", "REQUEST_END"]
+
+
+def test_level_tensors_writes_inputs_and_outputs(tmp_path):
+    trace_file = tmp_path / "tensors.json"
+    with _traced_server(tmp_path, "level=TENSORS", "rate=1", f"triton,file={trace_file}") as s:
+        s.model("add").infer({"INPUT0": A, "INPUT1": A})
+    records = json.loads(trace_file.read_text())
+    tensors = {(r["activity"], r["tensor"]["name"]): r["tensor"] for r in records if "activity" in r}
+    inp = tensors[("TENSOR_QUEUE_INPUT", "INPUT0")]
+    assert inp == {"name": "INPUT0", "data": ",".join(str(v) for v in range(16)), "shape": "1,16",
+                   "dtype": "INT32"}
+    out = tensors[("TENSOR_BACKEND_OUTPUT", "OUTPUT0")]
+    assert out["data"] == ",".join(str(2 * v) for v in range(16))
+    assert not [r for r in records if "timestamps" in r]  # TENSORS alone: no timestamps

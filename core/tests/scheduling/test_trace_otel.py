@@ -118,3 +118,23 @@ def test_bad_opentelemetry_settings_are_refused(settings, words):
     with pytest.raises(TritonError) as e:
         OtelExporter(settings)
     assert words in e.value.message
+
+
+def test_ensemble_steps_are_child_spans(tmp_path, receiver):
+    from test_sequence_ensemble_cache import DAG_IN, DAG_OUT, DAG_STEPS, SCALE, ens_cfg
+
+    write_model(tmp_path, "add", ADD_SUB)
+    write_model(tmp_path, "scale", SCALE)
+    write_model(tmp_path, "a_ens", ens_cfg(DAG_STEPS, DAG_IN, DAG_OUT))
+    flags = ["mode=opentelemetry", "level=TIMESTAMPS", "rate=1",
+             f"opentelemetry,url={receiver.url}", "opentelemetry,bsp_schedule_delay=50"]
+    one = np.ones((1, 16), np.int32)
+    with make_server(tmp_path, trace_config=flags) as s:
+        s.model("a_ens").infer({"IN0": one, "IN1": one})
+    requests = [sp for sp in receiver.spans if sp.name == "InferRequest"]
+    attrs = [{a.key: a.value.string_value for a in sp.attributes} for sp in requests]
+    root = next(sp for sp, a in zip(requests, attrs, strict=True)
+                if a["triton.model_name"] == "a_ens")
+    steps = [sp for sp in requests if sp is not root]
+    assert steps and all(sp.parent_span_id == root.span_id and sp.trace_id == root.trace_id
+                         for sp in steps)

@@ -292,6 +292,10 @@ class Completion:
             req.responded = True
             hist.observe((time.monotonic_ns() - req.arrival_ns) / 1e6)
         trace = req.trace
+        if trace is not None and resp is not None and trace.tensors is not None:
+            for t in resp.outputs:
+                trace.tensor("TENSOR_BACKEND_OUTPUT", t.name, t.datatype.value, t.shape,
+                             t.as_numpy())
         if trace is not None and flags & RESPONSE_COMPLETE_FINAL:
             req.trace = None
             trace.stamp("REQUEST_END", time.monotonic_ns())

@@ -10,8 +10,8 @@ settings override the global ones key by key; null removes an override.
 A traced request carries a ``Trace``; the scheduler stamps it (REQUEST_START,
 QUEUE_START, COMPUTE_START, COMPUTE_INPUT_END, COMPUTE_OUTPUT_START, COMPUTE_END,
 REQUEST_END: scheduling/completion.py), and the manager keeps it until it writes it.
-TENSORS is accepted as a level and traces timestamps only (tensor contents are not
-written).
+Level TENSORS adds each request's inputs (TENSOR_QUEUE_INPUT) and outputs
+(TENSOR_BACKEND_OUTPUT) with their values, as Triton writes them.
 """
 
 from __future__ import annotations
@@ -98,10 +98,34 @@ class Trace:
     request_id: str
     owner: _Sampler
     traceparent: str = ""  # the client's W3C trace context (opentelemetry mode)
+    parent: Trace | None = None  # the ensemble request this step's request belongs to
+    start_ns: int = 0  # the request's arrival
     timestamps: list[tuple[str, int]] = field(default_factory=list)
+    span: Any = None  # opentelemetry mode: the open span, once a child needed it
+    tensors: list[dict[str, Any]] | None = None  # level TENSORS: (activity, tensor) records
+    stamps_on: bool = True  # level TIMESTAMPS
+
+    def tensor(self, activity: str, name: str, datatype: str, shape: Any, values: Any) -> None:
+        """Level TENSORS: one tensor as Triton writes it (values comma-separated)."""
+        if self.tensors is None:
+            return
+        if hasattr(values, "tolist"):
+            values = values.ravel().tolist()
+        data = ",".join(v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                        for v in values)
+        self.tensors.append({"id": self.id, "activity": activity, "tensor": {
+            "name": name, "data": data, "shape": ",".join(str(d) for d in shape),
+            "dtype": datatype}})
 
     def stamp(self, name: str, ns: int) -> None:
-        self.timestamps.append((name, ns))
+        if self.stamps_on:
+            self.timestamps.append((name, ns))
+
+    def child(self, model: str, version: int, start_ns: int) -> Trace:
+        """The trace of a request this one makes (an ensemble's step)."""
+        return Trace(next(self.owner.manager.ids), model, version, self.request_id, self.owner,
+                     self.traceparent, self, start_ns,
+                     tensors=[] if self.tensors is not None else None, stamps_on=self.stamps_on)
 
     def done(self) -> None:
         self.owner.collect(self)
@@ -111,8 +135,10 @@ class Trace:
                                 "model_version": self.model_version}
         if self.request_id:
             head["request_id"] = self.request_id
+        if self.parent is not None:
+            head["parent_id"] = self.parent.id
         return [head] + [{"id": self.id, "timestamps": [{"name": n, "ns": ns}]}
-                         for n, ns in self.timestamps]
+                         for n, ns in self.timestamps] + (self.tensors or [])
 
 
 class _Sampler:
@@ -127,7 +153,7 @@ class _Sampler:
         self.lock = threading.Lock()
 
     def sample(self, model: str, version: int, request_id: str,
-               traceparent: str = "") -> Trace | None:
+               traceparent: str = "", start_ns: int = 0) -> Trace | None:
         with self.lock:
             s = self.setting
             if not s.on:
@@ -137,7 +163,9 @@ class _Sampler:
                 return None
             if s.trace_count > 0:
                 self.setting = replace(s, trace_count=s.trace_count - 1)
-            return Trace(next(self.manager.ids), model, version, request_id, self, traceparent)
+            return Trace(next(self.manager.ids), model, version, request_id, self, traceparent,
+                         None, start_ns, tensors=[] if "TENSORS" in s.trace_level else None,
+                         stamps_on="TIMESTAMPS" in s.trace_level)
 
     def collect(self, trace: Trace) -> None:
         exporter = self.manager.exporter
@@ -235,11 +263,11 @@ class TraceManager:
         return replace(self._global.setting, **self._overrides.get(model, {}))
 
     def sample(self, model: str, version: int, request_id: str,
-               traceparent: str = "") -> Trace | None:
+               traceparent: str = "", start_ns: int = 0) -> Trace | None:
         sampler = self._models.get(model, self._global)
         if not sampler.setting.on:  # the common case: no lock
             return None
-        return sampler.sample(model, version, request_id, traceparent)
+        return sampler.sample(model, version, request_id, traceparent, start_ns)
 
     def flush(self) -> None:
         """Write or send what is collected (the server stops)."""

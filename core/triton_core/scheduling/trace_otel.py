@@ -72,21 +72,33 @@ class OtelExporter:
         # our timestamps are monotonic; spans carry wall-clock nanoseconds
         self._epoch_offset = time.time_ns() - time.monotonic_ns()
 
+    def _span(self, trace: Any) -> Any:
+        """The trace's InferRequest span, started at the request's arrival (once)."""
+        from opentelemetry import trace as otel_trace
+
+        if trace.span is None:
+            if trace.parent is not None:  # an ensemble step: a child of the ensemble's span
+                parent = otel_trace.set_span_in_context(self._span(trace.parent))
+            elif trace.traceparent:
+                parent = self._propagator.extract({"traceparent": trace.traceparent})
+            else:
+                parent = None
+            start = trace.start_ns or (trace.timestamps[0][1] if trace.timestamps else 0)
+            trace.span = self.tracer.start_span(
+                "InferRequest", context=parent, start_time=start + self._epoch_offset,
+                attributes={"triton.model_name": trace.model_name,
+                            "triton.model_version": trace.model_version,
+                            "triton.trace_id": trace.id, "triton.request_id": trace.request_id})
+        return trace.span
+
     def export(self, trace: Any) -> None:
         """Turn a finished trace (scheduling/trace.Trace) into its spans."""
         from opentelemetry import trace as otel_trace
 
         stamps = dict(trace.timestamps)
         off = self._epoch_offset
-        start = stamps.get("REQUEST_START", trace.timestamps[0][1] if trace.timestamps else 0)
-        end = stamps.get("REQUEST_END", start)
-        parent = self._propagator.extract({"traceparent": trace.traceparent}) \
-            if trace.traceparent else None
-        span = self.tracer.start_span("InferRequest", context=parent, start_time=start + off,
-                                      attributes={"triton.model_name": trace.model_name,
-                                                  "triton.model_version": trace.model_version,
-                                                  "triton.trace_id": trace.id,
-                                                  "triton.request_id": trace.request_id})
+        span = self._span(trace)
+        end = stamps.get("REQUEST_END", trace.start_ns)
         for name, ns in trace.timestamps:
             span.add_event(name, timestamp=ns + off)
         if "COMPUTE_START" in stamps:
