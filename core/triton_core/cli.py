@@ -247,7 +247,7 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
     _http_limits(a)  # bad --http-* bounds stop the start, before any model loads
     auto_off = a.disable_auto_complete_config or bool(a.strict_model_config)
     return ServerOptions(
-        model_repository=[Path(r) for r in a.model_repository],
+        model_repository=list(a.model_repository),
         model_control_mode=a.model_control_mode,
         load_model=a.load_model,
         repository_poll_secs=a.repository_poll_secs,

@@ -244,6 +244,7 @@ class Server:
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=min(5, left))
         self.manager.close(self.stop_time_left())
+        self.repository.close()
         self.engine_loop.close()
         self.registry.close()
         if self.shm_registry is not None:
