@@ -71,9 +71,12 @@ def _infer_add(s):
 
 def test_loads_and_serves_from_s3(s3, tmp_path):
     hostport, bucket, client = s3
-    put_model(client, bucket, "models", "add", ADD_SUB)
-    with make_server(tmp_path, model_repository=[f"s3://{hostport}/{bucket}/models"]) as s:
-        assert s.model_ready("add")
+    for name in ("add", "add2", "add3"):  # loaded on several threads at once
+        put_model(client, bucket, "models", name, ADD_SUB, versions=(1, 2))
+    with make_server(tmp_path, model_repository=[f"s3://{hostport}/{bucket}/models"],
+                     model_load_thread_count=3) as s:
+        assert all(s.model_ready(n) for n in ("add", "add2", "add3"))
+        assert s.model_metadata("add")["versions"] == ["2"]
         _infer_add(s)
         mirror = s.repository.mirrors[0]
         assert (mirror.local / "add" / "1" / "model.expr").read_text() == "ok"

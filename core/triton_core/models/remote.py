@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,8 @@ class RemoteMirror:
         self.local.mkdir(parents=True, exist_ok=True)
         self._fs: Any = None
         self._copied: dict[str, tuple] = {}  # relative path -> signature of the copy on disk
+        # Loads run on several threads, each scanning: one copies while the others wait.
+        self._sync_lock = threading.Lock()
 
     def _filesystem(self) -> Any:
         if self._fs is None:
@@ -170,6 +173,10 @@ class RemoteMirror:
 
     def sync(self) -> None:
         """Bring the local copy up to date with the remote repository."""
+        with self._sync_lock:
+            self._sync()
+
+    def _sync(self) -> None:
         listing = self._listing()
         fs = self._filesystem()
         for rel, info in sorted(listing.items()):
