@@ -539,7 +539,8 @@ def triton_main(argv: list[str] | None = None) -> None:
     p.add_argument("--version", action="version", version=f"triton-core {__version__}",
                    help="print the version and exit")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
-    sub.add_parser("serve", help="serve a model repository (same flags as tritonserver)",
+    sub.add_parser("serve", help="serve a model repository (same flags as tritonserver; --ray "
+                   "[--replicas N]: replicas on Ray Serve)",
                    add_help=False)
     b = sub.add_parser("backends", help="list installed backends")
     b.add_argument("--json", action="store_true")
@@ -550,6 +551,13 @@ def triton_main(argv: list[str] | None = None) -> None:
                    help="run the conformance suite against a backend (needs triton-conformance)")
     if args and args[0] == "conformance":
         sys.exit(_conformance_cmd(args[1:]))
+    if args and args[0] == "serve" and "--ray" in args[1:]:
+        from .frontends.ray_serve import serve_main  # imports ray: only when asked
+
+        try:
+            sys.exit(serve_main(args[1:]))
+        except TritonError as e:
+            raise SystemExit(f"error: {e.message}") from None
     if args and args[0] == "serve":
         sys.exit(serve(args[1:], prog="triton serve"))
     a = p.parse_args(args)
