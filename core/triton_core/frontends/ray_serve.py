@@ -144,6 +144,8 @@ def autoscaling_of(a: argparse.Namespace) -> dict[str, Any] | None:
 
 def serve_main(argv: list[str]) -> int:
     """`triton serve --ray [--replicas N | --min-replicas A --max-replicas B] <tritonserver flags>`."""
+    import signal
+    import sys
     import time
 
     from ..cli import build_parser, options_from_args
@@ -162,6 +164,8 @@ def serve_main(argv: list[str]) -> int:
                      num_gpus=ray_args.gpus_per_replica, options=options)
     serve.run(app, name="triton", route_prefix="/")
     log.info("Ray Serve: HTTP on %s:%d", a.http_address, a.http_port)
+    # SIGTERM as SIGINT: leave through `finally`, which stops the replicas (and the local Ray)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
             time.sleep(3600)
@@ -169,3 +173,4 @@ def serve_main(argv: list[str]) -> int:
         return 0
     finally:
         serve.shutdown()
+        ray.shutdown()
