@@ -7,7 +7,9 @@ numpyexpr, found by its entry point in each replica's process.
 
 import numpy as np
 import pytest
+import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from triton_core.testing import free_port, wait_until
 
@@ -15,7 +17,7 @@ serve = pytest.importorskip("ray.serve", reason="ray[serve] is not installed (th
 ray = pytest.importorskip("ray")
 pytest.importorskip("triton_backend_numpyexpr", reason="the numpyexpr example backend is not installed")
 
-from triton_core.frontends.ray_serve import triton_app  # noqa: E402
+from triton_core.frontends.ray_serve import GRPC_SERVICER_FUNCTION, triton_app  # noqa: E402
 
 CONFIG = """
 backend: "numpyexpr"
@@ -33,19 +35,20 @@ def ray_url(tmp_path_factory):
     (repo / "add" / "config.pbtxt").write_text(CONFIG)
     (repo / "add" / "1" / "model.expr").write_text("# in config.pbtxt\n")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     try:
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.start(http_options={"host": "127.0.0.1", "port": port},
+                    grpc_options={"port": grpc_port, "grpc_servicer_functions": [GRPC_SERVICER_FUNCTION]})
         serve.run(triton_app(2, num_cpus=0.5, model_repository=[repo]), name="triton", route_prefix="/")
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", f"127.0.0.1:{grpc_port}"
     finally:
         serve.shutdown()
         ray.shutdown()
 
 
-def _infer(client):
+def _infer(client, module=httpclient):
     a = np.arange(8, dtype=np.float32).reshape(2, 4)
-    inputs = [httpclient.InferInput("A", [2, 4], "FP32"), httpclient.InferInput("B", [2, 4], "FP32")]
+    inputs = [module.InferInput("A", [2, 4], "FP32"), module.InferInput("B", [2, 4], "FP32")]
     inputs[0].set_data_from_numpy(a)
     inputs[1].set_data_from_numpy(a)
     np.testing.assert_array_equal(client.infer("add", inputs).as_numpy("SUM"), 2 * a)
@@ -62,7 +65,7 @@ def _running_replicas():
 
 
 def test_infers_through_ray_proxy_on_both_replicas(ray_url):
-    client = httpclient.InferenceServerClient(ray_url)
+    client = httpclient.InferenceServerClient(ray_url[0])
     assert client.is_server_ready() and client.is_model_ready("add")
     for _ in range(40):
         _infer(client)
@@ -76,8 +79,19 @@ def test_infers_through_ray_proxy_on_both_replicas(ray_url):
     wait_until(both_seen, "statistics from two replicas that together counted every request")
 
 
+def test_grpc_through_ray_grpc_proxy(ray_url):
+    client = grpcclient.InferenceServerClient(ray_url[1])
+    assert client.is_server_live() and client.is_model_ready("add")
+    assert client.get_model_metadata("add").inputs[0].name == "A"
+    _infer(client, grpcclient)
+    with pytest.raises(InferenceServerException) as e:  # our status and words, through Ray
+        client.get_model_metadata("nope")
+    assert e.value.status() == "StatusCode.NOT_FOUND"
+    assert "Request for unknown model: 'nope' is not found" in e.value.message()
+
+
 def test_killed_replica_is_replaced(ray_url):
-    client = httpclient.InferenceServerClient(ray_url)
+    client = httpclient.InferenceServerClient(ray_url[0])
     before = _replica_actors()
     assert len(before) == 2
     victim = sorted(before)[0]

@@ -85,18 +85,84 @@ def triton_app(replicas: int = 1, *, autoscaling: dict[str, Any] | None = None,
         opts.model_dump(mode="python"))
 
 
+# The unary RPCs of GRPCInferenceService, served through Ray Serve's gRPC proxy.
+# ModelStreamInfer (a bidirectional stream) is not: Ray's proxy carries unary and
+# server-streaming calls only.
+GRPC_METHODS = (
+    "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelConfig",
+    "ModelInfer", "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad",
+    "RepositoryModelUnload", "LogSettings", "TraceSetting", "SystemSharedMemoryStatus",
+    "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister", "CudaSharedMemoryStatus",
+    "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
+)
+# What Ray's gRPC proxy registers (serve.start(grpc_options=...)).
+GRPC_SERVICER_FUNCTION = "triton_core.frontends.ray_serve.add_inference_service_to_server"
+
+
+def alias_triton_protos() -> None:
+    """tritonclient's generated classes name their modules `grpc_service_pb2` and
+    `model_config_pb2` (not tritonclient.grpc.*): Ray pickles each message between its
+    proxy and a replica by that name, so both processes must be able to import it."""
+    import sys
+
+    from tritonclient.grpc import model_config_pb2, service_pb2
+
+    sys.modules.setdefault("grpc_service_pb2", service_pb2)
+    sys.modules.setdefault("model_config_pb2", model_config_pb2)
+
+
+def add_inference_service_to_server(servicer: Any, server: Any) -> None:
+    """The servicer function Ray's gRPC proxy calls (in the proxy's process)."""
+    from tritonclient.grpc import service_pb2_grpc
+
+    alias_triton_protos()
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
+
+
+class _Aborted(Exception):
+    """The servicer ended the call with a status (set on Ray's context)."""
+
+
+class _RayContext:
+    """What our servicer asks of a grpc.aio context, over Ray Serve's gRPC context."""
+
+    def __init__(self, ray_context: Any) -> None:
+        self._ray = ray_context
+
+    async def abort(self, code: Any, details: str) -> None:
+        if self._ray is not None:
+            self._ray.set_code(code)
+            self._ray.set_details(details)
+        raise _Aborted(details)
+
+
+def _grpc_method(name: str) -> Any:
+    async def method(self: Any, request: Any, grpc_context: Any = None) -> Any:
+        from tritonclient.grpc import service_pb2 as pb
+
+        try:
+            return await getattr(self.servicer, name)(request, _RayContext(grpc_context))
+        except _Aborted:
+            return getattr(pb, f"{name}Response")()  # the status set on the context is what counts
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
 def _replica_class(serve: Any) -> type:
-    @serve.ingress()  # the app is built in the replica: __serve_build_asgi_app__
     class TritonReplica:
-        """One Server with its HTTP front end, in one Ray actor."""
+        """One Server with its HTTP front end and gRPC servicer, in one Ray actor."""
 
         def __init__(self, options: dict[str, Any]) -> None:
             from ..server import Server
+            from .grpc.service import InferenceServicer
             from .http.app import HttpFrontEnd
 
+            alias_triton_protos()  # before Ray unpickles the first gRPC request
             self.server = Server(ServerOptions(**options))
             self.server.start()
             self.front_end = HttpFrontEnd(self.server)
+            self.servicer = InferenceServicer(self.server)
 
         def __serve_build_asgi_app__(self) -> Any:
             return self.front_end
@@ -111,7 +177,10 @@ def _replica_class(serve: Any) -> type:
             if server is not None:
                 server.stop()
 
-    return TritonReplica
+    for name in GRPC_METHODS:
+        setattr(TritonReplica, name, _grpc_method(name))
+    # the HTTP app is built in the replica: __serve_build_asgi_app__
+    return serve.ingress()(TritonReplica)
 
 
 # `triton serve --ray` --------------------------------------------------------------------
@@ -159,11 +228,12 @@ def serve_main(argv: list[str]) -> int:
     import ray
 
     ray.init(address=ray_args.ray_address)
-    serve.start(http_options={"host": a.http_address, "port": a.http_port})
+    serve.start(http_options={"host": a.http_address, "port": a.http_port},
+                grpc_options={"port": a.grpc_port, "grpc_servicer_functions": [GRPC_SERVICER_FUNCTION]})
     app = triton_app(ray_args.replicas, autoscaling=autoscaling_of(ray_args),
                      num_gpus=ray_args.gpus_per_replica, options=options)
     serve.run(app, name="triton", route_prefix="/")
-    log.info("Ray Serve: HTTP on %s:%d", a.http_address, a.http_port)
+    log.info("Ray Serve: HTTP on %s:%d, gRPC on port %d", a.http_address, a.http_port, a.grpc_port)
     # SIGTERM as SIGINT: leave through `finally`, which stops the replicas (and the local Ray)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
