@@ -292,7 +292,7 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
             raise SystemExit(f"error: {e.message}") from None
     auto_off = a.disable_auto_complete_config or bool(a.strict_model_config)
     return ServerOptions(
-        model_repository=[Path(r) for r in a.model_repository],
+        model_repository=list(a.model_repository),
         model_control_mode=a.model_control_mode,
         load_model=a.load_model,
         repository_poll_secs=a.repository_poll_secs,
@@ -590,7 +590,8 @@ def triton_main(argv: list[str] | None = None) -> None:
     p.add_argument("--version", action="version", version=f"triton-core {__version__}",
                    help="print the version and exit")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
-    sub.add_parser("serve", help="serve a model repository (same flags as tritonserver)",
+    sub.add_parser("serve", help="serve a model repository (same flags as tritonserver; --ray "
+                   "[--replicas N]: replicas on Ray Serve)",
                    add_help=False)
     b = sub.add_parser("backends", help="list installed backends")
     b.add_argument("--json", action="store_true")
@@ -601,6 +602,13 @@ def triton_main(argv: list[str] | None = None) -> None:
                    help="run the conformance suite against a backend (needs triton-conformance)")
     if args and args[0] == "conformance":
         sys.exit(_conformance_cmd(args[1:]))
+    if args and args[0] == "serve" and "--ray" in args[1:]:
+        from .frontends.ray_serve import serve_main  # imports ray: only when asked
+
+        try:
+            sys.exit(serve_main(args[1:]))
+        except TritonError as e:
+            raise SystemExit(f"error: {e.message}") from None
     if args and args[0] == "serve":
         sys.exit(serve(args[1:], prog="triton serve"))
     a = p.parse_args(args)

@@ -252,6 +252,7 @@ class Server:
             self._poll_thread.join(timeout=min(5, left))
         self.manager.close(self.stop_time_left())
         self.traces.flush()
+        self.repository.close()
         self.engine_loop.close()
         self.registry.close()
         if self.shm_registry is not None:
