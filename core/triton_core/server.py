@@ -342,8 +342,12 @@ class Server:
                 raise TritonError.invalid_arg(
                     f"parameter keys starting with 'triton_' are reserved for Triton usage: '{key}'")
         batch = normalize_request(req, lv.config)
-        trace = req.trace = self.traces.sample(lv.name, lv.version, req.id, req.traceparent,
-                                               req.arrival_ns)
+        trace = req.trace
+        if trace is None:
+            trace = req.trace = self.traces.sample(lv.name, lv.version, req.id, req.traceparent,
+                                                   req.arrival_ns)
+        else:  # a child's trace made by its caller (a BLS request): the version served
+            trace.model_version = lv.version
         if trace is not None and trace.tensors is not None:
             for t in req.inputs.values():
                 trace.tensor("TENSOR_QUEUE_INPUT", t.name, t.datatype.value, t.shape,

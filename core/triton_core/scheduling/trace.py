@@ -123,6 +123,7 @@ class Trace:
 
     def child(self, model: str, version: int, start_ns: int) -> Trace:
         """The trace of a request this one makes (an ensemble's step)."""
+        self.owner.opened()
         return Trace(next(self.owner.manager.ids), model, version, self.request_id, self.owner,
                      self.traceparent, self, start_ns,
                      tensors=[] if self.tensors is not None else None, stamps_on=self.stamps_on)
@@ -150,7 +151,12 @@ class _Sampler:
         self.seen = 0
         self.collected: list[Trace] = []
         self.file_index = 0
+        self.open = 0  # traces taken and not collected yet (children included)
         self.lock = threading.Lock()
+
+    def opened(self) -> None:
+        with self.lock:
+            self.open += 1
 
     def sample(self, model: str, version: int, request_id: str,
                traceparent: str = "", start_ns: int = 0) -> Trace | None:
@@ -163,6 +169,7 @@ class _Sampler:
                 return None
             if s.trace_count > 0:
                 self.setting = replace(s, trace_count=s.trace_count - 1)
+            self.open += 1
             return Trace(next(self.manager.ids), model, version, request_id, self, traceparent,
                          None, start_ns, tensors=[] if "TENSORS" in s.trace_level else None,
                          stamps_on="TIMESTAMPS" in s.trace_level)
@@ -170,12 +177,17 @@ class _Sampler:
     def collect(self, trace: Trace) -> None:
         exporter = self.manager.exporter
         if exporter is not None:  # opentelemetry mode: spans, no file
+            with self.lock:
+                self.open -= 1
             exporter.export(trace)
             return
         with self.lock:
             self.collected.append(trace)
+            self.open -= 1
             s = self.setting
-            due = (s.log_frequency and len(self.collected) >= s.log_frequency) or s.trace_count == 0
+            # the last traces of a count: written once their children are in too
+            due = ((s.log_frequency and len(self.collected) >= s.log_frequency)
+                   or (s.trace_count == 0 and self.open <= 0))
             if not due:
                 return
             batch, self.collected = self.collected, []
