@@ -8,7 +8,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q -U pip
 .venv/bin/python -m pip install -q -r requirements-dev.txt
-.venv/bin/python -m pip install -q -e ./core -e ./plugins/triton-backend-onnx -e ./plugins/triton-backend-coreml -e ./plugins/triton-backend-python -e ./plugins/triton-backend-torch -e ./conformance -e ./docs/examples/triton-backend-numpyexpr
+.venv/bin/python -m pip install -q -e './core[s3]' -e ./plugins/triton-backend-onnx -e ./plugins/triton-backend-coreml -e ./plugins/triton-backend-python -e ./plugins/triton-backend-torch -e ./conformance -e ./docs/examples/triton-backend-numpyexpr
 # the metal plugin: its mlx backend runs on MLX's CPU build off macOS
 if [ "$(uname)" = Darwin ]; then
     .venv/bin/python -m pip install -q -e ./plugins/triton-backend-metal

@@ -33,7 +33,7 @@ ENTRY_POINT_GROUP = "triton_core"
 
 # The core's ABI version. A backend built for (M, m) loads when M equals
 # ABI_VERSION[0] and m <= ABI_VERSION[1] (Triton's rule).
-ABI_VERSION: tuple[int, int] = (1, 3)
+ABI_VERSION: tuple[int, int] = (1, 4)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)

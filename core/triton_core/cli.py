@@ -14,10 +14,14 @@ from typing import Any
 
 from . import __version__
 from .errors import TritonError
+from .frontends.header_forward import HeaderForward
 from .frontends.restricted import parse_rules
 from .install_hint import pip_install
 from .logsettings import LOGGER
 from .options import ServerOptions
+from .scheduling.metrics_config import MetricsConfig, parse_flags
+from .scheduling.rate_limiter import parse_resource_flag
+from .scheduling.trace import parse_trace_flags
 from .server import Server
 from .version_report import VersionAction
 
@@ -55,12 +59,7 @@ _REFUSED = {
     "--backend-directory": "backends are Python packages found through entry points; install "
                            "them with pip (see `triton backends`)",
     "--repoagent-directory": "repository agents are not supported",
-    "--trace-config": "the trace extension is not supported yet",
-    "--trace-file": "the trace extension is not supported yet",
-    "--trace-level": "the trace extension is not supported yet",
     "--cache-directory": "only the 'local' cache is available (--cache-config local,size=N)",
-    "--rate-limit": "the rate limiter is not supported yet",
-    "--rate-limit-resource": "the rate limiter is not supported yet",
     "--pinned-memory-pool-byte-size": "pinned memory pools do not apply (no CUDA memory management)",
     "--cuda-memory-pool-byte-size": "CUDA memory pools do not apply (no CUDA memory management)",
     "--min-supported-compute-capability": "does not apply: no CUDA device management",
@@ -109,8 +108,9 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
                    help='HTTP/REST port')
     p.add_argument("--http-address", default="0.0.0.0",
                    help='address the HTTP service listens on')
-    p.add_argument("--http-header-forward-pattern", default=None,
-                   help='not supported yet (refused)')
+    p.add_argument("--http-header-forward-pattern", default="", metavar="REGEX",
+                   help="request headers whose name matches become request parameters "
+                        "(case-insensitive unless the pattern starts with (?-i))")
     p.add_argument("--http-max-input-size", type=int, default=64 * 1024 * 1024,
                    help='largest request body in bytes; larger: 400')
     # bounds of the HTTP transport (frontends/http/server.py HttpLimits: defaults and reasons)
@@ -165,6 +165,9 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
                    help='ms a connection past its age gets to finish its calls')
     p.add_argument("--grpc-handshake-timeout", type=int, default=120000,
                    help="ms a new connection has to send its HTTP/2 preface (h2 engine)")
+    p.add_argument("--grpc-header-forward-pattern", default="", metavar="REGEX",
+                   help="request metadata whose key matches become request parameters "
+                        "(case-insensitive unless the pattern starts with (?-i))")
     p.add_argument("--grpc-restricted-protocol", action="append", default=[],
                    metavar="API[,API]:KEY=VALUE",
                    help="restrict API categories to requests carrying a header (repeatable)")
@@ -186,6 +189,22 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--shm-max-regions", type=int, default=1024,
                    help="registered system shared-memory regions at most (each holds a memory "
                         "map and a file descriptor)")
+    p.add_argument("--trace-config", action="append", default=[],
+                   metavar="[triton,]<setting>=<value>",
+                   help="tracing: level=TIMESTAMPS, rate=N, count=N, triton,file=PATH, "
+                        "triton,log-frequency=N (repeatable; Triton's settings)")
+    for old, key in (("--trace-file", "triton,file"), ("--trace-level", "level"),
+                     ("--trace-rate", "rate"), ("--trace-count", "count"),
+                     ("--trace-log-frequency", "triton,log-frequency")):
+        p.add_argument(old, action="append", default=[], metavar="VALUE",
+                       help=f"deprecated, as Triton: --trace-config {key}=VALUE")
+    p.add_argument("--rate-limit", default="off", choices=("off", "execution_count"),
+                   help="execution_count: an instance executes only while the resources of its "
+                        "instance group's rate_limiter are free, by priority")
+    p.add_argument("--rate-limit-resource", action="append", default=[],
+                   metavar="<name>:<count>[:<device>]",
+                   help="resources available to the rate limiter (repeatable; default: the "
+                        "largest count an instance asks for)")
     p.add_argument("--cache-config", action="append", default=[], metavar="<cache>,<key>=<value>",
                    help="response cache settings, e.g. local,size=1048576")
     p.add_argument("--log-verbose", type=int, default=0,
@@ -233,23 +252,49 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
     for flag in _REFUSED:
         if getattr(a, "refused_" + flag[2:].replace("-", "_")) is not None:
             raise SystemExit(f"error: {flag} is not supported by triton-core: {_REFUSED[flag]}")
-    if a.http_header_forward_pattern is not None:
-        raise SystemExit("error: --http-header-forward-pattern is not supported yet")
+    for flag, pattern in (("--http-header-forward-pattern", a.http_header_forward_pattern),
+                          ("--grpc-header-forward-pattern", a.grpc_header_forward_pattern)):
+        if pattern:
+            try:
+                HeaderForward(pattern, flag)
+            except TritonError as e:
+                raise SystemExit(f"error: {e.message}") from None
     if (a.grpc_use_ssl or a.grpc_use_ssl_mutual) and not (a.grpc_server_cert and a.grpc_server_key):
         raise SystemExit("error: --grpc-use-ssl needs --grpc-server-cert and --grpc-server-key")
     if a.grpc_use_ssl_mutual and not a.grpc_root_cert:
         raise SystemExit("error: --grpc-use-ssl-mutual needs --grpc-root-cert")
-    if a.metrics_config:
-        raise SystemExit("error: --metrics-config is not supported yet")
+    trace_config = list(a.trace_config)
+    for dest, key in (("trace_file", "triton,file"), ("trace_level", "level"),
+                      ("trace_rate", "rate"), ("trace_count", "count"),
+                      ("trace_log_frequency", "triton,log-frequency")):
+        trace_config += [f"{key}={v}" for v in getattr(a, dest)]
+    try:
+        traces = parse_trace_flags(trace_config)
+        if traces.mode == "opentelemetry":  # the SDK is there and the settings are good
+            from .scheduling.trace_otel import OtelExporter
+
+            OtelExporter(traces.opentelemetry).close()
+    except TritonError as e:
+        raise SystemExit(f"error: {e.message}") from None
+    try:
+        metrics_config = parse_flags(a.metrics_config)
+        MetricsConfig.parse(metrics_config)
+    except TritonError as e:
+        raise SystemExit(f"error: {e.message}") from None
     if a.allow_gpu_metrics:
         raise SystemExit("error: --allow-gpu-metrics: GPU metrics are not supported")
     if not a.model_repository:
         raise SystemExit("error: --model-repository is required: the folder of your models, e.g. "
                          "--model-repository examples/model_repository (--help lists every flag)")
     _http_limits(a)  # bad --http-* bounds stop the start, before any model loads
+    for r in a.rate_limit_resource:
+        try:
+            parse_resource_flag(r)
+        except TritonError as e:
+            raise SystemExit(f"error: {e.message}") from None
     auto_off = a.disable_auto_complete_config or bool(a.strict_model_config)
     return ServerOptions(
-        model_repository=[Path(r) for r in a.model_repository],
+        model_repository=list(a.model_repository),
         model_control_mode=a.model_control_mode,
         load_model=a.load_model,
         repository_poll_secs=a.repository_poll_secs,
@@ -264,6 +309,10 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         allow_client_shm=a.allow_client_shm,
         shm_max_regions=a.shm_max_regions,
         cache_config=_cache_config(a.cache_config),
+        rate_limit=a.rate_limit,
+        metrics_config=metrics_config,
+        trace_config=trace_config,
+        rate_limit_resource=a.rate_limit_resource,
     )
 
 
@@ -373,7 +422,8 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
     if a.allow_http:
         http = HttpFrontEnd(server, max_input_size=a.http_max_input_size,
                             restricted=_restricted(a.http_restricted_api, "--http-restricted-api"),
-                            limits=_http_limits(a))
+                            limits=_http_limits(a),
+                            header_forward_pattern=a.http_header_forward_pattern)
         tasks.append(asyncio.create_task(http.serve(a.http_address, a.http_port)))
         closers.append(lambda: http.shutdown(server.stop_time_left()))
         while not http.started:
@@ -406,6 +456,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             ssl_mutual_auth=a.grpc_use_ssl_mutual,
             restricted=_restricted(a.grpc_restricted_protocol, "--grpc-restricted-protocol"),
             engine=a.grpc_engine,
+            header_forward_pattern=a.grpc_header_forward_pattern,
         ))
         try:
             await grpc_front.start()
@@ -542,7 +593,8 @@ def build_triton_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action=VersionAction,
                    help="print the versions of the core and of the installed backends, and exit")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
-    sub.add_parser("serve", help="serve a model repository (same flags as tritonserver)",
+    sub.add_parser("serve", help="serve a model repository (same flags as tritonserver; --ray "
+                   "[--replicas N]: replicas on Ray Serve)",
                    add_help=False)
     b = sub.add_parser("backends", help="list installed backends")
     b.add_argument("--json", action="store_true", help="print the list as JSON")
@@ -561,6 +613,13 @@ def triton_main(argv: list[str] | None = None) -> None:
     p = build_triton_parser()
     if args and args[0] == "conformance":
         sys.exit(_conformance_cmd(args[1:]))
+    if args and args[0] == "serve" and "--ray" in args[1:]:
+        from .frontends.ray_serve import serve_main  # imports ray: only when asked
+
+        try:
+            sys.exit(serve_main(args[1:]))
+        except TritonError as e:
+            raise SystemExit(f"error: {e.message}") from None
     if args and args[0] == "serve":
         sys.exit(serve(args[1:], prog="triton serve"))
     a = p.parse_args(args)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from .request import InferenceRequest
+from .errors import TritonError
+from .request import InferenceRequest, InferenceResponse
+
+log = logging.getLogger("triton_core")
 
 
 def batch_sizes(requests: Sequence[InferenceRequest], name: str) -> list[int]:
@@ -31,3 +35,29 @@ def scatter_output(array: np.ndarray, sizes: Sequence[int]) -> list[np.ndarray]:
         return [array]
     bounds = np.cumsum(sizes)[:-1]
     return list(np.split(array, bounds, axis=0))
+
+
+def run_each_on_failure(
+    requests: Sequence[InferenceRequest],
+    batched: bool,
+    run: Callable[[list[InferenceRequest]], list[InferenceResponse]],
+    on_error: Callable[[InferenceRequest, TritonError], InferenceResponse],
+) -> list[InferenceResponse]:
+    """Run ``requests`` as one batch (``batched``; else each alone) with ``run``; a batch that
+    raises a TritonError runs again one request at a time, so one bad request fails alone
+    (``on_error`` makes its error response) and the others are answered."""
+    if not batched:
+        out: list[InferenceResponse] = []
+        for r in requests:
+            out.extend(run_each_on_failure([r], True, run, on_error))
+        return out
+    group = list(requests)
+    if not group:
+        return []
+    try:
+        return run(group)
+    except TritonError as e:
+        if len(group) == 1:
+            return [on_error(group[0], e)]
+        log.debug("a batch of %d requests failed (%s); running each alone", len(group), e.message)
+        return run_each_on_failure(group, False, run, on_error)

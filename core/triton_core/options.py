@@ -7,11 +7,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .models.remote import is_remote
+
 
 class ServerOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    model_repository: list[Path] = Field(default_factory=list)
+    # folders, or object-storage paths kept as written (s3://, gs://, as://: models/remote.py)
+    model_repository: list[Path | str] = Field(default_factory=list)
     model_control_mode: Literal["none", "poll", "explicit"] = "none"
     load_model: list[str] = Field(default_factory=list)
     repository_poll_secs: float = 15.0
@@ -27,6 +30,13 @@ class ServerOptions(BaseModel):
     # Registered system shared-memory regions at most (each costs a memory map and an
     # fd; a process has ~65k maps). Triton has no cap.
     shm_max_regions: int = 1024
+    # --rate-limit off | execution_count, --rate-limit-resource <name>:<count>[:<device>]
+    rate_limit: Literal["off", "execution_count"] = "off"
+    rate_limit_resource: list[str] = Field(default_factory=list)
+    # --trace-config [triton,]<key>=<value> (Triton's keys: level, rate, count, file, ...)
+    trace_config: list[str] = Field(default_factory=list)
+    # --metrics-config <key>=<value>: summary_latencies, summary_quantiles, counter_latencies
+    metrics_config: dict[str, str] = Field(default_factory=dict)
     # --cache-config <cache>,<key>=<value>: {"local": {"size": "1048576"}}
     cache_config: dict[str, dict[str, str]] = Field(default_factory=dict)
 
@@ -34,7 +44,10 @@ class ServerOptions(BaseModel):
     @classmethod
     def _repos(cls, v: object) -> object:
         if isinstance(v, (str, Path)):
-            return [v]
+            v = [v]
+        if isinstance(v, (list, tuple)):
+            # Path("s3://b/p") would fold the "//"; other strings are folders
+            return [r if is_remote(r) else Path(r) if isinstance(r, str) else r for r in v]
         return v
 
     @field_validator("shm_max_regions")

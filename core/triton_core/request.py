@@ -53,6 +53,9 @@ class InferenceRequest:
     callback: ResponseCallback | None = None
     cancelled: bool = False
     sender: ResponseSender | None = None  # decoupled models only
+    trace: Any = None  # set by the core when this request is traced (scheduling/trace.py)
+    responded: bool = False  # a first response went out (histogram_latencies)
+    traceparent: str = ""  # the client's W3C trace context header (opentelemetry tracing)
 
     def is_cancelled(self) -> bool:
         return self.cancelled

@@ -21,6 +21,7 @@ from .errors import TritonError
 from .logsettings import LogSettings
 from .memory.io import SharedMemoryIO
 from .memory.registry import SystemSharedMemoryRegistry
+from .model_version import model_version
 from .models.manager import MAX_NAME_BYTES, ModelManager
 from .models.registry import BackendRegistry
 from .models.repository import Repository
@@ -29,8 +30,11 @@ from .request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceRespons
 from .scheduling.cache import ResponseCache, parse_cache_config
 from .scheduling.clock import MONOTONIC, Clock
 from .scheduling.engine_loop import EngineLoop
+from .scheduling.metrics_config import MetricsConfig
 from .scheduling.policy import DEFAULT_POLICY, DriverPolicy
+from .scheduling.rate_limiter import RateLimiter
 from .scheduling.servable import Servable
+from .scheduling.trace import parse_trace_flags
 from .scheduling.validate import normalize_request
 from .tensor import Tensor
 
@@ -47,18 +51,14 @@ EXTENSIONS = [
     "parameters",
     "statistics",
     "logging",
+    "trace",
 ]
 
 
 def parse_version(version: str | int | None) -> int | None:
-    """A version from a URL or message: '' / None / -1 mean the newest ready one."""
-    if version is None or version == "":
-        return None
-    try:
-        v = int(version)
-    except (TypeError, ValueError):
-        raise TritonError.invalid_arg(f"failed to parse model version '{version}'") from None
-    return None if v == -1 else v
+    """A version from a URL or message: '' / None / -1 mean the newest ready one (Triton's
+    words for anything else that is not a version: model_version.py)."""
+    return model_version(None if version is None else str(version))
 
 
 class ModelHandle:
@@ -129,6 +129,10 @@ class Server:
         self.policy = policy
         # The front ends attach their loop here: process-backed instances are driven on it.
         self.engine_loop = EngineLoop()
+        self.metrics_config = MetricsConfig.parse(self.options.metrics_config)
+        self.traces = parse_trace_flags(self.options.trace_config).manager()
+        limiter = RateLimiter(self.options.rate_limit, self.options.rate_limit_resource)
+        self.rate_limiter: RateLimiter | None = limiter if limiter.enabled else None
         self.registry = BackendRegistry(self.options.backend_config)
         self.repository = Repository(self.options.model_repository, self.options.model_config_name)
         cache_size = parse_cache_config(self.options.cache_config)
@@ -140,7 +144,10 @@ class Server:
             load_threads=self.options.model_load_thread_count,
             exit_timeout=self.options.exit_timeout_secs, server=self,
             response_cache=self.response_cache, clock=clock, policy=policy,
-            engine=self.engine_loop,
+            engine=self.engine_loop, rate_limiter=self.rate_limiter,
+            summary_quantiles=self.metrics_config.summary_quantiles
+            if self.metrics_config.summary_latencies else None,
+            first_response_histogram=self.metrics_config.histogram_latencies,
         )
         self.log_settings = LogSettings()
         self.live = False
@@ -244,6 +251,8 @@ class Server:
         if self._poll_thread is not None:
             self._poll_thread.join(timeout=min(5, left))
         self.manager.close(self.stop_time_left())
+        self.traces.flush()
+        self.repository.close()
         self.engine_loop.close()
         self.registry.close()
         if self.shm_registry is not None:
@@ -270,6 +279,23 @@ class Server:
     def metadata(self) -> dict[str, Any]:
         return {"name": self.options.server_id, "version": __version__,
                 "extensions": self.extensions()}
+
+    def trace_setting(self, model: str | None = None) -> dict[str, Any]:
+        """The trace settings in force (a model's, or the global ones), Triton's shape."""
+        if model is not None:
+            self.manager.get(model)  # an unknown model is an error
+        return {**self.traces.setting(model).as_response(), "trace_mode": self.traces.mode}
+
+    def update_trace_setting(self, model: str | None, changes: dict[str, Any]) -> dict[str, Any]:
+        if model is not None:
+            self.manager.get(model)
+        changes = dict(changes)
+        mode = changes.pop("trace_mode", None)
+        if mode not in (None, self.traces.mode, [self.traces.mode]):
+            raise TritonError.invalid_arg(
+                f"trace_mode {mode}: the trace mode is set at start-up ({self.traces.mode})")
+        self.traces.update(model, changes)
+        return self.trace_setting(model)
 
     def extensions(self) -> list[str]:
         ext = list(EXTENSIONS)
@@ -316,6 +342,16 @@ class Server:
                 raise TritonError.invalid_arg(
                     f"parameter keys starting with 'triton_' are reserved for Triton usage: '{key}'")
         batch = normalize_request(req, lv.config)
+        trace = req.trace
+        if trace is None:
+            trace = req.trace = self.traces.sample(lv.name, lv.version, req.id, req.traceparent,
+                                                   req.arrival_ns)
+        else:  # a child's trace made by its caller (a BLS request): the version served
+            trace.model_version = lv.version
+        if trace is not None and trace.tensors is not None:
+            for t in req.inputs.values():
+                trace.tensor("TENSOR_QUEUE_INPUT", t.name, t.datatype.value, t.shape,
+                             t.as_numpy())
         return lv, batch
 
     async def infer_async(self, req: InferenceRequest,

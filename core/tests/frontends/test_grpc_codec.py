@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2 as pb
 
-from triton_core.errors import TritonError
+from triton_core.errors import ErrorCode, TritonError
 from triton_core.frontends.classification import classify
 from triton_core.frontends.grpc import codec
 from triton_core.request import InferenceResponse
@@ -39,6 +39,21 @@ def test_decode_request_fields():
     assert r.inputs["X"].as_numpy().tolist() == [1.0, 2.0]
     assert r.outputs[0].classification == 3
     assert t.name == "X"
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("wrong_specification",
+     "failed to get model version from specified version string 'wrong_specification'"),
+    ("-3", "invalid model version specified '-3'"),
+])
+def test_bad_model_version_in_triton_words(text, words):
+    # Triton's grpc_explicit_int8_content_client.py example matches on these words
+    req = pb.ModelInferRequest(model_name="m", model_version=text)
+    with pytest.raises(TritonError, match=words) as e:
+        codec.decode_request(req)
+    assert e.value.code is ErrorCode.INVALID_ARG
+    assert codec.decode_request(pb.ModelInferRequest(model_name="m", model_version="-1")
+                                ).model_version is None
 
 
 def test_typed_contents_types():
@@ -79,3 +94,16 @@ def test_classify():
     assert out.tolist() == [[b"0.500000:0:a", b"0.500000:1:b"]]
     with pytest.raises(TritonError):
         classify(np.array([b"x"], dtype=object), 1, None, batched=False)
+
+
+def test_classify_bounds_the_elements_of_a_batch_entry():
+    # Triton's bound and words (test_classification_output_tensor_too_large)
+    from triton_core.frontends.classification import MAX_CLASSIFICATION_ELEMENTS
+
+    n = MAX_CLASSIFICATION_ELEMENTS
+    with pytest.raises(TritonError, match="^classification output tensor too large$") as e:
+        classify(np.ones((1, n + 1), np.float32), 1, None, batched=True)
+    assert e.value.code is ErrorCode.INVALID_ARG
+    # the bound is per batch entry: two entries of n elements each are classified
+    out = classify(np.ones((2, n), np.float32), 1, None, batched=True)
+    assert out.shape == (2, 1)

@@ -181,6 +181,12 @@ def test_header_length_beyond_body(addr):
                   {"Inference-Header-Content-Length": bad})
 
 
+def test_bad_version_in_url(addr):
+    # Triton's words (GetModelVersionFromString): its clients match on them
+    check_bad(addr, "/v2/models/add/versions/wrong/infer", GOOD, 400,
+              contains="failed to get model version from specified version string 'wrong'")
+
+
 def test_header_length_cuts_json(addr):
     body, h = _binary([_inp(data=[0] * 16), OK1], b"", hlen=20)
     check_bad(addr, "/v2/models/add/infer", body, 400, h)
@@ -223,6 +229,11 @@ def test_oversize_body_content_length(small):
     check_bad(small, "/v2/models/add/infer", big, 400, contains="size")
     # other routes are limited too
     check_bad(small, "/v2/repository/index", b" " * (LIMIT + 1), 400, contains="size")
+    # generate bodies are JSON whatever their headers say (Triton's
+    # test_json_dtype_size_expansion_exceeds_limit_error sends Inference-Header-Content-Length)
+    msg = check_bad(small, "/v2/models/add/generate", body, 400,
+                    {"Inference-Header-Content-Length": "10"})
+    assert msg.startswith(f"request JSON size of {len(body)} bytes exceeds the maximum allowed")
 
 
 def test_oversize_chunked_body(small):
@@ -266,19 +277,59 @@ def test_bad_requests_do_not_count_as_model_success(server, addr):
 # client errors that once were 500s -------------------------------------------------------
 
 def test_deeply_nested_json_400(addr):
+    # JSON of any depth is parsed (as Triton does), then its deep values refused as values
+    # of the wrong kind
     deep = b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    check_bad(addr, "/v2/models/add/infer", deep, 400, contains="nested too deeply")
-    # other routes parse JSON the same way
-    check_bad(addr, "/v2/models/add/generate", b"[" * 100_000 + b"]" * 100_000, 400,
-              contains="nested too deeply")
+    check_bad(addr, "/v2/models/add/infer", deep, 400, contains="input")
+    check_bad(addr, "/v2/models/add/generate", b"[" * 100_000 + b"]" * 100_000, 400)
+    # Triton's test_repository_index_deeply_nested_json, in its words
+    index = b'{"ready":' + b"[" * 250_000 + b"true" + b"]" * 250_000 + b"}"
+    check_bad(addr, "/v2/repository/index", index, 400,
+              contains="Invalid value for 'ready': expected a boolean")
+    # deep and malformed: a parse error
+    check_bad(addr, "/v2/repository/index", b'{"ready":' + b"[" * 100_000 + b"}", 400,
+              contains="failed to parse the request JSON buffer")
+
+
+def test_deep_json_is_checked_whole_and_kept_shallow():
+    from triton_core.errors import TritonError
+    from triton_core.frontends.http.deep_json import KEPT_DEPTH, TOO_DEEP, parse_deep_json
+
+    value = parse_deep_json(b'{"a": [1, 2.5, "x", null, true, {"b": {}}], "c": '
+                            + b"[" * 5000 + b"]" * 5000 + b"}")
+    assert value["a"] == [1, 2.5, "x", None, True, {"b": {}}]
+    inner = value["c"]
+    for _ in range(KEPT_DEPTH - 1):
+        (inner,) = inner
+    assert inner is TOO_DEEP  # KEPT_DEPTH containers in all, the root object included
+    for bad in (b"[" * 5000 + b"]" * 4999, b"[" * 5000 + b"1,]" + b"]" * 4999, b""):
+        with pytest.raises(TritonError, match="failed to parse the request JSON buffer"):
+            parse_deep_json(bad)
+
+
+def _nested(levels: int, value):
+    for _ in range(levels):
+        value = [value]
+    return value
 
 
 def test_deeply_nested_data_400(addr):
-    # parseable JSON, but data nested past any tensor's dimensions
-    data: list = [0]
-    for _ in range(200):
-        data = [data]
-    check_bad(addr, "/v2/models/add/infer", _body(_inp(data=data), OK1), 400, contains="nested")
+    # parseable JSON, but data nested past Triton's bound, refused in its words (its
+    # test_json_recursion_depth_limit matches on them)
+    for levels in (100, 200):
+        for inp in (_inp(data=_nested(levels, 0)), _inp(datatype="BYTES", data=_nested(levels, "a"))):
+            check_bad(addr, "/v2/models/add/infer", _body(inp, OK1), 400,
+                      contains="JSON nesting depth exceeds maximum allowed limit (100)")
+
+
+@pytest.mark.parametrize("levels", [2, 50, 99])
+def test_nested_data_is_read_in_order_whatever_its_nesting(addr, levels):
+    # Triton reads 'data' element by element in order, whatever its nesting
+    data = _nested(levels - 1, list(range(16)))
+    status, _, rb = request(addr, "POST", "/v2/models/add/infer",
+                            _body(_inp(shape=(1, 16), data=data), OK1))
+    assert status == 200, rb
+    assert json.loads(rb)["outputs"][0]["data"] == list(range(16))
 
 
 @pytest.mark.parametrize("shape", [[2**62, 2**62], [2**64], [0, 2**70]])
@@ -290,6 +341,14 @@ def test_shape_past_int64_400(addr, shape):
     msg = check_bad(addr, "/v2/models/add/infer", body, 400, h)
     # Triton's words, when every dimension fits an int64 but their product does not
     assert "int64" in msg or "causes total element count to exceed maximum size of" in msg
+
+
+def test_byte_size_past_int64_400_in_tritons_words(addr):
+    # Triton's test_buffer_size_overflow: the count fits an int64, its bytes do not
+    msg = check_bad(addr, "/v2/models/add/infer",
+                    _body(_inp(shape=[4, 2**60 + 2], data=[1]), OK1), 400)
+    assert msg == ("byte size overflow for input 'INPUT0': element count (4611686018427387912) "
+                   "* data type size (4) exceeds maximum allowed size (9223372036854775807)")
 
 
 GEN_OK = {"INPUT0": list(range(16)), "INPUT1": [1] * 16}
@@ -422,6 +481,36 @@ def test_raw_binary_request_with_two_variable_dims_refused_with_tritons_words():
         raw_request("v", None, memoryview(b"\0" * 16), cfg)
     assert ("The shape of the raw input 'IN' can not be deduced because there are more than one "
             "variable-sized dimension") in e.value.message
+
+
+def _one_input(dtype: str, dims: str, batch: int = 0):
+    from triton_core.config import parse_pbtxt
+    return parse_pbtxt(f'name: "r" backend: "expr" max_batch_size: {batch} '
+                       f'input [{{ name: "IN" data_type: {dtype} dims: {dims} }}] '
+                       f'output [{{ name: "OUT" data_type: {dtype} dims: {dims} }}]')
+
+
+def test_raw_binary_bytes_request_is_one_element():
+    # Triton's test_byte: the whole body is the one BYTES element (shape [1])
+    from triton_core.frontends.http.infer import raw_request
+
+    for batch, shape in ((0, [1]), (8, [1, 1])):
+        req = raw_request("r", None, memoryview(b"427\xff"), _one_input("TYPE_STRING", "[1]", batch))
+        t = req.inputs["IN"]
+        assert list(t.shape) == shape
+        assert t.as_numpy().reshape(-1).tolist() == [b"427\xff"]
+    assert raw_request("r", None, memoryview(b""), _one_input("TYPE_STRING", "[1]")
+                       ).inputs["IN"].as_numpy().tolist() == [b""]
+
+
+@pytest.mark.parametrize("dims", ["[-1]", "[2]", "[1, -1]"])
+def test_raw_binary_bytes_request_needs_shape_one(dims):
+    from triton_core.errors import TritonError
+    from triton_core.frontends.http.infer import raw_request
+
+    with pytest.raises(TritonError) as e:
+        raw_request("r", None, memoryview(b"427"), _one_input("TYPE_STRING", dims))
+    assert "For BYTE datatype raw input 'IN', the model must have input shape [1]" in e.value.message
 
 
 def test_a_requested_output_named_twice_is_refused(addr):

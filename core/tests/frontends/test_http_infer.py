@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
 
 from http_helpers import LABELS, add_inputs, assert_serves, error_of, request
 
@@ -182,6 +183,16 @@ def test_bytes_json_with_client(client):
     assert [x.decode() if isinstance(x, bytes) else x for x in res.as_numpy("OUTPUT0")] == texts
 
 
+def test_bytes_not_utf8_refused_as_json_output(client, addr):
+    # Triton's test_unicode_bytes: non-UTF-8 bytes asked for as JSON fail (never altered)
+    inp = httpclient.InferInput("INPUT0", [len(STRINGS)], "BYTES")
+    inp.set_data_from_numpy(np.array(STRINGS, dtype=object), binary_data=True)
+    with pytest.raises(InferenceServerException, match="element 3 is not valid UTF-8"):
+        client.infer("strings", [inp],
+                     outputs=[httpclient.InferRequestedOutput("OUTPUT0", binary_data=False)])
+    assert_serves(addr)
+
+
 def test_bytes_json_nested_raw(addr):
     body = {"inputs": [{"name": "INPUT0", "shape": [3], "datatype": "BYTES",
                         "data": [["a", ""], ["\u00e9"]][0] + ["\u00e9"]}]}
@@ -303,6 +314,11 @@ def test_compression_raw(addr, algo):
     # (tritonclient.http.aio reads them as they come while aiohttp asks for gzip)
     status, hdrs, rb = request(addr, "GET", "/v2/models/add", headers={"Accept-Encoding": algo})
     assert "content-encoding" not in hdrs and json.loads(rb)["name"] == "add"
+    # so are inference errors (Triton's simple_http_aio_infer_client.py reads the error of
+    # an unknown model as it comes)
+    status, hdrs, rb = request(addr, "POST", "/v2/models/no_such_model/infer", raw,
+                               {"Accept-Encoding": algo})
+    assert status == 404 and "content-encoding" not in hdrs and error_of(rb)
 
 
 def test_compressed_binary_request(addr):

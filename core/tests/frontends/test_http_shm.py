@@ -68,6 +68,36 @@ def test_system_shared_memory_round_trip(url):
         shm.destroy_shared_memory_region(oh)
 
 
+def test_large_registration_offset(url):
+    # Triton's test_large_shm_register_offset: each region is registered one page before
+    # the end of a 1024-page object; inputs and outputs live at that offset
+    page = os.sysconf("SC_PAGE_SIZE")
+    c = httpclient.InferenceServerClient(url)
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    b = np.ones((1, 16), dtype=np.int32)
+    handles = [shm.create_shared_memory_region(n, f"/tc_big_{n}", page * 1024)
+               for n in ("i0", "i1", "o0", "o1")]
+    try:
+        for n in ("i0", "i1", "o0", "o1"):
+            c.register_system_shared_memory(n, f"/tc_big_{n}", 64, offset=page * 1023)
+        shm.set_shared_memory_region(handles[0], [a], offset=page * 1023)
+        shm.set_shared_memory_region(handles[1], [b], offset=page * 1023)
+        ins = [httpclient.InferInput(f"INPUT{i}", [1, 16], "INT32") for i in (0, 1)]
+        outs = [httpclient.InferRequestedOutput(f"OUTPUT{i}") for i in (0, 1)]
+        for i in (0, 1):
+            ins[i].set_shared_memory(f"i{i}", 64)
+            outs[i].set_shared_memory(f"o{i}", 64)
+        c.infer("add", ins, outputs=outs)
+        got0 = shm.get_contents_as_numpy(handles[2], np.int32, [1, 16], offset=page * 1023)
+        got1 = shm.get_contents_as_numpy(handles[3], np.int32, [1, 16], offset=page * 1023)
+        np.testing.assert_array_equal(got0, a + b)
+        np.testing.assert_array_equal(got1, a - b)
+    finally:
+        c.unregister_system_shared_memory()
+        for h in handles:
+            shm.destroy_shared_memory_region(h)
+
+
 def test_shared_memory_is_off_by_default(tmp_path):
     write_model(tmp_path, "add", ADD_SUB)
     with make_server(tmp_path) as s, serving_http(s) as u:

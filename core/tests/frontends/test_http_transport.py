@@ -72,6 +72,67 @@ def test_chunked_body_and_expect_continue(addr):
     assert status == 200 and json.loads(out)["outputs"][1]["data"] == [i - 1 for i in range(16)]
 
 
+def _read_until_closed(sock: socket.socket) -> bytes:
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def test_chunked_body_with_a_content_length_is_read_by_its_chunks(addr):
+    # Triton's test_content_encoding_chunked_manually (requests adds the Content-Length):
+    # the chunks count (RFC 9112 6.3), and the connection closes after the answer
+    body = _infer_body()
+    head = (f"POST {_model_path()} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Length: 7\r\n\r\n").encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    with _connect(addr) as s:
+        s.sendall(head + chunked)
+        raw = _read_until_closed(s)
+    status, _, rest = raw.partition(b"\r\n")
+    assert status.startswith(b"HTTP/1.1 200"), raw
+    assert b"connection: close" in rest.lower()
+    out = json.loads(rest.partition(b"\r\n\r\n")[2])
+    assert out["outputs"][0]["data"] == [i + 1 for i in range(16)]
+    assert_serves(addr)
+
+
+def test_a_body_of_tiny_chunks_is_joined_right(addr):
+    # tiny pieces are copied together as they come (no object kept per chunk): the body
+    # must come out whole and in order, large pieces between them included
+    body = _infer_body()
+    assert body[:1] == b"{"
+    pieces = [b"{", *(b" " for _ in range(300)), b" " * 5000]  # JSON allows the spaces
+    pieces += [body[i:i + 3] for i in range(1, len(body), 3)]
+    head = (f"POST {_model_path()} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            "\r\n").encode()
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p) + b"0\r\n\r\n"
+    with _connect(addr) as s:
+        s.sendall(head + chunked)
+        (status, out), = _read_responses(s, 1)
+    assert status == 200, out
+    assert json.loads(out)["outputs"][1]["data"] == [i - 1 for i in range(16)]
+
+
+def test_chunked_body_of_too_many_chunks_is_refused_with_tritons_words(addr):
+    from triton_core.frontends.http.server import MAX_CHUNKS
+
+    head = (f"POST {_model_path()} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            "Inference-Header-Content-Length: 0\r\n\r\n").encode()
+    with _connect(addr) as s:
+        # MAX_CHUNKS chunks are read (the request is then refused for its content)
+        s.sendall(head + b"1\r\nA\r\n" * MAX_CHUNKS + b"0\r\n\r\n")
+        (status, body), = _read_responses(s, 1)
+    assert status == 400 and b"exceeds maximum" not in body
+    with _connect(addr) as s:
+        s.sendall(head + b"1\r\nA\r\n" * (MAX_CHUNKS + 1))  # no end: refused before it
+        raw = _read_until_closed(s)
+    assert raw.startswith(b"HTTP/1.1 400 ")
+    assert (b"Chunked request body exceeds maximum of 65536 non-empty chunks. Send fewer or "
+            b"larger HTTP chunks.") in raw
+    assert_serves(addr)
+
+
 def test_garbage_gets_400_and_the_server_serves_on(addr):
     with _connect(addr) as s:
         s.sendall(b"\x00\x01 NOT HTTP\r\n\r\n")

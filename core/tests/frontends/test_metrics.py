@@ -150,3 +150,58 @@ def test_unloaded_model_disappears(tmp_path):
         assert "nv_cpu_utilization" not in text
     finally:
         server.stop()
+
+
+# --metrics-config -------------------------------------------------------------------
+
+@pytest.fixture
+def served(tmp_path, request):
+    server = make_server(tmp_path, metrics_config=request.param)
+    loop = LoopThread()
+    fe = MetricsFrontEnd(server, "127.0.0.1", 0, interval_ms=100)
+    loop.run(fe.start())
+    yield server, fe
+    loop.run(fe.stop())
+    loop.close()
+    server.stop()
+
+
+@pytest.mark.parametrize("served", [{"summary_latencies": "true",
+                                     "summary_quantiles": "0.5:0.05,0.9:0.01"}], indirect=True)
+def test_summaries_count_every_request(served):
+    server, fe = served
+    for _ in range(5):
+        infer(server, np.arange(16, dtype=np.int32).reshape(1, 16))
+    text = scrape(fe)
+    assert "# TYPE nv_inference_request_summary_us summary\n" in text
+    labels = {"model": "simple", "version": "1"}
+    assert value(text, "nv_inference_request_summary_us_count", **labels) == 5
+    assert value(text, "nv_inference_queue_summary_us_count", **labels) == 5
+    p50 = value(text, "nv_inference_request_summary_us", quantile="0.5", **labels)
+    p90 = value(text, "nv_inference_request_summary_us", quantile="0.9", **labels)
+    assert 0 < p50 <= p90
+    # the counters are still there (counter_latencies defaults to true)
+    assert value(text, "nv_inference_request_duration_us", **labels) > 0
+
+
+@pytest.mark.parametrize("served", [{"counter_latencies": "false"}], indirect=True)
+def test_counter_latencies_false_drops_the_duration_counters(served):
+    server, fe = served
+    infer(server, np.arange(16, dtype=np.int32).reshape(1, 16))
+    text = scrape(fe)
+    assert "nv_inference_request_duration_us" not in text
+    assert "nv_inference_request_summary_us" not in text  # summaries are off by default
+    assert value(text, "nv_inference_request_success", model="simple", version="1") == 1
+
+
+@pytest.mark.parametrize("served", [{"histogram_latencies": "true"}], indirect=True)
+def test_first_response_histogram(served):
+    server, fe = served
+    for _ in range(3):
+        infer(server, np.arange(16, dtype=np.int32).reshape(1, 16))
+    text = scrape(fe)
+    labels = {"model": "simple", "version": "1"}
+    assert "# TYPE nv_inference_first_response_histogram_ms histogram\n" in text
+    assert value(text, "nv_inference_first_response_histogram_ms_count", **labels) == 3
+    assert value(text, "nv_inference_first_response_histogram_ms_bucket", le="+Inf", **labels) == 3
+    assert value(text, "nv_inference_first_response_histogram_ms_bucket", le="5000", **labels) == 3

@@ -285,3 +285,23 @@ def test_a_key_of_slashes_only_is_refused_with_tritons_words(key):
         reg.register("r", key, 0, 8)
     assert e.value.code is ErrorCode.INVALID_ARG
     assert e.value.message == f"cannot register shared memory region 'r' - invalid shm key '{key}'"
+
+
+def test_offset_checks_in_tritons_order_and_words(registry, region, shm_key) -> None:  # type: ignore[no-untyped-def]
+    # Triton's shared_memory_test.py (test_infer_offset_out_of_bound,
+    # test_infer_integer_overflow) matches on these words
+    registry.register("w", shm_key, 0, 64)
+    for offset, size in ((64, 64), (65, 0), (2**64 - 32, 64)):
+        with pytest.raises(TritonError) as info:
+            registry.view("w", offset, size)
+        assert info.value.message == "Invalid offset for shared memory region: 'w'"
+    with pytest.raises(TritonError) as info:
+        registry.view("w", 32, 2**64 - 32)
+    assert info.value.code is ErrorCode.INVALID_ARG
+    assert info.value.message == (
+        "Integer overflow detected: byte_size (18446744073709551584) + offset (32) exceeds "
+        "maximum value (18446744073709551615) for region 'w'")
+    with pytest.raises(TritonError) as info:
+        registry.view("w", 32, 33)
+    assert info.value.message == "Invalid offset + byte size for shared memory region: 'w'"
+    assert len(registry.view("w", 64, 0)) == 0

@@ -87,3 +87,15 @@ def test_failed_load_removes_its_folder_and_keeps_the_serving_one(server, tmpdir
     assert len(_left(tmpdir_)) == 1 and _left(tmpdir_) != kept
     server.unload_model("fresh")
     assert _left(tmpdir_) == []
+
+
+def test_config_override_not_json_says_failed_to_load(server):
+    # Triton's simple_{http,grpc}_model_control.py examples look for "failed to load"
+    bad = '"parameters": {"config": {{"max_batch_size": "16"}}}'
+    server.load_model("add")
+    with pytest.raises(TritonError) as e:
+        server.load_model("add", bad)
+    assert e.value.code is ErrorCode.INVALID_ARG
+    assert e.value.message.startswith("failed to load 'add': Invalid config override: ")
+    assert "not valid JSON" in e.value.message
+    assert server.model_ready("add")  # the loaded version keeps serving

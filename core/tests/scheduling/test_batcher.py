@@ -169,6 +169,30 @@ def test_max_queue_size_rejects(tmp_path):
         assert st_["inference_stats"]["fail"]["count"] == 1
 
 
+def test_a_batch_waiting_for_its_delay_counts_towards_max_queue_size(tmp_path):
+    # Triton's test_descriptive_status_code: the first request waits (max_queue_delay) for
+    # a preferred batch; a second one finds the queue of size 1 full: 503 / UNAVAILABLE
+    cfg = model_cfg(batching="dynamic_batching { max_queue_delay_microseconds: 1000000 "
+                             "preferred_batch_size: [ 8 ] "
+                             "default_queue_policy { max_queue_size: 1 } }")
+    write_model(tmp_path, "m", cfg)
+    clock = ManualClock()
+    with make_server(tmp_path, clock=clock) as s, \
+            concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(s.infer, req(np.full((1, 4), 1)))
+        level = s.manager.get("m").queue.levels[0]
+        wait_until(lambda: level.forming == 1, "the first request to wait in a forming batch", 5)
+        with pytest.raises(TritonError) as e:
+            s.infer(req(np.full((1, 4), 2)))
+        assert e.value.code is ErrorCode.UNAVAILABLE and "Exceeds maximum queue size" in e.value.message
+        clock.advance(1.5)
+        np.testing.assert_array_equal(first.result(5).outputs[0].as_numpy(), np.full((1, 4), 3))
+        again = pool.submit(s.infer, req(np.full((1, 4), 2)))  # room again once the batch ran
+        wait_until(lambda: level.forming == 1, "the second batch to form", 5)
+        clock.advance(1.5)
+        np.testing.assert_array_equal(again.result(5).outputs[0].as_numpy(), np.full((1, 4), 5))
+
+
 def test_timeout_reject_and_override(tmp_path):
     cfg = model_cfg(batching="dynamic_batching { default_queue_policy { timeout_action: REJECT "
                              "default_timeout_microseconds: 100000 allow_timeout_override: true } }")

@@ -134,6 +134,9 @@ def test_loop_driver_leaves_a_slow_execute_to_a_thread_and_keeps_serving(tmp_pat
                 await asyncio.to_thread(wait_until, lambda: inst.blocked > blocked,
                                         "the slow call to reach the backend")
                 await _add(s, "local", 5)  # the loop serves on meanwhile
+                driver = s.manager.get("radd").drivers[0]
+                await asyncio.to_thread(wait_until, lambda: driver.away,
+                                        "the slow execute left to a thread")
                 assert not slow.done()
             finally:
                 expr_backend.GATE.set()

@@ -109,6 +109,8 @@ class InstanceGroup(_Base):
     count: int = 1
     gpus: list[int] = Field(default_factory=list)
     passive: bool = False
+    # { resources [{ name count global }] priority }: read by scheduling/rate_limiter.py
+    rate_limiter: dict[str, Any] | None = None
 
     @field_validator("count")
     @classmethod

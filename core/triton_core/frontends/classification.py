@@ -15,6 +15,8 @@ from ..tensor import Tensor
 if TYPE_CHECKING:
     from ..server import Server
 
+MAX_CLASSIFICATION_ELEMENTS = 1_000_000  # of one batch entry (Triton's bound)
+
 
 def load_labels(path: Path) -> list[str]:
     try:
@@ -30,6 +32,8 @@ def classify(array: np.ndarray, top_n: int, labels: list[str] | None, batched: b
         raise TritonError.invalid_arg(  # Triton's words
             f"class result not available for output due to unsupported type '{kind}'")
     rows = array.reshape(array.shape[0], -1) if batched and array.ndim else array.reshape(1, -1)
+    if rows.shape[1] > MAX_CLASSIFICATION_ELEMENTS:  # Triton's bound and words: a sort per row
+        raise TritonError.invalid_arg("classification output tensor too large")
     k = min(top_n, rows.shape[1])
     out = np.empty((rows.shape[0], k), dtype=object)
     for r, row in enumerate(rows):

@@ -24,6 +24,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from ..scheduling.latency_summary import (
+    FIRST_RESPONSE_HELP,
+    FIRST_RESPONSE_HISTOGRAM,
+    SUMMARIES,
+)
+
 if TYPE_CHECKING:
     from ..server import Server
 
@@ -48,6 +54,7 @@ _MODEL_COUNTERS = {
     "nv_inference_compute_output_duration_us":
         "Cumulative inference compute output duration in microseconds (does not include cached requests)",
 }
+_LATENCY_COUNTERS = frozenset(n for n in _MODEL_COUNTERS if n.endswith("_duration_us"))
 _CACHE_COUNTERS = {
     "nv_cache_num_hits_per_model": "Number of cache hits per model",
     "nv_cache_num_misses_per_model": "Number of cache misses per model",
@@ -121,7 +128,13 @@ class TritonCollector(Collector):
                 yield m
 
     def _model_families(self) -> Iterator[Metric]:
-        fams = {n: Metric(n, doc, "counter") for n, doc in _MODEL_COUNTERS.items()}
+        config = getattr(self.server, "metrics_config", None)
+        counters = config is None or config.counter_latencies
+        fams = {n: Metric(n, doc, "counter") for n, doc in _MODEL_COUNTERS.items()
+                if counters or n not in _LATENCY_COUNTERS}
+        summaries = {n: Metric(n, doc, "summary") for n, doc in SUMMARIES.items()}
+        any_summary = False
+        first = Metric(FIRST_RESPONSE_HISTOGRAM, FIRST_RESPONSE_HELP, "histogram")
         pending = Metric("nv_inference_pending_request_count",
                          "Instantaneous number of pending requests awaiting execution per-model.", "gauge")
         load = Metric("nv_model_load_duration_secs", "Model load time in seconds", "gauge")
@@ -147,7 +160,24 @@ class TritonCollector(Collector):
                 hits, misses = s.cache_hit, s.cache_miss
                 cache_values = (hits.count, misses.count, _us(hits.ns), _us(misses.ns))
             for n, v in values.items():
-                fams[n].add_sample(n, labels, v)
+                if n in fams:
+                    fams[n].add_sample(n, labels, v)
+            if s.first_response is not None:
+                count, total, buckets = s.first_response.snapshot()
+                for bound, n in buckets:
+                    first.add_sample(FIRST_RESPONSE_HISTOGRAM + "_bucket",
+                                     {**labels, "le": _value(bound)}, n)
+                first.add_sample(FIRST_RESPONSE_HISTOGRAM + "_count", labels, count)
+                first.add_sample(FIRST_RESPONSE_HISTOGRAM + "_sum", labels, round(total, 3))
+            if s.summaries is not None:
+                any_summary = True
+                for n, sq in s.summaries.by_name.items():
+                    count, total, qs = sq.snapshot()
+                    fam = summaries[n]
+                    fam.add_sample(n + "_count", labels, count)
+                    fam.add_sample(n + "_sum", labels, round(total, 3))
+                    for q, v in qs:
+                        fam.add_sample(n, {**labels, "quantile": _value(q)}, round(v, 3))
             for reason, v in by_reason.items():
                 fams["nv_inference_request_failure"].add_sample(
                     "nv_inference_request_failure", {**labels, "reason": reason}, v)
@@ -160,6 +190,10 @@ class TritonCollector(Collector):
                 for (n, fam), v in zip(cache.items(), cache_values, strict=True):
                     fam.add_sample(n, labels, v)
         yield from fams.values()
+        if any_summary:
+            yield from summaries.values()
+        if first.samples:
+            yield first
         yield pending
         yield load
         if any_cache:

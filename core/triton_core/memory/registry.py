@@ -47,6 +47,7 @@ PYTHON_BACKEND_PREFIX = "triton_python_backend_shm_region_"  # Triton's, undersc
 TRITONCORE_PREFIX = "tritoncore_"
 RESERVED_KEY_PREFIXES: tuple[str, ...] = (PYTHON_BACKEND_PREFIX, TRITONCORE_PREFIX)
 DEFAULT_MAX_REGIONS = 1024
+SIZE_MAX = 2**64 - 1  # Triton checks offset + byte_size against its size_t
 
 
 def _is_count(value: object) -> bool:
@@ -74,9 +75,17 @@ class _Region:
 
     def check(self, offset: int, byte_size: int) -> None:
         """INVALID_ARG unless [offset, offset + byte_size) lies in the registered window."""
-        if not _is_count(offset) or offset > self.byte_size:
+        # Triton's checks, order and words (SharedMemoryManager::GetMemoryInfo); an empty
+        # access at the window's end is harmless and allowed (Triton refuses it)
+        if not _is_count(offset) or offset > self.byte_size or (
+                offset == self.byte_size and byte_size != 0):
             raise TritonError.invalid_arg(
                 f"Invalid offset for shared memory region: '{self.name}'"
+            )
+        if _is_count(byte_size) and byte_size > SIZE_MAX - offset:
+            raise TritonError.invalid_arg(
+                f"Integer overflow detected: byte_size ({byte_size}) + offset ({offset}) "
+                f"exceeds maximum value ({SIZE_MAX}) for region '{self.name}'"
             )
         if not _is_count(byte_size) or byte_size > self.byte_size - offset:
             raise TritonError.invalid_arg(

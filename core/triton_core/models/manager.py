@@ -21,7 +21,9 @@ from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.engine_loop import EngineLoop
 from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
+from ..scheduling.latency_summary import Histogram, LatencySummaries
 from ..scheduling.policy import DEFAULT_POLICY, DriverPolicy
+from ..scheduling.rate_limiter import RateLimiter
 from ..scheduling.servable import Servable
 from .defaults import check_config, complete_config
 from .registry import BackendRegistry
@@ -98,7 +100,10 @@ class ModelManager:
                  auto_complete: bool = True, load_threads: int = 4,
                  exit_timeout: float = 30.0, server: abi.ServerHandle | None = None,
                  response_cache: ResponseCache | None = None, clock: Clock = MONOTONIC,
-                 policy: DriverPolicy = DEFAULT_POLICY, engine: EngineLoop | None = None) -> None:
+                 policy: DriverPolicy = DEFAULT_POLICY, engine: EngineLoop | None = None,
+                 rate_limiter: RateLimiter | None = None,
+                 summary_quantiles: tuple[tuple[float, float], ...] | None = None,
+                 first_response_histogram: bool = False) -> None:
         self.repository = repository
         self.registry = registry
         self.auto_complete = auto_complete
@@ -109,6 +114,10 @@ class ModelManager:
         self.clock = clock  # given to every version's scheduler
         self.policy = policy  # given to every version's drivers
         self.engine = engine or EngineLoop()  # the loop that loop drivers run on
+        self.rate_limiter = rate_limiter  # --rate-limit (None: off)
+        # --metrics-config summary_latencies=true: every version's latency summaries
+        self.summary_quantiles = summary_quantiles
+        self.first_response_histogram = first_response_histogram  # histogram_latencies=true
         self.models: dict[str, ModelRecord] = {}
         self._lock = threading.Lock()
         self._tempdirs: dict[str, Path] = {}
@@ -403,7 +412,12 @@ class ModelManager:
         name = rec.name
         where = f"model '{name}'"
         if config_json is not None:
-            cfg = parse_config_json(config_json, f"{where}: config parameter")
+            try:
+                cfg = parse_config_json(config_json, f"{where}: config parameter")
+            except TritonError as e:
+                # Triton's words first: clients look for "failed to load"
+                raise TritonError(e.code, f"failed to load '{name}': Invalid config override: "
+                                          f"{e.message}") from None
         else:
             cfg = read_config(src)
             where = f"model '{name}', file '{src.config_path}'" if src.config_path else where
@@ -452,6 +466,7 @@ class ModelManager:
                     assert steps is not None
                     ev = EnsembleVersion(plan.name, v, plan.config, steps, self)
                     self._attach_cache(ev)
+                    self._attach_summaries(ev)
                     new[v] = ev
                     continue
                 if cur and cur.state == READY and cur.loaded and not plan.config_changed:
@@ -484,12 +499,13 @@ class ModelManager:
                                     plan.default_file)
             check_config(final, plan.where)
             lv = LoadedVersion(plan.name, v, model, final, plan.src.path, self.clock, self.policy,
-                               self.engine)
+                               self.engine, self.rate_limiter)
         except BaseException:
             model.close()
             raise
         lv.stopping = self.stopping.is_set
         self._attach_cache(lv)
+        self._attach_summaries(lv)
         try:
             lv.create_instances()
         except BaseException:
@@ -526,6 +542,12 @@ class ModelManager:
             sv.close(self.exit_timeout)
         log.info("successfully loaded '%s' version(s) %s", plan.name,
                  ", ".join(map(str, plan.versions)))
+
+    def _attach_summaries(self, sv: LoadedVersion | EnsembleVersion) -> None:
+        if self.summary_quantiles is not None:
+            sv.stats.summaries = LatencySummaries(self.summary_quantiles)
+        if self.first_response_histogram:
+            sv.stats.first_response = Histogram()
 
     def _attach_cache(self, lv: LoadedVersion | EnsembleVersion) -> None:
         """Let ``lv`` use the server's response cache when its config enables it."""

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import ModelConfig, load_config_file
 from ..config.model_config import VersionPolicy
 from ..errors import TritonError
+from .remote import RemoteMirror, is_remote
 
 
 @dataclass
@@ -94,11 +96,31 @@ def root_problem(root: Path) -> str | None:
 
 
 class Repository:
-    def __init__(self, roots: list[Path], config_name: str | None = None) -> None:
-        self.roots = [Path(r) for r in roots]
+    def __init__(self, roots: list[Path | str], config_name: str | None = None) -> None:
+        """``roots``: folders, or object-storage paths (s3://, gs://, as://) read through a
+        local mirror that each scan brings up to date (models/remote.py)."""
+        self.mirrors: list[RemoteMirror] = []
+        self.roots: list[Path] = []
+        for r in roots:
+            if is_remote(r):
+                mirror = RemoteMirror(str(r))
+                self.mirrors.append(mirror)
+                self.roots.append(mirror.local)
+            else:
+                self.roots.append(Path(os.fspath(r)))
         self.config_name = config_name
 
+    def sync_remote(self) -> None:
+        """Copy what changed in the remote repositories to their local folders."""
+        for mirror in self.mirrors:
+            mirror.sync()
+
+    def close(self) -> None:
+        for mirror in self.mirrors:
+            mirror.close()
+
     def check_roots(self) -> None:
+        self.sync_remote()
         for r in self.roots:
             problem = root_problem(r)
             if problem:
@@ -113,6 +135,7 @@ class Repository:
         return p if p.is_file() else None
 
     def scan(self) -> ScanResult:
+        self.sync_remote()
         res = ScanResult()
         for root in self.roots:
             try:

@@ -22,6 +22,7 @@ from ..scheduling.inflight import InFlight
 from ..scheduling.loop_driver import LoopDriver
 from ..scheduling.policy import DEFAULT_POLICY, DriverPolicy
 from ..scheduling.queue import _Item
+from ..scheduling.rate_limiter import LimitedInstance, RateLimiter, needs_of
 from ..scheduling.scheduler import Scheduler, make_scheduler
 from ..scheduling.stats import ModelStats
 from ..scheduling.thread_driver import ThreadDriver
@@ -39,7 +40,8 @@ class LoadedVersion(CachedVersion):
 
     def __init__(self, name: str, version: int, model: abi.Model, config: ModelConfig,
                  model_path: Path | None = None, clock: Clock = MONOTONIC,
-                 policy: DriverPolicy = DEFAULT_POLICY, engine: EngineLoop | None = None) -> None:
+                 policy: DriverPolicy = DEFAULT_POLICY, engine: EngineLoop | None = None,
+                 rate_limiter: RateLimiter | None = None) -> None:
         self.name = name
         self.version = version
         self.model = model
@@ -47,6 +49,8 @@ class LoadedVersion(CachedVersion):
         self.policy = policy
         self.clock = clock  # the schedulers' time: queue delays, timeouts, sequence idling
         self.engine = engine  # the loop that loop drivers run on (the server's)
+        self.rate_limiter = rate_limiter  # the server's (--rate-limit); None: off
+        self.limits: list[LimitedInstance] = []  # the instances' places at the rate limiter
         self.queue: Scheduler = make_scheduler(config, _instance_count(config), self._on_reject,
                                                model_path, clock)
         self.inflight = InFlight()
@@ -71,6 +75,8 @@ class LoadedVersion(CachedVersion):
                 kind = "KIND_CPU" if group.kind == "KIND_AUTO" else group.kind
                 gname = group.name or f"{self.name}_{group_idx}"
                 devices = group.gpus if kind == "KIND_GPU" and group.gpus else [0]
+                needs, priority = needs_of(group.rate_limiter,
+                                           f"model '{self.name}', instance group '{gname}'")
                 for dev in devices:
                     for i in range(group.count):
                         if self.stopping():  # e.g. count 10000: SIGTERM must not wait for all
@@ -79,20 +85,27 @@ class LoadedVersion(CachedVersion):
                                 "the server is stopping")
                         iname = f"{gname}_{i}" if len(devices) == 1 else f"{gname}_{i}_gpu{dev}"
                         ctx = abi.InstanceContext(name=iname, kind=kind, device_id=dev)
+                        limit = (self.rate_limiter.register(iname, dev, needs, priority)
+                                 if self.rate_limiter is not None else None)
+                        if limit is not None:
+                            self.limits.append(limit)
                         inst = self.model.create_instance(ctx)
                         self.instances.append(inst)
-                        self.drivers.append(self._driver(inst, iname, len(self.drivers)))
+                        self.drivers.append(self._driver(inst, iname, len(self.drivers), limit))
         except BaseException:
             self._close_instances()
             raise
 
-    def _driver(self, instance: abi.Instance, name: str, index: int) -> Driver:
+    def _driver(self, instance: abi.Instance, name: str, index: int,
+                limit: LimitedInstance | None) -> Driver:
+        gate = (self.rate_limiter, limit) if self.rate_limiter is not None and limit else None
         fifo = self.queue.fifo
         if fifo is not None and loop_drivable(instance, self.queue, self.decoupled):
             if self.engine is None:
                 self.engine = EngineLoop(f"triton-{self.name}-loop")
-            return LoopDriver(instance, name, fifo, self.completion, self.engine, self.policy)
-        return ThreadDriver(instance, index, name, self.queue, self.completion)
+            return LoopDriver(instance, name, fifo, self.completion, self.engine, self.policy,
+                              gate)
+        return ThreadDriver(instance, index, name, self.queue, self.completion, gate)
 
     def start(self) -> None:
         """Start serving: every driver begins taking work."""
@@ -101,6 +114,10 @@ class LoadedVersion(CachedVersion):
 
     def _close_instances(self, deadline: float | None = None) -> None:
         what = f"model '{self.name}' version {self.version}: instance close"
+        if self.rate_limiter is not None:
+            for limit in self.limits:
+                self.rate_limiter.unregister(limit)
+            self.limits.clear()
         for inst in self.instances:
             if deadline is None:
                 try:

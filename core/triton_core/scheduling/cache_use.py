@@ -59,10 +59,21 @@ class CachedVersion:
         if hit is not None:
             hit.model_name, hit.model_version, hit.id = self.name, self.version, req.id
             dt = time.monotonic_ns() - t0
+            total = time.monotonic_ns() - req.arrival_ns
             with self.stats.lock:
                 self.stats.cache_hit.add(dt)
-                self.stats.success.add(time.monotonic_ns() - req.arrival_ns)
+                self.stats.success.add(total)
                 self.stats.last_inference_ms = int(time.time() * 1000)
+            trace = req.trace
+            if trace is not None:  # answered from the cache: no queue, no compute
+                req.trace = None
+                trace.stamp("REQUEST_START", req.arrival_ns)
+                trace.stamp("REQUEST_END", time.monotonic_ns())
+                trace.done()
+            summaries = self.stats.summaries
+            if summaries is not None:  # Triton counts cached requests in these two
+                summaries.request.observe(total / 1000)
+                summaries.queue.observe(0.0)
             cb = req.callback
             if cb is not None:
                 cb(hit, RESPONSE_COMPLETE_FINAL)

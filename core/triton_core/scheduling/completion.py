@@ -86,6 +86,8 @@ class Completion:
     # failures ------------------------------------------------------------------------
     def fail(self, req: InferenceRequest, error: TritonError, reason: str) -> None:
         """Answer an accepted request that will not run (``reason``: the statistic)."""
+        if req.trace is not None:
+            req.trace.stamp("REQUEST_START", req.arrival_ns)
         self.stats.record_failure(time.monotonic_ns() - req.arrival_ns, reason)
         if req.sender is not None:
             req.sender._closed = True  # noqa: SLF001 - the core answers for the backend
@@ -220,6 +222,14 @@ class Completion:
         self.exec_count += 1
         cs = timer.compute_start_ns or start
         ce = timer.compute_end_ns or end
+        for it in live:
+            trace = it.request.trace
+            if trace is not None:
+                for name, ns in (("REQUEST_START", it.request.arrival_ns),
+                                 ("QUEUE_START", it.enqueue_ns), ("COMPUTE_START", start),
+                                 ("COMPUTE_INPUT_END", cs), ("COMPUTE_OUTPUT_START", ce),
+                                 ("COMPUTE_END", end)):
+                    trace.stamp(name, ns)
         self.stats.record_execution(
             batch_size=sum(it.batch_size for it in live),
             n_requests=len(live),
@@ -277,6 +287,19 @@ class Completion:
                 names = {o.name for o in req.outputs}
                 if len(resp.outputs) != len(names) or any(t.name not in names for t in resp.outputs):
                     resp.outputs = [t for t in resp.outputs if t.name in names]
+        hist = self.stats.first_response
+        if hist is not None and not req.responded:
+            req.responded = True
+            hist.observe((time.monotonic_ns() - req.arrival_ns) / 1e6)
+        trace = req.trace
+        if trace is not None and resp is not None and trace.tensors is not None:
+            for t in resp.outputs:
+                trace.tensor("TENSOR_BACKEND_OUTPUT", t.name, t.datatype.value, t.shape,
+                             t.as_numpy())
+        if trace is not None and flags & RESPONSE_COMPLETE_FINAL:
+            req.trace = None
+            trace.stamp("REQUEST_END", time.monotonic_ns())
+            trace.done()
         cb = req.callback
         if cb is not None:
             try:

@@ -321,6 +321,8 @@ class _Run:
                 flags=req.flags, priority=req.priority, timeout_us=req.timeout_us,
             )
             batch = normalize_request(child, lv.config)
+            if req.trace is not None:  # the step is traced as a child of the ensemble's trace
+                child.trace = req.trace.child(lv.name, lv.version, child.arrival_ns)
             decoupled = bool(lv.decoupled)
             key = id(child)
             child.callback = lambda resp, flags: self.step_done(i, iteration, decoupled, resp, flags, key)
@@ -549,6 +551,12 @@ class EnsembleVersion(CachedVersion):
             self.stats.record_failure(total, reason or "BACKEND")
         if resp is not None:
             self._label(run, resp)
+        trace = req.trace
+        if trace is not None:
+            req.trace = None
+            trace.stamp("REQUEST_START", req.arrival_ns)
+            trace.stamp("REQUEST_END", now)
+            trace.done()
         cb = req.callback
         if cb is not None:
             try:

@@ -28,20 +28,26 @@ from .completion import Completion, Started
 from .engine_loop import EngineLoop
 from .policy import DriverPolicy
 from .queue import FifoQueue
+from .rate_limiter import LimitedInstance, RateLimiter
 
 log = logging.getLogger("triton_core")
 
 
 class LoopDriver:
     def __init__(self, instance: abi.Instance, name: str, fifo: FifoQueue, completion: Completion,
-                 engine: EngineLoop, policy: DriverPolicy) -> None:
+                 engine: EngineLoop, policy: DriverPolicy,
+                 gate: tuple[RateLimiter, LimitedInstance] | None = None) -> None:
         self.instance = instance
         self.name = name
         self.fifo = fifo
         self.completion = completion
         self.engine = engine
         self.patience_s = policy.loop_patience_s
-        self.depth = max(1, int(getattr(instance, "pipeline_depth", 1)))
+        # --rate-limit: one execution at a time, each holding the instance's resources
+        self.gate = gate
+        self._granted = False  # the rate limiter gave this driver its resources
+        self._awaiting = False  # ... or will call it back when it does
+        self.depth = 1 if gate else max(1, int(getattr(instance, "pipeline_depth", 1)))
         self.out: collections.deque[Started] = collections.deque()  # in the order sent
         self.away = False  # a rescue thread holds the instance
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -97,19 +103,55 @@ class LoopDriver:
         with self._bind_lock:
             c, out = self.completion, self.out
             while not self.away and len(out) < self.depth:
+                if self.gate is not None and not self._granted and not self._take_turn():
+                    return  # called back when this instance's turn comes
                 items = self.fifo.take_nowait()
                 if items is None:
+                    self._give_back_turn()
                     return
                 started = c.begin(self.instance, items)
                 if started is None:
+                    self._give_back_turn()
                     continue  # cancelled: answered already
                 if started.pending is None:  # begin_execute raised: the batch fails now
+                    self._give_back_turn()
                     c.end(started)
                     continue
                 out.append(started)
                 if not self._watch(started.pending):
                     self._hand_off()
                     return
+
+    # the rate limiter (--rate-limit) ---------------------------------------------------
+    def _take_turn(self) -> bool:
+        """This instance's resources for the next execute: True when held now."""
+        if self._awaiting or not len(self.fifo):
+            return False
+        assert self.gate is not None
+        limiter, limit = self.gate
+        self._awaiting = True
+        if limiter.acquire(limit, on_grant=self._turn_came):
+            self._awaiting = False
+            self._granted = True
+        return self._granted
+
+    def _turn_came(self) -> None:  # on the thread that released the resources
+        self._granted = True
+        self._awaiting = False
+        loop = self.loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(self._pump)
+                return
+            except RuntimeError:  # the loop is gone: nothing will send
+                pass
+        self._give_back_turn()
+
+    def _give_back_turn(self) -> None:
+        if self.gate is not None and self._granted:
+            self._granted = False
+            limiter, limit = self.gate
+            limiter.release(limit)
 
     def _watch(self, pending: abi.PendingExecute) -> bool:
         """Watch ``pending``'s descriptor; False when it has none the loop can watch."""
@@ -155,6 +197,7 @@ class LoopDriver:
             out.popleft()
             answered = True
             c.collect(head)
+            self._give_back_turn()
             self._pump()  # the next one is on its way before this one is delivered
             c.end(head)
         if not out and not self.away:
@@ -197,8 +240,10 @@ class LoopDriver:
                 loop.call_soon_threadsafe(self._back)
             except RuntimeError:  # the loop is gone (shutting down): nobody sends any more
                 self.away = False
+                self._give_back_turn()
 
     def _back(self) -> None:
         with self._bind_lock:
             self.away = False
+            self._give_back_turn()
         self._pump()

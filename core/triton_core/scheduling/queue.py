@@ -18,7 +18,8 @@ wakes a thread faster than a Condition does; measured).
   ``max_queue_delay_microseconds`` for more when neither is reached.
 - Queue policies (``default_queue_policy``, ``priority_queue_policy``):
   ``max_queue_size`` (a full level refuses new requests: UNAVAILABLE
-  "Exceeds maximum queue size"), ``default_timeout_microseconds`` and
+  "Exceeds maximum queue size"; requests of a batch waiting for the queue delay
+  still count, as in Triton), ``default_timeout_microseconds`` and
   ``allow_timeout_override`` (a request's own ``timeout`` may shorten it),
   ``timeout_action`` REJECT (the request fails with UNAVAILABLE "Request
   timeout expired") or DELAY (it moves behind every not-timed-out request).
@@ -66,19 +67,23 @@ def shape_key(req: InferenceRequest, batching: bool, ragged: frozenset[str] = fr
 class _Level:
     """One priority level: its policy, its queue and its delayed (timed-out, DELAY) queue."""
 
-    __slots__ = ("items", "delayed", "timeout_ns", "override", "delay_action", "max_size")
+    __slots__ = ("items", "delayed", "forming", "timeout_ns", "override", "delay_action",
+                 "max_size")
 
     def __init__(self, policy: QueuePolicy | None) -> None:
         p = policy or QueuePolicy()
         self.items: collections.deque[_Item] = collections.deque()
         self.delayed: collections.deque[_Item] = collections.deque()
+        # requests of a batch still forming (waiting for the queue delay): they count
+        # towards max_queue_size as in Triton, whose pending batch stays in its queue
+        self.forming = 0
         self.timeout_ns = int(p.default_timeout_microseconds) * 1000
         self.override = bool(p.allow_timeout_override)
         self.delay_action = str(p.timeout_action).upper() == "DELAY"
         self.max_size = int(p.max_queue_size)
 
     def __len__(self) -> int:
-        return len(self.items) + len(self.delayed)
+        return len(self.items) + len(self.delayed) + self.forming
 
 
 Rejecter = Callable[[_Item, TritonError], None]
@@ -356,10 +361,19 @@ class DynamicBatcher(_Queue):
             remaining = (deadline - self.clock.now_ns()) / 1e9
             if remaining <= 0 or self._closed:
                 break
-            self.clock.wait(self._cv, remaining)
+            self._count_forming(batch, 1)
+            try:
+                self.clock.wait(self._cv, remaining)
+            finally:
+                self._count_forming(batch, -1)
         if self._count:
             self._cv.notify()  # another idle instance can take the rest
         return batch
+
+    def _count_forming(self, batch: list[_Item], sign: int) -> None:
+        for it in batch:
+            if it.level:
+                self.levels[it.level - 1].forming += sign
 
     def _candidates(self):
         for level in self.levels:

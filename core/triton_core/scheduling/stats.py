@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass, field
 
 from .inflight import InFlight
+from .latency_summary import Histogram, LatencySummaries
 
 
 @dataclass
@@ -49,6 +50,10 @@ class ModelStats:
         self.compute_infer = Duration()
         self.compute_output = Duration()
         self.cache_hit = Duration()
+        # --metrics-config summary_latencies=true: set by the model manager
+        self.summaries: LatencySummaries | None = None
+        # --metrics-config histogram_latencies=true: time to each request's first response
+        self.first_response: Histogram | None = None
         self.cache_miss = Duration()
         self.batch: dict[int, BatchStat] = {}
 
@@ -90,6 +95,15 @@ class ModelStats:
                 else:
                     self.fail.add(total)
                     self.fail_by_reason[fail_reason] += 1
+        summaries = self.summaries
+        if summaries is not None:  # outside the lock: the summaries have their own
+            for q, total, good in zip(queue_ns, request_ns, ok, strict=True):
+                if good:
+                    summaries.request.observe(total / 1000)
+                    summaries.queue.observe(q / 1000)
+                    summaries.compute_input.observe(compute_input_ns / 1000)
+                    summaries.compute_infer.observe(compute_infer_ns / 1000)
+                    summaries.compute_output.observe(compute_output_ns / 1000)
 
     def record_failure(self, request_ns: int, reason: str) -> None:
         """A request that failed before it reached a backend (rejected, cancelled)."""

@@ -7,6 +7,7 @@ import time
 
 from .. import abi
 from .completion import Completion
+from .rate_limiter import LimitedInstance, RateLimiter
 from .scheduler import Scheduler
 
 
@@ -15,8 +16,10 @@ class ThreadDriver:
     ``execute`` is only ever called from this thread."""
 
     def __init__(self, instance: abi.Instance, index: int, name: str, scheduler: Scheduler,
-                 completion: Completion) -> None:
+                 completion: Completion,
+                 gate: tuple[RateLimiter, LimitedInstance] | None = None) -> None:
         self.instance = instance
+        self.gate = gate  # the rate limiter and this instance's place there (--rate-limit)
         self.index = index  # the scheduler's worker number (sequences bind to one)
         self.scheduler = scheduler
         self.completion = completion
@@ -34,9 +37,19 @@ class ThreadDriver:
 
     def _run(self) -> None:
         take, run, instance, idx = self.scheduler.take, self.completion.run, self.instance, self.index
+        gate = self.gate
         while True:
             items = take(idx)
             if items is None:
                 return
-            if items:
+            if not items:
+                continue
+            if gate is None:
                 run(instance, items)
+                continue
+            limiter, limit = gate
+            limiter.acquire(limit)  # waits for this instance's resources and turn
+            try:
+                run(instance, items)
+            finally:
+                limiter.release(limit)

@@ -11,7 +11,7 @@ import numpy as np
 from triton_core.abi import ExecuteTimer, Instance, InstanceContext
 from triton_core.dtypes import DataType
 from triton_core.errors import ErrorCode, TritonError
-from triton_core.gather import batch_sizes, gather_input, scatter_output
+from triton_core.gather import batch_sizes, gather_input, run_each_on_failure, scatter_output
 from triton_core.request import InferenceRequest, InferenceResponse
 from triton_core.tensor import Tensor
 
@@ -146,25 +146,9 @@ class OnnxInstance(Instance):
         if not requests:
             return []
         t = _Timer(timer)
-        if self.max_batch_size == 0:
-            out: list[InferenceResponse] = []
-            for r in requests:
-                out.extend(self._run_group([r], t))
-            return out
-        return self._run_group(list(requests), t)
-
-    def _run_group(self, requests: list[InferenceRequest], t: _Timer) -> list[InferenceResponse]:
-        try:
-            return self._run_batch(requests, t)
-        except TritonError as e:
-            if len(requests) == 1:
-                return [self._error_response(requests[0], e)]
-            # One bad request must not fail the others: run each alone.
-            log.debug("batched run of %d requests failed (%s); running each alone", len(requests), e)
-            out: list[InferenceResponse] = []
-            for r in requests:
-                out.extend(self._run_group([r], t))
-            return out
+        # one batch; if it fails, each request alone (one bad request fails alone)
+        return run_each_on_failure(requests, self.max_batch_size > 0,
+                                   lambda group: self._run_batch(group, t), self._error_response)
 
     def _run_batch(self, requests: list[InferenceRequest], t: _Timer) -> list[InferenceResponse]:
         names = self._wanted_outputs(requests)

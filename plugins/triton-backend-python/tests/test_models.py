@@ -187,3 +187,25 @@ def test_no_cffi_in_workers(served):
     pid = inst.worker.pid
     maps = open(f"/proc/{pid}/maps").read() if os.path.exists(f"/proc/{pid}/maps") else ""
     assert "_cffi_backend" not in maps and "_triton_native" not in maps
+
+
+def test_bls_request_traced_as_a_child_of_its_caller(served, tmp_path):
+    """request.trace() passed to a BLS request: its trace names the caller's as parent."""
+    from triton_core.testing import wait_until
+
+    _, client, _ = served
+    trace_file = tmp_path / "bls.json"
+    client.update_trace_settings(model_name="bls", settings={
+        "trace_level": ["TIMESTAMPS"], "trace_rate": "1", "trace_count": "1",
+        "trace_file": str(trace_file)})
+    try:
+        assert _bls(client, "traced") == {"OUTPUT0": [[i + 1 for i in range(16)]]}
+        written = tmp_path / "bls.json.0"  # count used up: written with its children
+        wait_until(written.exists, "the trace file written", 10)
+    finally:
+        client.update_trace_settings(model_name="bls", settings={
+            "trace_level": None, "trace_rate": None, "trace_count": None, "trace_file": None})
+    heads = [r for r in json.loads(written.read_text()) if "model_name" in r]
+    parent = next(h for h in heads if h["model_name"] == "bls")
+    child = next(h for h in heads if h["model_name"] == "simple")
+    assert child["parent_id"] == parent["id"] and child["model_version"] == 1

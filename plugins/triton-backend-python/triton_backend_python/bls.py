@@ -39,7 +39,7 @@ class BlsServer:
     def serve(self, cid: int, body: tuple, decoupled: bool) -> None:
         w = self.worker
         post, arenas = w.control_channel.post, w.arenas
-        model, version, rid, corr, flags, timeout_us, params, inputs, outs = body
+        model, version, rid, corr, flags, timeout_us, params, inputs, outs, parent = body
         server = w.model.server
         blocks: list = []
         try:
@@ -51,6 +51,11 @@ class BlsServer:
                 timeout_us=int(timeout_us))
             if server is None:
                 raise TritonError.unavailable("BLS needs the server")
+            inst = w.instance
+            p = inst.pending.get(parent) if inst is not None and parent >= 0 else None
+            parent_trace = p.request.trace if p is not None else None
+            if parent_trace is not None:  # trace=request.trace(): a child of the caller's trace
+                req.trace = parent_trace.child(model, version, req.arrival_ns)
             timeout = timeout_us / 1e6 if timeout_us > 0 else None
             try:
                 for resp, final in server.infer_iter(req, timeout=timeout):

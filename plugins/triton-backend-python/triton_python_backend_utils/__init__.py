@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
-    "InferenceRequest", "InferenceResponse", "InferenceResponseSender", "Logger", "LogLevel",
+    "InferenceRequest", "InferenceResponse", "InferenceResponseSender", "InferenceTrace", "Logger",
+    "LogLevel",
     "Metric", "MetricFamily", "ModelConfig", "Tensor", "TritonError", "TritonModelException",
     "deserialize_bytes_tensor", "get_input_config_by_name", "get_input_tensor_by_name",
     "get_output_config_by_name", "get_output_tensor_by_name", "is_model_ready", "load_model",
@@ -341,6 +342,13 @@ class InferenceResponseSender:
         return bool(_rt().ctrl("cancelled", self._token))
 
 
+class InferenceTrace:
+    """The trace of a request given to execute (what ``request.trace()`` returns)."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+
+
 class InferenceRequest:
     """A request given to execute, or one the model builds for BLS (then call exec)."""
 
@@ -360,6 +368,8 @@ class InferenceRequest:
         self._params = _params_json(parameters)
         self._token = -1
         self._sender: InferenceResponseSender | None = None
+        # BLS: trace=request.trace() makes this request's trace a child of that one's
+        self._parent = trace.token if isinstance(trace, InferenceTrace) else -1
 
     @classmethod
     def _incoming(cls, token: int, model_name: str, rid: str, corr: Any, flags: int, timeout: int,
@@ -367,7 +377,7 @@ class InferenceRequest:
         r = cls.__new__(cls)
         r._model_name, r._inputs, r._outputs, r._version = model_name, inputs, outputs, -1
         r._id, r._corr, r._flags, r._timeout, r._params = rid, corr, flags, timeout, params
-        r._token, r._sender = token, None
+        r._token, r._sender, r._parent = token, None, -1
         return r
 
     def inputs(self) -> list[Tensor]:
@@ -397,8 +407,10 @@ class InferenceRequest:
     def parameters(self) -> str:
         return self._params or "{}"
 
-    def trace(self) -> None:
-        return None
+    def trace(self) -> InferenceTrace:
+        """This request's trace, to pass on to BLS requests (``InferenceRequest(trace=...)``)
+        so they are traced as its children."""
+        return InferenceTrace(self._token)
 
     def set_release_flags(self, flags: int) -> None:
         if flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE:

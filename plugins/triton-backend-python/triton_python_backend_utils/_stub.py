@@ -228,7 +228,8 @@ class Runtime:
                 raise pb.TritonModelException("BLS inputs must be pb_utils.Tensor objects")
             metas.append(self.write_tensor(t))
         body = (req._model_name, req._version, req._id, req._corr, req._flags, req._timeout,
-                req._params, tuple(metas), None if req._outputs is None else tuple(req._outputs))
+                req._params, tuple(metas), None if req._outputs is None else tuple(req._outputs),
+                req._parent)
         return lambda cid: (_wire.BLS, cid, body, decoupled)
 
     def _decode_bls_response(self, meta: tuple) -> pb.InferenceResponse:

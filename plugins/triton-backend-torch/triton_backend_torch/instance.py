@@ -19,7 +19,7 @@ import torch
 from triton_core.abi import ExecuteTimer, Instance, InstanceContext
 from triton_core.dtypes import DataType
 from triton_core.errors import TritonError
-from triton_core.gather import batch_sizes, gather_input, scatter_output
+from triton_core.gather import batch_sizes, gather_input, run_each_on_failure, scatter_output
 from triton_core.request import InferenceRequest, InferenceResponse
 from triton_core.tensor import Tensor
 
@@ -78,24 +78,9 @@ class TorchInstance(Instance):
                 ) -> list[InferenceResponse]:
         if not requests:
             return []
-        if self.max_batch_size == 0:
-            out: list[InferenceResponse] = []
-            for r in requests:
-                out.extend(self._run_group([r], timer))
-            return out
-        return self._run_group(list(requests), timer)
-
-    def _run_group(self, requests: list[InferenceRequest], timer: ExecuteTimer) -> list[InferenceResponse]:
-        try:
-            return self._run_batch(requests, timer)
-        except TritonError as e:
-            if len(requests) == 1:
-                return [self._error(requests[0], e)]
-            log.debug("batch of %d requests failed (%s); running each alone", len(requests), e)
-            out: list[InferenceResponse] = []
-            for r in requests:
-                out.extend(self._run_group([r], timer))
-            return out
+        # one batch; if it fails, each request alone (one bad request fails alone)
+        return run_each_on_failure(requests, self.max_batch_size > 0,
+                                   lambda group: self._run_batch(group, timer), self._error)
 
     def _run_batch(self, requests: list[InferenceRequest], timer: ExecuteTimer) -> list[InferenceResponse]:
         wanted = self._wanted(requests)

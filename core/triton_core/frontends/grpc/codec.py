@@ -10,6 +10,7 @@ from tritonclient.grpc import service_pb2 as pb
 
 from ...dtypes import DataType
 from ...errors import TritonError
+from ...model_version import model_version
 from ...request import InferenceRequest, InferenceResponse, RequestedOutput
 from ...tensor import Tensor, element_count
 
@@ -120,16 +121,6 @@ def _tensor_from_contents(
 # ModelInferRequest -> InferenceRequest
 
 
-def _version(v: str) -> int | None:
-    if not v:
-        return None
-    try:
-        n = int(v)
-    except ValueError:
-        raise TritonError.invalid_arg(f"failed to parse model version '{v}'") from None
-    return None if n == -1 else n
-
-
 def _request_params(req: InferenceRequest, params: dict[str, Any]) -> None:
     """Move the parameters Triton gives meaning to into the request's fields."""
     for key in ("sequence_id", "sequence_start", "sequence_end", "priority", "timeout"):
@@ -164,7 +155,7 @@ def decode_request(msg: pb.ModelInferRequest, shm: Any = None) -> InferenceReque
     """
     model = msg.model_name
     params = params_to_dict(msg.parameters) if msg.parameters else {}
-    req = InferenceRequest(model_name=model, model_version=_version(msg.model_version), id=msg.id)
+    req = InferenceRequest(model_name=model, model_version=model_version(msg.model_version), id=msg.id)
     if params:
         params.pop("triton_enable_empty_final_response", None)
         _request_params(req, params)

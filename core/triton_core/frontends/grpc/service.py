@@ -16,6 +16,7 @@ from ...errors import ErrorCode, TritonError, as_triton_error
 from ...logsettings import VERBOSE
 from ...server import Server
 from ..classification import classifier_for
+from ..header_forward import HeaderForward
 from . import codec, health
 from .h2_server import H2Server
 from .restricted import RestrictedProtocols
@@ -68,6 +69,8 @@ class GrpcOptions:
     # a connection that has not sent its HTTP/2 preface and SETTINGS by then is closed (grpc
     # C-core's GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS and its default); the h2 engine only
     handshake_timeout_ms: int = 120_000
+    # --grpc-header-forward-pattern: matching metadata become request parameters
+    header_forward_pattern: str = ""
     # --grpc-use-ssl and friends: PEM file paths.
     use_ssl: bool = False
     ssl_server_cert: str = ""
@@ -135,8 +138,7 @@ def _unimplemented(what: str) -> TritonError:
 
 
 _SHM_OFF = "client shared memory is disabled: start the server with --allow-client-shm=true"
-_TRACE_DEFAULTS = {"trace_file": [""], "trace_level": ["OFF"], "trace_rate": ["1000"],
-                   "trace_count": ["-1"], "log_frequency": ["0"], "trace_mode": ["triton"]}
+
 _CUDA_SHM = "CUDA shared memory is not supported by this server (no CUDA devices are used)"
 
 
@@ -150,6 +152,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         self._stream_readers: set[asyncio.Task] = set()
         self.streams: set[_Stream] = set()  # the open ModelStreamInfer calls
         self._closing = False
+        self.header_forward: HeaderForward | None = None  # GrpcOptions.header_forward_pattern
 
     def close_streams(self) -> None:
         """Shutdown: every open stream stops reading and ends when its requests are done."""
@@ -202,17 +205,28 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             classify = classifier_for(self.server, resp.model_name, resp.model_version)
         return codec.encode_response(resp, requested, self.server.shm_io, classify)
 
-    async def _infer(self, msg: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(self, msg: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
         req = codec.decode_request(msg, self.server.shm_io)
+        self._forward_metadata(req, context)
         resp = await self.server.infer_async(req, _DECOUPLED)
         return self._encode(resp, req.outputs)
+
+    def _forward_metadata(self, req: Any, context: Any) -> None:
+        if self.server.traces.exporter is not None:  # opentelemetry: continue the client's trace
+            for k, v in context.invocation_metadata():
+                if k == "traceparent" and isinstance(v, str):
+                    req.traceparent = v
+        fwd = self.header_forward
+        if fwd is not None:
+            req.parameters = fwd.forward(req.parameters, (
+                (k, v) for k, v in context.invocation_metadata() if isinstance(v, str)))
 
     async def ModelInfer(self, request, context):  # noqa: N802
         if self.server.log_settings.log_verbose_level > 0:
             log.log(VERBOSE, "gRPC ModelInfer: model '%s' version '%s' id '%s'",
                     request.model_name, request.model_version, request.id)
         try:
-            return await self._infer(request)
+            return await self._infer(request, context)
         except TritonError as e:
             await _abort(context, e)
         except asyncio.CancelledError:
@@ -244,6 +258,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 and p.bool_param
             try:
                 req = codec.decode_request(msg, self.server.shm_io)
+                self._forward_metadata(req, context)
                 async for resp, final in self.server.infer_stream(req):
                     if resp is None:
                         # A decoupled model's bare FINAL flag: sent only when the client asked.
@@ -405,16 +420,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return out
 
     async def TraceSetting(self, request, context):  # noqa: N802
-        """Tracing is not implemented: the defaults (trace_level OFF) are shown, changes refused."""
-        for key, v in request.settings.items():
-            values = list(v.value)
-            if values and values != _TRACE_DEFAULTS.get(key):
-                await _abort(context, _unimplemented(
-                    f"tracing is not supported by this server yet: cannot set '{key}' "
-                    "(only the defaults, trace_level OFF, are accepted)"))
+        model = request.model_name or None
+        try:
+            if request.settings:
+                changes = {k: (list(v.value) or None) for k, v in request.settings.items()}
+                current = self.server.update_trace_setting(model, changes)
+            else:
+                current = self.server.trace_setting(model)
+        except TritonError as e:
+            await _abort(context, e)
         out = pb.TraceSettingResponse()
-        for key, values in _TRACE_DEFAULTS.items():
-            out.settings[key].value.extend(values)
+        for key, value in current.items():
+            out.settings[key].value.extend(value if isinstance(value, list) else [value])
         return out
 
     # shared memory -----------------------------------------------------------------------
@@ -492,6 +509,9 @@ class GrpcFrontEnd:
         self._h2: H2Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # attached to the server's engine loop
         self.servicer = InferenceServicer(server)
+        if self.options.header_forward_pattern:
+            self.servicer.header_forward = HeaderForward(
+                self.options.header_forward_pattern, "--grpc-header-forward-pattern")
 
     def _health_status(self, service: str) -> int:
         return health.SERVING if self.server.is_ready() else health.NOT_SERVING

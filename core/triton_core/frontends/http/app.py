@@ -23,12 +23,15 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import TritonError, as_triton_error
 from ...logsettings import VERBOSE
-from ...server import Server, parse_version
+from ...model_version import model_version
+from ...server import Server
 from ..classification import classifier_for
 from ..closing import close_connections, drain_connections
+from ..header_forward import HeaderForward
 from ..restricted import http_category
 from . import generate as http_generate
 from .body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
+from .deep_json import parse_deep_json
 from .infer import build_response, parse_request, raw_request
 from .plan import MAX_HEADER, RequestPlans, plan_of
 
@@ -86,18 +89,18 @@ class _Req:
 
 
 def parse_json(body: bytes) -> Any:
-    """A request's JSON; malformed or too deeply nested JSON is the client's error (400).
+    """A request's JSON; malformed JSON is the client's error (400).
 
-    The depth limit is the one of Python's JSON parser (its recursion guard, about a
-    thousand levels): deeper JSON raises RecursionError, which must not become a 500.
+    JSON nested deeper than Python's parser goes (its recursion guard, about a thousand
+    levels) is read by deep_json, as Triton reads any depth, and its deep parts are then
+    refused by the handlers as values of the wrong kind.
     """
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TritonError.invalid_arg(f"failed to parse the request JSON buffer: {e}") from None
     except RecursionError:
-        raise TritonError.invalid_arg(
-            "failed to parse the request JSON buffer: the JSON is nested too deeply") from None
+        return parse_deep_json(body)
 
 
 class Response:
@@ -133,8 +136,11 @@ class HttpFrontEnd:
 
     def __init__(self, server: Server, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
                  restricted: dict[str, tuple[str, str]] | None = None,
-                 limits: HttpLimits | None = None) -> None:
+                 limits: HttpLimits | None = None, header_forward_pattern: str = "") -> None:
         self.server = server
+        # --http-header-forward-pattern: matching headers become request parameters
+        self._forward = (HeaderForward(header_forward_pattern, "--http-header-forward-pattern")
+                         if header_forward_pattern else None)
         self.max_input_size = max_input_size
         self.limits = limits  # the transport's bounds (--http-max-header-size, ...): server.py
         self._plans = RequestPlans()
@@ -182,10 +188,11 @@ class HttpFrontEnd:
             body = b"".join(body)
         hdrs = [(b"content-type", resp.content_type)]
         hdrs.extend(resp.extra)
-        # Only inference responses are compressed, as Triton does: clients read the other
-        # routes' bodies as they come (tritonclient.http.aio turns aiohttp's own
-        # decompression off, while aiohttp asks for gzip on every request).
-        accept = req.headers.get(b"accept-encoding") if path.endswith("/infer") else None
+        # Only successful inference responses are compressed, as Triton does: clients read
+        # errors and the other routes' bodies as they come (tritonclient.http.aio turns
+        # aiohttp's own decompression off, while aiohttp asks for gzip on every request).
+        accept = (req.headers.get(b"accept-encoding")
+                  if resp.status == 200 and path.endswith("/infer") else None)
         if accept and body:
             enc = pick_encoding(accept.decode("latin-1"))
             if enc:
@@ -259,7 +266,12 @@ class HttpFrontEnd:
         return await http_generate.handle(self, req, name, version, True)
 
     async def _trace(self, req: _Req, name: str | None = None) -> Response:
-        raise TritonError.unsupported("the trace extension is not supported yet")
+        if req.method == "GET":
+            return json_response(self.server.trace_setting(name))
+        body = await req.json({})
+        if not isinstance(body, dict):
+            raise TritonError.invalid_arg("the trace setting request must be a JSON object")
+        return json_response(self.server.update_trace_setting(name, body))
 
     async def _get_logging(self, req: _Req) -> Response:
         return json_response(self.server.log_settings.as_dict())
@@ -277,7 +289,7 @@ class HttpFrontEnd:
 
     async def _infer(self, req: _Req, name: str, version_s: str | None = None) -> Response:
         srv = self.server
-        version = parse_version(version_s)
+        version = model_version(version_s)
         body = await req.body()
         mv = memoryview(body)
         hlen_raw = req.headers.get(_HEADER_LEN)
@@ -295,6 +307,7 @@ class HttpFrontEnd:
             if hlen == 0:
                 cfg = srv.model_config(name, version)
                 ireq = raw_request(name, version, mv, cfg)
+                self._forward_headers(req, ireq)
                 resp = await srv.infer_async(ireq, _DECOUPLED)
                 header, chunks = build_response(resp, ireq, True, shm, self._classifier(name, resp))
                 return _infer_response(header, chunks)
@@ -316,10 +329,21 @@ class HttpFrontEnd:
                 self._plans.put(key, plan_of(header, ireq, binary_default))
         if shm is not None:  # after plan_of: a cached plan must hold no lease
             shm.bind_outputs(ireq)
+        self._forward_headers(req, ireq)
         resp = await srv.infer_async(ireq, _DECOUPLED)
         header_out, chunks = build_response(resp, ireq, binary_default, shm,
                                             self._classifier(name, resp))
         return _infer_response(header_out, chunks)
+
+    def _forward_headers(self, req: _Req, ireq: Any) -> None:
+        if self.server.traces.exporter is not None:  # opentelemetry: continue the client's trace
+            tp = req.headers.get(b"traceparent")
+            if tp:
+                ireq.traceparent = tp.decode("latin-1")
+        if self._forward is not None:
+            ireq.parameters = self._forward.forward(
+                ireq.parameters, ((k.decode("latin-1"), v.decode("latin-1"))
+                                  for k, v in req.headers.items()))
 
     def _classifier(self, name: str, resp: Any) -> Any:
         return classifier_for(self.server, name, resp.model_version)
@@ -330,7 +354,7 @@ class HttpFrontEnd:
             raise TritonError.invalid_arg("the request body must be a JSON object")
         ready = body.get("ready", False)
         if not isinstance(ready, bool):
-            raise TritonError.invalid_arg("'ready' must be a boolean")
+            raise TritonError.invalid_arg("Invalid value for 'ready': expected a boolean")
         return json_response(self.server.repository_index(ready))
 
     async def _load(self, req: _Req, name: str) -> Response:

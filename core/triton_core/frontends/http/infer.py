@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import numpy as np
@@ -31,9 +32,11 @@ def _shape(value: Any, name: str) -> list[int]:
     return value
 
 
-# numpy's most dimensions (NPY_MAXDIMS of numpy 1.x): JSON data nested deeper is refused
-# before anything walks it
-MAX_DATA_DEPTH = 32
+# Triton's bound on the nesting of JSON 'data' (HTTP_MAX_JSON_NESTING_DEPTH): deeper data
+# is refused before anything walks it
+MAX_DATA_DEPTH = 100
+# data nested deeper than this is flattened before numpy sees it (numpy 1.x's NPY_MAXDIMS)
+_NUMPY_DIMS = 32
 
 
 def _data_shape(name: str, data: Any) -> list[int]:
@@ -44,14 +47,26 @@ def _data_shape(name: str, data: Any) -> list[int]:
     dims: list[int] = []
     x = data
     while isinstance(x, list):
-        if len(dims) == MAX_DATA_DEPTH:
-            raise _bad(f"unable to parse 'data' of input '{name}': nested deeper than "
-                       f"{MAX_DATA_DEPTH} levels")
+        if len(dims) >= MAX_DATA_DEPTH - 1 and x:  # its elements would be at depth 100
+            raise _bad(f"JSON nesting depth exceeds maximum allowed limit ({MAX_DATA_DEPTH}) "
+                       f"in 'data' of input '{name}'")
         dims.append(len(x))
         if not x:
             break
         x = x[0]
     return dims or [1]  # a scalar is one element
+
+
+def _flat(data: list, dims: list[int]) -> list:
+    """Regular nested lists flattened level by level (C-speed joins, no per-element work)."""
+    flat = data
+    for _ in dims[1:]:
+        if not all(isinstance(x, list) for x in flat):
+            raise ValueError("ragged data")
+        flat = [y for x in flat for y in x]
+    if len(flat) != element_count(dims):
+        raise ValueError("ragged data")
+    return flat
 
 
 def _check_count(name: str, shape: list[int], n: int, data: Any) -> None:
@@ -76,6 +91,10 @@ def json_array(name: str, dt: DataType, data: Any) -> np.ndarray:
     try:
         if dt is DataType.BYTES:
             return _bytes_array(name, data)
+        if isinstance(data, list):
+            dims = _data_shape(name, data)
+            if len(dims) > _NUMPY_DIMS:  # Triton reads any nesting in order: so do we
+                data = _flat(data, dims)
         return lossless_array(dt, data)
     except TritonError:
         raise
@@ -86,13 +105,7 @@ def json_array(name: str, dt: DataType, data: Any) -> np.ndarray:
 def _bytes_array(name: str, data: Any) -> np.ndarray:
     """An object array of bytes with the data's (regular) nesting."""
     dims = _data_shape(name, data) if isinstance(data, list) else []
-    flat: list[Any] = [data] if not dims else data
-    for _ in dims[1:]:  # flatten level by level: C-speed joins of lists, no per-element work
-        if not all(isinstance(x, list) for x in flat):
-            raise ValueError("ragged data")
-        flat = [y for x in flat for y in x]
-    if len(flat) != element_count(dims):
-        raise ValueError("ragged data")
+    flat: list[Any] = [data] if not dims else _flat(data, dims)
     kinds = set(map(type, flat))
     if kinds <= {str}:
         items = [x.encode("utf-8") for x in flat]
@@ -102,12 +115,17 @@ def _bytes_array(name: str, data: Any) -> np.ndarray:
         raise _bad(f"unable to parse 'data' of input '{name}': expected strings")
     arr = np.empty(len(items), dtype=object)
     arr[:] = items
-    return arr.reshape(dims)
+    return arr.reshape(dims) if len(dims) <= _NUMPY_DIMS else arr
 
 
 def _json_tensor(name: str, dt: DataType, shape: list[int], data: Any) -> Tensor:
     """A tensor from JSON data (nested or flat), checked against the shape first."""
     n = element_count(shape, name)
+    size = 0 if dt is DataType.BYTES else dt.itemsize
+    if size > 1 and n > MAX_ELEMENTS // size:
+        raise _bad(  # Triton's words
+            f"byte size overflow for input '{name}': element count ({n}) * data type size "
+            f"({size}) exceeds maximum allowed size ({MAX_ELEMENTS})")
     if dt in (DataType.FP16, DataType.BF16):
         raise _bad(f"datatype {dt.value} of input '{name}' must be sent as binary data")
     _check_count(name, shape, n, data)
@@ -254,33 +272,51 @@ def raw_request(model: str, version: int | None, body: memoryview, cfg: ModelCon
     inp = cfg.input[0]
     dt = inp.datatype
     dims = list(inp.dims)
+    # Triton's checks, order and words (InferenceRequest::Normalize), then our detail
+    if dims.count(-1) > 1:
+        raise _bad(f"The shape of the raw input '{inp.name}' can not be deduced because there "
+                   f"are more than one variable-sized dimension (model '{model}', dims {dims})")
     if dt is DataType.BYTES:
-        if -1 in dims:
-            raise _bad(f"raw binary request for '{model}': input '{inp.name}' has variable dims")
+        if -1 in dims or element_count(dims) != 1:
+            raise _bad(f"For BYTE datatype raw input '{inp.name}', the model must have input "
+                       f"shape [1] (model '{model}', dims {dims}): the whole body is one element")
+        # the body is the one element: Triton's layout gives it its 4-byte length first
+        body = memoryview(struct.pack("<I", len(body)) + body)
         shape = dims
+    elif -1 in dims:
+        known = element_count([d for d in dims if d != -1])
+        elems = len(body) // dt.itemsize
+        if known == 0 or elems % known:
+            raise _bad(f"raw binary request for '{model}': {len(body)} bytes do not fit input "
+                       f"'{inp.name}' dims {dims}")
+        shape = [elems // known if d == -1 else d for d in dims]
     else:
-        known = element_count([d for d in dims if d != -1]) if dims else 1
-        if dims.count(-1) > 1:
-            raise _bad(f"The shape of the raw input '{inp.name}' can not be deduced because there "
-                       f"are more than one variable-sized dimension (model '{model}', dims {dims})")
-        if -1 in dims:
-            elems = len(body) // dt.itemsize
-            if known == 0 or elems % known:
-                raise _bad(f"raw binary request for '{model}': {len(body)} bytes do not fit input "
-                           f"'{inp.name}' dims {dims}")
-            shape = [elems // known if d == -1 else d for d in dims]
-        else:
-            shape = dims
+        shape = dims
     if cfg.max_batch_size > 0:
         shape = [1] + shape
     return InferenceRequest(model_name=model, model_version=version,
                             inputs={inp.name: Tensor.from_raw(inp.name, dt, shape, body)})
 
 
+def _is_utf8(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _json_data(t: Tensor) -> list:
     arr = t.as_numpy().reshape(-1)
     if t.datatype is DataType.BYTES:
-        return [x.decode("utf-8", errors="replace") if isinstance(x, bytes) else str(x) for x in arr]
+        try:
+            return [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in arr]
+        except UnicodeDecodeError:
+            # never altered silently: Triton writes the raw bytes (JSON its clients refuse)
+            i = next(i for i, x in enumerate(arr)
+                     if isinstance(x, bytes) and not _is_utf8(x))
+            raise _bad(f"output '{t.name}': element {i} is not valid UTF-8, so it cannot be "
+                       "sent as JSON; request the output with \"binary_data\": true") from None
     if t.datatype in (DataType.FP16, DataType.BF16):
         if t.datatype is DataType.BF16:
             arr = (arr.astype(np.uint32) << 16).view(np.float32)

@@ -12,7 +12,8 @@ Limits (HttpLimits; httptools/llhttp itself bounds nothing):
   of more than ``max_url_size`` bytes, 414. A Content-Length over the input size
   limit is answered at the headers, without reading the body. These answers
   close the connection: what more the client sends is dropped unparsed for at most
-  ``LINGER_S`` (so the answer is not lost to a reset), then it closes.
+  ``LINGER_S`` (so the answer is not lost to a reset), then it closes. So is a
+  chunked body of more than ``MAX_CHUNKS`` non-empty chunks (Triton's limit and words).
 - A request head must arrive whole within ``header_timeout`` seconds of its
   first byte (of the connection's start, for its first request), and a body at
   ``BODY_MIN_RATE`` bytes a second after a grace of ``body_timeout`` seconds;
@@ -54,6 +55,8 @@ _MAX_PIPELINE = 32  # queued requests on one connection before reading pauses
 _MAX_QUEUED_BYTES = 1 << 20  # bytes of queued requests (and the one being read) before reading pauses
 IDLE_TIMEOUT_S = 75.0  # a connection with no request in flight and no bytes for this long closes
 LINGER_S = 5.0  # after a refusal, unread bytes are read and dropped this long (nginx lingering_close)
+_SMALL_PIECE = 4096  # body pieces under this size are copied together as they come
+MAX_CHUNKS = 1 << 16  # non-empty chunks of one chunked body (Triton's kMaxChunkedChunks)
 BODY_MIN_RATE = 1024  # bytes/s a body must average after its grace (Apache mod_reqtimeout: 500)
 
 
@@ -91,7 +94,7 @@ class _Message:
         self.method = ""
         self.url = b""
         self.headers: dict[bytes, bytes] = {}
-        self.body: list[bytes] = []
+        self.body: list[bytes | bytearray] = []
         self.size = 0
         self.keep_alive = True
         self.error: TritonError | None = None
@@ -118,6 +121,11 @@ class HttpConnection(asyncio.Protocol):
         self.limits = limits or HttpLimits()
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
+        # Transfer-Encoding with a Content-Length: the body is read by its chunks and the
+        # connection closes after the answer (RFC 9112 6.3), as Triton serves it
+        self.parser.set_dangerous_leniencies(lenient_chunked_length=True)
+        self.chunks = 0  # non-empty chunks of the body being read
+        self.chunk_open = False  # a chunk began and none of its bytes has come yet
         self.msg: _Message | None = None
         self.size = 0
         self.head_size = 0  # bytes of URL and header fields parsed
@@ -249,6 +257,8 @@ class HttpConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.msg = _Message()
         self.size = 0
+        self.chunks = 0
+        self.chunk_open = False
         self.head_size = 0
         self.head_fed = 0
         self.header_count = 0
@@ -296,6 +306,9 @@ class HttpConnection(asyncio.Protocol):
         msg.method = self.parser.get_method().decode("ascii")
         msg.keep_alive = self.parser.should_keep_alive()
         cl = msg.headers.get(b"content-length")
+        if cl is not None and b"transfer-encoding" in msg.headers:
+            msg.keep_alive = False  # the chunks count, not the length (see __init__)
+            cl = None
         if cl is not None:
             try:
                 length = int(cl)
@@ -304,23 +317,43 @@ class HttpConnection(asyncio.Protocol):
                 return
             if length > self.app.max_input_size:
                 # answered now, not after a body that may never come; the body is not read
-                all_json = (b"inference-header-content-length" not in msg.headers
-                            and b"content-encoding" not in msg.headers)
+                # only an infer body has a binary section; other routes (generate) are JSON
+                all_json = b"content-encoding" not in msg.headers and (
+                    b"inference-header-content-length" not in msg.headers
+                    or not msg.url.split(b"?", 1)[0].endswith(b"/infer"))
                 raise _Refused(0, error=_too_large(self.app.max_input_size,
                                                    length if all_json else None))
         if msg.headers.get(b"expect", b"").lower() == b"100-continue" and self.transport:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    def on_chunk_header(self) -> None:
+        self.chunk_open = True
+
     def on_body(self, body: bytes) -> None:
         msg = self.msg
         assert msg is not None
+        if self.chunk_open:  # the first bytes of a non-empty chunk
+            self.chunk_open = False
+            self.chunks += 1
+            if self.chunks > MAX_CHUNKS:
+                # Triton's limit and words: a body of many tiny chunks costs far more than
+                # its bytes; refused at once, the rest is not read
+                raise _Refused(0, error=TritonError.invalid_arg(
+                    f"Chunked request body exceeds maximum of {MAX_CHUNKS} non-empty chunks. "
+                    "Send fewer or larger HTTP chunks."))
         if msg.error is not None:
             return
         self.size += len(body)
         if self.size > self.app.max_input_size:
             # a chunked body: answered at once, the rest is not read
             raise _Refused(0, error=_too_large(self.app.max_input_size))
-        msg.body.append(body)
+        pieces = msg.body
+        if len(body) >= _SMALL_PIECE or not pieces or len(pieces[-1]) >= _SMALL_PIECE:
+            pieces.append(body)
+        elif type(pieces[-1]) is bytearray:
+            pieces[-1] += body  # tiny chunks join one buffer: no object kept per chunk
+        else:
+            pieces[-1] = bytearray(pieces[-1]) + body
         self.queued_bytes += len(body)
         self._bound_reading()
 
@@ -385,7 +418,9 @@ class HttpConnection(asyncio.Protocol):
                     break
                 raw_path = msg.url.split(b"?", 1)[0].decode("latin-1")
                 path = unquote(raw_path) if "%" in raw_path else raw_path
-                body = msg.body[0] if len(msg.body) == 1 else b"".join(msg.body)
+                pieces = msg.body
+                body = (pieces[0] if len(pieces) == 1 and type(pieces[0]) is bytes
+                        else b"".join(pieces))
                 req = _Req(msg.method, [p for p in path.split("/") if p], msg.headers, None, app, body)
                 self.responding = True
                 sent = False

@@ -14,7 +14,7 @@ import numpy as np
 
 from triton_core.abi import ExecuteTimer, Instance, InstanceContext
 from triton_core.errors import TritonError
-from triton_core.gather import batch_sizes, gather_input, scatter_output
+from triton_core.gather import batch_sizes, gather_input, run_each_on_failure, scatter_output
 from triton_core.request import InferenceRequest, InferenceResponse
 from triton_core.tensor import Tensor
 
@@ -87,28 +87,13 @@ class MetalInstance(Instance):
     def execute(self, requests: Sequence[InferenceRequest], timer: ExecuteTimer) -> list[InferenceResponse]:
         if not requests:
             return []
-        if self.model.config.max_batch_size == 0:
-            out: list[InferenceResponse] = []
-            for r in requests:
-                out.extend(self._run_group([r], timer))
-            return out
-        return self._run_group(list(requests), timer)
+        # one batch; if it fails, each request alone (one bad request fails alone)
+        return run_each_on_failure(requests, self.model.config.max_batch_size > 0,
+                                   lambda group: self._run(group, timer), self._error_response)
 
-    def _run_group(self, requests: list[InferenceRequest], timer: ExecuteTimer) -> list[InferenceResponse]:
-        try:
-            return self._run(requests, timer)
-        except TritonError as e:
-            if len(requests) == 1:
-                r = requests[0]
-                return [
-                    InferenceResponse(
-                        model_name=r.model_name, model_version=self.model.version, id=r.id, error=e
-                    )
-                ]
-            out: list[InferenceResponse] = []
-            for r in requests:
-                out.extend(self._run_group([r], timer))
-            return out
+    def _error_response(self, r: InferenceRequest, e: TritonError) -> InferenceResponse:
+        return InferenceResponse(model_name=r.model_name, model_version=self.model.version, id=r.id,
+                                 error=e)
 
     def _run(self, requests: list[InferenceRequest], timer: ExecuteTimer) -> list[InferenceResponse]:
         model = self.model

@@ -27,6 +27,11 @@ class TritonPythonModel:
                 model_name="simple", requested_output_names=["OUTPUT0", "OUTPUT1"],
                 inputs=[pb_utils.Tensor("INPUT0", a), pb_utils.Tensor("INPUT1", b)]).exec()
             out = _json(r)
+        elif mode == "traced":  # the BLS request traced as a child of this one
+            r = pb_utils.InferenceRequest(
+                model_name="simple", requested_output_names=["OUTPUT0"], trace=request.trace(),
+                inputs=[pb_utils.Tensor("INPUT0", a), pb_utils.Tensor("INPUT1", b)]).exec()
+            out = _json(r)
         elif mode == "onnx_one_output":
             r = pb_utils.InferenceRequest(
                 model_name="simple", requested_output_names=["OUTPUT1"],
