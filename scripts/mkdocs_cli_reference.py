@@ -53,6 +53,7 @@ def _flags_table(parser: argparse.ArgumentParser) -> list[str]:
 
 def render() -> str:
     cli = _import_cli()
+    from triton_core.frontends.ray_serve import ray_parser  # imports ray only when serving
     server = cli.build_parser()
     triton = cli.build_triton_parser()
     lines = [
@@ -85,7 +86,8 @@ def render() -> str:
     for name, sub in commands.choices.items():
         lines += [f"### triton {name}", "", _cell(helps.get(name) or ""), ""]
         if name == "serve":
-            lines += ["Takes the flags of [tritonserver](#tritonserver).", ""]
+            lines += ["Takes the flags of [tritonserver](#tritonserver). With `--ray`, these too "
+                      "([Scaling out](../scaling-out.md)):", "", *_flags_table(ray_parser()), ""]
         elif name == "conformance":
             lines += ["`triton conformance BACKEND [pytest arguments]`: its options are in "
                       "[the conformance suite](../conformance.md).", ""]

@@ -17,6 +17,7 @@ import pytest
 
 from triton_core import abi
 from triton_core.cli import _REFUSED, build_parser, build_triton_parser
+from triton_core.frontends.ray_serve import ray_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,6 +76,13 @@ def test_every_triton_command_and_its_flags_are_documented(cli_page: str) -> Non
         for action in _options(parser):
             for option in action.option_strings:
                 assert _documented(body, option), f"triton {name} {option} has no documentation"
+
+
+def test_every_triton_serve_ray_flag_is_documented(cli_page: str) -> None:
+    body = cli_page.split("### triton serve\n", 1)[1].split("\n### ", 1)[0]
+    for action in _options(ray_parser()):
+        for option in action.option_strings:
+            assert _documented(body, option), f"triton serve {option} has no documentation"
 
 
 def test_an_undocumented_flag_fails_the_check() -> None:

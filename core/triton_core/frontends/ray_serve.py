@@ -186,7 +186,8 @@ def _replica_class(serve: Any) -> type:
 # `triton serve --ray` --------------------------------------------------------------------
 def ray_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="triton serve --ray", add_help=False)
-    p.add_argument("--ray", action="store_true")
+    p.add_argument("--ray", action="store_true",
+                   help="serve the repository as replicas on Ray Serve (needs triton-core[ray])")
     p.add_argument("--replicas", type=int, default=1, help="replicas (without autoscaling)")
     p.add_argument("--min-replicas", type=int, default=None, help="autoscaling: at least")
     p.add_argument("--max-replicas", type=int, default=None, help="autoscaling: at most")
