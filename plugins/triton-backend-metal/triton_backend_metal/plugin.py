@@ -62,7 +62,7 @@ def triton_backends():
         name=MLX_NAME,
         platforms=(MLX_PLATFORM,),
         default_model_filename=MLX_FILE,
-        abi=(1, 0),
+        abi=(1, 4),  # gather.run_each_on_failure
         factory=_mlx_factory,
         available=check_mlx,
         description=f"exported MLX functions ({_mlx_version()})",
@@ -71,7 +71,7 @@ def triton_backends():
         name=METAL_NAME,
         platforms=(METAL_PLATFORM,),
         default_model_filename=METAL_FILE,
-        abi=(1, 0),
+        abi=(1, 4),  # gather.run_each_on_failure
         factory=_metal_factory,
         available=check_metal,
         description="Metal Shading Language compute kernels (metalcompute)",

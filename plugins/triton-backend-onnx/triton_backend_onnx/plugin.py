@@ -34,7 +34,7 @@ def triton_backends():
         name=BACKEND_NAME,
         platforms=(PLATFORM,),
         default_model_filename=DEFAULT_MODEL_FILENAME,
-        abi=(1, 0),
+        abi=(1, 4),  # gather.run_each_on_failure
         factory=_factory,
         available=check_runtime,
         description=f"ONNX Runtime {version}",

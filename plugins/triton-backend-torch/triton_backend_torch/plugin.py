@@ -42,7 +42,7 @@ def triton_backends():
         name=BACKEND_NAME,
         platforms=PLATFORMS,
         default_model_filename=DEFAULT_MODEL_FILENAME,
-        abi=(1, 0),
+        abi=(1, 4),  # gather.run_each_on_failure
         factory=_factory,
         available=check_runtime,
         description=f"PyTorch {torch_version() or 'not installed'}",
