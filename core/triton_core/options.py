@@ -27,6 +27,12 @@ class ServerOptions(BaseModel):
     # Registered system shared-memory regions at most (each costs a memory map and an
     # fd; a process has ~65k maps). Triton has no cap.
     shm_max_regions: int = 1024
+    # GPUs below this CUDA compute capability are not used (Triton's default, 6.0)
+    min_supported_compute_capability: float = 6.0
+    # Triton's CUDA / pinned memory pools: accepted for compatibility, no pool is kept
+    # (docs/gpus.md): {device id: bytes}, bytes
+    cuda_memory_pool_byte_size: dict[int, int] = Field(default_factory=dict)
+    pinned_memory_pool_byte_size: int = 268435456
     # --cache-config <cache>,<key>=<value>: {"local": {"size": "1048576"}}
     cache_config: dict[str, dict[str, str]] = Field(default_factory=dict)
 

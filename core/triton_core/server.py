@@ -128,6 +128,7 @@ class Server:
             load_threads=self.options.model_load_thread_count,
             exit_timeout=self.options.exit_timeout_secs, server=self,
             response_cache=self.response_cache, clock=clock, policy=policy,
+            min_compute_capability=self.options.min_supported_compute_capability,
         )
         self.log_settings = LogSettings()
         self.live = False

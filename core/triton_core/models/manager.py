@@ -17,12 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi
 from ..config import ModelConfig, parse_config_json
+from ..devices import DEFAULT_MIN_COMPUTE_CAPABILITY, Gpus
+from ..devices import SYSTEM as SYSTEM_GPUS
 from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.ensemble import EnsembleVersion, check_ensemble, composing_models
 from ..scheduling.policy import DEFAULT_POLICY, FastPathPolicy
 from ..scheduling.servable import Servable
 from .defaults import check_config, complete_config
+from .placement import validate_instance_groups
 from .registry import BackendRegistry
 from .repository import (
     ModelSource,
@@ -78,7 +81,8 @@ class ModelManager:
                  auto_complete: bool = True, load_threads: int = 4,
                  exit_timeout: float = 30.0, server: abi.ServerHandle | None = None,
                  response_cache: ResponseCache | None = None, clock: Clock = MONOTONIC,
-                 policy: FastPathPolicy = DEFAULT_POLICY) -> None:
+                 policy: FastPathPolicy = DEFAULT_POLICY, gpus: Gpus = SYSTEM_GPUS,
+                 min_compute_capability: float = DEFAULT_MIN_COMPUTE_CAPABILITY) -> None:
         self.repository = repository
         self.registry = registry
         self.auto_complete = auto_complete
@@ -88,6 +92,8 @@ class ModelManager:
         self.response_cache = response_cache
         self.clock = clock  # given to every version's scheduler
         self.policy = policy  # given to every version: when requests may run on the loop
+        self.gpus = gpus  # where KIND_GPU instances may go (discovered on the first load)
+        self.min_compute_capability = min_compute_capability
         self.models: dict[str, ModelRecord] = {}
         self._lock = threading.Lock()
         self._tempdirs: dict[str, Path] = {}
@@ -390,7 +396,9 @@ class ModelManager:
         backend = self.registry.backend(backend_name)
         platforms = entry.platforms if entry else ()
         default_file = entry.default_model_filename if entry else ""
-        pre = complete_config(cfg, name, backend_name, (), default_file)
+        gpu_ids = [d.device_id for d in self.gpus.supported(self.min_compute_capability)]
+        uses_gpus = bool(entry and entry.spec and entry.spec.gpu)
+        pre = complete_config(cfg, name, backend_name, (), default_file, gpu_ids, uses_gpus)
         available = numeric_versions(src.path)
         wanted = select_versions(pre.version_policy, available)
         if not wanted:
@@ -413,8 +421,10 @@ class ModelManager:
                                        config=pre, auto_complete=self.auto_complete,
                                        server=self.server)
                 model = backend.load_model(ctx)
-                final = complete_config(model.config, name, backend_name, platforms, default_file)
+                final = complete_config(model.config, name, backend_name, platforms, default_file,
+                                        gpu_ids, uses_gpus)
                 check_config(final, where)
+                validate_instance_groups(final, gpu_ids, self.min_compute_capability)
                 lv = LoadedVersion(name, v, model, final, src.path, self.clock, self.policy)
                 lv.stopping = self.stopping.is_set
                 self._attach_cache(lv)

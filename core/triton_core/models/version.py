@@ -23,6 +23,7 @@ from ..scheduling.queue import FifoQueue, _Item
 from ..scheduling.scheduler import Scheduler, make_scheduler
 from ..scheduling.servable import FastPath
 from ..scheduling.stats import ModelStats
+from .placement import instance_count, plan_instances
 
 log = logging.getLogger("triton_core")
 
@@ -109,23 +110,18 @@ class LoadedVersion(CachedVersion):
     # lifecycle ---------------------------------------------------------------
     def create_instances(self) -> None:
         try:
-            for group_idx, group in enumerate(self.config.instance_group):
-                kind = "KIND_CPU" if group.kind == "KIND_AUTO" else group.kind
-                gname = group.name or f"{self.name}_{group_idx}"
-                devices = group.gpus if kind == "KIND_GPU" and group.gpus else [0]
-                for dev in devices:
-                    for i in range(group.count):
-                        if self.stopping():  # e.g. count 10000: SIGTERM must not wait for all
-                            raise TritonError.unavailable(
-                                f"model '{self.name}' version {self.version}: load abandoned: "
-                                "the server is stopping")
-                        iname = f"{gname}_{i}" if len(devices) == 1 else f"{gname}_{i}_gpu{dev}"
-                        ctx = abi.InstanceContext(name=iname, kind=kind, device_id=dev)
-                        inst = self.model.create_instance(ctx)
-                        self.instances.append(inst)
-                        self.instance_locks.append(threading.Lock())
-                        self.lock_waiting.append(False)
-                        self.workers.append(InstanceWorker(self, inst, iname, len(self.workers)))
+            for planned in plan_instances(self.config):
+                if self.stopping():  # e.g. count 10000: SIGTERM must not wait for all
+                    raise TritonError.unavailable(
+                        f"model '{self.name}' version {self.version}: load abandoned: "
+                        "the server is stopping")
+                ctx = abi.InstanceContext(name=planned.name, kind=planned.kind,
+                                          device_id=planned.device_id)
+                inst = self.model.create_instance(ctx)
+                self.instances.append(inst)
+                self.instance_locks.append(threading.Lock())
+                self.lock_waiting.append(False)
+                self.workers.append(InstanceWorker(self, inst, planned.name, len(self.workers)))
         except BaseException:
             self._close_instances()
             raise
@@ -568,8 +564,4 @@ def _bounded(fn: Callable[[], None], deadline: float, what: str) -> None:
 
 
 def _instance_count(config: ModelConfig) -> int:
-    n = 0
-    for g in config.instance_group:
-        kind = "KIND_CPU" if g.kind == "KIND_AUTO" else g.kind
-        n += g.count * (len(g.gpus) if kind == "KIND_GPU" and g.gpus else 1)
-    return max(1, n)
+    return instance_count(config)
