@@ -120,12 +120,13 @@ def discover(nvml: Any, visible: str | None = None) -> list[GpuDevice]:
 class Gpus:
     """The process's GPUs, discovered once (as Triton asks CUDA once, at start)."""
 
-    def __init__(self, devices: list[GpuDevice] | None = None) -> None:
+    def __init__(self, devices: list[GpuDevice] | None = None, nvml: Any = None) -> None:
         """``devices``: a fixed answer instead of asking NVML (a server that must not use
-        the machine's GPUs, or tests)."""
+        the machine's GPUs, or tests); ``nvml``: the initialised library that answers for
+        them (metrics), if any."""
         self._lock = threading.Lock()
         self._devices: list[GpuDevice] | None = devices
-        self.nvml: ModuleType | None = None
+        self.nvml: Any = nvml
 
     def devices(self) -> list[GpuDevice]:
         with self._lock:
