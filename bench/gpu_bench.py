@@ -138,9 +138,11 @@ def bench_cudashm(work: Path, mb: int, iters: int) -> None:
     data = np.random.default_rng(0).random(elements, dtype=np.float32)
     with Served(repo, work / "server_identity.log"):
         for proto, mod, url in (("http", httpclient, HTTP), ("grpc", grpcclient, GRPC)):
-            kw = {"network_timeout": 120.0} if proto == "http" else {}
-            client = mod.InferenceServerClient(url, **kw)
-            if proto == "grpc":
+            if proto == "http":
+                client = mod.InferenceServerClient(url, network_timeout=120.0)
+                kw: dict = {}
+            else:
+                client = mod.InferenceServerClient(url)
                 kw = {"client_timeout": 120.0}
             # the request body
             inp = mod.InferInput("INPUT0", [elements], "FP32")

@@ -93,6 +93,8 @@ def test_bounds_read_and_write(reg: CudaSharedMemoryRegistry, cuda: HostCuda) ->
     assert bytes(reg.read("r", 4, 4)) == b"abcd"
     with pytest.raises(TritonError, match="^Invalid offset for shared memory region: 'r'$"):
         reg.read("r", 33, 0)
+    with pytest.raises(TritonError, match="^Invalid offset for shared memory region: 'r'$"):
+        reg.read("r", 32, 0)  # the end is out, as Triton counts it
     with pytest.raises(TritonError,
                        match=r"^Invalid offset \+ byte size for shared memory region: 'r'$"):
         reg.read("r", 30, 4)

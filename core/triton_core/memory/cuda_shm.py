@@ -138,8 +138,9 @@ class _CudaRegion:
         return {"name": self.name, "device_id": self.device_id, "byte_size": self.byte_size}
 
     def check(self, offset: int, byte_size: int) -> None:
-        """Triton's bounds checks and words (GetMemoryInfo), as for system regions."""
-        if not _is_count(offset) or offset > self.byte_size:
+        """Triton's bounds checks and words (GetMemoryInfo): an offset at the end of the
+        region is already out of it (Triton's QA test_infer_offset_out_of_bound)."""
+        if not _is_count(offset) or offset >= self.byte_size:
             raise TritonError.invalid_arg(
                 f"Invalid offset for shared memory region: '{self.name}'")
         if not _is_count(byte_size) or byte_size > self.byte_size - offset:
