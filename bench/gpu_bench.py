@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import statistics
@@ -122,7 +123,7 @@ def _stats(name: str, times: list[float], **extra: object) -> None:
     times.sort()
     print(json.dumps({"bench": name, "n": len(times),
                       "median_ms": round(statistics.median(times) * 1e3, 3),
-                      "p90_ms": round(times[int(len(times) * 0.9) - 1] * 1e3, 3), **extra}),
+                      "p90_ms": round(times[math.ceil(len(times) * 0.9) - 1] * 1e3, 3), **extra}),
           flush=True)
 
 
