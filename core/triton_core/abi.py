@@ -65,6 +65,10 @@ class BackendSpec:
     available: Callable[[], str | None] | None = None
     """Returns None when the backend can run here, else the reason it cannot."""
     description: str = ""
+    gpu: bool = False
+    """ABI 1.4: KIND_GPU instances run on their GPU here (e.g. onnxruntime with its CUDA
+    provider). Only then does KIND_AUTO become KIND_GPU on a machine with GPUs; an explicit
+    KIND_GPU group is created either way (the backend decides what it means)."""
 
 
 @dataclass
@@ -128,6 +132,8 @@ class InstanceContext:
     kind: str
     """KIND_CPU, KIND_GPU or KIND_MODEL (KIND_AUTO is resolved by the core)."""
     device_id: int = 0
+    """KIND_GPU: the GPU's CUDA ordinal (as Triton's TRITONBACKEND_ModelInstanceDeviceId);
+    several instances of one group share a name, one per GPU. 0 for other kinds."""
 
 
 class ExecuteTimer:

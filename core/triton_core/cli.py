@@ -60,9 +60,6 @@ _REFUSED = {
                            "them with pip (see `triton backends`)",
     "--repoagent-directory": "repository agents are not supported",
     "--cache-directory": "only the 'local' cache is available (--cache-config local,size=N)",
-    "--pinned-memory-pool-byte-size": "pinned memory pools do not apply (no CUDA memory management)",
-    "--cuda-memory-pool-byte-size": "CUDA memory pools do not apply (no CUDA memory management)",
-    "--min-supported-compute-capability": "does not apply: no CUDA device management",
     "--sagemaker-port": "the SageMaker front end is not supported",
     "--allow-sagemaker": "the SageMaker front end is not supported",
     "--vertex-ai-port": "the Vertex AI front end is not supported",
@@ -176,16 +173,25 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
                         "grpcio: grpc.aio")
     _flag(p, "--allow-metrics", True, "serve Prometheus metrics")
     _flag(p, "--allow-cpu-metrics", True, "report CPU metrics")
-    _flag(p, "--allow-gpu-metrics", False, "report GPU metrics (none: no GPU support)")
+    _flag(p, "--allow-gpu-metrics", True, "report GPU metrics (NVIDIA GPUs, through NVML)")
     p.add_argument("--metrics-port", type=int, default=8002,
                    help='Prometheus metrics port')
     p.add_argument("--metrics-address", default="0.0.0.0",
                    help='address the metrics service listens on')
     p.add_argument("--metrics-interval-ms", type=int, default=2000,
-                   help='ms between updates of the polled metrics (CPU, memory)')
-    p.add_argument("--metrics-config", action="append", default=[],
-                   help='not supported yet (refused)')
-    _flag(p, "--allow-client-shm", False, "allow the system shared-memory extension")
+                   help='ms between updates of the polled metrics (CPU, memory, GPUs)')
+    p.add_argument("--metrics-config", action="append", default=[], metavar="<setting>=<value>",
+                   help="Triton's metrics settings: summary_latencies=true, summary_quantiles=..., "
+                        "counter_latencies=false, histogram_latencies=true (repeatable)")
+    _flag(p, "--allow-client-shm", False,
+          "allow the system and CUDA shared-memory extensions")
+    p.add_argument("--min-supported-compute-capability", type=float, default=6.0,
+                   help="GPUs below this CUDA compute capability are not used")
+    p.add_argument("--cuda-memory-pool-byte-size", action="append", default=[],
+                   metavar="<GPU id>:<bytes>",
+                   help="accepted for Triton compatibility; no CUDA pool is kept (docs/gpus.md)")
+    p.add_argument("--pinned-memory-pool-byte-size", type=int, default=268435456,
+                   help="accepted for Triton compatibility; no pinned pool is kept (docs/gpus.md)")
     p.add_argument("--shm-max-regions", type=int, default=1024,
                    help="registered system shared-memory regions at most (each holds a memory "
                         "map and a file descriptor)")
@@ -281,8 +287,6 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         MetricsConfig.parse(metrics_config)
     except TritonError as e:
         raise SystemExit(f"error: {e.message}") from None
-    if a.allow_gpu_metrics:
-        raise SystemExit("error: --allow-gpu-metrics: GPU metrics are not supported")
     if not a.model_repository:
         raise SystemExit("error: --model-repository is required: the folder of your models, e.g. "
                          "--model-repository examples/model_repository (--help lists every flag)")
@@ -313,7 +317,27 @@ def options_from_args(a: argparse.Namespace) -> ServerOptions:
         metrics_config=metrics_config,
         trace_config=trace_config,
         rate_limit_resource=a.rate_limit_resource,
+        min_supported_compute_capability=a.min_supported_compute_capability,
+        cuda_memory_pool_byte_size=_cuda_pools(a.cuda_memory_pool_byte_size),
+        pinned_memory_pool_byte_size=a.pinned_memory_pool_byte_size,
     )
+
+
+def _cuda_pools(items: list[str]) -> dict[int, int]:
+    """--cuda-memory-pool-byte-size <GPU id>:<bytes>, Triton's syntax."""
+    out: dict[int, int] = {}
+    for item in items:
+        dev, sep, size = item.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            out[int(dev)] = int(size)
+            if int(dev) < 0 or int(size) < 0:
+                raise ValueError
+        except ValueError:
+            raise SystemExit("error: --cuda-memory-pool-byte-size expects <GPU device ID>:<pool "
+                             f"byte size>, got '{item}'") from None
+    return out
 
 
 def _http_limits(a: argparse.Namespace) -> Any:
@@ -469,7 +493,8 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
         from .frontends.metrics import MetricsFrontEnd
 
         metrics_front = MetricsFrontEnd(server, a.metrics_address, a.metrics_port,
-                                        a.metrics_interval_ms, cpu_metrics=a.allow_cpu_metrics)
+                                        a.metrics_interval_ms, cpu_metrics=a.allow_cpu_metrics,
+                                        gpu_metrics=a.allow_gpu_metrics)
         try:
             await metrics_front.start()
         except OSError as e:

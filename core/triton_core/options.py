@@ -37,6 +37,12 @@ class ServerOptions(BaseModel):
     trace_config: list[str] = Field(default_factory=list)
     # --metrics-config <key>=<value>: summary_latencies, summary_quantiles, counter_latencies
     metrics_config: dict[str, str] = Field(default_factory=dict)
+    # GPUs below this CUDA compute capability are not used (Triton's default, 6.0)
+    min_supported_compute_capability: float = 6.0
+    # Triton's CUDA / pinned memory pools: accepted for compatibility, no pool is kept
+    # (docs/gpus.md): {device id: bytes}, bytes
+    cuda_memory_pool_byte_size: dict[int, int] = Field(default_factory=dict)
+    pinned_memory_pool_byte_size: int = 268435456
     # --cache-config <cache>,<key>=<value>: {"local": {"size": "1048576"}}
     cache_config: dict[str, dict[str, str]] = Field(default_factory=dict)
 

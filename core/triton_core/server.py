@@ -19,6 +19,7 @@ from .config import ModelConfig, config_to_json_dict
 from .conversion import lossless_array
 from .errors import TritonError
 from .logsettings import LogSettings
+from .memory.cuda_shm import CudaSharedMemoryRegistry
 from .memory.io import SharedMemoryIO
 from .memory.registry import SystemSharedMemoryRegistry
 from .model_version import model_version
@@ -148,6 +149,7 @@ class Server:
             summary_quantiles=self.metrics_config.summary_quantiles
             if self.metrics_config.summary_latencies else None,
             first_response_histogram=self.metrics_config.histogram_latencies,
+            min_compute_capability=self.options.min_supported_compute_capability,
         )
         self.log_settings = LogSettings()
         self.live = False
@@ -158,11 +160,15 @@ class Server:
         self.stop_deadline: float | None = None
         # Client shared memory is off unless asked for, as in Triton.
         self.shm_registry: SystemSharedMemoryRegistry | None = None
+        self.cuda_shm_registry: CudaSharedMemoryRegistry | None = None
         self.shm_io: SharedMemoryIO | None = None
         if self.options.allow_client_shm:
             self.shm_registry = SystemSharedMemoryRegistry(
                 max_regions=self.options.shm_max_regions)
-            self.shm_io = SharedMemoryIO(self.shm_registry)
+            self.cuda_shm_registry = CudaSharedMemoryRegistry(
+                self.manager.gpus, taken=self.shm_registry.__contains__,
+                max_regions=self.options.shm_max_regions)
+            self.shm_io = SharedMemoryIO(self.shm_registry, self.cuda_shm_registry)
             _fd_headroom(self.options.shm_max_regions)
 
     # lifecycle -----------------------------------------------------------------
@@ -257,6 +263,8 @@ class Server:
         self.registry.close()
         if self.shm_registry is not None:
             self.shm_registry.unregister_all()
+        if self.cuda_shm_registry is not None:
+            self.cuda_shm_registry.unregister_all()
 
     def __enter__(self) -> Server:
         self.start()
@@ -301,6 +309,8 @@ class Server:
         ext = list(EXTENSIONS)
         if self.shm_registry is not None:
             ext.insert(5, "system_shared_memory")
+        if self.cuda_shm_registry is not None and self.cuda_shm_registry.gpus.devices():
+            ext.insert(6, "cuda_shared_memory")
         return ext
 
     def model(self, name: str, version: int | None = None) -> ModelHandle:

@@ -230,7 +230,8 @@ def test_logging_settings(client, addr):
 def test_unsupported_routes_501(client, addr):
     with pytest.raises(InferenceServerException) as e:
         client.get_cuda_shared_memory_status()
-    assert _status(e) == "501" and "CUDA" in e.value.message()
+    # CUDA shared memory, like system shared memory, needs --allow-client-shm
+    assert _status(e) == "501" and "allow-client-shm" in e.value.message()
     with pytest.raises(InferenceServerException) as e:
         client.register_cuda_shared_memory("r", b"\0" * 8, 0, 16)
     assert _status(e) == "501"

@@ -2,7 +2,7 @@
 
 The per-model series are read at scrape time from the same ``ModelStats`` objects
 the statistics extension answers from, so the two never disagree. CPU figures
-are sampled every ``--metrics-interval-ms``.
+are sampled every ``--metrics-interval-ms``, as are the GPU families (gpu_metrics.py).
 
 Triton exports through prometheus-cpp: counters carry no ``_total`` suffix and
 labels are sorted by name. prometheus_client's own text writer would rename
@@ -29,6 +29,7 @@ from ..scheduling.latency_summary import (
     FIRST_RESPONSE_HISTOGRAM,
     SUMMARIES,
 )
+from .gpu_metrics import GpuSampler
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -101,10 +102,11 @@ class TritonCollector(Collector):
     """Yields Triton's metric families from the server's live model statistics."""
 
     def __init__(self, server: Server, cpu: CpuSampler | None = None, *, model_metrics: bool = True,
-                 cpu_metrics: bool = True) -> None:
+                 cpu_metrics: bool = True, gpu: GpuSampler | None = None) -> None:
         self.server = server
         self.cpu = cpu if cpu is not None else (CpuSampler() if cpu_metrics else None)
         self.model_metrics = model_metrics
+        self.gpu = gpu
 
     def _versions(self) -> Iterator[tuple[str, int, object, float]]:
         manager = self.server.manager
@@ -126,6 +128,8 @@ class TritonCollector(Collector):
                 m = Metric(name, doc, "gauge")
                 m.add_sample(name, {}, value)
                 yield m
+        if self.gpu is not None:
+            yield from self.gpu.families()
 
     def _model_families(self) -> Iterator[Metric]:
         config = getattr(self.server, "metrics_config", None)
@@ -261,12 +265,14 @@ class Metrics:
     """The metrics of one server: Triton's families plus whatever plugins register."""
 
     def __init__(self, server: Server, *, interval_ms: int = 2000, cpu_metrics: bool = True,
-                 model_metrics: bool = True) -> None:
+                 model_metrics: bool = True, gpu_metrics: bool = True) -> None:
         self.server = server
         self.interval_ms = interval_ms
         self.cpu = CpuSampler() if cpu_metrics else None
+        # Triton's GPU families, where NVML finds GPUs (absent otherwise)
+        self.gpu = GpuSampler(server.manager.gpus) if gpu_metrics else None
         self.collector = TritonCollector(server, self.cpu, model_metrics=model_metrics,
-                                         cpu_metrics=cpu_metrics)
+                                         cpu_metrics=cpu_metrics, gpu=self.gpu)
         self.plugin_registry = CollectorRegistry(auto_describe=False)
         try:
             server.registry.pm.hook.triton_metric_families(registry=self.plugin_registry)
@@ -285,6 +291,8 @@ class Metrics:
     def sample(self) -> None:
         if self.cpu is not None:
             self.cpu.sample()
+        if self.gpu is not None:
+            self.gpu.sample()
 
 
 # ---------------------------------------------------------------------------------
@@ -315,13 +323,14 @@ class MetricsFrontEnd:
     """Serves GET /metrics on ``address:port`` in the running event loop."""
 
     def __init__(self, server: Server, address: str = "0.0.0.0", port: int = 8002,
-                 interval_ms: int = 2000, *, cpu_metrics: bool = True, model_metrics: bool = True) -> None:
+                 interval_ms: int = 2000, *, cpu_metrics: bool = True, model_metrics: bool = True,
+                 gpu_metrics: bool = True) -> None:
         if interval_ms <= 0:
             raise ValueError("the metrics interval must be positive")
         self.address = address
         self.port = port
         self.metrics = Metrics(server, interval_ms=interval_ms, cpu_metrics=cpu_metrics,
-                               model_metrics=model_metrics)
+                               model_metrics=model_metrics, gpu_metrics=gpu_metrics)
         self._server: asyncio.Server | None = None
         self._connections: set[Any] = set()
         self._poll: asyncio.Task | None = None

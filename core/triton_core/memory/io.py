@@ -1,4 +1,4 @@
-"""Protocol-neutral use of registered system shared memory for inputs and outputs.
+"""Protocol-neutral use of registered system and CUDA shared memory for inputs and outputs.
 
 Output regions are resolved when the request is accepted (``bind_outputs``,
 as Triton does while parsing the request): each requested output naming a
@@ -15,6 +15,7 @@ from ..dtypes import DataType
 from ..errors import TritonError
 from ..request import InferenceRequest, RequestedOutput
 from ..tensor import Tensor, element_count
+from .cuda_shm import CudaRegionLease, CudaSharedMemoryRegistry
 from .registry import RegionLease, SystemSharedMemoryRegistry
 
 
@@ -34,8 +35,16 @@ class SharedMemoryIO:
     (pread): a view would let a client that truncates its object crash the server while a
     model reads it."""
 
-    def __init__(self, registry: SystemSharedMemoryRegistry) -> None:
+    def __init__(self, registry: SystemSharedMemoryRegistry,
+                 cuda: CudaSharedMemoryRegistry | None = None) -> None:
         self.registry = registry
+        self.cuda = cuda
+
+    def _holder(self, region: str) -> SystemSharedMemoryRegistry | CudaSharedMemoryRegistry:
+        """The registry that holds ``region`` (one namespace for both kinds, as Triton's)."""
+        if self.cuda is not None and region in self.cuda:
+            return self.cuda
+        return self.registry
 
     def input_tensor(self, name: str, dt: DataType, shape: list[int], params: dict[str, Any],
                      model: str = "") -> Tensor:
@@ -54,7 +63,7 @@ class SharedMemoryIO:
                     f"{expected}, got {size} (shared_memory_byte_size, for shape {shape} of "
                     f"{dt.value})")
         # a copy, not a view: the client may truncate its object while the model runs
-        data = self.registry.read(region, offset, size)
+        data = self._holder(region).read(region, offset, size)
         return Tensor.from_raw(name, dt, shape, data)
 
     def bind_outputs(self, req: InferenceRequest) -> None:
@@ -76,13 +85,14 @@ class SharedMemoryIO:
                 raise TritonError.invalid_arg(f"'shared_memory_region' for {what} must be a string")
             size = _count(ro.parameters, "shared_memory_byte_size", what, True)
             offset = _count(ro.parameters, "shared_memory_offset", what, False)
-            lease = self.registry.acquire(region)
+            lease = self._holder(region).acquire(region)
             lease.check(offset, size)
             bound.append(RequestedOutput(ro.name, ro.parameters, lease))
         req.outputs = bound
 
     def write_output(
-        self, tensor: Tensor, params: dict[str, Any], lease: RegionLease | None = None
+        self, tensor: Tensor, params: dict[str, Any],
+        lease: RegionLease | CudaRegionLease | None = None
     ) -> dict[str, Any]:
         """Copy the output into its region; returns the response's output parameters.
 
@@ -104,7 +114,7 @@ class SharedMemoryIO:
         if lease is not None:
             lease.write(offset, data)
         else:
-            self.registry.write(region, offset, data)
+            self._holder(region).write(region, offset, data)
         out = {"shared_memory_region": region, "shared_memory_byte_size": len(raw)}
         if offset:
             out["shared_memory_offset"] = offset

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from ..config import ModelConfig
 from ..config.model_config import InstanceGroup, VersionPolicy
 from ..errors import TritonError
+from .placement import normalize_instance_groups
 
 
 def complete_config(config: ModelConfig, name: str, backend: str, platforms: tuple[str, ...],
-                    default_filename: str) -> ModelConfig:
+                    default_filename: str, gpus: Sequence[int] = (),
+                    backend_uses_gpus: bool = False) -> ModelConfig:
+    """``gpus``: the supported GPUs' CUDA ordinals; ``backend_uses_gpus``: BackendSpec.gpu
+    (see placement.normalize_instance_groups). Without them KIND_AUTO means KIND_CPU."""
     cfg = config.model_copy(deep=True)
     cfg.name = name
     if not cfg.backend:
@@ -21,12 +27,11 @@ def complete_config(config: ModelConfig, name: str, backend: str, platforms: tup
     if vp.latest is None and vp.all is None and vp.specific is None:
         cfg.version_policy = VersionPolicy(latest={"num_versions": 1})
     if not cfg.instance_group:
-        cfg.instance_group = [InstanceGroup(name=name, kind="KIND_CPU", count=1)]
-    for g in cfg.instance_group:
+        cfg.instance_group = [InstanceGroup(name=name, kind="KIND_AUTO", count=1)]
+    for i, g in enumerate(cfg.instance_group):
         if not g.name:
-            g.name = name
-        if g.kind == "KIND_AUTO":
-            g.kind = "KIND_CPU"
+            g.name = f"{name}_{i}"  # Triton's name for an unnamed group
+    normalize_instance_groups(cfg, gpus, backend_uses_gpus)
     return cfg
 
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import abi, install_hint
 from ..config import ModelConfig, parse_config_json
+from ..devices import DEFAULT_MIN_COMPUTE_CAPABILITY, Gpus
+from ..devices import SYSTEM as SYSTEM_GPUS
 from ..errors import TritonError, as_triton_error
 from ..scheduling.clock import MONOTONIC, Clock
 from ..scheduling.engine_loop import EngineLoop
@@ -26,6 +28,7 @@ from ..scheduling.policy import DEFAULT_POLICY, DriverPolicy
 from ..scheduling.rate_limiter import RateLimiter
 from ..scheduling.servable import Servable
 from .defaults import check_config, complete_config
+from .placement import validate_instance_groups
 from .registry import BackendRegistry
 from .repository import (
     ModelSource,
@@ -88,6 +91,8 @@ class LoadPlan:
     default_file: str = ""
     config_changed: bool = True
     versions: list[int] = field(default_factory=list)
+    gpu_ids: list[int] = field(default_factory=list)  # the GPUs instances may use
+    uses_gpus: bool = False  # the backend can run instances on GPUs (BackendSpec.gpu)
 
 
 def _set_version(rec: ModelRecord, version: int, state: VersionState) -> None:
@@ -103,7 +108,8 @@ class ModelManager:
                  policy: DriverPolicy = DEFAULT_POLICY, engine: EngineLoop | None = None,
                  rate_limiter: RateLimiter | None = None,
                  summary_quantiles: tuple[tuple[float, float], ...] | None = None,
-                 first_response_histogram: bool = False) -> None:
+                 first_response_histogram: bool = False, gpus: Gpus = SYSTEM_GPUS,
+                 min_compute_capability: float = DEFAULT_MIN_COMPUTE_CAPABILITY) -> None:
         self.repository = repository
         self.registry = registry
         self.auto_complete = auto_complete
@@ -118,6 +124,8 @@ class ModelManager:
         # --metrics-config summary_latencies=true: every version's latency summaries
         self.summary_quantiles = summary_quantiles
         self.first_response_histogram = first_response_histogram  # histogram_latencies=true
+        self.gpus = gpus  # where KIND_GPU instances may go (discovered on the first load)
+        self.min_compute_capability = min_compute_capability
         self.models: dict[str, ModelRecord] = {}
         self._lock = threading.Lock()
         self._tempdirs: dict[str, Path] = {}
@@ -437,13 +445,16 @@ class ModelManager:
             backend_name = self._resolve_backend(cfg, src)
             entry = self.registry.entry(backend_name)
             default_file = entry.default_model_filename if entry else ""
-            pre = complete_config(cfg, name, backend_name, (), default_file)
+            gpu_ids = [d.device_id for d in self.gpus.supported(self.min_compute_capability)]
+            uses_gpus = bool(entry and entry.spec and entry.spec.gpu)
+            pre = complete_config(cfg, name, backend_name, (), default_file, gpu_ids, uses_gpus)
             # an unchanged READY version stays as it is on a reload of the same config
             changed = (rec.fingerprint is None or rec.fingerprint[0] != fingerprint[0]
                        or config_json is not None or src.temporary)
             plan = LoadPlan(name, src, where, pre, fingerprint, backend=backend_name,
                             platforms=entry.platforms if entry else (),
-                            default_file=default_file, config_changed=changed)
+                            default_file=default_file, config_changed=changed,
+                            gpu_ids=gpu_ids, uses_gpus=uses_gpus)
         available = numeric_versions(src.path)
         plan.versions = select_versions(plan.config.version_policy, available)
         if not plan.versions:
@@ -496,8 +507,9 @@ class ModelManager:
         model = self.registry.backend(plan.backend).load_model(ctx)
         try:
             final = complete_config(model.config, plan.name, plan.backend, plan.platforms,
-                                    plan.default_file)
+                                    plan.default_file, plan.gpu_ids, plan.uses_gpus)
             check_config(final, plan.where)
+            validate_instance_groups(final, plan.gpu_ids, self.min_compute_capability)
             lv = LoadedVersion(plan.name, v, model, final, plan.src.path, self.clock, self.policy,
                                self.engine, self.rate_limiter)
         except BaseException:

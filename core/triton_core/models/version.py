@@ -26,6 +26,7 @@ from ..scheduling.rate_limiter import LimitedInstance, RateLimiter, needs_of
 from ..scheduling.scheduler import Scheduler, make_scheduler
 from ..scheduling.stats import ModelStats
 from ..scheduling.thread_driver import ThreadDriver
+from .placement import instance_count, plan_instances
 
 log = logging.getLogger("triton_core")
 
@@ -71,27 +72,27 @@ class LoadedVersion(CachedVersion):
         """Create every instance the config asks for, each with its driver (not started:
         warmup runs on the instances first, then start())."""
         try:
-            for group_idx, group in enumerate(self.config.instance_group):
-                kind = "KIND_CPU" if group.kind == "KIND_AUTO" else group.kind
-                gname = group.name or f"{self.name}_{group_idx}"
-                devices = group.gpus if kind == "KIND_GPU" and group.gpus else [0]
-                needs, priority = needs_of(group.rate_limiter,
-                                           f"model '{self.name}', instance group '{gname}'")
-                for dev in devices:
-                    for i in range(group.count):
-                        if self.stopping():  # e.g. count 10000: SIGTERM must not wait for all
-                            raise TritonError.unavailable(
-                                f"model '{self.name}' version {self.version}: load abandoned: "
-                                "the server is stopping")
-                        iname = f"{gname}_{i}" if len(devices) == 1 else f"{gname}_{i}_gpu{dev}"
-                        ctx = abi.InstanceContext(name=iname, kind=kind, device_id=dev)
-                        limit = (self.rate_limiter.register(iname, dev, needs, priority)
-                                 if self.rate_limiter is not None else None)
-                        if limit is not None:
-                            self.limits.append(limit)
-                        inst = self.model.create_instance(ctx)
-                        self.instances.append(inst)
-                        self.drivers.append(self._driver(inst, iname, len(self.drivers), limit))
+            groups = {(g.name or f"{self.name}_{i}"): g
+                      for i, g in enumerate(self.config.instance_group)}
+            for planned in plan_instances(self.config):
+                if self.stopping():  # e.g. count 10000: SIGTERM must not wait for all
+                    raise TritonError.unavailable(
+                        f"model '{self.name}' version {self.version}: load abandoned: "
+                        "the server is stopping")
+                ctx = abi.InstanceContext(name=planned.name, kind=planned.kind,
+                                          device_id=planned.device_id)
+                limit = None
+                if self.rate_limiter is not None:
+                    needs, priority = needs_of(
+                        groups[planned.group].rate_limiter,
+                        f"model '{self.name}', instance group '{planned.group}'")
+                    limit = self.rate_limiter.register(planned.name, planned.device_id, needs,
+                                                       priority)
+                    if limit is not None:
+                        self.limits.append(limit)
+                inst = self.model.create_instance(ctx)
+                self.instances.append(inst)
+                self.drivers.append(self._driver(inst, planned.name, len(self.drivers), limit))
         except BaseException:
             self._close_instances()
             raise
@@ -218,8 +219,4 @@ def _bounded(fn: Callable[[], None], deadline: float, what: str) -> None:
 
 
 def _instance_count(config: ModelConfig) -> int:
-    n = 0
-    for g in config.instance_group:
-        kind = "KIND_CPU" if g.kind == "KIND_AUTO" else g.kind
-        n += g.count * (len(g.gpus) if kind == "KIND_GPU" and g.gpus else 1)
-    return max(1, n)
+    return instance_count(config)

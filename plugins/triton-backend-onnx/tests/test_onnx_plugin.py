@@ -32,8 +32,12 @@ def test_spec():
     assert spec.name == "onnxruntime"
     assert spec.platforms == ("onnxruntime_onnx",)
     assert spec.default_model_filename == "model.onnx"
-    assert spec.abi == (1, 4)  # gather.run_each_on_failure
+    assert spec.abi == (1, 4)  # gather.run_each_on_failure, BackendSpec.gpu
     assert spec.available() is None
+    import onnxruntime
+
+    # KIND_AUTO goes to the GPU only with onnxruntime's CUDA build
+    assert spec.gpu == ("CUDAExecutionProvider" in onnxruntime.get_available_providers())
 
 
 def test_available_reports_why_onnxruntime_cannot_import(monkeypatch):

@@ -28,16 +28,20 @@ def triton_backends():
         import onnxruntime
 
         version = onnxruntime.__version__
+        # KIND_AUTO means KIND_GPU only with a build that has the CUDA provider
+        # (onnxruntime-gpu: pip install triton-backend-onnx[gpu])
+        cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
     except Exception:  # noqa: BLE001
-        version = "not installed"
+        version, cuda = "not installed", False
     yield BackendSpec(
         name=BACKEND_NAME,
         platforms=(PLATFORM,),
         default_model_filename=DEFAULT_MODEL_FILENAME,
-        abi=(1, 4),  # gather.run_each_on_failure
+        abi=(1, 4),  # gather.run_each_on_failure, BackendSpec.gpu
         factory=_factory,
         available=check_runtime,
-        description=f"ONNX Runtime {version}",
+        description=f"ONNX Runtime {version}" + (" (CUDA)" if cuda else ""),
+        gpu=cuda,
     )
 
 

@@ -139,8 +139,6 @@ def _unimplemented(what: str) -> TritonError:
 
 _SHM_OFF = "client shared memory is disabled: start the server with --allow-client-shm=true"
 
-_CUDA_SHM = "CUDA shared memory is not supported by this server (no CUDA devices are used)"
-
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """Every RPC of GRPCInferenceService, each a thin translation onto the Server."""
@@ -475,14 +473,45 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             return None
         return pb.SystemSharedMemoryUnregisterResponse()
 
+    def _cuda_shm(self) -> Any:
+        reg = self.server.cuda_shm_registry
+        if reg is None:
+            raise _unimplemented(_SHM_OFF)
+        return reg
+
     async def CudaSharedMemoryStatus(self, request, context):  # noqa: N802
-        await _abort(context, _unimplemented(_CUDA_SHM))
+        try:
+            rows = self._cuda_shm().status(request.name or None)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        out = pb.CudaSharedMemoryStatusResponse()
+        for r in rows:
+            out.regions[str(r["name"])].CopyFrom(pb.CudaSharedMemoryStatusResponse.RegionStatus(
+                name=str(r["name"]), device_id=int(r["device_id"]), byte_size=int(r["byte_size"])))
+        return out
 
     async def CudaSharedMemoryRegister(self, request, context):  # noqa: N802
-        await _abort(context, _unimplemented(_CUDA_SHM))
+        # raw_handle: the handle's 64 bytes (tritonclient.grpc decodes the base64 it is given)
+        try:
+            await asyncio.to_thread(self._cuda_shm().register, request.name, request.raw_handle,
+                                    request.device_id, request.byte_size)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        return pb.CudaSharedMemoryRegisterResponse()
 
     async def CudaSharedMemoryUnregister(self, request, context):  # noqa: N802
-        await _abort(context, _unimplemented(_CUDA_SHM))
+        try:
+            reg = self._cuda_shm()
+            if request.name:
+                await asyncio.to_thread(reg.unregister, request.name)
+            else:
+                await asyncio.to_thread(reg.unregister_all)
+        except TritonError as e:
+            await _abort(context, e)
+            return None
+        return pb.CudaSharedMemoryUnregisterResponse()
 
 
 def _stream_error(msg: pb.ModelInferRequest, message: str) -> pb.ModelStreamInferResponse:

@@ -15,6 +15,8 @@ server's one event loop.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import TritonError, as_triton_error
 from ...logsettings import VERBOSE
+from ...memory.cuda_shm import IPC_HANDLE_SIZE
 from ...model_version import model_version
 from ...server import Server
 from ..classification import classifier_for
@@ -282,10 +285,47 @@ class HttpFrontEnd:
             raise TritonError.invalid_arg("logging settings must be a JSON object")
         return json_response(self.server.log_settings.update(body))
 
-    async def _cuda_shm(self, req: _Req, region: str | None = None) -> Response:
-        raise TritonError.unsupported(
-            "CUDA shared memory is not supported by this server (no CUDA device support in "
-            "triton-core yet)")
+    def _cuda_shm(self) -> Any:
+        reg = self.server.cuda_shm_registry
+        if reg is None:
+            raise TritonError.unsupported(
+                "client shared memory is disabled: start the server with --allow-client-shm=true")
+        return reg
+
+    async def _cuda_shm_status(self, req: _Req, region: str | None = None) -> Response:
+        return json_response(self._cuda_shm().status(region))
+
+    async def _cuda_shm_register(self, req: _Req, region: str) -> Response:
+        reg = self._cuda_shm()
+        body = await req.json({})
+        raw = body.get("raw_handle") if isinstance(body, dict) else None
+        if raw is None:  # Triton's words
+            raise TritonError.invalid_arg("Shared memory register request has no 'raw_handle' field")
+        b64 = raw.get("b64") if isinstance(raw, dict) else None
+        if not isinstance(b64, str):
+            raise TritonError.invalid_arg("'raw_handle' must be a JSON object with a string 'b64'")
+        for key in ("byte_size", "device_id"):
+            v = body.get(key)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise TritonError.invalid_arg(
+                    f"cuda shared memory register request: '{key}' must be an unsigned integer")
+        try:
+            handle = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            handle = b""
+        if len(handle) != IPC_HANDLE_SIZE:
+            raise TritonError.invalid_arg(
+                "'raw_handle' must be a valid base64 encoded cudaIpcMemHandle_t")
+        await asyncio.to_thread(reg.register, region, handle, body["device_id"], body["byte_size"])
+        return Response(200, b"")
+
+    async def _cuda_shm_unregister(self, req: _Req, region: str | None = None) -> Response:
+        reg = self._cuda_shm()
+        if region is None:
+            await asyncio.to_thread(reg.unregister_all)
+        else:
+            await asyncio.to_thread(reg.unregister, region)
+        return Response(200, b"")
 
     async def _infer(self, req: _Req, name: str, version_s: str | None = None) -> Response:
         srv = self.server
@@ -497,11 +537,11 @@ ROUTES: tuple[Route, ...] = (
     Route(_POST, f"{_SHM}/region/{{region}}/register", "_shm_register"),
     Route(_POST, f"{_SHM}/unregister", "_shm_unregister"),
     Route(_POST, f"{_SHM}/region/{{region}}/unregister", "_shm_unregister"),
-    Route(_GET, f"{_CUDA}/status", "_cuda_shm"),
-    Route(_GET, f"{_CUDA}/region/{{region}}/status", "_cuda_shm"),
-    Route(_POST, f"{_CUDA}/region/{{region}}/register", "_cuda_shm"),
-    Route(_POST, f"{_CUDA}/unregister", "_cuda_shm"),
-    Route(_POST, f"{_CUDA}/region/{{region}}/unregister", "_cuda_shm"),
+    Route(_GET, f"{_CUDA}/status", "_cuda_shm_status"),
+    Route(_GET, f"{_CUDA}/region/{{region}}/status", "_cuda_shm_status"),
+    Route(_POST, f"{_CUDA}/region/{{region}}/register", "_cuda_shm_register"),
+    Route(_POST, f"{_CUDA}/unregister", "_cuda_shm_unregister"),
+    Route(_POST, f"{_CUDA}/region/{{region}}/unregister", "_cuda_shm_unregister"),
 )
 
 

@@ -1,0 +1,244 @@
+"""GPU benchmarks (an NVIDIA GPU machine; perf_analyzer is not needed):
+
+1. ``cudashm``: a 16 MB FP32 tensor through an identity model (onnxruntime backend), sent
+   and returned in the request body vs through CUDA shared memory (tritonclient's
+   cuda_shared_memory), over HTTP and gRPC; sequential requests, median and p90 latency.
+2. ``instances``: the same python-backend model (torch: four 2048x2048 layers on a
+   [256, 2048] batch) on one KIND_GPU instance vs two KIND_CPU instances, 4 concurrent
+   HTTP clients; requests per second.
+
+It writes its model repositories under --work, starts ``tritonserver`` for each and
+prints one JSON line per measurement. Usage::
+
+    python bench/gpu_bench.py --work /tmp/gpub cudashm instances
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+HTTP, GRPC = "127.0.0.1:18100", "127.0.0.1:18101"
+
+
+def _identity_repo(repo: Path, elements: int) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["INPUT0"], ["OUTPUT0"])], "identity",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, [elements])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, [elements])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    d = repo / "identity_fp32"
+    (d / "1").mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(d / "1" / "model.onnx"))
+    (d / "config.pbtxt").write_text(
+        'platform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
+        f'input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ {elements} ] }} ]\n'
+        f'output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ {elements} ] }} ]\n'
+        'instance_group [ { kind: KIND_CPU count: 1 } ]\n')
+
+
+_MLP = '''
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        gpu = args["model_instance_kind"] == "GPU"
+        self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if gpu else "cpu")
+        g = torch.Generator().manual_seed(0)
+        self.w = [(torch.randn(2048, 2048, generator=g) / 45).to(self.device) for _ in range(4)]
+
+    def execute(self, requests):
+        out = []
+        for r in requests:
+            x = torch.from_numpy(pb_utils.get_input_tensor_by_name(r, "X").as_numpy())
+            y = x.to(self.device)
+            for w in self.w:
+                y = torch.relu(y @ w)
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("Y", y.cpu().numpy())]))
+        return out
+'''
+
+
+def _mlp_repo(repo: Path, kind: str, count: int) -> None:
+    d = repo / "mlp"
+    (d / "1").mkdir(parents=True, exist_ok=True)
+    (d / "1" / "model.py").write_text(_MLP)
+    (d / "config.pbtxt").write_text(
+        'backend: "python"\nmax_batch_size: 0\n'
+        'input [ { name: "X" data_type: TYPE_FP32 dims: [ 256, 2048 ] } ]\n'
+        'output [ { name: "Y" data_type: TYPE_FP32 dims: [ 256, 2048 ] } ]\n'
+        f'instance_group [ {{ kind: {kind} count: {count} }} ]\n')
+
+
+class Served:
+    """tritonserver over ``repo`` until the block ends."""
+
+    def __init__(self, repo: Path, log: Path) -> None:
+        self.repo, self.log = repo, log
+
+    def __enter__(self) -> Served:
+        import tritonclient.http as httpclient
+
+        cmd = ["tritonserver", "--model-repository", str(self.repo), "--http-port", HTTP[-5:],
+               "--grpc-port", GRPC[-5:], "--allow-metrics", "false", "--allow-client-shm", "true",
+               "--http-address", "127.0.0.1", "--grpc-address", "127.0.0.1"]
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        client = httpclient.InferenceServerClient(HTTP)
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if client.is_server_ready():
+                    return self
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"tritonserver did not become ready: see {self.log}")
+            time.sleep(0.2)
+
+    def __exit__(self, *exc: object) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(60)
+
+
+def _stats(name: str, times: list[float], **extra: object) -> None:
+    times.sort()
+    print(json.dumps({"bench": name, "n": len(times),
+                      "median_ms": round(statistics.median(times) * 1e3, 3),
+                      "p90_ms": round(times[math.ceil(len(times) * 0.9) - 1] * 1e3, 3), **extra}),
+          flush=True)
+
+
+def bench_cudashm(work: Path, mb: int, iters: int) -> None:
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    import tritonclient.utils.cuda_shared_memory as cshm
+
+    elements = mb * 1024 * 1024 // 4
+    nbytes = elements * 4
+    repo = work / "repo_identity"
+    _identity_repo(repo, elements)
+    data = np.random.default_rng(0).random(elements, dtype=np.float32)
+    with Served(repo, work / "server_identity.log"):
+        for proto, mod, url in (("http", httpclient, HTTP), ("grpc", grpcclient, GRPC)):
+            if proto == "http":
+                client = mod.InferenceServerClient(url, network_timeout=120.0)
+                kw: dict = {}
+            else:
+                client = mod.InferenceServerClient(url)
+                kw = {"client_timeout": 120.0}
+            # the request body
+            inp = mod.InferInput("INPUT0", [elements], "FP32")
+            inp.set_data_from_numpy(data)
+            out = mod.InferRequestedOutput("OUTPUT0") if proto == "grpc" else \
+                mod.InferRequestedOutput("OUTPUT0", binary_data=True)
+            times = []
+            for i in range(iters + 2):
+                t = time.perf_counter()
+                r = client.infer("identity_fp32", [inp], outputs=[out], **kw)
+                got = r.as_numpy("OUTPUT0")
+                if i >= 2:
+                    times.append(time.perf_counter() - t)
+            assert np.array_equal(got, data)
+            _stats(f"{proto}_body_{mb}MB", times)
+            # CUDA shared memory: the data already on the GPU, the result left there
+            hin = cshm.create_shared_memory_region("bin", nbytes, 0)
+            hout = cshm.create_shared_memory_region("bout", nbytes, 0)
+            try:
+                cshm.set_shared_memory_region(hin, [data])
+                client.unregister_cuda_shared_memory()
+                client.register_cuda_shared_memory("bin", cshm.get_raw_handle(hin), 0, nbytes)
+                client.register_cuda_shared_memory("bout", cshm.get_raw_handle(hout), 0, nbytes)
+                inp = mod.InferInput("INPUT0", [elements], "FP32")
+                inp.set_shared_memory("bin", nbytes)
+                out = mod.InferRequestedOutput("OUTPUT0")
+                out.set_shared_memory("bout", nbytes)
+                times = []
+                for i in range(iters + 2):
+                    t = time.perf_counter()
+                    client.infer("identity_fp32", [inp], outputs=[out], **kw)
+                    if i >= 2:
+                        times.append(time.perf_counter() - t)
+                got = cshm.get_contents_as_numpy(hout, np.float32, [elements])
+                assert np.array_equal(got, data)
+                _stats(f"{proto}_cudashm_{mb}MB", times)
+                client.unregister_cuda_shared_memory()
+            finally:
+                cshm.destroy_shared_memory_region(hin)
+                cshm.destroy_shared_memory_region(hout)
+
+
+def _client_loop(x: np.ndarray, stop_at: float, seconds: float, done: list[float],
+                 lock: threading.Lock):
+    import tritonclient.http as httpclient
+
+    def run() -> None:
+        c = httpclient.InferenceServerClient(HTTP, network_timeout=120.0)
+        inp = httpclient.InferInput("X", [256, 2048], "FP32")
+        inp.set_data_from_numpy(x)
+        while (now := time.monotonic()) < stop_at:
+            t = time.perf_counter()
+            c.infer("mlp", [inp])
+            if now > stop_at - seconds:  # the first 2 s warm up and are not counted
+                with lock:
+                    done.append(time.perf_counter() - t)
+
+    return run
+
+
+def bench_instances(work: Path, seconds: float, clients: int) -> None:
+
+    x = np.random.default_rng(0).random((256, 2048), dtype=np.float32)
+    for kind, count in (("KIND_GPU", 1), ("KIND_CPU", 2)):
+        repo = work / f"repo_mlp_{kind}"
+        _mlp_repo(repo, kind, count)
+        with Served(repo, work / f"server_mlp_{kind}.log"):
+            done: list[float] = []
+            lock = threading.Lock()
+            stop_at = time.monotonic() + seconds + 2
+            run = _client_loop(x, stop_at, seconds, done, lock)
+            ts = [threading.Thread(target=run) for _ in range(clients)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            _stats(f"mlp_{kind}_x{count}", done, clients=clients,
+                   infer_per_s=round(len(done) / seconds, 2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("which", nargs="+", choices=("cudashm", "instances"))
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--mb", type=int, default=16)
+    ap.add_argument("--iters", type=int, default=30)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--clients", type=int, default=4)
+    a = ap.parse_args()
+    a.work.mkdir(parents=True, exist_ok=True)
+    if "cudashm" in a.which:
+        bench_cudashm(a.work, a.mb, a.iters)
+    if "instances" in a.which:
+        bench_instances(a.work, a.seconds, a.clients)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""Triton's CUDA shared-memory extension: regions a client allocated on a GPU and shares by
+its cudaIpcMemHandle_t (tritonclient.utils.cuda_shared_memory), as the HTTP and gRPC front
+ends register, list and unregister them.
+
+Registering opens the handle on the region's GPU (cudaIpcOpenMemHandle) and checks
+``byte_size`` against the allocation behind it (cuMemGetAddressRange), as Triton does, so a
+request can never read or write past the client's allocation; unregistering closes it,
+after the last request that uses the region (as system shared memory, registry.py). Inputs
+are copied to the host (cudaMemcpy) for the backend; outputs are copied into the region.
+Passing a region's device pointer to a GPU instance without the copy is not done yet
+(docs/gpus.md).
+
+CUDA is reached through ``CudaRuntime``; ``CudaPython`` implements it with cuda-python
+(``cuda.bindings``, the package tritonclient's own CUDA utilities use), imported on the
+first registration on a GPU that exists: a server without a GPU or without cuda-python
+answers status (empty) and unregister as Triton does and refuses registration with
+Triton's words.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..devices import SYSTEM, Gpus
+from ..errors import ErrorCode, TritonError
+
+IPC_HANDLE_SIZE = 64  # sizeof(cudaIpcMemHandle_t)
+
+
+class CudaError(Exception):
+    """A CUDA call failed (the runtime's error name and text)."""
+
+
+class CudaRuntime(Protocol):
+    """The CUDA calls the registry makes (device pointers are ints)."""
+
+    def open_ipc_handle(self, handle: bytes, device_id: int) -> int: ...
+
+    def allocation_size(self, ptr: int, device_id: int) -> int:
+        """Bytes from ``ptr`` to the end of the allocation that holds it."""
+
+    def close_ipc_handle(self, ptr: int, device_id: int) -> None: ...
+
+    def copy_to_host(self, ptr: int, size: int, device_id: int) -> bytearray: ...
+
+    def copy_from_host(self, ptr: int, data: bytes | memoryview, device_id: int) -> None: ...
+
+
+class CudaPython:
+    """CudaRuntime through cuda-python's runtime and driver bindings."""
+
+    def __init__(self) -> None:
+        try:
+            from cuda.bindings import driver, runtime
+        except ImportError as e:
+            raise CudaError(f"cuda-python is not installed ({e}): pip install cuda-python") from e
+        self._rt = runtime
+        self._drv = driver
+
+    def _check(self, result: tuple, what: str) -> tuple:
+        err = result[0]
+        if isinstance(err, self._rt.cudaError_t):
+            if err != self._rt.cudaError_t.cudaSuccess:
+                text = self._rt.cudaGetErrorString(err)[1]
+                raise CudaError(f"{what}: {text.decode() if isinstance(text, bytes) else text}")
+        elif err != self._drv.CUresult.CUDA_SUCCESS:
+            text = self._drv.cuGetErrorString(err)[1]
+            raise CudaError(f"{what}: {text.decode() if isinstance(text, bytes) else text}")
+        return result[1:]
+
+    def _on(self, device_id: int) -> None:
+        # the calling thread's current device (a front end's worker threads vary)
+        self._check(self._rt.cudaSetDevice(device_id), f"cudaSetDevice({device_id})")
+
+    def open_ipc_handle(self, handle: bytes, device_id: int) -> int:
+        import ctypes
+
+        self._on(device_id)
+        h = self._rt.cudaIpcMemHandle_t()
+        # cuda-bindings 13 exposes the struct's bytes only through its address
+        ctypes.memmove(h.getPtr(), handle, IPC_HANDLE_SIZE)
+        (ptr,) = self._check(self._rt.cudaIpcOpenMemHandle(
+            h, self._rt.cudaIpcMemLazyEnablePeerAccess), "cudaIpcOpenMemHandle")
+        return int(ptr)
+
+    def allocation_size(self, ptr: int, device_id: int) -> int:
+        self._on(device_id)
+        base, size = self._check(self._drv.cuMemGetAddressRange(ptr), "cuMemGetAddressRange")
+        return int(size) - (ptr - int(base))
+
+    def close_ipc_handle(self, ptr: int, device_id: int) -> None:
+        self._on(device_id)
+        self._check(self._rt.cudaIpcCloseMemHandle(ptr), "cudaIpcCloseMemHandle")
+
+    def copy_to_host(self, ptr: int, size: int, device_id: int) -> bytearray:
+        import numpy as np
+
+        self._on(device_id)
+        out = bytearray(size)
+        if size:
+            dst = np.frombuffer(out, dtype=np.uint8).ctypes.data
+            self._check(self._rt.cudaMemcpy(dst, ptr, size,
+                                            self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
+                        "cudaMemcpy (device to host)")
+        return out
+
+    def copy_from_host(self, ptr: int, data: bytes | memoryview, device_id: int) -> None:
+        import numpy as np
+
+        self._on(device_id)
+        src = np.frombuffer(data, dtype=np.uint8)
+        if src.size:
+            self._check(self._rt.cudaMemcpy(ptr, src.ctypes.data, src.size,
+                                            self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice),
+                        "cudaMemcpy (host to device)")
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+@dataclass(eq=False)
+class _CudaRegion:
+    name: str
+    device_id: int
+    byte_size: int
+    ptr: int
+    runtime: CudaRuntime
+    leases: int = 0
+    retired: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def status(self) -> dict[str, object]:
+        return {"name": self.name, "device_id": self.device_id, "byte_size": self.byte_size}
+
+    def check(self, offset: int, byte_size: int) -> None:
+        """Triton's bounds checks and words (GetMemoryInfo): an offset at the end of the
+        region is already out of it (Triton's QA test_infer_offset_out_of_bound)."""
+        if not _is_count(offset) or offset >= self.byte_size:
+            raise TritonError.invalid_arg(
+                f"Invalid offset for shared memory region: '{self.name}'")
+        if not _is_count(byte_size) or byte_size > self.byte_size - offset:
+            raise TritonError.invalid_arg(
+                f"Invalid offset + byte size for shared memory region: '{self.name}'")
+
+    def read(self, offset: int, byte_size: int) -> memoryview:
+        self.check(offset, byte_size)
+        try:
+            data = self.runtime.copy_to_host(self.ptr + offset, byte_size, self.device_id)
+        except CudaError as e:
+            raise TritonError.internal(
+                f"failed to read CUDA shared memory region '{self.name}': {e}") from None
+        return memoryview(data)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        size = len(data) if isinstance(data, bytes) else data.nbytes
+        self.check(offset, size)
+        try:
+            self.runtime.copy_from_host(self.ptr + offset, data, self.device_id)
+        except CudaError as e:
+            raise TritonError.internal(
+                f"failed to write CUDA shared memory region '{self.name}': {e}") from None
+
+    def view(self, offset: int, byte_size: int) -> memoryview:
+        raise TritonError.internal(
+            f"CUDA shared memory region '{self.name}' has no host view: it is read by copy")
+
+    def device_pointer(self, offset: int, byte_size: int) -> int:
+        """The device address of bytes [offset, offset + byte_size), checked."""
+        self.check(offset, byte_size)
+        return self.ptr + offset
+
+    def pin(self) -> None:
+        with self.lock:
+            self.leases += 1
+
+    def unpin(self) -> None:
+        with self.lock:
+            self.leases -= 1
+            close = self.retired and self.leases == 0
+        if close:
+            self._close()
+
+    def retire(self) -> None:
+        with self.lock:
+            self.retired = True
+            close = self.leases == 0
+        if close:
+            self._close()
+
+    def _close(self) -> None:
+        try:
+            self.runtime.close_ipc_handle(self.ptr, self.device_id)
+        except CudaError as e:  # the client may have freed it already: nothing to give back
+            import logging
+
+            logging.getLogger("triton_core").warning(
+                "CUDA shared memory region '%s': %s", self.name, e)
+
+
+class CudaRegionLease:
+    """A registered CUDA region pinned for one request (registry.RegionLease's interface)."""
+
+    def __init__(self, region: _CudaRegion) -> None:
+        self._region = region
+        region.pin()
+        self._finalizer = weakref.finalize(self, region.unpin)
+
+    def release(self) -> None:
+        self._finalizer()
+
+    @property
+    def name(self) -> str:
+        return self._region.name
+
+    @property
+    def byte_size(self) -> int:
+        return self._region.byte_size
+
+    @property
+    def device_id(self) -> int:
+        return self._region.device_id
+
+    def check(self, offset: int, byte_size: int) -> None:
+        self._region.check(offset, byte_size)
+
+    def view(self, offset: int, byte_size: int) -> memoryview:
+        return self._region.view(offset, byte_size)
+
+    def read(self, offset: int, byte_size: int) -> memoryview:
+        return self._region.read(offset, byte_size)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        self._region.write(offset, data)
+
+    def device_pointer(self, offset: int, byte_size: int) -> int:
+        return self._region.device_pointer(offset, byte_size)
+
+
+class CudaSharedMemoryRegistry:
+    """Registered CUDA shared-memory regions, by name. Thread-safe.
+
+    ``taken``: whether a name is already registered as system shared memory (Triton keeps
+    one namespace for both kinds). ``runtime``: the CUDA calls (default: cuda-python, made
+    on the first registration on a GPU that exists).
+    """
+
+    def __init__(self, gpus: Gpus = SYSTEM, runtime: CudaRuntime | None = None,
+                 taken: Callable[[str], bool] = lambda name: False,
+                 max_regions: int = 1024) -> None:
+        self.gpus = gpus
+        self._runtime = runtime
+        self._taken = taken
+        self.max_regions = max_regions
+        self._lock = threading.Lock()
+        self._regions: dict[str, _CudaRegion] = {}
+
+    def _cuda(self) -> CudaRuntime:
+        if self._runtime is None:
+            self._runtime = CudaPython()
+        return self._runtime
+
+    # -- the extension's three calls ------------------------------------------
+
+    def register(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
+        """Open ``raw_handle`` (the 64 bytes of a cudaIpcMemHandle_t) on GPU ``device_id``."""
+        def invalid(detail: str) -> TritonError:
+            # Triton's words (its QA tests match on them), then why
+            return TritonError.invalid_arg(
+                f"failed to register shared memory region '{name}': invalid args: {detail}")
+
+        if not _is_count(device_id) or not _is_count(byte_size):
+            raise invalid("device_id and byte_size must be non-negative integers")
+        if len(raw_handle) != IPC_HANDLE_SIZE:
+            raise invalid(f"raw_handle holds {len(raw_handle)} bytes, a cudaIpcMemHandle_t "
+                          f"{IPC_HANDLE_SIZE}")
+        if self.gpus.get(device_id) is None:
+            found = ", ".join(str(d.device_id) for d in self.gpus.devices()) or "none"
+            raise invalid(f"device {device_id} is not a GPU of this server (GPUs: {found})")
+        with self._lock:
+            if name in self._regions or self._taken(name):
+                raise TritonError(ErrorCode.ALREADY_EXISTS,
+                                  f"shared memory region '{name}' already in manager")
+            if len(self._regions) >= self.max_regions:
+                raise TritonError.unavailable(
+                    f"failed to register shared memory region '{name}': the server already "
+                    f"holds the maximum of {self.max_regions} registered regions "
+                    "(--shm-max-regions); unregister some first")
+            try:
+                cuda = self._cuda()
+                ptr = cuda.open_ipc_handle(bytes(raw_handle), device_id)
+            except CudaError as e:
+                raise invalid(str(e)) from None
+            try:
+                available = cuda.allocation_size(ptr, device_id)
+            except CudaError as e:
+                available, why = -1, str(e)
+            if byte_size > available:
+                region = _CudaRegion(name, device_id, byte_size, ptr, cuda)
+                region.retire()
+                raise invalid(why if available < 0 else
+                              f"byte_size {byte_size} is larger than the {available} bytes "
+                              "allocated behind the handle")
+            self._regions[name] = _CudaRegion(name, device_id, byte_size, ptr, cuda)
+
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (no error when unknown, as Triton); close it once no request uses it."""
+        with self._lock:
+            region = self._regions.pop(name, None)
+        if region is not None:
+            region.retire()
+
+    def unregister_all(self) -> None:
+        with self._lock:
+            regions = list(self._regions.values())
+            self._regions.clear()
+        for region in regions:
+            region.retire()
+
+    def status(self, name: str | None = None) -> list[dict[str, object]]:
+        """[{name, device_id, byte_size}] for ``name``, or for every region when None/empty."""
+        with self._lock:
+            if not name:
+                return [r.status() for r in self._regions.values()]
+            region = self._regions.get(name)
+        if region is None:
+            if self._taken(name):
+                raise TritonError.not_found(
+                    f"The region named '{name}' is registered as system shared memory, not "
+                    "CUDA shared memory")
+            raise TritonError.not_found(f"Unable to find cuda shared memory region: '{name}'")
+        return [region.status()]
+
+    # -- data access for inputs and outputs -----------------------------------
+
+    def read(self, name: str, offset: int, byte_size: int) -> memoryview:
+        """A host copy of ``byte_size`` bytes at ``offset`` in region ``name``, checked."""
+        return self._get(name).read(offset, byte_size)
+
+    def write(self, name: str, offset: int, data: bytes | memoryview) -> None:
+        self._get(name).write(offset, data)
+
+    def acquire(self, name: str) -> CudaRegionLease:
+        with self._lock:
+            return CudaRegionLease(self._get(name))
+
+    def _get(self, name: str) -> _CudaRegion:
+        region = self._regions.get(name)
+        if region is None:
+            raise TritonError.not_found(f"Unable to find shared memory region: '{name}'")
+        return region
+
+    def __len__(self) -> int:
+        return len(self._regions)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._regions
+
+    def close(self) -> None:
+        """Unregister everything (server shutdown)."""
+        self.unregister_all()
+
+
+__all__ = ["IPC_HANDLE_SIZE", "CudaError", "CudaPython", "CudaRegionLease", "CudaRuntime",
+           "CudaSharedMemoryRegistry"]
