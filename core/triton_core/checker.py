@@ -67,7 +67,8 @@ def check_repository(roots: list[Path], config_name: str | None = None) -> tuple
                     check_config(final, f"model '{name}'")
                 finally:
                     model.close()
-            note = f"; cannot serve here: {entry.reason}" if entry and entry.status == "unavailable" else ""
+            unavailable = entry is not None and entry.resolve().status == "unavailable"
+            note = f"; cannot serve here: {entry.reason}" if unavailable and entry else ""
             lines.append(f"ok   {name} (backend {backend_name}, versions "
                          f"{', '.join(map(str, versions))}{note})")
         except TritonError as e:
@@ -76,7 +77,7 @@ def check_repository(roots: list[Path], config_name: str | None = None) -> tuple
         except Exception as e:  # noqa: BLE001 - a backend bug is a failed check, not a crash
             errors += 1
             why = f" (backend '{entry.name}' is unavailable: {entry.reason})" \
-                if entry is not None and entry.status == "unavailable" else ""
+                if entry is not None and entry.resolve().status == "unavailable" else ""
             lines.append(f"FAIL {name}: {type(e).__name__}: {e}{why}")
     registry.close()
     lines.append(f"{len(scan.models) + len(scan.errors)} model(s), {errors} with errors")

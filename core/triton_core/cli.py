@@ -376,7 +376,10 @@ def _cache_config(items: list[str]) -> dict[str, dict[str, str]]:
 
 
 def _print_tables(server: Server) -> None:
-    rows = [(e.name, e.status, e.reason or e.distribution) for e in server.registry.entries]
+    # a backend no model used is "installed": checking it would import its framework
+    # (`triton backends` checks every one)
+    rows = [(e.name, "installed" if e.check is not None else e.status, e.reason or e.distribution)
+            for e in server.registry.entries]
     _table("Backend", ("Backend", "Status", "Details"), rows)
     # A start that failed has unloaded everything: its load errors say why, as Triton's table does.
     errors = dict(server.load_errors)

@@ -21,6 +21,8 @@ from triton_core.conformance_spec import (
 from triton_core.models.registry import ENV_DISABLE_AUTOLOAD, BackendRegistry
 from triton_core.server import Server
 
+from ..harness import resolved
+
 pytestmark = pytest.mark.capability("registration")
 
 
@@ -101,7 +103,7 @@ def test_unavailable_backend_reports_reason(h, tmp_path):
             return [fake]
 
     reg.register_plugin(_Plugin(), "conformance-unavailable")
-    got = reg.entry(h.backend)
+    got = resolved(reg.entry(h.backend))
     assert got is not None and got.status == "unavailable" and got.reason == reason
     if not h.roles:
         return

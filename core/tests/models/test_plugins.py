@@ -40,7 +40,9 @@ def test_registry_statuses():
     assert "already provided by plugin 'pa'" in by[("dup", "a")].reason
     assert "incompatible ABI 0.9" in by[("old", "old")].reason
     assert by[("new", "new")].status == "failed"
-    assert by[("na", "na")].status == "unavailable" and by[("na", "na")].reason == "needs macOS"
+    na = by[("na", "na")]
+    assert na.status == "available" and na.check is not None  # not checked until needed
+    assert na.resolve().status == "unavailable" and na.reason == "needs macOS"
     assert "boom" in by[("broken", "broken")].reason
     assert by[("junk", "junk")].status == "failed"
     assert reg.for_platform("pa").name == "a"
@@ -160,3 +162,17 @@ def test_a_refused_backend_says_why_it_is_missing():
     with pytest.raises(TritonError) as e:
         reg.backend("old")
     assert "backend 'old' failed to register: incompatible ABI 0.9" in e.value.message
+
+
+def test_the_availability_check_runs_only_when_the_backend_is_needed():
+    """A server whose models do not use a backend never runs its check (which may import a
+    framework); `triton backends`, `triton check` and the first load run it."""
+    calls: list[int] = []
+    reg = BackendRegistry()
+    reg.register_plugin(_module(abi.BackendSpec(
+        name="lazy", factory=_factory, available=lambda: calls.append(1) or None)), "lazy")
+    assert calls == []
+    reg.backend("lazy")
+    reg.backend("lazy")
+    assert calls == [1]
+    assert reg.entry("lazy").as_dict()["status"] == "available" and calls == [1]

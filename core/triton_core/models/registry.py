@@ -16,7 +16,8 @@ import importlib.metadata as md
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -43,11 +44,28 @@ class BackendEntry:
     abi: tuple[int, int] | None = None
     platforms: tuple[str, ...] = ()
     default_model_filename: str = ""
-    status: str = "available"  # available | unavailable | failed
+    status: str = "available"  # available | unavailable | failed (after resolve())
     reason: str = ""
     spec: BackendSpec | None = None
+    # the spec's availability check, run on first need (resolve): it may import the backend's
+    # framework, which a server whose models do not use that backend never pays for
+    check: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
+
+    def resolve(self) -> BackendEntry:
+        """Run the availability check once: ``status`` and ``reason`` are final from here."""
+        check, self.check = self.check, None
+        if check is not None:
+            try:
+                reason = check()
+            except Exception as e:  # noqa: BLE001 - a broken check is the reason
+                reason = f"availability check raised {type(e).__name__}: {e}"
+            if reason:
+                self.status = "unavailable"
+                self.reason = reason
+        return self
 
     def as_dict(self) -> dict[str, Any]:
+        self.resolve()
         return {
             "name": self.name,
             "plugin": self.plugin,
@@ -162,15 +180,7 @@ class BackendRegistry:
             entry.status = "failed"
             entry.reason = f"backend name '{spec.name}' already provided by plugin '{other.plugin}'"
         else:
-            reason = None
-            if spec.available is not None:
-                try:
-                    reason = spec.available()
-                except Exception as e:
-                    reason = f"availability check raised {type(e).__name__}: {e}"
-            if reason:
-                entry.status = "unavailable"
-                entry.reason = reason
+            entry.check = spec.available  # run when the backend is first needed or listed
             self._by_name[spec.name] = entry
         self.entries.append(entry)
 
@@ -217,6 +227,7 @@ class BackendRegistry:
                 f"unable to find backend '{name}' (installed backends: {known})"
                 f"{self.failed_plugins_note()}{install_hint.for_backend(name)}"
             )
+        entry.resolve()
         if entry.status != "available" and not (allow_unavailable and entry.status == "unavailable"):
             raise TritonError.unavailable(f"backend '{name}' is unavailable: {entry.reason}")
         with self._lock:

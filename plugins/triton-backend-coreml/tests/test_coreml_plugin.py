@@ -46,7 +46,7 @@ def test_unavailable_off_macos_with_the_reason():
     reg = BackendRegistry()
     reg.register_plugin(plugin, "coreml", "triton-backend-coreml", "0.1.0")
     entry = reg.entry("coreml")
-    assert entry.status == "unavailable" and entry.reason == reason
+    assert entry.resolve().status == "unavailable" and entry.reason == reason
     assert reg.for_platform("coreml") is entry
     assert reg.for_model_files({"model.mlpackage"}) is entry
     with pytest.raises(TritonError) as e:

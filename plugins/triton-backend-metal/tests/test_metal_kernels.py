@@ -290,6 +290,7 @@ def test_metal_is_listed_with_its_reason_where_it_cannot_run(repo):
     reg.register_plugin(plugin, "metal", "triton-backend-metal", "0.1.0")
     entry = reg.entry("metal")
     assert entry is not None
+    entry.resolve()  # availability is checked when first needed
     if NO_METAL is None:
         assert entry.status == "available"
     else:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
+
 from triton_core.abi import BackendContext, BackendSpec, hookimpl
+
+from .names import METAL_FILE, METAL_NAME, METAL_PLATFORM, MLX_FILE, MLX_NAME, MLX_PLATFORM
 
 MLX = "mlx"
 METAL = "metal"
@@ -23,12 +27,13 @@ def check_mlx() -> str | None:
 
 
 def _mlx_version() -> str:
-    try:
-        import mlx.core as mx
-
-        return f"MLX {mx.__version__}"
-    except Exception:  # noqa: BLE001
-        return "MLX (not installed)"
+    """From the package metadata: registering never imports MLX."""
+    for dist in ("mlx", "mlx-cpu"):
+        try:
+            return f"MLX {md.version(dist)}"
+        except md.PackageNotFoundError:
+            continue
+    return "MLX (not installed)"
 
 
 def _mlx_factory(ctx: BackendContext):
@@ -51,13 +56,6 @@ def check_metal() -> str | None:
 
 @hookimpl
 def triton_backends():
-    from .metal.model import BACKEND_NAME as METAL_NAME
-    from .metal.model import DEFAULT_MODEL_FILENAME as METAL_FILE
-    from .metal.model import PLATFORM as METAL_PLATFORM
-    from .mlx.model import BACKEND_NAME as MLX_NAME
-    from .mlx.model import DEFAULT_MODEL_FILENAME as MLX_FILE
-    from .mlx.model import PLATFORM as MLX_PLATFORM
-
     yield BackendSpec(
         name=MLX_NAME,
         platforms=(MLX_PLATFORM,),

@@ -17,9 +17,7 @@ from .session_options import SessionSettings
 
 log = logging.getLogger("triton_backend_onnx")
 
-DEFAULT_MODEL_FILENAME = "model.onnx"
-BACKEND_NAME = "onnxruntime"
-PLATFORM = "onnxruntime_onnx"
+from .names import BACKEND_NAME, DEFAULT_MODEL_FILENAME, PLATFORM  # noqa: E402, F401
 
 
 def find_model_file(ctx: ModelContext) -> Path:

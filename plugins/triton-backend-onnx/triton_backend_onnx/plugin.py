@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.metadata as md
+
 from triton_core.abi import BackendContext, BackendSpec, hookimpl
 
-from .model import BACKEND_NAME, DEFAULT_MODEL_FILENAME, PLATFORM
+from .names import BACKEND_NAME, DEFAULT_MODEL_FILENAME, PLATFORM
+
+# onnxruntime's distributions; the CUDA build is onnxruntime-gpu
+_DISTRIBUTIONS = ("onnxruntime-gpu", "onnxruntime", "onnxruntime-silicon", "onnxruntime-directml",
+                  "onnxruntime-openvino", "onnxruntime-qnn")
+
+
+def _installed() -> tuple[str, str] | None:
+    """(distribution, version) of the onnxruntime build installed, from its metadata: the
+    server registers the backend without importing onnxruntime (tens of MB) until a model
+    needs it."""
+    for dist in _DISTRIBUTIONS:
+        try:
+            return dist, md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return None
 
 
 def check_runtime() -> str | None:
@@ -24,15 +42,11 @@ def _factory(ctx: BackendContext):
 
 @hookimpl
 def triton_backends():
-    try:
-        import onnxruntime
-
-        version = onnxruntime.__version__
-        # KIND_AUTO means KIND_GPU only with a build that has the CUDA provider
-        # (onnxruntime-gpu: pip install triton-backend-onnx[gpu])
-        cuda = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
-    except Exception:  # noqa: BLE001
-        version, cuda = "not installed", False
+    found = _installed()
+    version = found[1] if found else "not installed"
+    # KIND_AUTO means KIND_GPU only with the build that has the CUDA provider
+    # (onnxruntime-gpu: pip install triton-backend-onnx[gpu])
+    cuda = bool(found and found[0] == "onnxruntime-gpu")
     yield BackendSpec(
         name=BACKEND_NAME,
         platforms=(PLATFORM,),

@@ -13,12 +13,11 @@ from pathlib import Path
 from triton_core.abi import InstanceContext, Model, ModelContext
 from triton_core.errors import TritonError
 
+from ..names import METAL_FILE as DEFAULT_MODEL_FILENAME  # noqa: E402
+from ..names import METAL_NAME as BACKEND_NAME  # noqa: E402, F401 (re-exported)
+from ..names import METAL_PLATFORM as PLATFORM  # noqa: E402, F401
 from .launch import fill_datatypes, plan
 from .msl import MslError, find_kernel
-
-BACKEND_NAME = "metal"
-PLATFORM = "metal_kernel"
-DEFAULT_MODEL_FILENAME = "model.metal"
 
 
 def find_model_file(ctx: ModelContext) -> Path:

@@ -26,9 +26,9 @@ from .signature import Signature, from_metadata, shape_text
 
 log = logging.getLogger("triton_backend_metal.mlx")
 
-BACKEND_NAME = "mlx"
-PLATFORM = "mlx_mlxfn"
-DEFAULT_MODEL_FILENAME = "model.mlxfn"
+from ..names import MLX_FILE as DEFAULT_MODEL_FILENAME  # noqa: E402
+from ..names import MLX_NAME as BACKEND_NAME  # noqa: E402, F401 (re-exported)
+from ..names import MLX_PLATFORM as PLATFORM  # noqa: E402, F401
 
 
 def find_model_file(ctx: ModelContext) -> Path:
