@@ -20,13 +20,13 @@ Triton's words.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..devices import SYSTEM, Gpus
 from ..errors import ErrorCode, TritonError
+from .registry import RegionLease
 
 IPC_HANDLE_SIZE = 64  # sizeof(cudaIpcMemHandle_t)
 
@@ -202,40 +202,15 @@ class _CudaRegion:
                 "CUDA shared memory region '%s': %s", self.name, e)
 
 
-class CudaRegionLease:
-    """A registered CUDA region pinned for one request (registry.RegionLease's interface)."""
+class CudaRegionLease(RegionLease):
+    """A registered CUDA region pinned for one request: a system region's lease, plus where
+    on the GPU it lies."""
 
-    def __init__(self, region: _CudaRegion) -> None:
-        self._region = region
-        region.pin()
-        self._finalizer = weakref.finalize(self, region.unpin)
-
-    def release(self) -> None:
-        self._finalizer()
-
-    @property
-    def name(self) -> str:
-        return self._region.name
-
-    @property
-    def byte_size(self) -> int:
-        return self._region.byte_size
+    _region: _CudaRegion
 
     @property
     def device_id(self) -> int:
         return self._region.device_id
-
-    def check(self, offset: int, byte_size: int) -> None:
-        self._region.check(offset, byte_size)
-
-    def view(self, offset: int, byte_size: int) -> memoryview:
-        return self._region.view(offset, byte_size)
-
-    def read(self, offset: int, byte_size: int) -> memoryview:
-        return self._region.read(offset, byte_size)
-
-    def write(self, offset: int, data: bytes | memoryview) -> None:
-        self._region.write(offset, data)
 
     def device_pointer(self, offset: int, byte_size: int) -> int:
         return self._region.device_pointer(offset, byte_size)
