@@ -14,7 +14,9 @@ eighth session's method), then reads every process of the server's tree from
 - PSS: each shared page divided among the processes that map it (sums to the memory
   the tree really takes; other processes of the machine mapping the same files, another
   python for one, lower it);
-- USS: pages private to the process.
+- USS: pages private to the process;
+- CPU: user + system seconds the tree has used by then (start-up's cost, less sensitive
+  to the machine's load than the time to ready).
 
 Rounds alternate the servers so that each sees the same machine load; the first server
 runs once more at the end, bracketing the others. Triton is
@@ -51,6 +53,7 @@ class ProcMemory:
     rss: int  # bytes
     pss: int
     uss: int
+    cpu: float  # seconds of CPU (user + system) the process has used
 
 
 @dataclass
@@ -60,7 +63,8 @@ class Sample:
     procs: list[ProcMemory]
 
     def total(self, field: str) -> float:
-        return sum(getattr(p, field) for p in self.procs) / MB
+        """MB, or seconds for ``cpu``."""
+        return sum(getattr(p, field) for p in self.procs) / (1 if field == "cpu" else MB)
 
 
 def free_port() -> int:
@@ -95,8 +99,10 @@ def read_memory(pid: int) -> ProcMemory:
         key, value = line.split(":", 1)
         fields[key] = int(value.split()[0]) * 1024
     name = Path(f"/proc/{pid}/comm").read_text().strip()
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
     return ProcMemory(pid, name, fields["Rss"], fields["Pss"],
-                      fields["Private_Clean"] + fields["Private_Dirty"])
+                      fields["Private_Clean"] + fields["Private_Dirty"], cpu)
 
 
 def wait_ready(proc: subprocess.Popen, url: str, timeout: float) -> float:
@@ -146,7 +152,8 @@ def summary(samples: list[Sample]) -> str:
     ready = sorted(s.ready_s for s in samples)
     return (f"{samples[0].server:8s} n={len(samples)}  RSS {median(samples, 'rss'):6.1f} MB"
             f"  PSS {median(samples, 'pss'):6.1f} MB  USS {median(samples, 'uss'):6.1f} MB"
-            f"  ready {statistics.median(ready):.2f} s ({ready[0]:.2f}-{ready[-1]:.2f})\n    {per_proc}")
+            f"  ready {statistics.median(ready):.2f} s ({ready[0]:.2f}-{ready[-1]:.2f})"
+            f"  CPU {median(samples, 'cpu'):.2f} s\n    {per_proc}")
 
 
 def main() -> int:
@@ -179,7 +186,7 @@ def main() -> int:
         results[name].append(s)
         procs = ", ".join(f"{p.name}({p.pid}) RSS {p.rss / MB:.1f} PSS {p.pss / MB:.1f}" for p in s.procs)
         print(f"{name:8s} ready {s.ready_s:.3f} s  RSS {s.total('rss'):.1f}  PSS {s.total('pss'):.1f} MB"
-              f"  [{procs}]", flush=True)
+              f"  CPU {s.total('cpu'):.2f} s  [{procs}]", flush=True)
     print()
     for name in names:
         print(summary(results[name]))

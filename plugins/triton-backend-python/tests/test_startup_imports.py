@@ -1,0 +1,106 @@
+"""A server and its python workers import what their configuration uses, and no more: with a
+python-only repository, no grpcio, tritonclient client, onnxruntime or torch in the server,
+and no triton_core (nor asyncio, for a synchronous model) in the worker."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import urllib.request
+
+import numpy as np
+from python_backend_helpers import build_repo
+
+from triton_core import devices
+from triton_core.testing import free_port, wait_until
+
+# The CLI in a fresh interpreter; once ready, it prints the names in its sys.modules.
+_DRIVER = """
+import json, sys, threading, time, urllib.request
+from triton_core.cli import serve
+
+def report():
+    while True:
+        try:
+            with urllib.request.urlopen(sys.argv[1] + "/v2/health/ready", timeout=5) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.01)
+    print(json.dumps(sorted(sys.modules)), flush=True)
+
+threading.Thread(target=report, daemon=True).start()
+sys.exit(serve(sys.argv[2:]))
+"""
+
+# Not used by a python-only repository over HTTP, native gRPC and metrics
+_UNUSED = ("grpc", "grpc_reflection", "tritonclient", "ml_dtypes", "onnxruntime", "onnx", "torch",
+           "mlx", "coremltools", "opentelemetry", "fsspec", "ray", "cuda")
+
+
+def _top(names: list[str]) -> set[str]:
+    return {n.split(".")[0] for n in names}
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/v2/health/ready", timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _worker_modules(url: str) -> list[str]:
+    body = json.dumps({"inputs": [{"name": "IN", "datatype": "FP32", "shape": [1], "data": [0.0]}]})
+    req = urllib.request.Request(url + "/v2/models/worker_modules/infer", data=body.encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        out = json.loads(r.read())["outputs"][0]
+    return list(out["data"])
+
+
+def test_a_python_only_server_and_its_worker_import_only_what_they_use(tmp_path):
+    repo = build_repo(tmp_path, ["worker_modules"])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, url, "--model-repository", str(repo),
+         "--http-address", "127.0.0.1", "--http-port", str(port), "--grpc-address", "127.0.0.1",
+         "--grpc-port", str(free_port()), "--metrics-address", "127.0.0.1",
+         "--metrics-port", str(free_port())],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: _ready(url) or proc.poll() is not None, "the server to be ready", 120)
+        assert proc.poll() is None, proc.stderr.read()
+        server = json.loads(proc.stdout.readline())
+        worker = _worker_modules(url)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+
+    # the server: its front ends and the python backend, no framework and no grpcio
+    assert {"triton_core", "triton_backend_python", "numpy", "ngh2", "httptools"} <= _top(server)
+    assert not _top(server) & set(_UNUSED), sorted(_top(server) & set(_UNUSED))
+    if not devices.nvml_library_present():
+        assert "pynvml" not in _top(server)
+    # the worker: numpy and the model's utilities; no front end, no core, no event loop
+    assert {"numpy", "triton_python_backend_utils"} <= _top(worker)
+    assert not _top(worker) & {"triton_core", "triton_backend_python", "asyncio", "ssl", *_UNUSED}
+
+
+def test_the_worker_list_reads_its_own_process(tmp_path):
+    """The model above answers its worker's modules, not the server's (which has triton_core)."""
+    from python_backend_helpers import make_server
+
+    from triton_core import InferenceRequest, Tensor
+
+    repo = build_repo(tmp_path, ["worker_modules"])
+    with make_server(repo) as s:
+        x = np.zeros(1, np.float32)
+        resp = s.infer(InferenceRequest("worker_modules", inputs={"IN": Tensor.from_numpy("IN", x)}))
+        names = [n.decode() for n in resp.output("MODULES").as_numpy()]
+    assert "triton_core" in sys.modules and "triton_core" not in names
+    assert "triton_python_backend_utils._stub" in names
