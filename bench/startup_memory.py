@@ -148,6 +148,7 @@ def summary(samples: list[Sample]) -> str:
     per_proc = "  ".join(
         f"{p.name}: RSS {statistics.median(s.procs[i].rss for s in samples) / MB:.1f}"
         f" PSS {statistics.median(s.procs[i].pss for s in samples) / MB:.1f}"
+        f" USS {statistics.median(s.procs[i].uss for s in samples) / MB:.1f}"
         for i, p in enumerate(samples[0].procs))
     ready = sorted(s.ready_s for s in samples)
     return (f"{samples[0].server:8s} n={len(samples)}  RSS {median(samples, 'rss'):6.1f} MB"
