@@ -573,8 +573,11 @@ class GrpcFrontEnd:
         self._h2 = h2
 
     async def _start_grpcio(self) -> None:
-        import grpc
-        from tritonclient.grpc import service_pb2_grpc as pb_grpc
+        try:  # this engine's own imports (the native engine needs neither)
+            import grpc
+            from tritonclient.grpc import service_pb2_grpc as pb_grpc
+        except ImportError as e:
+            raise TritonError.unavailable(f"--grpc-engine grpcio needs grpcio: {e}") from None
 
         from .restricted import RestrictedProtocols
 
