@@ -104,3 +104,19 @@ def test_the_worker_list_reads_its_own_process(tmp_path):
         names = [n.decode() for n in resp.output("MODULES").as_numpy()]
     assert "triton_core" in sys.modules and "triton_core" not in names
     assert "triton_python_backend_utils._stub" in names
+
+
+def test_a_model_of_coroutines_gets_its_event_loop(tmp_path, caplog):
+    """The worker imports asyncio only when a model is async: then for initialize, execute
+    and finalize alike (a failed finalize is logged at unload)."""
+    from python_backend_helpers import make_server
+
+    from triton_core import InferenceRequest, Tensor
+
+    repo = build_repo(tmp_path, ["async_lifecycle"])
+    with caplog.at_level("INFO"), make_server(repo) as s:
+        x = np.array([2.0], np.float32)
+        resp = s.infer(InferenceRequest("async_lifecycle", inputs={"IN": Tensor.from_numpy("IN", x)}))
+        assert resp.output("OUT").as_numpy().tolist() == [3.0]
+    assert "successfully unloaded 'async_lifecycle'" in caplog.text
+    assert "finalize of" not in caplog.text
