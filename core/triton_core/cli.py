@@ -19,7 +19,6 @@ from .frontends.restricted import parse_rules
 from .install_hint import pip_install
 from .logsettings import LOGGER
 from .options import ServerOptions
-from .prefetch import import_in_background
 from .scheduling.metrics_config import MetricsConfig, parse_flags
 from .scheduling.rate_limiter import parse_resource_flag
 from .scheduling.trace import parse_trace_flags
@@ -522,16 +521,6 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
     return 0
 
 
-def _front_end_modules(a: argparse.Namespace) -> list[str]:
-    """The modules _serve_async imports for this configuration (and its event loop's)."""
-    modules = [m for on, m in ((a.allow_http, "triton_core.frontends.http.app"),
-                               (a.allow_grpc, "triton_core.frontends.grpc"),
-                               (a.allow_metrics, "triton_core.frontends.metrics")) if on]
-    if os.environ.get("TRITON_CORE_EVENT_LOOP", "uvloop") == "uvloop":
-        modules.append("uvloop")
-    return modules
-
-
 def serve(argv: list[str] | None, prog: str = "tritonserver") -> int:
     a = build_parser(prog).parse_args(argv)
     opts = options_from_args(a)
@@ -547,7 +536,6 @@ def serve(argv: list[str] | None, prog: str = "tritonserver") -> int:
     # progress give up and the exit deadline runs from now.
     previous = {sig: signal.signal(sig, lambda *_: server.begin_stop(exit_process=True))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
-    import_in_background(_front_end_modules(a))  # while the models load
     try:
         server.start()
     except TritonError as e:
