@@ -16,23 +16,30 @@ from python_backend_helpers import build_repo
 from triton_core import devices
 from triton_core.testing import free_port, wait_until
 
-# The CLI in a fresh interpreter; once ready, it prints the names in its sys.modules.
+# The CLI in a fresh interpreter; once ready and its gRPC and metrics ports listen (they
+# start after HTTP), it prints the names in its sys.modules.
 _DRIVER = """
-import json, sys, threading, time, urllib.request
+import json, socket, sys, threading, time, urllib.request
 from triton_core.cli import serve
 
+def answers(url, ports):
+    try:
+        with urllib.request.urlopen(url + "/v2/health/ready", timeout=5) as r:
+            if r.status != 200:
+                return False
+        for port in ports:
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
 def report():
-    while True:
-        try:
-            with urllib.request.urlopen(sys.argv[1] + "/v2/health/ready", timeout=5) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.01)
+    while not answers(sys.argv[1], [int(p) for p in sys.argv[2].split(",")]):
+        time.sleep(0.01)
     print(json.dumps(sorted(sys.modules)), flush=True)
 
 threading.Thread(target=report, daemon=True).start()
-sys.exit(serve(sys.argv[2:]))
+sys.exit(serve(sys.argv[3:]))
 """
 
 # Not used by a python-only repository over HTTP, native gRPC and metrics
@@ -63,13 +70,14 @@ def _worker_modules(url: str) -> list[str]:
 
 def test_a_python_only_server_and_its_worker_import_only_what_they_use(tmp_path):
     repo = build_repo(tmp_path, ["worker_modules"])
-    port = free_port()
+    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-c", _DRIVER, url, "--model-repository", str(repo),
+        [sys.executable, "-c", _DRIVER, url, f"{grpc_port},{metrics_port}",
+         "--model-repository", str(repo),
          "--http-address", "127.0.0.1", "--http-port", str(port), "--grpc-address", "127.0.0.1",
-         "--grpc-port", str(free_port()), "--metrics-address", "127.0.0.1",
-         "--metrics-port", str(free_port())],
+         "--grpc-port", str(grpc_port), "--metrics-address", "127.0.0.1",
+         "--metrics-port", str(metrics_port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: _ready(url) or proc.poll() is not None, "the server to be ready", 120)
@@ -82,7 +90,8 @@ def test_a_python_only_server_and_its_worker_import_only_what_they_use(tmp_path)
     assert proc.returncode == 0, err
 
     # the server: its front ends and the python backend, no framework and no grpcio
-    assert {"triton_core", "triton_backend_python", "numpy", "ngh2", "httptools"} <= _top(server)
+    assert {"triton_core", "triton_backend_python", "numpy", "ngh2", "httptools",
+            "prometheus_client"} <= _top(server)
     assert not _top(server) & set(_UNUSED), sorted(_top(server) & set(_UNUSED))
     if not devices.nvml_library_present():
         assert "pynvml" not in _top(server)
