@@ -31,3 +31,28 @@ def test_the_native_engine_starts_without_grpcio(tmp_path, monkeypatch):
         return front.port
 
     assert asyncio.run(start_and_stop()) > 0
+
+
+def test_a_context_other_than_the_native_calls_gets_grpcios_codes(tmp_path):
+    """grpc.aio's context, and Ray Serve's behind frontends/ray_serve.py, take grpcio's
+    StatusCode: the servicer's status codes are converted for them."""
+    import grpc
+
+    from triton_core.frontends.grpc.service import InferenceServicer
+    from triton_core.frontends.ray_serve import _RayContext
+    from triton_core.protos import service_pb2 as pb
+
+    class RayLike:
+        code = details = None
+
+        def set_code(self, code):
+            self.code = code
+
+        def set_details(self, details):
+            self.details = details
+
+    ray = RayLike()
+    servicer = InferenceServicer(make_server(tmp_path))
+    with pytest.raises(Exception, match="nothing"):
+        asyncio.run(servicer.ModelMetadata(pb.ModelMetadataRequest(name="nothing"), _RayContext(ray)))
+    assert ray.code is grpc.StatusCode.NOT_FOUND and "nothing" in ray.details
