@@ -445,7 +445,7 @@ class ModelManager:
             backend_name = self._resolve_backend(cfg, src)
             entry = self.registry.entry(backend_name)
             default_file = entry.default_model_filename if entry else ""
-            gpu_ids = [d.device_id for d in self.gpus.supported(self.min_compute_capability)]
+            gpu_ids = self.gpus.placement_ids(self.min_compute_capability)
             uses_gpus = bool(entry and entry.spec and entry.spec.gpu)
             pre = complete_config(cfg, name, backend_name, (), default_file, gpu_ids, uses_gpus)
             # an unchanged READY version stays as it is on a reload of the same config
