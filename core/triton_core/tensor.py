@@ -96,7 +96,7 @@ class Tensor:
     @classmethod
     def from_device(cls, name: str, datatype: DataType, array: CudaArray) -> Tensor:
         """A tensor in GPU memory (not BYTES: strings live on the host)."""
-        if datatype is DataType.BYTES or array.nbytes != element_count(array.shape) * datatype.itemsize:
+        if datatype is DataType.BYTES or array.dtype != datatype.numpy:
             raise TritonError.internal(
                 f"a GPU tensor of {array.dtype} cannot hold {datatype.value} tensor '{name}'")
         t = cls(name, datatype, array.shape)
