@@ -148,6 +148,7 @@ class _CudaRegion:
     byte_size: int
     ptr: int
     runtime: CudaRuntime
+    handle: bytes = b""  # the client's cudaIpcMemHandle_t: how another process maps it
     leases: int = 0
     retired: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -243,6 +244,12 @@ class CudaRegionLease(RegionLease):
     def runtime(self) -> CudaRuntime:
         return self._region.runtime
 
+    @property
+    def ipc_handle(self) -> bytes:
+        """The client's cudaIpcMemHandle_t: another process of the server (a python backend
+        worker) maps the region with it; offsets count from the region's start."""
+        return self._region.handle
+
     def device_pointer(self, offset: int, byte_size: int) -> int:
         return self._region.device_pointer(offset, byte_size)
 
@@ -316,7 +323,8 @@ class CudaSharedMemoryRegistry:
                 raise invalid(why if available < 0 else
                               f"byte_size {byte_size} is larger than the {available} bytes "
                               "allocated behind the handle")
-            self._regions[name] = _CudaRegion(name, device_id, byte_size, ptr, cuda)
+            self._regions[name] = _CudaRegion(name, device_id, byte_size, ptr, cuda,
+                                              bytes(raw_handle))
 
     def unregister(self, name: str) -> None:
         """Forget ``name`` (no error when unknown, as Triton); close it once no request uses it."""

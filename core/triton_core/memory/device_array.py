@@ -52,14 +52,18 @@ class CudaArray:
     """``shape`` elements of ``dtype`` at device address ``ptr`` on GPU ``device_id``,
     row-major. ``owner`` is kept alive with the array (the memory's lifetime)."""
 
-    __slots__ = ("ptr", "shape", "dtype", "device_id", "_owner", "_runtime")
+    __slots__ = ("ptr", "shape", "dtype", "device_id", "ipc", "_owner", "_runtime")
 
     def __init__(self, ptr: int, shape: Sequence[int], dtype: np.dtype, device_id: int,
-                 owner: Any = None, runtime: CudaRuntime | None = None) -> None:
+                 owner: Any = None, runtime: CudaRuntime | None = None,
+                 ipc: tuple[bytes, int] | None = None) -> None:
         self.ptr = int(ptr)
         self.shape = tuple(int(d) for d in shape)
         self.dtype = np.dtype(dtype)
         self.device_id = int(device_id)
+        self.ipc = ipc
+        """How another process maps this memory: (cudaIpcMemHandle_t bytes, offset of
+        ``ptr`` in that allocation), or None (the python backend's workers use it)."""
         self._owner = owner
         self._runtime = runtime
 
@@ -84,7 +88,7 @@ class CudaArray:
     def reshaped(self, shape: Sequence[int]) -> CudaArray:
         """The same memory under another shape of as many elements."""
         return CudaArray(self.ptr, shape, self.dtype, self.device_id, self._owner,
-                         self._runtime)
+                         self._runtime, self.ipc)
 
     def to_host(self) -> bytearray:
         """The bytes, copied to host memory."""

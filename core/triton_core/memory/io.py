@@ -69,7 +69,8 @@ class SharedMemoryIO:
             # GPU instance reads it in place, any other gets a host copy (Tensor.to_host)
             lease = self.cuda.acquire(region)
             ptr = lease.device_pointer(offset, size) if size else 0
-            array = CudaArray(ptr, shape, dt.numpy, lease.device_id, lease, lease.runtime)
+            array = CudaArray(ptr, shape, dt.numpy, lease.device_id, lease, lease.runtime,
+                              (lease.ipc_handle, offset))
             return Tensor.from_device(name, dt, array)
         # a copy, not a view: the client may truncate its object while the model runs
         data = holder.read(region, offset, size)

@@ -3,19 +3,16 @@ CUDA shared memory without a trip through host memory (checked inside the proces
 tensor the model gets is the region's memory, and the core's CUDA runtime counts no
 host copy). Marked ``gpu``; skipped where torch sees no CUDA device (CI has none).
 
-The regions are made by a child process, as a client makes them: CUDA refuses to open an
-IPC handle in the process that made it. Run on a GPU machine with
+The regions are made by a child process (cuda_region_client), as a client makes them.
+Run on a GPU machine with
 ``python -m pytest plugins/triton-backend-torch/tests/test_torch_gpu.py -v``."""
 
 from __future__ import annotations
 
-import base64
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
+from cuda_region_client import RegionClient
 from torch_backend_helpers import save_script
 
 from triton_backend_torch import plugin
@@ -33,51 +30,6 @@ pytestmark = [
 SHAPE = (4, 256)
 A = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
 N = A.nbytes
-
-# The client's side: regions on GPU ``device`` made with tritonclient's cuda_shared_memory
-# utilities; "read" prints the output region, "quit" frees them.
-CLIENT = r"""
-import base64, sys
-import numpy as np
-import tritonclient.utils.cuda_shared_memory as cshm
-n, device = int(sys.argv[1]), int(sys.argv[2])
-a = np.arange(n // 4, dtype=np.float32)
-hin = cshm.create_shared_memory_region("in", n, device)
-hout = cshm.create_shared_memory_region("out", n, device)
-cshm.set_shared_memory_region(hin, [a])
-print(cshm.get_raw_handle(hin).decode(), cshm.get_raw_handle(hout).decode(), flush=True)
-for line in sys.stdin:
-    if line.strip() == "read":
-        out = cshm.get_contents_as_numpy(hout, np.float32, [n // 4])
-        print(base64.b64encode(out.tobytes()).decode(), flush=True)
-        cshm.set_shared_memory_region(hout, [np.zeros(n // 4, np.float32)])
-    else:
-        break
-cshm.destroy_shared_memory_region(hin)
-cshm.destroy_shared_memory_region(hout)
-"""
-
-
-class Client:
-    def __init__(self, device: int) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", CLIENT, str(N), str(device)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        self.hin, self.hout = self.proc.stdout.readline().split()
-
-    def read(self) -> np.ndarray:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write("read\n")
-        self.proc.stdin.flush()
-        return np.frombuffer(base64.b64decode(self.proc.stdout.readline()),
-                             np.float32).reshape(SHAPE)
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.close()
-        self.proc.wait(60)
-
 
 class Double(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -158,7 +110,7 @@ def test_cuda_shm_feeds_a_gpu_instance_without_a_host_copy(served, fed, proto: s
 
     server, clients = served
     client, mod, regions = clients[proto], _module(proto), server.cuda_shm_registry
-    owner = Client(0)
+    owner = RegionClient(N, 0)
     try:
         client.register_cuda_shared_memory("in", owner.hin, 0, N)
         client.register_cuda_shared_memory("out", owner.hout, 0, N)
@@ -170,7 +122,7 @@ def test_cuda_shm_feeds_a_gpu_instance_without_a_host_copy(served, fed, proto: s
         before = dict(copies)
         client.infer("double_gpu", [x], outputs=[y])
         after = dict(copies)
-        np.testing.assert_array_equal(owner.read(), A * 2)
+        np.testing.assert_array_equal(owner.read(np.float32, SHAPE), A * 2)
         region_ptr = regions._regions["in"].ptr  # noqa: SLF001 - where the server mapped it
         print(proto, "fed", fed, "region at", hex(region_ptr), "copies", before, "->", after)
         assert fed == [(torch.device("cuda", 0), region_ptr)]  # the region's memory itself
@@ -182,7 +134,7 @@ def test_cuda_shm_feeds_a_gpu_instance_without_a_host_copy(served, fed, proto: s
         before = dict(copies)
         client.infer("double_cpu", [x], outputs=[y])
         after = dict(copies)
-        np.testing.assert_array_equal(owner.read(), A * 2)
+        np.testing.assert_array_equal(owner.read(np.float32, SHAPE), A * 2)
         assert after["device_to_host"] == before.get("device_to_host", 0) + 1
         assert after["host_to_device"] == before.get("host_to_device", 0) + 1
         assert len(fed) == 1
@@ -195,7 +147,7 @@ def test_a_region_on_a_device_the_server_does_not_use_is_refused(served) -> None
     from tritonclient.utils import InferenceServerException
 
     _, clients = served
-    owner = Client(0)
+    owner = RegionClient(N, 0)
     try:
         missing = torch.cuda.device_count()
         with pytest.raises(InferenceServerException) as e:
@@ -216,7 +168,7 @@ def test_a_region_on_another_gpu_is_copied_device_to_device(fed, tmp_path) -> No
 
     save_script(tmp_path, "double_gpu1", Double(),
                 _config("KIND_GPU").replace("count: 1", "count: 1 gpus: [ 1 ]"))
-    owner = Client(0)  # the region on GPU 0, the instance on GPU 1
+    owner = RegionClient(N, 0)  # the region on GPU 0, the instance on GPU 1
     try:
         with make_server(tmp_path, plugin, allow_client_shm=True) as server, \
                 serving_http(server) as url:
@@ -230,7 +182,7 @@ def test_a_region_on_another_gpu_is_copied_device_to_device(fed, tmp_path) -> No
             before = dict(shared_runtime().copies)
             c.infer("double_gpu1", [x], outputs=[y])
             after = dict(shared_runtime().copies)
-            np.testing.assert_array_equal(owner.read(), A * 2)
+            np.testing.assert_array_equal(owner.read(np.float32, SHAPE), A * 2)
             assert fed == [(torch.device("cuda", 1), fed[0][1])]
             assert after.get("device_to_host", 0) == before.get("device_to_host", 0)
             assert after.get("host_to_device", 0) == before.get("host_to_device", 0)
