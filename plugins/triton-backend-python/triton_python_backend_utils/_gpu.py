@@ -272,10 +272,12 @@ class GpuTensor:
             return None
         if dev_type != KDL_CUDA:
             raise GpuError(f"DLPack device type {dev_type} is not supported (CPU and CUDA are)")
-        # stream 1: the legacy default stream, which the producer makes wait for its work
+        # stream 1 (the legacy default stream) for the producer to order its work before;
+        # then every stream of the device is waited for: a producer may have written the
+        # tensor on a stream other than its current one (a non-blocking stream)
         capsule = obj.__dlpack__(stream=1)
         with _OnDevice(int(dev_id)):
-            _check(_cuda().cudaStreamSynchronize(0), "cudaStreamSynchronize")
+            _check(_cuda().cudaDeviceSynchronize(), "cudaDeviceSynchronize")
         return cls.from_capsule(capsule, obj)
 
     @classmethod
