@@ -1,11 +1,13 @@
 """GPU benchmarks (an NVIDIA GPU machine; perf_analyzer is not needed):
 
-1. ``cudashm``: a 16 MB FP32 tensor through an identity model (onnxruntime backend), sent
-   and returned in the request body vs through CUDA shared memory (tritonclient's
-   cuda_shared_memory), over HTTP and gRPC; sequential requests, median and p90 latency.
-2. ``instances``: the same python-backend model (torch: four 2048x2048 layers on a
-   [256, 2048] batch) on one KIND_GPU instance vs two KIND_CPU instances, 4 concurrent
-   HTTP clients; requests per second.
+1. ``cudashm``: a 16 MB FP32 tensor through an identity model, sent and returned in the
+   request body vs through CUDA shared memory (tritonclient's cuda_shared_memory), over
+   HTTP and gRPC; sequential requests, median and p90 latency. Two models: onnxruntime on a
+   KIND_CPU instance (CUDA-region data copied to the host and back) and, where torch sees a
+   GPU, pytorch on a KIND_GPU instance (read in place, written device to device).
+2. ``instances``: the same model (four 2048x2048 layers on a [256, 2048] batch) on one
+   KIND_GPU instance vs two KIND_CPU instances, 4 concurrent HTTP clients; requests per
+   second. Two backends: python (torch inside model.py) and pytorch (TorchScript).
 
 It writes its model repositories under --work, starts ``tritonserver`` for each and
 prints one JSON line per measurement. Usage::
@@ -50,6 +52,57 @@ def _identity_repo(repo: Path, elements: int) -> None:
         f'input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ {elements} ] }} ]\n'
         f'output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ {elements} ] }} ]\n'
         'instance_group [ { kind: KIND_CPU count: 1 } ]\n')
+
+
+def _torch_models(repo: Path, elements: int | None, mlp_kind: str | None, count: int = 1) -> None:
+    """TorchScript models: ``identity_torch_gpu`` (KIND_GPU, ``elements`` FP32) and/or
+    ``mlp`` (the python model's layers, on ``mlp_kind``)."""
+    import torch
+
+    class Identity(torch.nn.Module):
+        def forward(self, INPUT0: torch.Tensor) -> torch.Tensor:  # noqa: N803
+            return INPUT0.clone()
+
+    class Mlp(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.w = torch.nn.ParameterList(
+                [torch.nn.Parameter(torch.randn(2048, 2048, generator=g) / 45, False)
+                 for _ in range(4)])
+
+        def forward(self, X: torch.Tensor) -> torch.Tensor:  # noqa: N803
+            y = X
+            for w in self.w:
+                y = torch.relu(y @ w)
+            return y
+
+    if elements is not None:
+        d = repo / "identity_torch_gpu"
+        (d / "1").mkdir(parents=True, exist_ok=True)
+        torch.jit.script(Identity()).save(str(d / "1" / "model.pt"))
+        (d / "config.pbtxt").write_text(
+            'backend: "pytorch"\nmax_batch_size: 0\n'
+            f'input [ {{ name: "INPUT0" data_type: TYPE_FP32 dims: [ {elements} ] }} ]\n'
+            f'output [ {{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ {elements} ] }} ]\n'
+            'instance_group [ { kind: KIND_GPU count: 1 } ]\n')
+    if mlp_kind is not None:
+        d = repo / "mlp"
+        (d / "1").mkdir(parents=True, exist_ok=True)
+        torch.jit.script(Mlp()).save(str(d / "1" / "model.pt"))
+        (d / "config.pbtxt").write_text(
+            'backend: "pytorch"\nmax_batch_size: 0\n'
+            'input [ { name: "X" data_type: TYPE_FP32 dims: [ 256, 2048 ] } ]\n'
+            'output [ { name: "Y" data_type: TYPE_FP32 dims: [ 256, 2048 ] } ]\n'
+            f'instance_group [ {{ kind: {mlp_kind} count: {count} }} ]\n')
+
+
+def _torch_gpu() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
 
 
 _MLP = '''
@@ -136,9 +189,15 @@ def bench_cudashm(work: Path, mb: int, iters: int) -> None:
     nbytes = elements * 4
     repo = work / "repo_identity"
     _identity_repo(repo, elements)
+    models = ["identity_fp32"]
+    if _torch_gpu():
+        _torch_models(repo, elements, None)
+        models.append("identity_torch_gpu")
     data = np.random.default_rng(0).random(elements, dtype=np.float32)
     with Served(repo, work / "server_identity.log"):
-        for proto, mod, url in (("http", httpclient, HTTP), ("grpc", grpcclient, GRPC)):
+        for (proto, mod, url), model in ((p, m) for p in (("http", httpclient, HTTP),
+                                                          ("grpc", grpcclient, GRPC))
+                                         for m in models):
             if proto == "http":
                 client = mod.InferenceServerClient(url, network_timeout=120.0)
                 kw: dict = {}
@@ -153,12 +212,12 @@ def bench_cudashm(work: Path, mb: int, iters: int) -> None:
             times = []
             for i in range(iters + 2):
                 t = time.perf_counter()
-                r = client.infer("identity_fp32", [inp], outputs=[out], **kw)
+                r = client.infer(model, [inp], outputs=[out], **kw)
                 got = r.as_numpy("OUTPUT0")
                 if i >= 2:
                     times.append(time.perf_counter() - t)
             assert np.array_equal(got, data)
-            _stats(f"{proto}_body_{mb}MB", times)
+            _stats(f"{proto}_body_{mb}MB", times, model=model)
             # CUDA shared memory: the data already on the GPU, the result left there
             hin = cshm.create_shared_memory_region("bin", nbytes, 0)
             hout = cshm.create_shared_memory_region("bout", nbytes, 0)
@@ -174,12 +233,12 @@ def bench_cudashm(work: Path, mb: int, iters: int) -> None:
                 times = []
                 for i in range(iters + 2):
                     t = time.perf_counter()
-                    client.infer("identity_fp32", [inp], outputs=[out], **kw)
+                    client.infer(model, [inp], outputs=[out], **kw)
                     if i >= 2:
                         times.append(time.perf_counter() - t)
                 got = cshm.get_contents_as_numpy(hout, np.float32, [elements])
                 assert np.array_equal(got, data)
-                _stats(f"{proto}_cudashm_{mb}MB", times)
+                _stats(f"{proto}_cudashm_{mb}MB", times, model=model)
                 client.unregister_cuda_shared_memory()
             finally:
                 cshm.destroy_shared_memory_region(hin)
@@ -207,10 +266,15 @@ def _client_loop(x: np.ndarray, stop_at: float, seconds: float, done: list[float
 def bench_instances(work: Path, seconds: float, clients: int) -> None:
 
     x = np.random.default_rng(0).random((256, 2048), dtype=np.float32)
-    for kind, count in (("KIND_GPU", 1), ("KIND_CPU", 2)):
-        repo = work / f"repo_mlp_{kind}"
-        _mlp_repo(repo, kind, count)
-        with Served(repo, work / f"server_mlp_{kind}.log"):
+    backends = ["python", "pytorch"] if _torch_gpu() else ["python"]
+    for backend, kind, count in ((b, k, c) for b in backends
+                                 for k, c in (("KIND_GPU", 1), ("KIND_CPU", 2))):
+        repo = work / f"repo_mlp_{backend}_{kind}"
+        if backend == "python":
+            _mlp_repo(repo, kind, count)
+        else:
+            _torch_models(repo, None, kind, count)
+        with Served(repo, work / f"server_mlp_{backend}_{kind}.log"):
             done: list[float] = []
             lock = threading.Lock()
             stop_at = time.monotonic() + seconds + 2
@@ -220,7 +284,7 @@ def bench_instances(work: Path, seconds: float, clients: int) -> None:
                 t.start()
             for t in ts:
                 t.join()
-            _stats(f"mlp_{kind}_x{count}", done, clients=clients,
+            _stats(f"mlp_{backend}_{kind}_x{count}", done, clients=clients,
                    infer_per_s=round(len(done) / seconds, 2))
 
 
