@@ -68,19 +68,28 @@ def test_a_gpu_capsule_becomes_a_gpu_tensor_without_any_cuda_call() -> None:
 
 
 def test_an_object_on_the_gpu_is_taken_through_its_capsule() -> None:
-    class OnGpu:  # what torch.Tensor / cupy.ndarray look like to DLPack, minus the sync
+    class OnGpu:  # what torch.Tensor / cupy.ndarray look like to DLPack
+        def __init__(self) -> None:
+            self.streams: list[object] = []
+
         def __dlpack_device__(self):
             return (2, 0)
 
         def __dlpack__(self, stream=None):
+            self.streams.append(stream)
             return _gpu_capsule((3,), np.int64)
 
-    cap = OnGpu()
-    with pytest.raises(pb_utils.TritonModelException) as e:
-        # waiting for the producer's streams is the first CUDA call: no GPU here
-        pb_utils.Tensor.from_dlpack("y", cap)
-    assert "cudaGetDevice" in str(e.value) or "cudaDeviceSynchronize" in str(e.value) or \
-        "cuda-python" in str(e.value)
+    obj = OnGpu()
+    try:
+        # the producer's queued work is waited for (cudaDeviceSynchronize): the first CUDA
+        # call, which fails where there is no GPU
+        t = pb_utils.Tensor.from_dlpack("y", obj)
+    except pb_utils.TritonModelException as e:
+        assert "cudaGetDevice" in str(e) or "cudaDeviceSynchronize" in str(e) or \
+            "cuda-python" in str(e)
+    else:  # a GPU machine: the tensor is the capsule's memory, not touched
+        assert not t.is_cpu() and t._gpu.ptr == FAKE_GPU_PTR and t.shape() == [3]
+    assert obj.streams == [1]  # ordered on the legacy default stream
 
 
 def test_triton_words_for_strings_and_non_contiguous_tensors() -> None:
