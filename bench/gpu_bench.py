@@ -263,10 +263,12 @@ def _client_loop(x: np.ndarray, stop_at: float, seconds: float, done: list[float
     return run
 
 
-def bench_instances(work: Path, seconds: float, clients: int) -> None:
+def bench_instances(work: Path, seconds: float, clients: int,
+                    only: tuple[str, ...] = ("python", "pytorch")) -> None:
 
     x = np.random.default_rng(0).random((256, 2048), dtype=np.float32)
-    backends = ["python", "pytorch"] if _torch_gpu() else ["python"]
+    backends = [b for b in ("python", "pytorch") if b in only
+                and (b == "python" or _torch_gpu())]
     for backend, kind, count in ((b, k, c) for b in backends
                                  for k, c in (("KIND_GPU", 1), ("KIND_CPU", 2))):
         repo = work / f"repo_mlp_{backend}_{kind}"
@@ -296,12 +298,14 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--backends", default="python,pytorch",
+                    help="instances: the backends to measure (comma-separated)")
     a = ap.parse_args()
     a.work.mkdir(parents=True, exist_ok=True)
     if "cudashm" in a.which:
         bench_cudashm(a.work, a.mb, a.iters)
     if "instances" in a.which:
-        bench_instances(a.work, a.seconds, a.clients)
+        bench_instances(a.work, a.seconds, a.clients, tuple(a.backends.split(",")))
 
 
 if __name__ == "__main__":
