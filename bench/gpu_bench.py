@@ -8,11 +8,18 @@
 2. ``instances``: the same model (four 2048x2048 layers on a [256, 2048] batch) on one
    KIND_GPU instance vs two KIND_CPU instances, 4 concurrent HTTP clients; requests per
    second. Two backends: python (torch inside model.py) and pytorch (TorchScript).
+3. ``multigpu`` (two GPUs or more, issue #26): a compute-bound TorchScript model (an
+   8192x8192 layer applied 16 times to a [128, 8192] activation, from a [128, 1024] input) with two
+   instances on GPU 0 vs two instances on each of GPUs 0 and 1, 8 concurrent HTTP clients;
+   requests per second, and each GPU's nv_gpu_utilization (gpu_uuid) read from /metrics
+   mid-run.
 
 It writes its model repositories under --work, starts ``tritonserver`` for each and
 prints one JSON line per measurement. Usage::
 
     python bench/gpu_bench.py --work /tmp/gpub cudashm instances
+    python bench/gpu_bench.py --work /tmp/gpub multigpu   # 2+ GPUs; NCCL's NVLink multicast
+                                                          # stays off (nothing here uses NCCL)
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-HTTP, GRPC = "127.0.0.1:18100", "127.0.0.1:18101"
+HTTP, GRPC, METRICS = "127.0.0.1:18100", "127.0.0.1:18101", "127.0.0.1:18102"
 
 
 def _identity_repo(repo: Path, elements: int) -> None:
@@ -97,6 +104,76 @@ def _torch_models(repo: Path, elements: int | None, mlp_kind: str | None, count:
             f'instance_group [ {{ kind: {mlp_kind} count: {count} }} ]\n')
 
 
+def _big_mlp_repo(repo: Path, gpus: list[int], count: int) -> None:
+    """``big_mlp``: compute-bound (about 275 GFLOP a request), ``count`` instances on each
+    GPU of ``gpus``."""
+    import torch
+
+    class BigMlp(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.up = torch.nn.Parameter(torch.randn(1024, 8192, generator=g) / 32, False)
+            # one layer applied 16 times: the compute of 16 layers, the file of one
+            self.w = torch.nn.Parameter(torch.randn(8192, 8192, generator=g) / 90.5, False)
+            self.down = torch.nn.Parameter(torch.randn(8192, 1024, generator=g) / 90.5, False)
+
+        def forward(self, X: torch.Tensor) -> torch.Tensor:  # noqa: N803
+            y = X @ self.up
+            for _ in range(16):
+                y = torch.relu(y @ self.w)
+            return y @ self.down
+
+    d = repo / "big_mlp"
+    (d / "1").mkdir(parents=True, exist_ok=True)
+    torch.jit.script(BigMlp()).save(str(d / "1" / "model.pt"))
+    (d / "config.pbtxt").write_text(
+        'backend: "pytorch"\nmax_batch_size: 0\n'
+        'input [ { name: "X" data_type: TYPE_FP32 dims: [ 128, 1024 ] } ]\n'
+        'output [ { name: "Y" data_type: TYPE_FP32 dims: [ 128, 1024 ] } ]\n'
+        f'instance_group [ {{ kind: KIND_GPU count: {count} gpus: {gpus} }} ]\n')
+
+
+def _gpu_utilization() -> dict[str, float]:
+    """nv_gpu_utilization by gpu_uuid, from the server's /metrics."""
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://{METRICS}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("nv_gpu_utilization{"):
+            uuid = line.split('gpu_uuid="', 1)[1].split('"', 1)[0]
+            out[uuid] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def bench_multigpu(work: Path, seconds: float, clients: int) -> None:
+    import torch
+
+    n = torch.cuda.device_count()
+    if n < 2:
+        print(json.dumps({"bench": "multigpu", "skipped": f"{n} GPU(s): needs two"}), flush=True)
+        return
+    x = np.random.default_rng(0).random((128, 1024), dtype=np.float32)
+    for gpus in ([0], [0, 1]):
+        repo = work / f"repo_big_mlp_{len(gpus)}"
+        _big_mlp_repo(repo, gpus, 2)
+        with Served(repo, work / f"server_big_mlp_{len(gpus)}.log", metrics=True):
+            done: list[float] = []
+            lock = threading.Lock()
+            stop_at = time.monotonic() + seconds + 2
+            run = _client_loop(x, stop_at, seconds, done, lock, "big_mlp")
+            ts = [threading.Thread(target=run) for _ in range(clients)]
+            for t in ts:
+                t.start()
+            time.sleep(2 + seconds / 2)
+            util = _gpu_utilization()
+            for t in ts:
+                t.join()
+            _stats(f"big_mlp_gpus_{'_'.join(map(str, gpus))}_x2", done, clients=clients,
+                   infer_per_s=round(len(done) / seconds, 2), nv_gpu_utilization=util)
+
+
 def _torch_gpu() -> bool:
     try:
         import torch
@@ -144,15 +221,17 @@ def _mlp_repo(repo: Path, kind: str, count: int) -> None:
 class Served:
     """tritonserver over ``repo`` until the block ends."""
 
-    def __init__(self, repo: Path, log: Path) -> None:
-        self.repo, self.log = repo, log
+    def __init__(self, repo: Path, log: Path, metrics: bool = False) -> None:
+        self.repo, self.log, self.metrics = repo, log, metrics
 
     def __enter__(self) -> Served:
         import tritonclient.http as httpclient
 
         cmd = ["tritonserver", "--model-repository", str(self.repo), "--http-port", HTTP[-5:],
-               "--grpc-port", GRPC[-5:], "--allow-metrics", "false", "--allow-client-shm", "true",
-               "--http-address", "127.0.0.1", "--grpc-address", "127.0.0.1"]
+               "--grpc-port", GRPC[-5:], "--allow-metrics", str(self.metrics).lower(),
+               "--metrics-port", METRICS[-5:], "--metrics-interval-ms", "500",
+               "--allow-client-shm", "true", "--http-address", "127.0.0.1",
+               "--grpc-address", "127.0.0.1"]
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
                                      start_new_session=True)
         client = httpclient.InferenceServerClient(HTTP)
@@ -246,16 +325,16 @@ def bench_cudashm(work: Path, mb: int, iters: int) -> None:
 
 
 def _client_loop(x: np.ndarray, stop_at: float, seconds: float, done: list[float],
-                 lock: threading.Lock):
+                 lock: threading.Lock, model: str = "mlp"):
     import tritonclient.http as httpclient
 
     def run() -> None:
         c = httpclient.InferenceServerClient(HTTP, network_timeout=120.0)
-        inp = httpclient.InferInput("X", [256, 2048], "FP32")
+        inp = httpclient.InferInput("X", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)
         while (now := time.monotonic()) < stop_at:
             t = time.perf_counter()
-            c.infer("mlp", [inp])
+            c.infer(model, [inp])
             if now > stop_at - seconds:  # the first 2 s warm up and are not counted
                 with lock:
                     done.append(time.perf_counter() - t)
@@ -292,7 +371,7 @@ def bench_instances(work: Path, seconds: float, clients: int,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("which", nargs="+", choices=("cudashm", "instances"))
+    ap.add_argument("which", nargs="+", choices=("cudashm", "instances", "multigpu"))
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--mb", type=int, default=16)
     ap.add_argument("--iters", type=int, default=30)
@@ -306,6 +385,8 @@ def main() -> None:
         bench_cudashm(a.work, a.mb, a.iters)
     if "instances" in a.which:
         bench_instances(a.work, a.seconds, a.clients, tuple(a.backends.split(",")))
+    if "multigpu" in a.which:
+        bench_multigpu(a.work, a.seconds, 2 * a.clients)
 
 
 if __name__ == "__main__":

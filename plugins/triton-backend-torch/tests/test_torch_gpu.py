@@ -189,3 +189,43 @@ def test_a_region_on_another_gpu_is_copied_device_to_device(fed, tmp_path) -> No
             c.unregister_cuda_shared_memory()
     finally:
         owner.close()
+
+
+class TwoGpus(torch.nn.Module):
+    """A KIND_MODEL model that puts its own layers on GPUs 0 and 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.a = torch.nn.Linear(SHAPE[1], SHAPE[1]).to("cuda:0")
+        self.b = torch.nn.Linear(SHAPE[1], SHAPE[1]).to("cuda:1")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.a(x.to("cuda:0")))
+        return self.b(h.to("cuda:1"))
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs (issue #26)")
+def test_instances_spread_over_gpus_and_a_model_over_two_gpus(tmp_path) -> None:
+    import tritonclient.http as httpclient
+
+    n = torch.cuda.device_count()
+    save_script(tmp_path, "every_gpu", Double(), _config("KIND_GPU").replace("count: 1", "count: 2"))
+    save_script(tmp_path, "gpu1_only", Double(),
+                _config("KIND_GPU").replace("count: 1", "count: 2 gpus: [ 1 ]"))
+    module = TwoGpus()
+    save_script(tmp_path, "two_gpus", module, _config("KIND_MODEL"))
+    with make_server(tmp_path, plugin) as server, serving_http(server) as url:
+        where = {m: sorted(str(i.placement.device) for i in server.manager.get(m).instances)
+                 for m in ("every_gpu", "gpu1_only")}
+        print(where)
+        assert where["every_gpu"] == sorted(f"cuda:{d}" for d in range(n) for _ in range(2))
+        assert where["gpu1_only"] == ["cuda:1", "cuda:1"]
+        c = httpclient.InferenceServerClient(url)
+        x = httpclient.InferInput("x", list(SHAPE), "FP32")
+        x.set_data_from_numpy(A)
+        got = c.infer("two_gpus", [x]).as_numpy("y")
+        want = module(torch.from_numpy(A)).detach().cpu().numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+        for m in ("every_gpu", "gpu1_only"):
+            np.testing.assert_array_equal(c.infer(m, [x]).as_numpy("y"), A * 2)
