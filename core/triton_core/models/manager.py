@@ -93,6 +93,7 @@ class LoadPlan:
     versions: list[int] = field(default_factory=list)
     gpu_ids: list[int] = field(default_factory=list)  # the GPUs instances may use
     uses_gpus: bool = False  # the backend can run instances on GPUs (BackendSpec.gpu)
+    device_tensors: bool = False  # its GPU instances take GPU inputs (BackendSpec.device_tensors)
 
 
 def _set_version(rec: ModelRecord, version: int, state: VersionState) -> None:
@@ -454,7 +455,9 @@ class ModelManager:
             plan = LoadPlan(name, src, where, pre, fingerprint, backend=backend_name,
                             platforms=entry.platforms if entry else (),
                             default_file=default_file, config_changed=changed,
-                            gpu_ids=gpu_ids, uses_gpus=uses_gpus)
+                            gpu_ids=gpu_ids, uses_gpus=uses_gpus,
+                            device_tensors=bool(entry and entry.spec
+                                                and entry.spec.device_tensors))
         available = numeric_versions(src.path)
         plan.versions = select_versions(plan.config.version_policy, available)
         if not plan.versions:
@@ -516,6 +519,7 @@ class ModelManager:
             model.close()
             raise
         lv.stopping = self.stopping.is_set
+        lv.device_tensors = plan.device_tensors
         self._attach_cache(lv)
         self._attach_summaries(lv)
         try:

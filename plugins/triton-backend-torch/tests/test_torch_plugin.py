@@ -53,7 +53,8 @@ def test_spec():
     assert spec.name == "pytorch"
     assert spec.platforms == ("pytorch_libtorch", "libtorch", "torch_aoti", "torch_export")
     assert spec.default_model_filename == "model.pt"
-    assert spec.abi == (1, 4)  # gather.run_each_on_failure
+    assert spec.abi == (1, 5)  # gather.run_each_on_failure, device_tensors
+    assert spec.device_tensors
     assert spec.available() is None
     assert spec.description == f"PyTorch {plugin.torch_version()}"
 

@@ -53,7 +53,8 @@ def triton_backends():
         name=BACKEND_NAME,
         platforms=PLATFORMS,
         default_model_filename=DEFAULT_MODEL_FILENAME,
-        abi=(1, 4),  # gather.run_each_on_failure
+        abi=(1, 5),  # gather.run_each_on_failure (1.4), device_tensors (1.5)
+        device_tensors=True,  # KIND_GPU instances take CUDA shared-memory inputs in place
         factory=_factory,
         available=check_runtime,
         description=f"PyTorch {torch_version() or 'not installed'}",
