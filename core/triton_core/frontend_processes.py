@@ -1,0 +1,108 @@
+"""`--frontend-processes N`: N full server processes accepting on the same ports.
+
+One asyncio loop serves every request of a process (parsing, scheduling, response
+writing), so one process uses about one core. With N > 1 the command forks N
+children before anything else starts; each loads the repository and serves HTTP and
+gRPC on the same ports with SO_REUSEPORT, so the kernel spreads new connections over
+them. Each child holds its own copy of every model (memory times N). What a request
+changes in one process only (client shared-memory registrations, explicit model
+control, a sequence's state) cannot be right across processes: those are refused at
+start-up (``refusals``). Statistics and metrics are summed over the processes by
+peers.py. The parent only forwards signals and waits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+from .logsettings import LOGGER
+
+log = LOGGER
+
+
+def refusals(a: argparse.Namespace) -> list[str]:
+    """What --frontend-processes N > 1 cannot serve correctly, each with its reason."""
+    out = []
+    if a.allow_client_shm:
+        out.append("--allow-client-shm=true: a shared-memory region registered through one "
+                   "process would be unknown to the others")
+    if a.model_control_mode == "explicit":
+        out.append("--model-control-mode=explicit: a load or unload request reaches one "
+                   "process only")
+    if a.allow_grpc and a.grpc_engine != "h2":
+        out.append("--grpc-engine=grpcio: only the h2 engine's listener is shared here")
+    return out
+
+
+def sequence_refusal(server: Any) -> str | None:
+    """A sequence's requests may arrive on connections that different processes accepted;
+    its state lives in one of them, so sequence-batched models are refused."""
+    names = []
+    for row in server.repository_index(ready_only=True):
+        try:
+            cfg = server.model_config(row["name"], row.get("version") or None)
+        except Exception:  # unloaded since the index was read
+            continue
+        if cfg.sequence_batching is not None:
+            names.append(row["name"])
+    if not names:
+        return None
+    return ("--frontend-processes > 1 cannot serve sequence-batched models (a sequence's "
+            f"requests must reach one instance): {', '.join(sorted(set(names)))}")
+
+
+def peer_dir() -> str:
+    """A private folder for the processes' peer sockets (peers.py)."""
+    return tempfile.mkdtemp(prefix="triton-frontends-")
+
+
+def supervise(n: int, run_child: Callable[[int], int]) -> int:
+    """Forks n children that each call run_child(index) and exit with its status; waits
+    for all. SIGINT/SIGTERM reach every child; when one child fails the others stop."""
+    children: dict[int, int] = {}
+    for index in range(n):
+        pid = os.fork()
+        if pid == 0:
+            rc = 1
+            try:
+                rc = run_child(index)
+            except SystemExit as e:
+                rc = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                log.exception("front-end process %d failed", index)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(rc)
+        children[pid] = index
+
+    def forward(sig: int, _frame: Any) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    worst = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        if pid not in children:
+            continue
+        index = children.pop(pid)
+        rc = os.waitstatus_to_exitcode(status)
+        if rc != 0 and worst == 0:
+            log.error("front-end process %d exited with status %d; stopping the others", index, rc)
+            forward(signal.SIGTERM, None)
+        worst = worst or (rc if rc > 0 else 1 if rc else 0)
+    return worst
