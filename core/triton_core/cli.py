@@ -7,6 +7,7 @@ import asyncio
 import errno
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -541,11 +542,20 @@ def serve(argv: list[str] | None, prog: str = "tritonserver") -> int:
     refused = frontend_processes.refusals(a)
     if refused:
         raise SystemExit("error: --frontend-processes > 1 cannot be used with " + "; ".join(refused))
-    return frontend_processes.supervise(n, lambda index: _serve_process(a, opts, index))
+    folder = frontend_processes.peer_dir()
+    try:
+        return frontend_processes.supervise(n, lambda index: _serve_process(a, opts, index, folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _serve_process(a: argparse.Namespace, opts: ServerOptions, index: int | None) -> int:
+def _serve_process(a: argparse.Namespace, opts: ServerOptions, index: int | None,
+                   peer_folder: str = "") -> int:
     server = Server(opts)
+    if index is not None:
+        from .frontend_processes import start_peers
+
+        start_peers(server, peer_folder, index, a.frontend_processes)
     server.log_settings.log_info = a.log_info
     server.log_settings.log_warning = a.log_warning
     server.log_settings.log_error = a.log_error
@@ -592,6 +602,8 @@ def _serve_process(a: argparse.Namespace, opts: ServerOptions, index: int | None
         return runner(_serve_async(server, a, index))
     finally:
         server.stop()
+        if server.peers is not None:
+            server.peers.close()
         log.info("server stopped")
 
 

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .logsettings import LOGGER
+from .scheduling.metrics_config import MetricsConfig, parse_flags
 
 log = LOGGER
 
@@ -35,6 +36,12 @@ def refusals(a: argparse.Namespace) -> list[str]:
     if a.model_control_mode == "explicit":
         out.append("--model-control-mode=explicit: a load or unload request reaches one "
                    "process only")
+    if a.cache_config:
+        out.append("--cache-config: each process would hold a cache of its own, and the cache "
+                   "metrics would count one process")
+    if MetricsConfig.parse(parse_flags(a.metrics_config)).summary_latencies:
+        out.append("--metrics-config summary_latencies=true: quantiles of several processes "
+                   "do not add up")
     if a.allow_grpc and a.grpc_engine != "h2":
         out.append("--grpc-engine=grpcio: only the h2 engine's listener is shared here")
     return out
@@ -55,6 +62,25 @@ def sequence_refusal(server: Any) -> str | None:
         return None
     return ("--frontend-processes > 1 cannot serve sequence-batched models (a sequence's "
             f"requests must reach one instance): {', '.join(sorted(set(names)))}")
+
+
+def start_peers(server: Any, folder: str, index: int, count: int) -> None:
+    """This process answers the others' questions and passes its settings changes on."""
+    from .frontends.metrics import TritonCollector
+    from .peers import Peers
+
+    peers = Peers(folder, index, count)
+    collector = TritonCollector(server, cpu_metrics=False)
+    peers.handle("statistics", lambda r: server.statistics_here(r["name"], r["version"]))
+    peers.handle("model_families", lambda r: collector.model_families_here())
+    peers.handle("trace_setting",
+                 lambda r: server.update_trace_setting_here(r["model"], r["changes"]))
+    peers.handle("log_settings",
+                 lambda r: server.log_settings.update(r["changes"], everywhere=False))
+    server.log_settings.on_update = lambda changes: peers.ask_others("log_settings",
+                                                                    changes=changes)
+    peers.start()
+    server.peers = peers
 
 
 def peer_dir() -> str:
