@@ -100,7 +100,7 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
                    help="read configs/NAME.pbtxt instead of config.pbtxt where a model folder has it")
     p.add_argument("--frontend-processes", type=int, default=1, metavar="N",
                    help="server processes sharing the HTTP and gRPC ports (SO_REUSEPORT), one "
-                        "event loop each; every process loads every model (docs/frontend_processes.md)")
+                        "event loop each; every process loads every model (docs/frontend-processes.md)")
     p.add_argument("--id", default="triton", dest="server_id",
                    help='server id reported by the server metadata API')
     p.add_argument("--backend-config", action="append", default=[],
