@@ -4,11 +4,11 @@ One asyncio loop serves every request of a process (parsing, scheduling, respons
 writing), so one process uses about one core. With N > 1 the command forks N
 children before anything else starts; each loads the repository and serves HTTP and
 gRPC on the same ports with SO_REUSEPORT, so the kernel spreads new connections over
-them. Each child holds its own copy of every model (memory times N). What a request
-changes in one process only (client shared-memory registrations, explicit model
-control, a sequence's state) cannot be right across processes: those are refused at
-start-up (``refusals``). Statistics and metrics are summed over the processes by
-peers.py. The parent only forwards signals and waits.
+them. Each child holds its own copy of every model (memory times N). Statistics and
+metrics are summed over the processes, settings changes and system shared-memory
+registrations made in every one (peers.py). What cannot be right across processes
+(explicit model control, a sequence's state, CUDA shared memory) is refused, at
+start-up where a flag asks for it (``refusals``). The parent only forwards signals and waits.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+from .errors import TritonError
 from .logsettings import LOGGER
 from .scheduling.metrics_config import MetricsConfig, parse_flags
 
@@ -30,9 +31,6 @@ log = LOGGER
 def refusals(a: argparse.Namespace) -> list[str]:
     """What --frontend-processes N > 1 cannot serve correctly, each with its reason."""
     out = []
-    if a.allow_client_shm:
-        out.append("--allow-client-shm=true: a shared-memory region registered through one "
-                   "process would be unknown to the others")
     if a.model_control_mode == "explicit":
         out.append("--model-control-mode=explicit: a load or unload request reaches one "
                    "process only")
@@ -79,8 +77,48 @@ def start_peers(server: Any, folder: str, index: int, count: int) -> None:
                  lambda r: server.log_settings.update(r["changes"], everywhere=False))
     server.log_settings.on_update = lambda changes: peers.ask_others("log_settings",
                                                                     changes=changes)
+    if server.shm_registry is not None:
+        _share_registrations(server.shm_registry, peers)
+    if server.cuda_shm_registry is not None:
+        server.cuda_shm_registry.refused = (
+            "CUDA shared memory is not available with --frontend-processes > 1 (each process "
+            "would have to open the handle; not done)")
     peers.start()
     server.peers = peers
+
+
+def _share_registrations(registry: Any, peers: Any) -> None:
+    """A system shared-memory region registered through one process is registered in every
+    process (each maps it), before the client gets its answer; if one process refuses it,
+    none keeps it and the client gets that process's error."""
+
+    def register(name: str, key: str, offset: int, byte_size: int) -> None:
+        answers = peers.ask_each("shm_register", name=name, key=key, offset=offset,
+                                 byte_size=byte_size)
+        failed = [a for _, a in answers if isinstance(a, BaseException)]
+        if failed:
+            for i, a in answers:
+                if not isinstance(a, BaseException):
+                    peers.ask_one(i, "shm_unregister", name=name)
+            err = failed[0]
+            raise err if isinstance(err, TritonError) else TritonError.internal(
+                f"failed to register shared memory region '{name}' in every front-end "
+                f"process: {err}")
+
+    def unregister(name: str | None) -> None:
+        peers.ask_others("shm_unregister", name=name)
+
+    def unregister_here(name: str | None) -> None:
+        if name is None:
+            registry.unregister_all(everywhere=False)
+        else:
+            registry.unregister(name, everywhere=False)
+
+    peers.handle("shm_register", lambda r: registry.register(
+        r["name"], r["key"], r["offset"], r["byte_size"], everywhere=False))
+    peers.handle("shm_unregister", lambda r: unregister_here(r["name"]))
+    registry.on_register = register
+    registry.on_unregister = unregister
 
 
 def peer_dir() -> str:

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from .errors import ErrorCode, TritonError
 from .logsettings import LOGGER
 
 log = LOGGER
@@ -60,6 +61,8 @@ class Peers:
                 try:
                     req = json.loads(self.rfile.readline())
                     answer: dict[str, Any] = {"ok": ops[req["op"]](req)}
+                except TritonError as e:  # passed on as it is: the client gets its words
+                    answer = {"error": e.message, "code": e.code.name}
                 except Exception as e:  # the asking process logs it; this one keeps serving
                     answer = {"error": f"{type(e).__name__}: {e}"}
                 self.wfile.write(json.dumps(answer).encode() + b"\n")
@@ -90,8 +93,28 @@ class Peers:
                 continue
             try:
                 out.append(self._ask(i, {"op": op, **args}))
-            except (OSError, ValueError, RuntimeError) as e:
+            except (OSError, ValueError, RuntimeError, TritonError) as e:
                 log.warning("front-end process %d did not answer '%s': %s", i, op, e)
+        return out
+
+    def ask_one(self, index: int, op: str, **args: Any) -> Any:
+        """Process ``index``'s answer (None, logged, when it fails)."""
+        try:
+            return self._ask(index, {"op": op, **args})
+        except (OSError, ValueError, RuntimeError, TritonError) as e:
+            log.warning("front-end process %d did not answer '%s': %s", index, op, e)
+            return None
+
+    def ask_each(self, op: str, **args: Any) -> list[tuple[int, Any]]:
+        """(index, answer) of every other process; the answer is the exception when one
+        failed (a TritonError as that process raised it)."""
+        out: list[tuple[int, Any]] = []
+        for i in range(self.count):
+            if i != self.index:
+                try:
+                    out.append((i, self._ask(i, {"op": op, **args})))
+                except (OSError, ValueError, RuntimeError, TritonError) as e:
+                    out.append((i, e))
         return out
 
     def _ask(self, index: int, req: dict[str, Any]) -> Any:
@@ -101,6 +124,8 @@ class Peers:
             s.sendall(json.dumps(req).encode() + b"\n")
             with s.makefile("rb") as f:
                 answer = json.loads(f.readline())
+        if "code" in answer:
+            raise TritonError(ErrorCode[answer["code"]], answer["error"])
         if "error" in answer:
             raise RuntimeError(answer["error"])
         return answer["ok"]

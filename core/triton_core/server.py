@@ -267,8 +267,8 @@ class Server:
         self.repository.close()
         self.engine_loop.close()
         self.registry.close()
-        if self.shm_registry is not None:
-            self.shm_registry.unregister_all()
+        if self.shm_registry is not None:  # this process's: the other front ends keep theirs
+            self.shm_registry.unregister_all(everywhere=False)
         if self.cuda_shm_registry is not None:
             self.cuda_shm_registry.unregister_all()
 

@@ -4,14 +4,17 @@ change is refused at start-up."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
 import subprocess
 import sys
 import urllib.request
+from multiprocessing import shared_memory
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from triton_core.cli import serve
@@ -26,7 +29,6 @@ SEQUENCE = SIMPLE.replace('name: "simple"', 'name: "counter"') + "\nsequence_bat
 
 
 @pytest.mark.parametrize(("extra", "words"), [
-    (["--allow-client-shm", "true"], "--allow-client-shm=true"),
     (["--model-control-mode", "explicit"], "--model-control-mode=explicit"),
     (["--cache-config", "local,size=1000"], "--cache-config"),
     (["--metrics-config", "summary_latencies=true"], "summary_latencies=true"),
@@ -54,7 +56,8 @@ def _plugin_site(site: Path) -> None:
     (info / "entry_points.txt").write_text("[triton_core]\ntestadd = testing_backend\n")
 
 
-def _start(tmp_path: Path, models: dict[str, str], n: int) -> tuple[subprocess.Popen, dict]:
+def _start(tmp_path: Path, models: dict[str, str], n: int,
+           *extra: str) -> tuple[subprocess.Popen, dict]:
     repo = tmp_path / "models"
     for name, config in models.items():
         (repo / name / "1").mkdir(parents=True)
@@ -63,7 +66,7 @@ def _start(tmp_path: Path, models: dict[str, str], n: int) -> tuple[subprocess.P
     _plugin_site(site)
     ports = {"http": free_port(), "grpc": free_port(), "metrics": free_port()}
     args = [sys.executable, "-m", "triton_core.cli", "--model-repository", str(repo),
-            "--frontend-processes", str(n)]
+            "--frontend-processes", str(n), *extra]
     for name, port in ports.items():
         args += [f"--{name}-address", "127.0.0.1", f"--{name}-port", str(port)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
@@ -126,7 +129,7 @@ def test_two_processes_answer_as_one_server(tmp_path):
             assert json.loads(_get(http + "/v2/trace/setting")[1])["trace_rate"] == "7"
         # a bad request is still answered by Triton's words
         status, out = _get(http + "/v2/models/missing/stats")
-        assert status in (400, 404) and b"requested model 'missing' is not available" in out
+        assert status == 404 and b"requested model 'missing' is not available" in out
     finally:
         out = _stop(proc)
     assert proc.returncode == 0, out
@@ -141,3 +144,42 @@ def test_a_sequence_batched_model_stops_the_start(tmp_path):
         out = _stop(proc)
     assert proc.returncode == 1, out
     assert "cannot serve sequence-batched models" in out and "counter" in out
+
+
+def test_a_shared_memory_region_registered_through_one_process_serves_in_all(tmp_path):
+    proc, ports = _start(tmp_path, {"simple": SIMPLE}, 2, "--allow-client-shm", "true")
+    http = f"http://127.0.0.1:{ports['http']}"
+    region = shared_memory.SharedMemory(create=True, size=128)
+    try:
+        wait_until(lambda: proc.poll() is not None or all(
+            _get(http + "/v2/health/ready")[0] == 200 for _ in range(8)), "both processes ready")
+        assert proc.poll() is None, _stop(proc)
+        np.ndarray((2, 16), np.int32, region.buf)[:] = [np.arange(16), np.full(16, 5)]
+        register = json.dumps({"key": "/" + region.name, "offset": 0, "byte_size": 128}).encode()
+        status, out = _get(http + "/v2/systemsharedmemory/region/in/register", register)
+        assert status == 200, out
+        status, out = _get(http + "/v2/systemsharedmemory/region/in/register", register)
+        assert status == 400 and b"shared memory region 'in' already in manager" in out
+        body = json.dumps({"inputs": [
+            {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16],
+             "parameters": {"shared_memory_region": "in", "shared_memory_byte_size": 64}},
+            {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16],
+             "parameters": {"shared_memory_region": "in", "shared_memory_byte_size": 64,
+                            "shared_memory_offset": 64}}]}).encode()
+        for _ in range(8):  # fresh connections: both processes read the region
+            assert json.loads(_get(http + "/v2/systemsharedmemory/status")[1])[0]["name"] == "in"
+            status, out = _get(http + "/v2/models/simple/infer", body)
+            assert status == 200, out
+            assert json.loads(out)["outputs"][0]["data"] == [i + 5 for i in range(16)]
+        status, out = _get(http + "/v2/cudasharedmemory/region/gpu/register", json.dumps(
+            {"raw_handle": {"b64": base64.b64encode(bytes(64)).decode()}, "device_id": 0,
+             "byte_size": 8}).encode())
+        assert status != 200 and b"not available with --frontend-processes > 1" in out
+        assert _get(http + "/v2/systemsharedmemory/region/in/unregister", b"")[0] == 200
+        for _ in range(6):
+            assert json.loads(_get(http + "/v2/systemsharedmemory/status")[1]) == []
+    finally:
+        out = _stop(proc)
+        region.close()
+        region.unlink()
+    assert proc.returncode == 0, out
