@@ -7,7 +7,8 @@
 # `taskset -c $CLIENT_CPUS` (default 8-15), so the two never share a core.
 # Part 1: one process (today) on 8 cores: simple, add_py, mlp over HTTP and gRPC at
 # concurrency 1, 4, 16, 64. Part 2: K cores with N processes (K,N = 1,1 2,1 2,2 4,4 8,8) at
-# concurrency 64. Prints one `RES` line per run and the processes' total RSS once ready.
+# concurrency 64 (`mini`: K,N = 1,1 2,1 2,2 4,4 8,1 8,8 with simple over HTTP and add_py over
+# gRPC at concurrency 64 only; `quick`: a dry run on 2 cores). Prints one `RES` line per run and the processes' total RSS once ready.
 set -u
 : "${REPO:?the model repository}" "${PA:?the perf_analyzer command}"
 HP=${HP:-28000}; GP=$((HP+1)); MP=$((HP+2))
@@ -53,6 +54,12 @@ PY
 }
 stop() { kill -TERM $SP; wait $SP 2>/dev/null; sleep 1; }
 
+if [ "${1:-}" = mini ]; then  # the scaling alone, about a minute
+  for kn in "1 1" "2 1" "2 2" "4 4" "8 1" "8 8"; do
+    start $kn; pa simple http 64; pa add_py grpc 64; stop
+  done
+  exit 0
+fi
 if [ "${1:-}" = quick ]; then
   start 1 1; pa simple http 4; pa add_py grpc 4; stop
   start 1 2; pa simple http 4; stop
