@@ -8,7 +8,7 @@
 # Part 1: one process (today) on 8 cores: simple, add_py, mlp over HTTP and gRPC at
 # concurrency 1, 4, 16, 64. Part 2: K cores with N processes (K,N = 1,1 2,1 2,2 4,4 8,8) at
 # concurrency 64 (`mini`: K,N = 1,1 2,1 2,2 4,4 8,1 8,8 with simple over HTTP and add_py over
-# gRPC at concurrency 64 only; `quick`: a dry run on 2 cores). Prints one `RES` line per run and the processes' total RSS once ready.
+# gRPC at concurrency 64 only; `medium`: part 1 at concurrency 1, 16, 64 then `mini`; `quick`: a dry run on 2 cores). Prints one `RES` line per run and the processes' total RSS once ready.
 set -u
 : "${REPO:?the model repository}" "${PA:?the perf_analyzer command}"
 HP=${HP:-28000}; GP=$((HP+1)); MP=$((HP+2))
@@ -54,7 +54,15 @@ PY
 }
 stop() { kill -TERM $SP; wait $SP 2>/dev/null; sleep 1; }
 
-if [ "${1:-}" = mini ]; then  # the scaling alone, about a minute
+if [ "${1:-}" = mini ] || [ "${1:-}" = medium ]; then  # the scaling alone: about a minute
+  if [ "$1" = medium ]; then  # and part 1 at concurrency 1, 16, 64 (mlp: HTTP 1 and 64)
+    echo "== part 1 (medium): today (one process) on cores 0-7, perf_analyzer on $CLIENT_CPUS"
+    start 8 1
+    for m in simple add_py; do for pr in http grpc; do for c in 1 16 64; do pa $m $pr $c; done; done; done
+    pa mlp http 1; pa mlp http 64
+    stop
+  fi
+  echo "== part 2 (mini): K cores, N processes, concurrency 64"
   for kn in "1 1" "2 1" "2 2" "4 4" "8 1" "8 8"; do
     start $kn; pa simple http 64; pa add_py grpc 64; stop
   done
