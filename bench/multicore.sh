@@ -42,6 +42,7 @@ start() { # cores processes
   SP=$!
   local i n want=$(( $2 * 3 ))
   for i in $(seq 1 240); do  # every process ready: each new connection reaches one of them
+    kill -0 $SP 2>/dev/null || { echo "== server $SCFG exited:"; tail -20 /tmp/server-$SCFG.log; exit 1; }
     n=$(for _ in $(seq 1 $want); do curl -s -m 1 -o /dev/null -w '%{http_code}\n' localhost:$HP/v2/health/ready; done | grep -c 200)
     [ "$n" -ge $want ] && break; sleep 0.5
   done
