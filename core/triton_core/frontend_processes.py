@@ -40,6 +40,12 @@ def refusals(a: argparse.Namespace) -> list[str]:
     if MetricsConfig.parse(parse_flags(a.metrics_config)).summary_latencies:
         out.append("--metrics-config summary_latencies=true: quantiles of several processes "
                    "do not add up")
+    files = [item for item in [*a.trace_config, *(f"file={v}" for v in a.trace_file)]
+             if item.removeprefix("triton,").partition("=")[0].strip() == "file"
+             and item.partition("=")[2].strip()]
+    if files:
+        out.append("a trace file (--trace-config triton,file=...): the processes would write "
+                   "one file over each other")
     if a.allow_grpc and a.grpc_engine != "h2":
         out.append("--grpc-engine=grpcio: only the h2 engine's listener is shared here")
     return out

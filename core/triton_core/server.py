@@ -301,6 +301,10 @@ class Server:
         return {**self.traces.setting(model).as_response(), "trace_mode": self.traces.mode}
 
     def update_trace_setting(self, model: str | None, changes: dict[str, Any]) -> dict[str, Any]:
+        if self.peers is not None and changes.get("trace_file") not in (None, "", []):
+            raise TritonError.unsupported(
+                "trace_file cannot be set with --frontend-processes > 1: the processes would "
+                "write one file over each other")
         out = self.update_trace_setting_here(model, changes)
         if self.peers is not None:  # the same settings in every front-end process
             self.peers.ask_others("trace_setting", model=model, changes=changes)

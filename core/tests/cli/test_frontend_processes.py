@@ -33,6 +33,8 @@ SEQUENCE = SIMPLE.replace('name: "simple"', 'name: "counter"') + "\nsequence_bat
     (["--cache-config", "local,size=1000"], "--cache-config"),
     (["--metrics-config", "summary_latencies=true"], "summary_latencies=true"),
     (["--grpc-engine", "grpcio"], "--grpc-engine=grpcio"),
+    (["--trace-config", "triton,file=/tmp/t.json"], "a trace file"),
+    (["--trace-file", "/tmp/t.json"], "a trace file"),
 ])
 def test_what_one_process_alone_would_change_is_refused(tmp_path, extra, words):
     with pytest.raises(SystemExit) as e:
@@ -124,6 +126,8 @@ def test_two_processes_answer_as_one_server(tmp_path):
         assert status == 200, out
         status, out = _get(http + "/v2/trace/setting", json.dumps({"trace_rate": "7"}).encode())
         assert status == 200, out
+        status, out = _get(http + "/v2/trace/setting", json.dumps({"trace_file": "t.json"}).encode())
+        assert status == 501 and b"trace_file cannot be set with --frontend-processes > 1" in out
         for _ in range(6):
             assert json.loads(_get(http + "/v2/logging")[1])["log_verbose_level"] == 2
             assert json.loads(_get(http + "/v2/trace/setting")[1])["trace_rate"] == "7"
