@@ -34,6 +34,9 @@ def refusals(a: argparse.Namespace) -> list[str]:
     if a.model_control_mode == "explicit":
         out.append("--model-control-mode=explicit: a load or unload request reaches one "
                    "process only")
+    if a.rate_limit != "off":
+        out.append("--rate-limit: each process would grant the resources on its own (N times "
+                   "what --rate-limit-resource allows)")
     if a.cache_config:
         out.append("--cache-config: each process would hold a cache of its own, and the cache "
                    "metrics would count one process")

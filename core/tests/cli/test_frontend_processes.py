@@ -31,6 +31,7 @@ SEQUENCE = SIMPLE.replace('name: "simple"', 'name: "counter"') + "\nsequence_bat
 @pytest.mark.parametrize(("extra", "words"), [
     (["--model-control-mode", "explicit"], "--model-control-mode=explicit"),
     (["--cache-config", "local,size=1000"], "--cache-config"),
+    (["--rate-limit", "execution_count"], "--rate-limit"),
     (["--metrics-config", "summary_latencies=true"], "summary_latencies=true"),
     (["--grpc-engine", "grpcio"], "--grpc-engine=grpcio"),
     (["--trace-config", "triton,file=/tmp/t.json"], "a trace file"),
