@@ -582,14 +582,6 @@ def _serve_process(a: argparse.Namespace, opts: ServerOptions, index: int | None
         for sig, h in previous.items():
             signal.signal(sig, h)
     _print_tables(server)
-    if index is not None:
-        from .frontend_processes import sequence_refusal
-
-        refused = sequence_refusal(server)
-        if refused:
-            log.error("%s", refused)
-            server.stop()
-            return 1
     runner: Any = asyncio.run
     if os.environ.get("TRITON_CORE_EVENT_LOOP", "uvloop") == "uvloop":
         try:

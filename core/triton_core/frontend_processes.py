@@ -7,8 +7,9 @@ gRPC on the same ports with SO_REUSEPORT, so the kernel spreads new connections 
 them. Each child holds its own copy of every model (memory times N). Statistics and
 metrics are summed over the processes, settings changes and system shared-memory
 registrations made in every one (peers.py). What cannot be right across processes
-(explicit model control, a sequence's state, CUDA shared memory) is refused, at
-start-up where a flag asks for it (``refusals``). The parent only forwards signals and waits.
+(explicit model control, a sequence's state, CUDA shared memory) is refused: at
+start-up where a flag asks for it (``refusals``), a sequence-batched model fails to
+load. The parent only forwards signals and waits.
 """
 
 from __future__ import annotations
@@ -54,21 +55,10 @@ def refusals(a: argparse.Namespace) -> list[str]:
     return out
 
 
-def sequence_refusal(server: Any) -> str | None:
-    """A sequence's requests may arrive on connections that different processes accepted;
-    its state lives in one of them, so sequence-batched models are refused."""
-    names = []
-    for row in server.repository_index(ready_only=True):
-        try:
-            cfg = server.model_config(row["name"], row.get("version") or None)
-        except Exception:  # unloaded since the index was read
-            continue
-        if cfg.sequence_batching is not None:
-            names.append(row["name"])
-    if not names:
-        return None
-    return ("--frontend-processes > 1 cannot serve sequence-batched models (a sequence's "
-            f"requests must reach one instance): {', '.join(sorted(set(names)))}")
+# why sequence-batched models are refused: a sequence's requests may arrive on connections
+# that different processes accepted, and its state lives in one of them
+SEQUENCE_REFUSED = ("--frontend-processes > 1 cannot serve sequence-batched models (a "
+                    "sequence's requests must reach one instance)")
 
 
 def start_peers(server: Any, folder: str, index: int, count: int) -> None:
@@ -77,6 +67,8 @@ def start_peers(server: Any, folder: str, index: int, count: int) -> None:
     from .peers import Peers
 
     peers = Peers(folder, index, count)
+    server.manager.refuse_config = (
+        lambda cfg: SEQUENCE_REFUSED if cfg.sequence_batching is not None else None)
     collector = TritonCollector(server, cpu_metrics=False)
     peers.handle("statistics", lambda r: server.statistics_here(r["name"], r["version"]))
     peers.handle("model_families", lambda r: collector.model_families_here())

@@ -141,14 +141,35 @@ def test_two_processes_answer_as_one_server(tmp_path):
     assert "front-end process 0 of 2" in out and "front-end process 1 of 2" in out
 
 
-def test_a_sequence_batched_model_stops_the_start(tmp_path):
+def test_a_sequence_batched_model_does_not_load(tmp_path):
+    # with --exit-on-error (the default) the start stops, naming the model and the reason
     proc, _ = _start(tmp_path, {"simple": SIMPLE, "counter": SEQUENCE}, 2)
     try:
         proc.wait(timeout=120)
     finally:
         out = _stop(proc)
     assert proc.returncode == 1, out
-    assert "cannot serve sequence-batched models" in out and "counter" in out
+    assert ("failed to load 'counter': --frontend-processes > 1 cannot serve sequence-batched "
+            "models") in out
+
+
+def test_without_exit_on_error_the_sequence_model_is_unavailable_and_the_rest_serves(tmp_path):
+    proc, ports = _start(tmp_path, {"simple": SIMPLE, "counter": SEQUENCE}, 2,
+                         "--exit-on-error", "false", "--strict-readiness", "false")
+    http = f"http://127.0.0.1:{ports['http']}"
+    try:
+        wait_until(lambda: proc.poll() is not None or all(
+            _get(http + "/v2/models/simple/ready")[0] == 200 for _ in range(8)),
+            "simple ready in both processes")
+        assert proc.poll() is None, _stop(proc)
+        for _ in range(4):
+            index = json.loads(_get(http + "/v2/repository/index", b"{}")[1])
+            counter = next(m for m in index if m["name"] == "counter")
+            assert counter["state"] == "UNAVAILABLE"
+            assert "cannot serve sequence-batched models" in counter["reason"]
+    finally:
+        out = _stop(proc)
+    assert proc.returncode == 0, out
 
 
 def test_a_shared_memory_region_registered_through_one_process_serves_in_all(tmp_path):
