@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from triton_core.errors import ErrorCode, TritonError
 from triton_core.peers import Peers, merge_families, merge_model_stats
 
 
@@ -49,12 +50,17 @@ def test_metric_samples_add_up_except_the_load_time():
     assert merged[LOAD] == [(LOAD, {"model": "m"}, 0.5)]
 
 
+def _refuse(request: dict) -> None:
+    raise TritonError.unsupported("not here")
+
+
 @pytest.fixture
 def three(tmp_path):
     group = [Peers(str(tmp_path), i, 3) for i in range(3)]
     for p in group[:2]:  # the third never starts: it is left out of every answer
         p.handle("whoami", lambda r, i=p.index: {"index": i, "echo": r["x"]})
         p.handle("fails", lambda r: 1 / 0)
+        p.handle("refuses", _refuse)
         p.start()
     yield group
     for p in group:
@@ -70,3 +76,11 @@ def test_a_failing_or_unknown_question_is_left_out_and_the_peer_keeps_answering(
     assert three[0].ask_others("fails") == []
     assert three[0].ask_others("no such op") == []
     assert three[0].ask_others("whoami", x=1) == [{"index": 1, "echo": 1}]
+
+
+def test_each_answer_comes_back_with_its_process_and_a_triton_error_keeps_its_code(three):
+    (one, refused), (two, missing) = three[0].ask_each("refuses")
+    assert (one, two) == (1, 2)
+    assert isinstance(refused, TritonError) and refused.code is ErrorCode.UNSUPPORTED
+    assert refused.message == "not here"
+    assert isinstance(missing, OSError)  # the third process never listened

@@ -18,6 +18,7 @@ import socket
 import socketserver
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .errors import ErrorCode, TritonError
@@ -45,6 +46,8 @@ class Peers:
         self._ops: dict[str, Handler] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
 
     def path(self, index: int) -> str:
         return os.path.join(self.folder, f"{index}.sock")
@@ -76,6 +79,8 @@ class Peers:
         self._thread.start()
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -88,13 +93,11 @@ class Peers:
     def ask_others(self, op: str, **args: Any) -> list[Any]:
         """Every other process's answer to ``op`` (those that fail are logged and left out)."""
         out = []
-        for i in range(self.count):
-            if i == self.index:
-                continue
-            try:
-                out.append(self._ask(i, {"op": op, **args}))
-            except (OSError, ValueError, RuntimeError, TritonError) as e:
-                log.warning("front-end process %d did not answer '%s': %s", i, op, e)
+        for i, answer in self.ask_each(op, **args):
+            if isinstance(answer, BaseException):
+                log.warning("front-end process %d did not answer '%s': %s", i, op, answer)
+            else:
+                out.append(answer)
         return out
 
     def ask_one(self, index: int, op: str, **args: Any) -> Any:
@@ -108,14 +111,24 @@ class Peers:
     def ask_each(self, op: str, **args: Any) -> list[tuple[int, Any]]:
         """(index, answer) of every other process; the answer is the exception when one
         failed (a TritonError as that process raised it)."""
-        out: list[tuple[int, Any]] = []
-        for i in range(self.count):
-            if i != self.index:
-                try:
-                    out.append((i, self._ask(i, {"op": op, **args})))
-                except (OSError, ValueError, RuntimeError, TritonError) as e:
-                    out.append((i, e))
-        return out
+        req = {"op": op, **args}
+
+        def one(i: int) -> tuple[int, Any]:
+            try:
+                return i, self._ask(i, req)
+            except (OSError, ValueError, RuntimeError, TritonError) as e:
+                return i, e
+
+        others = [i for i in range(self.count) if i != self.index]
+        if len(others) <= 1:
+            return [one(i) for i in others]
+        # all at once: the caller (an event loop, for the statistics) waits for the slowest
+        # one, not for the sum
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=len(others),
+                                                thread_name_prefix="triton-peers-ask")
+        return list(self._pool.map(one, others))
 
     def _ask(self, index: int, req: dict[str, Any]) -> Any:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
