@@ -50,6 +50,10 @@ def refusals(a: argparse.Namespace) -> list[str]:
     if files:
         out.append("a trace file (--trace-config triton,file=...): the processes would write "
                    "one file over each other")
+    for flag, allowed, port in (("--http-port", a.allow_http, a.http_port),
+                                ("--grpc-port", a.allow_grpc, a.grpc_port)):
+        if allowed and port == 0:
+            out.append(f"{flag} 0: each process would listen on a port of its own")
     if a.allow_grpc and a.grpc_engine != "h2":
         out.append("--grpc-engine=grpcio: only the h2 engine's listener is shared here")
     return out

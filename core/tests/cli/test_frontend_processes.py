@@ -36,6 +36,8 @@ SEQUENCE = SIMPLE.replace('name: "simple"', 'name: "counter"') + "\nsequence_bat
     (["--grpc-engine", "grpcio"], "--grpc-engine=grpcio"),
     (["--trace-config", "triton,file=/tmp/t.json"], "a trace file"),
     (["--trace-file", "/tmp/t.json"], "a trace file"),
+    (["--http-port", "0"], "--http-port 0: each process would listen on a port of its own"),
+    (["--grpc-port", "0"], "--grpc-port 0: each process would listen on a port of its own"),
 ])
 def test_what_one_process_alone_would_change_is_refused(tmp_path, extra, words):
     with pytest.raises(SystemExit) as e:
