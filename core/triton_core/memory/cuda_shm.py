@@ -274,6 +274,8 @@ class CudaSharedMemoryRegistry:
         self.max_regions = max_regions
         self._lock = threading.Lock()
         self._regions: dict[str, _CudaRegion] = {}
+        # why registrations are refused (--frontend-processes N > 1), None when they are not
+        self.refused: str | None = None
 
     def _cuda(self) -> CudaRuntime:
         if self._runtime is None:
@@ -286,6 +288,9 @@ class CudaSharedMemoryRegistry:
 
     def register(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
         """Open ``raw_handle`` (the 64 bytes of a cudaIpcMemHandle_t) on GPU ``device_id``."""
+        if self.refused is not None:  # --frontend-processes N > 1 (frontend_processes.py)
+            raise TritonError.unsupported(f"failed to register CUDA shared memory region "
+                                          f"'{name}': {self.refused}")
         def invalid(detail: str) -> TritonError:
             # Triton's words (its QA tests match on them), then why
             return TritonError.invalid_arg(

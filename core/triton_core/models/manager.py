@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -122,6 +123,9 @@ class ModelManager:
         self.policy = policy  # given to every version's drivers
         self.engine = engine or EngineLoop()  # the loop that loop drivers run on
         self.rate_limiter = rate_limiter  # --rate-limit (None: off)
+        # why this server cannot serve a config (--frontend-processes N > 1: sequence
+        # batching), None when it can; a refused model fails to load with that reason
+        self.refuse_config: Callable[[ModelConfig], str | None] | None = None
         # --metrics-config summary_latencies=true: every version's latency summaries
         self.summary_quantiles = summary_quantiles
         self.first_response_histogram = first_response_histogram  # histogram_latencies=true
@@ -470,6 +474,9 @@ class ModelManager:
         READY become UNAVAILABLE with the error, and nothing built stays."""
         new: dict[int, Servable] = {}
         try:
+            refused = self.refuse_config(plan.config) if self.refuse_config is not None else None
+            if refused:
+                raise TritonError.unsupported(refused)
             steps = None
             if plan.ensemble:
                 check_config(plan.config, plan.where)

@@ -139,8 +139,11 @@ class HttpFrontEnd:
 
     def __init__(self, server: Server, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
                  restricted: dict[str, tuple[str, str]] | None = None,
-                 limits: HttpLimits | None = None, header_forward_pattern: str = "") -> None:
+                 limits: HttpLimits | None = None, header_forward_pattern: str = "",
+                 *, reuse_port: bool = False) -> None:
         self.server = server
+        # SO_REUSEPORT: several front-end processes accept on one port (frontend_processes.py)
+        self.reuse_port = reuse_port
         # --http-header-forward-pattern: matching headers become request parameters
         self._forward = (HeaderForward(header_forward_pattern, "--http-header-forward-pattern")
                          if header_forward_pattern else None)
@@ -450,7 +453,8 @@ class HttpFrontEnd:
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server, connections = await serve_http(self, host, port, backlog, self.limits)
+        server, connections = await serve_http(self, host, port, backlog, self.limits,
+                                               reuse_port=self.reuse_port)
         self._server = server
         self.server.engine_loop.attach(self._loop)  # process-backed models run on this loop
         try:
