@@ -9,6 +9,7 @@ inputs as JSON arrays, the outputs answered as JSON. Servers and wrk run under `
     python bench/json/json_bench.py                       # ours, Triton 2.51, MLServer 1.7
     python bench/json/json_bench.py --baseline-src /tmp/main-src   # and main's sources too
     python bench/json/json_bench.py --servers ours triton --rounds 5 --concurrency 1 4
+    python bench/json/json_bench.py --servers ours triton --load binary   # binary tensors
 
 Prints requests/s per server and concurrency (median and range over the rounds) and the
 ratios ours/X computed within each round; writes everything to bench/results/json-<stamp>.json.
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-LUA = ROOT / "bench/json/add_json.lua"
+LUA = {"json": ROOT / "bench/json/add_json.lua", "binary": ROOT / "bench/json/add_binary.lua"}
 BODY = json.dumps({"inputs": [
     {"name": "INPUT0", "shape": [1, 16], "datatype": "FP32", "data": [i * 0.5 for i in range(16)]},
     {"name": "INPUT1", "shape": [1, 16], "datatype": "FP32", "data": [1.0] * 16},
@@ -171,9 +172,9 @@ def _us(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
-def wrk(s: Server, conc: int, seconds: float, wrk_bin: str) -> dict:
+def wrk(s: Server, conc: int, seconds: float, wrk_bin: str, load: str = "json") -> dict:
     env = {**os.environ, "WRK_PATH": s.infer_path}
-    cmd = [*_nice(), wrk_bin, "-t1", f"-c{conc}", f"-d{seconds:g}s", "--latency", "-s", str(LUA),
+    cmd = [*_nice(), wrk_bin, "-t1", f"-c{conc}", f"-d{seconds:g}s", "--latency", "-s", str(LUA[load]),
            f"http://127.0.0.1:{s.port}"]
     assert s.proc is not None
     cpu0 = cpu_seconds(s.proc.pid)
@@ -202,11 +203,13 @@ def main() -> int:
     ap.add_argument("--triton-binary", default=str(ROOT / "bench/.tools/bin/real-tritonserver"))
     ap.add_argument("--mlserver-venv", default=str(ROOT / "bench/.tools/mlserver-venv"))
     ap.add_argument("--wrk", default=shutil.which("wrk") or "wrk")
+    ap.add_argument("--load", choices=list(LUA), default="json",
+                    help="binary: the same request with binary tensors (not MLServer's)")
     ap.add_argument("--output")
     args = ap.parse_args()
     results = ROOT / "bench/results"
     results.mkdir(parents=True, exist_ok=True)
-    svs = servers(args)
+    svs = [s for s in servers(args) if args.load == "json" or s.label != "mlserver"]
     runs: list[dict] = []
     try:
         for s in svs:
@@ -219,7 +222,7 @@ def main() -> int:
             for c in args.concurrency:
                 for s in order:
                     res = {"round": r, "server": s.label, "concurrency": c,
-                           **wrk(s, c, args.seconds, args.wrk)}
+                           **wrk(s, c, args.seconds, args.wrk, args.load)}
                     runs.append(res)
                     print(f"round {r} c{c} {s.label:9s} {res['rps']:9.1f} req/s  p50 "
                           f"{res['p50_us']:7.0f} us  p99 {res['p99_us']:7.0f} us  server CPU "

@@ -159,18 +159,24 @@ def parse_request(
     offset = 0
     inputs: dict[str, Tensor] = {}
     for inp in inputs_json:
-        if not isinstance(inp, dict) or not isinstance(inp.get("name"), str):
+        name = inp.get("name") if type(inp) is dict else None
+        if type(name) is not str:
             raise _bad("Unable to parse 'name' of an input")
-        name = inp["name"]
         if name in inputs:
             raise _bad(f"input '{name}' given more than once")
-        if not isinstance(inp.get("datatype"), str):
+        wire = inp.get("datatype")
+        if type(wire) is not str:
             raise _bad(f"Unable to parse 'datatype' for input '{name}'")
-        dt = DataType.from_wire(inp["datatype"])
+        dt = DataType.from_wire(wire)
         shape = _shape(inp.get("shape"), name)
         if shape and min(shape) < 0:
             raise _bad(f"input '{name}' has a negative dimension in {shape}")
-        iparams = inp.get("parameters") or {}
+        iparams = inp.get("parameters")
+        if not iparams:  # none, or an empty value of any kind (as before: read as {})
+            if "data" not in inp:
+                raise _bad(f"input '{name}' has no 'data', 'binary_data_size' or shared memory")
+            inputs[name] = _json_tensor(name, dt, shape, inp["data"])  # JSON's common case
+            continue
         if not isinstance(iparams, dict):
             raise _bad(f"'parameters' of input '{name}' must be a JSON object")
         region = iparams.get("shared_memory_region")
@@ -333,9 +339,13 @@ def build_response(
     """The JSON header and the binary chunks that follow it (empty for pure JSON)."""
     if not resp.parameters and _all_binary(req, binary_default, shm):  # no classification asked
         return _binary_response(resp, req, shm)
+    chunks: list[bytes | memoryview] = []
+    if req.outputs is None and not binary_default:  # every output as JSON data: plain JSON
+        outs = [{"name": t.name, "datatype": t.datatype.value, "shape": list(t.shape),
+                 "data": _json_data(t)} for t in resp.outputs]
+        return _json_body(resp, outs), chunks
     wanted = {o.name: o for o in req.outputs} if req.outputs is not None else None
     outs = []
-    chunks: list[bytes | memoryview] = []
     for t in resp.outputs:
         ro = wanted.get(t.name) if wanted is not None else None
         if wanted is not None and ro is None:
@@ -358,13 +368,17 @@ def build_response(
         else:
             entry["data"] = _json_data(t)
         outs.append(entry)
+    return _json_body(resp, outs), chunks
+
+
+def _json_body(resp: InferenceResponse, outs: list[dict[str, Any]]) -> bytes:
     body: dict[str, Any] = {"model_name": resp.model_name, "model_version": str(resp.model_version)}
     if resp.id:
         body["id"] = resp.id
     if resp.parameters:
         body["parameters"] = resp.parameters
     body["outputs"] = outs
-    return encode_json(body), chunks
+    return encode_json(body)
 
 
 _BINARY = {"binary_data": True}
