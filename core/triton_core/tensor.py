@@ -54,7 +54,7 @@ class Tensor:
     ) -> None:
         self.name = name
         self.datatype = datatype
-        self.shape = tuple(int(d) for d in shape)
+        self.shape = tuple(map(int, shape))
         self._array = array
         self._raw = raw
         self.parameters = parameters or {}
