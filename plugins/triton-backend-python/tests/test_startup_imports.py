@@ -44,7 +44,8 @@ sys.exit(serve(sys.argv[3:]))
 
 # Not used by a python-only repository over HTTP, native gRPC and metrics
 _UNUSED = ("grpc", "grpc_reflection", "tritonclient", "ml_dtypes", "onnxruntime", "onnx", "torch",
-           "mlx", "coremltools", "opentelemetry", "fsspec", "ray", "cuda")
+           "mlx", "coremltools", "opentelemetry", "fsspec", "ray", "cuda",
+           "ijson", "tarfile")  # deep JSON bodies; conda-pack environments
 
 
 def _top(names: list[str]) -> set[str]:
@@ -129,3 +130,24 @@ def test_a_model_of_coroutines_gets_its_event_loop(tmp_path, caplog):
         assert resp.output("OUT").as_numpy().tolist() == [3.0]
     assert "successfully unloaded 'async_lifecycle'" in caplog.text
     assert "finalize of" not in caplog.text
+
+
+def test_a_conda_pack_archive_unpacks_once_and_goes_at_close(tmp_path):
+    """EXECUTION_ENV_PATH's archives: tarfile is imported for them only."""
+    import tarfile
+
+    from triton_backend_python.backend import PythonBackend
+    from triton_core.abi import BackendContext
+
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python3").write_text("#!/bin/sh\n")
+    archive = tmp_path / "env.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(env / "bin", arcname="bin")
+    backend = PythonBackend(BackendContext(name="python"))
+    out = backend.unpack_env(archive)
+    assert (out / "bin" / "python3").read_text() == "#!/bin/sh\n"
+    assert backend.unpack_env(archive) == out  # once per archive
+    backend.close()
+    assert not out.exists()
