@@ -4,11 +4,14 @@ and no triton_core (nor asyncio, for a synchronous model) in the worker."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 from python_backend_helpers import build_repo
@@ -34,7 +37,7 @@ def answers(url, ports):
         return False
 
 def report():
-    while not answers(sys.argv[1], [int(p) for p in sys.argv[2].split(",")]):
+    while not answers(sys.argv[1], [int(p) for p in sys.argv[2].split(",") if p]):
         time.sleep(0.01)
     print(json.dumps(sorted(sys.modules)), flush=True)
 
@@ -69,26 +72,34 @@ def _worker_modules(url: str) -> list[str]:
     return list(out["data"])
 
 
-def test_a_python_only_server_and_its_worker_import_only_what_they_use(tmp_path):
-    repo = build_repo(tmp_path, ["worker_modules"])
-    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
+@contextlib.contextmanager
+def _serving(repo: Path, *flags: str, listening: tuple[int, ...] = ()) -> Iterator[tuple[str, list[str]]]:
+    """The CLI on ``repo`` in a fresh interpreter: yields its HTTP URL and the modules it
+    holds once ready and listening on the ``listening`` ports; stops it (exit status 0)."""
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-c", _DRIVER, url, f"{grpc_port},{metrics_port}",
-         "--model-repository", str(repo),
-         "--http-address", "127.0.0.1", "--http-port", str(port), "--grpc-address", "127.0.0.1",
-         "--grpc-port", str(grpc_port), "--metrics-address", "127.0.0.1",
-         "--metrics-port", str(metrics_port)],
+        [sys.executable, "-c", _DRIVER, url, ",".join(map(str, listening)),
+         "--model-repository", str(repo), "--http-address", "127.0.0.1", "--http-port", str(port),
+         *flags],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: _ready(url) or proc.poll() is not None, "the server to be ready", 120)
         assert proc.poll() is None, proc.stderr.read()
-        server = json.loads(proc.stdout.readline())
-        worker = _worker_modules(url)
+        yield url, json.loads(proc.stdout.readline())
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+
+
+def test_a_python_only_server_and_its_worker_import_only_what_they_use(tmp_path):
+    repo = build_repo(tmp_path, ["worker_modules"])
+    grpc_port, metrics_port = free_port(), free_port()
+    with _serving(repo, "--grpc-address", "127.0.0.1", "--grpc-port", str(grpc_port),
+                  "--metrics-address", "127.0.0.1", "--metrics-port", str(metrics_port),
+                  listening=(grpc_port, metrics_port)) as (url, server):
+        worker = _worker_modules(url)
 
     # the server: its front ends and the python backend, no framework and no grpcio
     assert {"triton_core", "triton_backend_python", "numpy", "ngh2", "httptools",
@@ -99,6 +110,16 @@ def test_a_python_only_server_and_its_worker_import_only_what_they_use(tmp_path)
     # the worker: numpy and the model's utilities; no front end, no core, no event loop
     assert {"numpy", "triton_python_backend_utils"} <= _top(worker)
     assert not _top(worker) & {"triton_core", "triton_backend_python", "asyncio", "ssl", *_UNUSED}
+
+
+def test_front_ends_turned_off_are_not_imported(tmp_path):
+    repo = build_repo(tmp_path, ["worker_modules"])
+    with _serving(repo, "--allow-grpc", "false", "--allow-metrics", "false") as (_, server):
+        pass
+    assert "triton_core.frontends.http.app" in server
+    assert not [m for m in server if m.startswith(("triton_core.frontends.grpc",
+                                                     "triton_core.frontends.metrics"))]
+    assert not _top(server) & {"ngh2", "prometheus_client", "psutil", *_UNUSED}
 
 
 def test_the_worker_list_reads_its_own_process(tmp_path):
