@@ -14,6 +14,7 @@ usual server) the orders agree. docs/gpus.md says so too.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import platform
@@ -49,8 +50,24 @@ class GpuDevice:
         return major + minor / 10.0
 
 
+def nvml_library_present() -> bool:
+    """Whether the driver's NVML library loads, asked as pynvml asks on Linux: there, a machine
+    without it (most servers) need not import pynvml (2 MB, some 30 ms) to learn so."""
+    if not sys.platform.startswith("linux"):
+        return True  # pynvml searches elsewhere (Windows); macOS has no pynvml
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+    except OSError:
+        return False
+    return True
+
+
 def load_nvml() -> ModuleType | None:
     """The pynvml module, initialised; None (logged) when it or the driver is absent."""
+    if not nvml_library_present():
+        # pynvml's words for its NVML_ERROR_LIBRARY_NOT_FOUND
+        log.info("no NVIDIA GPUs are used: NVML: NVML Shared Library Not Found")
+        return None
     try:
         import pynvml
     except ImportError:
@@ -184,4 +201,4 @@ def supported_gpu_ids(min_compute_capability: float = DEFAULT_MIN_COMPUTE_CAPABI
 
 
 __all__ = ["DEFAULT_MIN_COMPUTE_CAPABILITY", "SYSTEM", "GpuDevice", "Gpus", "apple_silicon", "discover",
-           "gpus", "load_nvml", "supported_gpu_ids"]
+           "gpus", "load_nvml", "nvml_library_present", "supported_gpu_ids"]

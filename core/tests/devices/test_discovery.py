@@ -56,6 +56,7 @@ def test_supported_filters_by_compute_capability() -> None:
 
 
 def test_without_nvidia_ml_py_there_are_no_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "nvml_library_present", lambda: True)  # as on a GPU machine
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import fails as if not installed
     assert devices.load_nvml() is None
     assert Gpus().devices() == []
@@ -67,9 +68,33 @@ def test_without_a_driver_there_are_no_gpus(monkeypatch: pytest.MonkeyPatch) -> 
     def no_driver() -> None:
         raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
 
+    monkeypatch.setattr(devices, "nvml_library_present", lambda: True)  # the library, not its driver
     monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
     assert devices.load_nvml() is None
     assert Gpus().devices() == []
+
+
+def test_without_the_nvml_library_pynvml_is_not_imported(monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(devices, "nvml_library_present", lambda: False)
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # an import would fail: none is tried
+    with caplog.at_level("INFO", logger="triton_core"):
+        assert devices.load_nvml() is None
+    assert "no NVIDIA GPUs are used: NVML: NVML Shared Library Not Found" in caplog.text
+
+
+def test_the_library_check_agrees_with_pynvml() -> None:
+    pynvml = pytest.importorskip("pynvml")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError_LibraryNotFound as e:
+        assert not devices.nvml_library_present()
+        assert str(e) == "NVML Shared Library Not Found"  # the words load_nvml logs
+    except pynvml.NVMLError:
+        assert devices.nvml_library_present()  # found, but no driver or no permission
+    else:
+        assert devices.nvml_library_present()
+        pynvml.nvmlShutdown()
 
 
 def _mac(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,8 @@ import difflib
 import re
 
 from google.protobuf.descriptor import Descriptor, EnumDescriptor
-from tritonclient.grpc import model_config_pb2
+
+from ..protos import model_config_pb2
 
 _POOL = model_config_pb2.DESCRIPTOR.pool
 _NO_FIELD = re.compile(r'Message type "([\w.]+)" has no field named "(\w+)"')

@@ -14,9 +14,9 @@ from typing import Any
 from google.protobuf import json_format, text_format
 from google.protobuf.descriptor import FieldDescriptor
 from pydantic import ValidationError
-from tritonclient.grpc import model_config_pb2
 
 from ..errors import TritonError
+from ..protos import model_config_pb2
 from .hints import parse_error_hint
 from .model_config import ModelConfig
 

@@ -258,8 +258,11 @@ class ModelManager:
                     if deps[n] is None or not (deps[n] & set(remaining)) or deps[n] <= loaded]
             if not wave:
                 wave = remaining  # a cycle: let the loads fail with their own message
-            with ThreadPoolExecutor(self.load_threads, thread_name_prefix="triton-load") as pool:
-                list(pool.map(one, wave))
+            if len(wave) == 1:  # nothing to run beside it: no thread (nor its malloc arena)
+                one(wave[0])
+            else:
+                with ThreadPoolExecutor(self.load_threads, thread_name_prefix="triton-load") as pool:
+                    list(pool.map(one, wave))
             loaded.update(wave)
             remaining = [n for n in remaining if n not in loaded]
         return errors

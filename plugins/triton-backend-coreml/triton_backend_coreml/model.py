@@ -17,13 +17,11 @@ from .compute_units import ExecutionSettings
 from .feeds import FeedBuilder
 from .images import channel_order
 from .model_files import ModelFile, find_model_file
+from .names import BACKEND_NAME, PLATFORM
 from .runtime import unavailable_reason
 from .signature import Signature, load_spec, read_signature, signature_from_config
 
 log = logging.getLogger("triton_backend_coreml")
-
-BACKEND_NAME = "coreml"
-PLATFORM = "coreml"
 
 
 class CoreMLModel(Model):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from triton_core.abi import BackendContext, BackendSpec, hookimpl
 
-from .model import BACKEND_NAME, PLATFORM
 from .model_files import DEFAULT_MODEL_FILENAME
+from .names import BACKEND_NAME, PLATFORM
 from .runtime import coremltools_version, unavailable_reason
 
 

@@ -29,7 +29,6 @@ import logging
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -110,6 +109,8 @@ class PythonBackend(abi.Backend):
             return self._shim
 
     def unpack_env(self, archive: Path) -> Path:
+        import tarfile  # conda-pack archives only
+
         with self._env_lock:
             key = str(archive.resolve())
             if key not in self._envs:

@@ -13,7 +13,6 @@ interpreters that lack the server's packages.
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import inspect
 import itertools
@@ -25,13 +24,16 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 import triton_python_backend_utils as pb
 
 from . import _arena, _wire
+
+if TYPE_CHECKING:
+    import asyncio  # imported when a model is async: 6 MB of the worker (with ssl) otherwise
 
 _SMALL = 1 << 16  # BLS outputs below this size are copied out of the arena at once
 
@@ -277,6 +279,8 @@ class Runtime:
                 return
 
     async def bls_async(self, req: pb.InferenceRequest, decoupled: bool) -> Any:
+        import asyncio
+
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         cid = next(self.ids)
@@ -292,6 +296,9 @@ class Runtime:
 
     # execute -----------------------------------------------------------------
     def get_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop of async models (started on first use)."""
+        import asyncio
+
         with self.loop_lock:
             if self.loop is None:
                 loop = asyncio.new_event_loop()
@@ -308,6 +315,8 @@ class Runtime:
                 token, name, rid, corr, flags, timeout, params, tensors,
                 None if outs is None else list(outs)))
         if self.async_execute:
+            import asyncio
+
             coro = self.model.execute(requests)
             if self.decoupled:
                 fut = asyncio.run_coroutine_threadsafe(coro, self.get_loop())
@@ -381,6 +390,8 @@ class Runtime:
         init = getattr(self.model, "initialize", None)
         if init is not None:
             if inspect.iscoroutinefunction(init):
+                import asyncio
+
                 asyncio.run_coroutine_threadsafe(init(args), self.get_loop()).result()
             else:
                 init(args)
@@ -390,6 +401,8 @@ class Runtime:
         fin = getattr(self.model, "finalize", None) if self.model is not None else None
         if fin is not None:
             if inspect.iscoroutinefunction(fin):
+                import asyncio
+
                 asyncio.run_coroutine_threadsafe(fin(), self.get_loop()).result()
             else:
                 fin()

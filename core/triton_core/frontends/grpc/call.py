@@ -30,9 +30,8 @@ import enum
 import time
 from typing import TYPE_CHECKING, Any
 
-import grpc
-
 from . import wire
+from .status import StatusCode
 from .wire import WireError
 
 if TYPE_CHECKING:
@@ -138,7 +137,7 @@ class Call:
         self._conn = conn
         self._stream = stream
 
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> None:
+    async def abort(self, code: StatusCode, details: str = "") -> None:
         raise WireError(code, details)
 
     def invocation_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
@@ -153,3 +152,9 @@ class Call:
 
     async def write(self, message: Any) -> None:
         await self._conn.write_message(self._stream, self._stream.route.encode(message))
+
+
+async def abort(context: Any, code: StatusCode, details: str) -> None:
+    """Ends a servicer method's call with ``code``, on either engine: the native engine's
+    Call takes these codes, grpc.aio's context grpcio's own."""
+    await context.abort(code if isinstance(context, Call) else code.grpcio(), details)

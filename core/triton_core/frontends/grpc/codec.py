@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from tritonclient.grpc import service_pb2 as pb
 
 from ...dtypes import DataType
 from ...errors import TritonError
 from ...model_version import model_version
+from ...protos import service_pb2 as pb
 from ...request import InferenceRequest, InferenceResponse, RequestedOutput
 from ...tensor import Tensor, element_count
 

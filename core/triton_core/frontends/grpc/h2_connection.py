@@ -16,13 +16,13 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import grpc
 import ngh2
 
 from ...errors import as_triton_error
 from . import wire
 from .call import Call, Stream
 from .keepalive import KeepAlive
+from .status import StatusCode
 from .wire import WireError
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ class GrpcConnection(asyncio.Protocol):
                 bad_binary = k
         if method != b"POST":  # grpc C-core's answer (http_server_filter); no handler runs
             self._refuse(Stream(sid, None, headers, None), end_stream,  # type: ignore[arg-type]
-                         WireError(grpc.StatusCode.UNKNOWN, "Bad method header"))
+                         WireError(StatusCode.UNKNOWN, "Bad method header"))
             return
         if not ctype.startswith(b"application/grpc"):
             self.h2.send_response(sid, [(b":status", b"415")], end_stream=True)
@@ -185,18 +185,18 @@ class GrpcConnection(asyncio.Protocol):
         s = Stream(sid, route, headers, wire.MessageReader(encoding, self.opts.max_receive_message_length))  # type: ignore[arg-type]
         if size > MAX_METADATA_SIZE:  # grpc C-core's words
             self._refuse(s, end_stream, WireError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                StatusCode.RESOURCE_EXHAUSTED,
                 f"received metadata size exceeds hard limit ({size} vs. {MAX_METADATA_SIZE})"))
             return
         if bad_binary is not None:
             self._refuse(s, end_stream, wire.binary_error(bad_binary))
             return
         if route is None:
-            self._refuse(s, end_stream, WireError(grpc.StatusCode.UNIMPLEMENTED, "Method not found!"))
+            self._refuse(s, end_stream, WireError(StatusCode.UNIMPLEMENTED, "Method not found!"))
             return
         refusal = self.server.refusal(route, headers)
         if refusal is not None:
-            self._refuse(s, end_stream, WireError(grpc.StatusCode.UNAVAILABLE, refusal))
+            self._refuse(s, end_stream, WireError(StatusCode.UNAVAILABLE, refusal))
             return
         if self.server.gzip_level and b"gzip" in accept:
             s.gzip = self.server.gzip_level
@@ -239,7 +239,7 @@ class GrpcConnection(asyncio.Protocol):
         try:
             msgs = s.reader.feed(data, None if q is None else ends) if data else []
             if end and s.reader.partial:
-                raise WireError(grpc.StatusCode.INTERNAL, "the request ended inside a message")
+                raise WireError(StatusCode.INTERNAL, "the request ended inside a message")
         except WireError as e:
             if end:  # else the status is followed by a reset: the client may stop sending
                 s.request_ended()
@@ -260,13 +260,13 @@ class GrpcConnection(asyncio.Protocol):
             return
         if msgs:
             if s.payload is not None or len(msgs) > 1:
-                self._finish(s, grpc.StatusCode.UNIMPLEMENTED,
+                self._finish(s, StatusCode.UNIMPLEMENTED,
                              "more than one request message in a unary call")
                 return
             s.payload = msgs[0]
         if end:
             if s.payload is None:
-                self._finish(s, grpc.StatusCode.UNIMPLEMENTED, "no request message in a unary call")
+                self._finish(s, StatusCode.UNIMPLEMENTED, "no request message in a unary call")
                 return
             s.task = self.loop.create_task(self._run_unary(s))
             self.server.track(s.task)
@@ -278,7 +278,7 @@ class GrpcConnection(asyncio.Protocol):
         try:
             msg = route.decode(payload)
         except Exception as e:  # noqa: BLE001 - the client's bytes, not a server bug
-            self._finish(s, grpc.StatusCode.INTERNAL, f"Exception deserializing request: {e}")
+            self._finish(s, StatusCode.INTERNAL, f"Exception deserializing request: {e}")
             return
         try:
             resp = await route.handler(msg, Call(self, s))
@@ -288,7 +288,7 @@ class GrpcConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             self._cancelled(s)
         except Exception as e:  # noqa: BLE001 - a bug must not look like a dropped connection
-            self._finish(s, grpc.StatusCode.INTERNAL,
+            self._finish(s, StatusCode.INTERNAL,
                          as_triton_error(e, f"gRPC call {route.name}").message)
         else:
             if not s.state.closed:
@@ -303,10 +303,10 @@ class GrpcConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             self._cancelled(s)
         except Exception as e:  # noqa: BLE001 - a bug must not look like a dropped connection
-            self._finish(s, grpc.StatusCode.INTERNAL,
+            self._finish(s, StatusCode.INTERNAL,
                          as_triton_error(e, f"gRPC call {route.name}").message)
         else:
-            self._finish(s, grpc.StatusCode.OK, "")
+            self._finish(s, StatusCode.OK, "")
 
     async def _requests(self, s: Stream):  # noqa: ANN202 - an async generator of messages
         q = s.messages
@@ -333,7 +333,7 @@ class GrpcConnection(asyncio.Protocol):
             try:
                 msg = decode(m)
             except Exception as e:  # noqa: BLE001 - the stream ends with the reason
-                self._finish(s, grpc.StatusCode.INTERNAL, f"Exception deserializing request: {e}")
+                self._finish(s, StatusCode.INTERNAL, f"Exception deserializing request: {e}")
                 self._stop_handler(s)  # the call is over: its handler and requests are cancelled
                 return
             yield msg
@@ -341,14 +341,14 @@ class GrpcConnection(asyncio.Protocol):
     def _cancelled(self, s: Stream) -> None:
         # the server is stopping (a reset, a lost connection or the deadline closed the call
         # already: then _finish has nothing to do)
-        self._finish(s, grpc.StatusCode.UNAVAILABLE, "the server is shutting down")
+        self._finish(s, StatusCode.UNAVAILABLE, "the server is shutting down")
 
     def _expire(self, s: Stream) -> None:
         s.timer = None
         if s.state.closed:
             return
         self._cancel_task(s)
-        self._finish(s, grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        self._finish(s, StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         if self.h2.queued_body_size(s.id):
             # the status waits behind responses the client has not read: past its deadline the
             # call ends now, with what is unsent (grpc C-core drops unsent messages too)
@@ -411,7 +411,7 @@ class GrpcConnection(asyncio.Protocol):
     def _send_message(self, s: Stream, body: bytes) -> bool:
         limit = self.opts.max_send_message_length
         if len(body) > limit:
-            self._finish(s, grpc.StatusCode.RESOURCE_EXHAUSTED,
+            self._finish(s, StatusCode.RESOURCE_EXHAUSTED,
                          f"Sent message larger than max ({len(body)} vs. {limit})")
             if s.messages is not None:  # the call is over: its handler stops reading
                 self._stop_handler(s)
@@ -452,11 +452,11 @@ class GrpcConnection(asyncio.Protocol):
         if w is not None and not w.done():
             w.set_result(None)
 
-    def _finish(self, s: Stream, code: grpc.StatusCode, details: str) -> None:
+    def _finish(self, s: Stream, code: StatusCode, details: str) -> None:
         """Ends the call with a status (trailers-only when nothing was sent yet)."""
         if s.state.closed:
             return
-        status = _OK if code is grpc.StatusCode.OK else wire.status_headers(code, details)
+        status = _OK if code is StatusCode.OK else wire.status_headers(code, details)
         if s.state.headers_sent:
             self._close_stream(s, status)
         else:  # trailers-only

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import ngh2
-from tritonclient.grpc import service_pb2 as pb
 
 from ...errors import TritonError
+from ...protos import service_pb2 as pb
 from ..closing import close_connections
 from ..restricted import INFERENCE_SERVICE, grpc_category
 from . import health, wire

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
-
 from ..restricted import HEALTH_SERVICE
+from .call import abort
+from .status import StatusCode
 
 UNKNOWN, SERVING, NOT_SERVING, SERVICE_UNKNOWN = 0, 1, 2, 3
 SERVICE_NAME = HEALTH_SERVICE
@@ -87,14 +87,16 @@ def check_method(status_of: Callable[[str], int]) -> Callable[[str, Any], Awaita
     async def check(request: str, context: Any) -> int:
         status = status_of(request)
         if status == SERVICE_UNKNOWN:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service '{request}'")
+            await abort(context, StatusCode.NOT_FOUND, f"unknown service '{request}'")
         return status
 
     return check
 
 
-def health_handler(status_of: Callable[[str], int]) -> grpc.GenericRpcHandler:
-    """A generic handler for Health/Check on grpc.aio."""
+def health_handler(status_of: Callable[[str], int]) -> Any:
+    """A generic handler (grpc.GenericRpcHandler) for Health/Check on grpc.aio."""
+    import grpc
+
     handler = grpc.unary_unary_rpc_method_handler(
         check_method(status_of), request_deserializer=decode_request,
         response_serializer=encode_response)

@@ -1,31 +1,33 @@
-"""inference.GRPCInferenceService on grpc.aio, in the server's asyncio event loop."""
+"""inference.GRPCInferenceService in the server's asyncio event loop, on the native engine
+(h2_server.py) or on grpc.aio; grpcio is imported only for the grpc.aio engine."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
-
-import grpc
-from tritonclient.grpc import service_pb2 as pb
-from tritonclient.grpc import service_pb2_grpc as pb_grpc
+from typing import TYPE_CHECKING, Any
 
 from ...config.io import config_to_proto
 from ...errors import ErrorCode, TritonError, as_triton_error
 from ...logsettings import VERBOSE
+from ...protos import service_pb2 as pb
 from ...server import Server
 from ..classification import classifier_for
 from ..header_forward import HeaderForward
 from . import codec, health
+from .call import abort
 from .h2_server import H2Server
-from .restricted import RestrictedProtocols
+from .status import StatusCode
+
+if TYPE_CHECKING:
+    import grpc
 
 log = logging.getLogger("triton_core")
 
 MAX_GRPC_MESSAGE_SIZE = 2**31 - 1  # Triton's default (INT32_MAX) for both directions
 
-_STATUS = {code: getattr(grpc.StatusCode, code.grpc_status_name) for code in ErrorCode}
+_STATUS = {code: StatusCode[code.grpc_status_name] for code in ErrorCode}
 
 _COMPRESSION_LEVELS = {"none": 0, "low": 1, "medium": 2, "high": 3}
 
@@ -113,6 +115,8 @@ class GrpcOptions:
         return args
 
     def compression(self) -> grpc.Compression | None:
+        import grpc
+
         return None if self.compression_level == "none" else grpc.Compression.Gzip
 
     def credentials(self) -> grpc.ServerCredentials | None:
@@ -127,13 +131,15 @@ class GrpcOptions:
                 raise TritonError.invalid_arg(f"cannot read SSL file '{path}': {e.strerror}") from None
 
         root = read(self.ssl_root_cert) if self.ssl_root_cert else None
+        import grpc
+
         return grpc.ssl_server_credentials(
             [(read(self.ssl_server_key), read(self.ssl_server_cert))],
             root_certificates=root, require_client_auth=self.ssl_mutual_auth)
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: TritonError) -> None:
-    await context.abort(_STATUS[err.code], err.message)
+async def _abort(context: Any, err: TritonError) -> None:
+    await abort(context, _STATUS[err.code], err.message)
 
 
 def _unimplemented(what: str) -> TritonError:
@@ -143,7 +149,7 @@ def _unimplemented(what: str) -> TritonError:
 _SHM_OFF = "client shared memory is disabled: start the server with --allow-client-shm=true"
 
 
-class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+class InferenceServicer:
     """Every RPC of GRPCInferenceService, each a thin translation onto the Server."""
 
     def __init__(self, server: Server) -> None:
@@ -233,8 +239,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         except asyncio.CancelledError:
             raise
         except Exception as e:  # noqa: BLE001 - a bug must not look like a dropped connection
-            await context.abort(grpc.StatusCode.INTERNAL,
-                                as_triton_error(e, "gRPC ModelInfer").message)
+            await abort(context, StatusCode.INTERNAL, as_triton_error(e, "gRPC ModelInfer").message)
 
     async def ModelStreamInfer(self, request_iterator, context):  # noqa: N802
         """Requests run concurrently; one writer sends responses as they complete.
@@ -571,6 +576,14 @@ class GrpcFrontEnd:
         self._h2 = h2
 
     async def _start_grpcio(self) -> None:
+        try:  # this engine's own imports (the native engine needs neither)
+            import grpc
+            from tritonclient.grpc import service_pb2_grpc as pb_grpc
+        except ImportError as e:
+            raise TritonError.unavailable(f"--grpc-engine grpcio needs grpcio: {e}") from None
+
+        from .restricted import RestrictedProtocols
+
         opts = self.options
         interceptors = [RestrictedProtocols(opts.restricted)] if opts.restricted else []
         srv = grpc.aio.server(options=opts.channel_args(), compression=opts.compression(),

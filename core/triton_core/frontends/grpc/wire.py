@@ -6,10 +6,7 @@ from __future__ import annotations
 import binascii
 import zlib
 
-import grpc
-
-# grpc.StatusCode's numbers, by code
-STATUS_NUMBER = {code: code.value[0] for code in grpc.StatusCode}
+from .status import StatusCode
 
 _TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 
@@ -23,7 +20,7 @@ ACCEPT_ENCODING = b"identity,deflate,gzip"
 class WireError(Exception):
     """A call that cannot be read: ends the call with ``code`` and ``details``."""
 
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+    def __init__(self, code: StatusCode, details: str) -> None:
         super().__init__(details)
         self.code = code
         self.details = details
@@ -52,7 +49,7 @@ def decode_binary(value: bytes) -> bytes | None:
 
 def binary_error(key: bytes) -> WireError:
     # grpc C-core's words (an HPACK stream error)
-    return WireError(grpc.StatusCode.INTERNAL,
+    return WireError(StatusCode.INTERNAL,
                      f"Error parsing '{key.decode('latin-1')}' metadata: illegal base64 encoding")
 
 
@@ -73,15 +70,15 @@ def decompress(payload: bytes, encoding: bytes, limit: int) -> bytes:
     elif encoding == b"deflate":
         d = zlib.decompressobj()
     elif encoding in (b"", b"identity"):
-        raise WireError(grpc.StatusCode.INTERNAL,
+        raise WireError(StatusCode.INTERNAL,
                         "a message is marked compressed but the call has no grpc-encoding")
     else:
-        raise WireError(grpc.StatusCode.UNIMPLEMENTED,
+        raise WireError(StatusCode.UNIMPLEMENTED,
                         f"Compression algorithm '{encoding.decode('latin-1')}' is not supported")
     try:
         out = d.decompress(payload, limit + 1)
     except zlib.error as e:
-        raise WireError(grpc.StatusCode.INTERNAL, f"cannot decompress the message: {e}") from None
+        raise WireError(StatusCode.INTERNAL, f"cannot decompress the message: {e}") from None
     if len(out) > limit:
         raise too_large(len(out), limit)
     return out
@@ -89,7 +86,7 @@ def decompress(payload: bytes, encoding: bytes, limit: int) -> bytes:
 
 def too_large(size: int, limit: int) -> WireError:
     # grpc C-core's words
-    return WireError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+    return WireError(StatusCode.RESOURCE_EXHAUSTED,
                      f"Received message larger than max ({size} vs. {limit})")
 
 
@@ -141,7 +138,7 @@ class MessageReader:
             if flag == 1:
                 payload = decompress(payload, self.encoding, self.limit)
             elif flag != 0:
-                raise WireError(grpc.StatusCode.INTERNAL, f"invalid message flag {flag}")
+                raise WireError(StatusCode.INTERNAL, f"invalid message flag {flag}")
             out.append(payload)
             if ends is not None:
                 ends.append(end)
@@ -194,8 +191,8 @@ def _encode_message(details: str) -> bytes:
     return bytes(out)
 
 
-def status_headers(code: grpc.StatusCode, details: str) -> list[tuple[bytes, bytes]]:
-    out = [(b"grpc-status", str(STATUS_NUMBER[code]).encode())]
+def status_headers(code: StatusCode, details: str) -> list[tuple[bytes, bytes]]:
+    out = [(b"grpc-status", str(code.number).encode())]
     if details:
         out.append((b"grpc-message", encode_message(details)))
     return out

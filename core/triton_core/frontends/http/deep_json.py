@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import ijson
-
 from ...errors import TritonError
 
 KEPT_DEPTH = 200  # past Triton's 100 levels of tensor data, so its own bound answers first
@@ -36,6 +34,8 @@ _CLOSE = ("end_map", "end_array")
 
 def parse_deep_json(body: bytes | memoryview) -> Any:
     """The JSON value of ``body`` (any depth), deep containers as TOO_DEEP; 400 when malformed."""
+    import ijson  # here: only bodies too deep for the json module come (0.5 MB otherwise)
+
     stack: list[Any] = []
     root: list[Any] = []
     key: str | None = None
