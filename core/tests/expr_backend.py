@@ -2,7 +2,8 @@
 
 `parameters { key: "OUTPUT0" value { string_value: "INPUT0 + INPUT1" } }`
 Extra knobs (parameters): `sleep_ms` (per execute), `fail_on` (raise when an
-input holds this value), `auto_complete` (JSON config merged in when enabled).
+input holds this value), `auto_complete` (JSON config merged in when enabled),
+`rendezvous` (N: each execute waits until N executes of the model run at once).
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ class ExprInstance(abi.Instance):
             timer.compute_start()
             if sleep_ms:
                 time.sleep(sleep_ms / 1000)
+            if self.model.rendezvous is not None:
+                self.model.rendezvous.wait()
             block = cfg.parameter("block_value")
             if block is not None and any(
                     np.any(t.as_numpy() == float(block)) for r in requests for t in r.inputs.values()
@@ -159,6 +162,9 @@ class ExprModel(abi.Model):
         self.config = cfg
         self.instances: list[ExprInstance] = []
         self.closed = False
+        parties = int(cfg.parameter("rendezvous", "0") or 0)
+        # proves executes overlap: a barrier they can only pass together (broken after 30 s)
+        self.rendezvous = threading.Barrier(parties, timeout=30) if parties else None
 
     def create_instance(self, ctx):
         remote = self.config.parameter("remote") == "1"
