@@ -2,8 +2,10 @@
 
 Requests the dynamic batcher hands over together run as one batch: each input is gathered
 into one array (triton_core.gather), viewed as a tensor without a copy, moved to the
-instance's device once, and each output is split back per request. A batch that fails is
-retried request by request, so one bad request does not fail the others.
+instance's device once, and each output is split back per request. Ragged inputs arrive
+flattened into one 1-D tensor, with the config's batch inputs beside them, and batch
+outputs are split by their source input's shapes (triton_core.batch_io, Triton's rules).
+A batch that fails is retried request by request, so one bad request does not fail the others.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from triton_core import batch_io
 from triton_core.abi import ExecuteTimer, Instance, InstanceContext
 from triton_core.dtypes import DataType
 from triton_core.errors import TritonError
@@ -63,6 +66,11 @@ class TorchInstance(Instance):
                                        tuple(io.reshape.shape) if io.reshape else tuple(io.dims))
                         for io in cfg.output}
         self.output_order = [o.name for o in cfg.output]
+        self.ragged = batch_io.ragged_inputs(cfg)
+        self.config = cfg
+        for name, datatype in batch_io.batch_input_datatypes(cfg).items():
+            self.inputs.setdefault(name, _Plan(datatype, None))
+        self.scatters = batch_io.batch_output_scatters(cfg)
         # Sequence batching: the core adds control and state inputs and takes the state back.
         for t in sequence.inputs(cfg):
             self.inputs.setdefault(t.name, _Plan(t.datatype, None))
@@ -91,6 +99,9 @@ class TorchInstance(Instance):
         stream_ctx = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
         with self.placement.serialize(), stream_ctx:
             feeds = {name: self._feed(requests, name, total, device) for name in names}
+            if self.config.batch_input:
+                for name, arr in batch_io.make_batch_inputs(requests, self.config).items():
+                    feeds[name] = self._to_device(dtypes.to_tensor(arr, self.inputs[name].datatype), device)
             apply_global_settings(self.params)
             if not timer.compute_start_ns:  # a batch retried request by request: the first start
                 timer.compute_start()
@@ -120,7 +131,10 @@ class TorchInstance(Instance):
 
         per_request: list[dict[str, np.ndarray]] = [{} for _ in requests]
         for name, arr in host.items():
-            parts = scatter_output(arr, sizes) if self.max_batch_size > 0 else [arr]
+            if name in self.scatters:
+                parts = self.scatters[name].scatter(arr, requests)
+            else:
+                parts = scatter_output(arr, sizes) if self.max_batch_size > 0 else [arr]
             for i, part in enumerate(parts):
                 per_request[i][name] = part
         responses = []
@@ -149,11 +163,12 @@ class TorchInstance(Instance):
         if plan is None:
             raise TritonError.invalid_arg(
                 f"unexpected inference input '{name}' for model '{self.model.name}'")
+        ragged = name in self.ragged
         try:
-            arr = gather_input(requests, name)
+            arr = gather_input(requests, name, ragged)
         except (KeyError, ValueError) as e:
             raise TritonError.invalid_arg(f"input '{name}' cannot be batched across requests: {e}") from None
-        if plan.shape is not None:
+        if plan.shape is not None and not ragged:  # a ragged input stays 1-D, as in Triton
             shape = (total, *plan.shape) if self.max_batch_size > 0 else plan.shape
             try:
                 arr = arr.reshape(shape)
@@ -163,10 +178,11 @@ class TorchInstance(Instance):
                     f"reshaped to {list(shape)}") from None
         if plan.datatype is DataType.BYTES:
             return dtypes.to_strings(name, arr)
-        t = dtypes.to_tensor(arr, plan.datatype)
-        if device.type != "cpu":
-            t = t.to(device, non_blocking=True)
-        return t
+        return self._to_device(dtypes.to_tensor(arr, plan.datatype), device)
+
+    @staticmethod
+    def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+        return t if device.type == "cpu" else t.to(device, non_blocking=True)
 
     def _to_host(self, name: str, value: object, total: int) -> np.ndarray:
         plan = self.outputs[name]
@@ -175,7 +191,9 @@ class TorchInstance(Instance):
                 raise TritonError.invalid_arg(
                     f"configuration expects datatype {plan.datatype.config_name} for output '{name}', "
                     "model provides TYPE_STRING")
-            arr = self._shape_strings(name, dtypes.from_strings(value), total)
+            arr = dtypes.from_strings(value)
+            if name not in self.scatters:
+                arr = self._shape_strings(name, arr, total)
         else:
             t: torch.Tensor = value  # type: ignore[assignment]
             got = dtypes.type_name(t.dtype)
@@ -186,6 +204,8 @@ class TorchInstance(Instance):
             if t.dim() == 0:
                 raise TritonError.invalid_arg(f"output '{name}' is a scalar which is not supported.")
             arr = dtypes.to_numpy(t.detach().to("cpu").contiguous())
+        if name in self.scatters:  # split by its source input's shapes, not by batch size
+            return arr
         if self.max_batch_size > 0:
             if arr.ndim == 0 or arr.shape[0] != total:
                 raise TritonError.internal(

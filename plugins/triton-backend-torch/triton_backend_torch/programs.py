@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.utils._pytree as pytree
 
+from triton_core import batch_io
 from triton_core.config import DynamicBatching, ModelConfig, ModelInput, ModelOutput
 from triton_core.config.model_config import Reshape
 from triton_core.dtypes import DataType
@@ -122,7 +123,8 @@ class ProgramSignature:
 
     def validate(self, config: ModelConfig, model: str) -> dict[str, int]:
         """Check config inputs against the program (dtypes, ranks, fixed dims); the input index."""
-        index = self.input_index([i.name for i in config.input], model)
+        names = [i.name for i in config.input] + list(batch_io.batch_input_datatypes(config))
+        index = self.input_index(names, model)
         if not self.typed:
             return index
         skip = 1 if config.max_batch_size > 0 else 0
