@@ -4,7 +4,7 @@ result maps to config outputs, and the torch settings around each call."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -20,15 +20,17 @@ class Runner:
     scripted: bool
     """TorchScript: the graph-executor settings apply."""
 
-    def context(self, params: TorchParameters) -> contextlib.ExitStack:
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.no_grad())
-        if params.inference_mode:
-            stack.enter_context(torch.inference_mode())
-        if self.scripted:
-            # thread-local in torch: set around every call, as Triton does per execute
-            stack.enter_context(torch.jit.optimized_execution(params.optimized_execution))
-        return stack
+    @contextlib.contextmanager
+    def context(self, params: TorchParameters) -> Iterator[None]:
+        # inference_mode implies no_grad; nested with-statements cost less than an ExitStack
+        grad = torch.inference_mode() if params.inference_mode else torch.no_grad()
+        if not self.scripted:
+            with grad:
+                yield
+            return
+        # thread-local in torch: set around every call, as Triton does per execute
+        with grad, torch.jit.optimized_execution(params.optimized_execution):
+            yield
 
 
 def apply_global_settings(params: TorchParameters) -> None:
