@@ -1,7 +1,8 @@
 """The pytorch backend under dynamic batching on a compute-bound model, against torch alone.
 
     PATH=/work/main/.venv/bin:$PATH python bench/bench_torch.py [--protocol grpc] \
-        [--concurrency 16] [--instances 1] [--threads 0] [--rounds 3]
+        [--concurrency 16] [--instances 1] [--threads 0] [--rounds 3] [--direct-threads 1] \
+        [--server "env PYTHONPATH=... tritonserver" tritonserver ...]
 
 1. Builds bench/models_torch/mlp_torch: three 1024x1024 FP32 linear layers (ReLU between,
    the network of bench/mlp), traced to TorchScript, max_batch_size 64, dynamic batching,
@@ -10,10 +11,16 @@
    one intra-op thread and with torch's default count; the best is this machine's limit.
 3. Each round: torch alone at its best batch, then our server under perf_analyzer
    (--client-batch, default 1: the server forms every batch; --concurrency), then torch
-   alone again;
-   the round's ratio is the server's samples/s over the mean of the two direct runs
-   (the machine is shared and its speed drifts: see bench/README.md).
-4. Prints the median ratio, the average batch the server formed and per-request times
+   alone again; with several --server commands, each in turn with torch alone between
+   them (A B A: before / after / before). A server run's ratio is its samples/s over the
+   mean of the direct runs around it (the machine is shared and its speed drifts: see
+   bench/README.md).
+4. Where the time went (Linux /proc schedstat): each server thread's CPU per batch (the
+   instance threads first, then the event loop), perf_analyzer's, and how long the instance
+   threads waited, runnable, for a CPU, against the same for torch alone. The CPU ratio
+   (torch alone's CPU per batch over the instance threads') is the throughput ratio the
+   server would reach if each instance thread had a core to itself.
+5. Prints the median ratios, the average batch the server formed and per-request times
    from the statistics extension; writes bench/bench_torch_result.json.
 """
 
