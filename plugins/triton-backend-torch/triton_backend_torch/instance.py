@@ -78,6 +78,11 @@ class TorchInstance(Instance):
         for t in sequence.state_outputs(cfg):
             self.outputs.setdefault(t.name, _Plan(t.datatype, None, t.dims))
         self.stream = torch.cuda.Stream(self.placement.device) if self.placement.is_cuda else None
+        # per-batch work decided once: each Python step after a forward runs with caches the
+        # forward has flushed (measured: ~0.3 ms of interpreter time per batch on the MLP bench)
+        self._is_mps = self.placement.is_mps
+        self._is_cuda = self.placement.is_cuda
+        self._host_device = self.placement.input_device.type == "cpu"
         log.info("model '%s' instance '%s': %s on %s", model.name, ctx.name, model.format.value,
                  self.placement.device or "the model's own devices (KIND_MODEL)")
 
@@ -97,12 +102,12 @@ class TorchInstance(Instance):
         total = sum(sizes)
         device = self.placement.input_device
         stream_ctx = torch.cuda.stream(self.stream) if self.stream is not None else contextlib.nullcontext()
-        with self.placement.serialize(), stream_ctx:
+        with (self.placement.serialize() if self._is_mps else contextlib.nullcontext()), stream_ctx:
             feeds = {name: self._feed(requests, name, total, device) for name in names}
             if self.config.batch_input:
                 for name, arr in batch_io.make_batch_inputs(requests, self.config).items():
                     feeds[name] = self._to_device(dtypes.to_tensor(arr, self.inputs[name].datatype), device)
-            apply_global_settings(self.params)
+            apply_global_settings(self.params, self._is_cuda)
             if not timer.compute_start_ns:  # a batch retried request by request: the first start
                 timer.compute_start()
             try:
@@ -112,7 +117,7 @@ class TorchInstance(Instance):
                 # the device's work is done before compute ends; copies back are output time
                 if self.stream is not None:
                     self.stream.synchronize()
-                elif self.placement.is_mps:
+                elif self._is_mps:
                     torch.mps.synchronize()
             except TritonError:
                 raise
@@ -126,7 +131,7 @@ class TorchInstance(Instance):
                 raise
             except Exception as e:  # noqa: BLE001
                 raise execute_failure(e) from None
-        if self.params.cache_cleaning and self.placement.is_cuda:
+        if self.params.cache_cleaning and self._is_cuda:
             torch.cuda.empty_cache()
 
         per_request: list[dict[str, np.ndarray]] = [{} for _ in requests]
@@ -203,7 +208,14 @@ class TorchInstance(Instance):
                     f"model provides {got}")
             if t.dim() == 0:
                 raise TritonError.invalid_arg(f"output '{name}' is a scalar which is not supported.")
-            arr = dtypes.to_numpy(t.detach().to("cpu").contiguous())
+            # each torch call costs a dispatch and a GIL round trip: only those needed
+            if t.requires_grad:
+                t = t.detach()
+            if t.device.type != "cpu":
+                t = t.to("cpu")
+            if not t.is_contiguous():
+                t = t.contiguous()
+            arr = dtypes.to_numpy(t)
         if name in self.scatters:  # split by its source input's shapes, not by batch size
             return arr
         if self.max_batch_size > 0:
