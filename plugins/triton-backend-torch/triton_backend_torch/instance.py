@@ -82,7 +82,6 @@ class TorchInstance(Instance):
         # forward has flushed (measured: ~0.3 ms of interpreter time per batch on the MLP bench)
         self._is_mps = self.placement.is_mps
         self._is_cuda = self.placement.is_cuda
-        self._host_device = self.placement.input_device.type == "cpu"
         log.info("model '%s' instance '%s': %s on %s", model.name, ctx.name, model.format.value,
                  self.placement.device or "the model's own devices (KIND_MODEL)")
 
