@@ -105,3 +105,32 @@ def test_a_fixed_function_backend_declares_the_roles_it_cannot_serve():
         h.model_for("identity", "FP32")
     with pytest.raises(pytest.skip.Exception, match="does not declare 'add_sub'"):
         h.ready_model("add_sub")
+
+
+def test_instance_kind_gpu_rewrites_every_group(tmp_path):
+    from triton_conformance.harness import set_instance_kind
+
+    ns, extra = build_parser().parse_known_args(["pytorch", "--instance-kind", "KIND_GPU"])
+    args = pytest_args(ns, extra)
+    assert args[args.index("--triton-instance-kind") + 1] == "KIND_GPU"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["pytorch", "--instance-kind", "KIND_TPU"])
+    roles = standard_roles(Capabilities(dtypes=("FP32",), batching=True, max_batch_size=8))
+    for name, role in roles.items():
+        cfg = tmp_path / f"{name}.pbtxt"
+        cfg.write_text(role_config(role, backend="b", max_batch_size=8))
+        set_instance_kind(cfg, "KIND_GPU")
+        groups = parse_pbtxt(cfg.read_text()).instance_group
+        assert groups and all(g.kind == "KIND_GPU" for g in groups), name
+
+
+def test_instance_kind_gpu_without_a_gpu_skips_with_the_reason(tmp_path):
+    """`triton conformance numpyexpr --instance-kind KIND_GPU`: the example backend declares no
+    gpu capability, so every test is skipped saying so."""
+    pytest.importorskip("triton_backend_numpyexpr")
+    r = subprocess.run([sys.executable, "-m", "triton_conformance", "numpyexpr", "--instance-kind",
+                        "KIND_GPU", "-rs", "-k", "test_identity"],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "--instance-kind KIND_GPU: backend 'numpyexpr' does not declare the gpu capability" \
+        in r.stdout

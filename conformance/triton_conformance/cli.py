@@ -20,6 +20,10 @@ def build_parser(prog: str = "triton conformance") -> argparse.ArgumentParser:
         epilog="Other options go to pytest, e.g. -k EXPR, -x, -v, --lf.")
     p.add_argument("backend", help="backend name, as `triton backends` lists it")
     p.add_argument("--report", metavar="FILE", help="write a JSON report (counts, per capability, per test)")
+    p.add_argument("--instance-kind", choices=("KIND_GPU",), default=None,
+                   help="run every model's instances as this kind (KIND_GPU: on the GPUs, "
+                        "where the backend declares the gpu capability and a GPU is usable); "
+                        "default: the kinds the backend's models name")
     p.add_argument("--xfail", metavar="FILE",
                    help="expected failures: one test id per line, `# reason` optional; strict "
                         "(a listed test that passes fails the run)")
@@ -37,6 +41,8 @@ def pytest_args(ns: argparse.Namespace, extra: list[str]) -> list[str]:
         args += ["--triton-report", ns.report]
     if ns.xfail:
         args += ["--triton-xfail", ns.xfail]
+    if ns.instance_kind:
+        args += ["--triton-instance-kind", ns.instance_kind]
     if not any(a.startswith("-q") or a.startswith("-v") for a in extra):
         args.append("-q")
     return args + extra

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import threading
 from collections.abc import Sequence
@@ -552,11 +553,23 @@ class Skip(Exception):
     """Everything that needs the backend is skipped, with this reason."""
 
 
+def set_instance_kind(config: Path, kind: str) -> None:
+    """Make every instance group of a reference config ``kind`` (one group of one instance
+    where it names none): ``--instance-kind``."""
+    text = config.read_text()
+    if "instance_group" in text:
+        text = re.sub(r"kind:\s*KIND_(CPU|AUTO|GPU|MODEL)", f"kind: {kind}", text)
+    else:
+        text += f"instance_group [{{ kind: {kind} count: 1 }}]\n"
+    config.write_text(text)
+
+
 class Harness:
     """Built once per test session for one backend."""
 
-    def __init__(self, backend: str, workdir: Path) -> None:
+    def __init__(self, backend: str, workdir: Path, instance_kind: str | None = None) -> None:
         self.backend = backend
+        self.instance_kind = instance_kind  # KIND_GPU: every model's instances on the GPUs
         self.workdir = workdir
         self.repo = workdir / "models"
         self.scratch = workdir / "scratch"
@@ -622,6 +635,13 @@ class Harness:
             self.build_error = f"build_models() raised {type(e).__name__}: {e}"
             self.skip_reason = self.build_error
             return
+        if self.instance_kind is not None:
+            reason = self._instance_kind_reason()
+            if reason:
+                self.skip_reason = reason
+                return
+            for name in self.roles:
+                set_instance_kind(self.repo / name / "config.pbtxt", self.instance_kind)
         self.server = Server(model_repository=[self.repo], model_control_mode="explicit",
                              allow_client_shm=True, exit_on_error=False, exit_timeout_secs=10)
         self.server.start()
@@ -631,6 +651,15 @@ class Harness:
             return
         entry.spec = dataclasses.replace(entry.spec, factory=self.probe.wrap_factory(entry.spec.factory))
         self.load_errors = self.server.manager.load_many(sorted(self.roles))
+
+    def _instance_kind_reason(self) -> str:
+        """Why the models cannot run as ``instance_kind`` here ('' when they can)."""
+        assert self.spec is not None
+        if not self.spec.capabilities.gpu:
+            return (f"--instance-kind {self.instance_kind}: backend '{self.backend}' does not "
+                    "declare the gpu capability")
+        why = self.spec.gpu_available() if self.spec.gpu_available is not None else None
+        return f"--instance-kind {self.instance_kind}: no GPU usable here: {why}" if why else ""
 
     # queries -----------------------------------------------------------------
     @property

@@ -40,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="write a JSON report of the conformance run")
     g.addoption("--triton-xfail", default=None, metavar="FILE",
                 help="known failures: one test id per line (# comments); run strictly")
+    g.addoption("--triton-instance-kind", default=None, choices=("KIND_GPU",),
+                help="run every model's instances as this kind (default: as the models say)")
     parser.addini("triton_backend", "the backend under test (as --triton-backend)", default="")
 
 
@@ -134,7 +136,8 @@ def conformance_harness(triton_backend_name: str, tmp_path_factory: pytest.TempP
     """The session's Harness (server over the backend's models). Never skips by itself."""
     from .harness import Harness
 
-    h = Harness(triton_backend_name, tmp_path_factory.mktemp("conformance"))
+    h = Harness(triton_backend_name, tmp_path_factory.mktemp("conformance"),
+                request.config.getoption("--triton-instance-kind"))
     request.config._triton_conformance.harness = h  # type: ignore[attr-defined]  # noqa: SLF001
     yield h
     h.close()

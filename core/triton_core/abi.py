@@ -33,7 +33,7 @@ ENTRY_POINT_GROUP = "triton_core"
 
 # The core's ABI version. A backend built for (M, m) loads when M equals
 # ABI_VERSION[0] and m <= ABI_VERSION[1] (Triton's rule).
-ABI_VERSION: tuple[int, int] = (1, 4)
+ABI_VERSION: tuple[int, int] = (1, 5)
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -69,6 +69,11 @@ class BackendSpec:
     """ABI 1.4: KIND_GPU instances run on their GPU here (e.g. onnxruntime with its CUDA
     provider). Only then does KIND_AUTO become KIND_GPU on a machine with GPUs; an explicit
     KIND_GPU group is created either way (the backend decides what it means)."""
+    device_tensors: bool = False
+    """ABI 1.5: the backend's KIND_GPU instances take inputs that lie in GPU memory (a CUDA
+    shared-memory region) as they are: ``Tensor.device_array()`` is then a ``CudaArray``
+    (``__cuda_array_interface__``) on the region's GPU. Every other instance gets its
+    inputs in host memory, copied by the core before ``execute``."""
 
 
 @dataclass

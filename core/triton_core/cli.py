@@ -7,6 +7,7 @@ import asyncio
 import errno
 import json
 import os
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -65,7 +66,8 @@ _REFUSED = {
     "--vertex-ai-port": "the Vertex AI front end is not supported",
     "--allow-vertex-ai": "the Vertex AI front end is not supported",
     "--grpc-infer-allocation-pool-size": "not applicable: gRPC messages are allocated by grpcio",
-    "--http-thread-count": "not applicable: HTTP runs on one asyncio event loop",
+    "--http-thread-count": "not applicable: each process serves HTTP on one asyncio event loop; "
+                           "--frontend-processes N runs N of them on the same ports",
     "--buffer-manager-thread-count": "not applicable",
     "--host-policy": "host policies are not supported",
     "--model-namespacing": "model namespacing is not supported yet",
@@ -96,6 +98,9 @@ def build_parser(prog: str = "tritonserver") -> argparse.ArgumentParser:
     p.add_argument("--model-config-name", default=None,
                    metavar="NAME",
                    help="read configs/NAME.pbtxt instead of config.pbtxt where a model folder has it")
+    p.add_argument("--frontend-processes", type=int, default=1, metavar="N",
+                   help="server processes sharing the HTTP and gRPC ports (SO_REUSEPORT), one "
+                        "event loop each; every process loads every model (docs/frontend-processes.md)")
     p.add_argument("--id", default="triton", dest="server_id",
                    help='server id reported by the server metadata API')
     p.add_argument("--backend-config", action="append", default=[],
@@ -427,7 +432,8 @@ async def _close_all(closers: list[Any], tasks: list[asyncio.Task]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _serve_async(server: Server, a: argparse.Namespace) -> int:
+async def _serve_async(server: Server, a: argparse.Namespace, index: int | None = None) -> int:
+    """``index``: this process's number among --frontend-processes (None: the only one)."""
     from .frontends.http.app import HttpFrontEnd
 
     loop = asyncio.get_running_loop()
@@ -450,7 +456,8 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
         http = HttpFrontEnd(server, max_input_size=a.http_max_input_size,
                             restricted=_restricted(a.http_restricted_api, "--http-restricted-api"),
                             limits=_http_limits(a),
-                            header_forward_pattern=a.http_header_forward_pattern)
+                            header_forward_pattern=a.http_header_forward_pattern,
+                            reuse_port=index is not None)
         tasks.append(asyncio.create_task(http.serve(a.http_address, a.http_port)))
         closers.append(lambda: http.shutdown(server.stop_time_left()))
         while not http.started:
@@ -484,6 +491,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             restricted=_restricted(a.grpc_restricted_protocol, "--grpc-restricted-protocol"),
             engine=a.grpc_engine,
             header_forward_pattern=a.grpc_header_forward_pattern,
+            reuse_port=index is not None,
         ))
         try:
             await grpc_front.start()
@@ -492,7 +500,7 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
             await _close_all(closers, tasks)
             return 1
         closers.append(lambda: grpc_front.stop(server.stop_time_left()))
-    if a.allow_metrics:
+    if a.allow_metrics and not index:  # one metrics port, served by process 0
         from .frontends.metrics import MetricsFrontEnd
 
         metrics_front = MetricsFrontEnd(server, a.metrics_address, a.metrics_port,
@@ -524,14 +532,38 @@ async def _serve_async(server: Server, a: argparse.Namespace) -> int:
 def serve(argv: list[str] | None, prog: str = "tritonserver") -> int:
     a = build_parser(prog).parse_args(argv)
     opts = options_from_args(a)
+    n = a.frontend_processes
+    if n < 1:
+        raise SystemExit(f"error: --frontend-processes must be at least 1, got {n}")
+    if n == 1:
+        return _serve_process(a, opts, None)
+    from . import frontend_processes
+
+    refused = frontend_processes.refusals(a)
+    if refused:
+        raise SystemExit("error: --frontend-processes > 1 cannot be used with " + "; ".join(refused))
+    folder = frontend_processes.peer_dir()
+    try:
+        return frontend_processes.supervise(n, lambda index: _serve_process(a, opts, index, folder))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _serve_process(a: argparse.Namespace, opts: ServerOptions, index: int | None,
+                   peer_folder: str = "") -> int:
     server = Server(opts)
+    if index is not None:
+        from .frontend_processes import start_peers
+
+        start_peers(server, peer_folder, index, a.frontend_processes)
     server.log_settings.log_info = a.log_info
     server.log_settings.log_warning = a.log_warning
     server.log_settings.log_error = a.log_error
     server.log_settings.log_verbose_level = a.log_verbose
     server.log_settings.log_format = a.log_format
     server.log_settings.install(a.log_file)
-    log.info("triton-core %s starting", __version__)
+    log.info("triton-core %s starting%s", __version__,
+             "" if index is None else f" (front-end process {index} of {a.frontend_processes})")
     # A signal during start-up (a long load) starts the shutdown at once: loads in
     # progress give up and the exit deadline runs from now.
     previous = {sig: signal.signal(sig, lambda *_: server.begin_stop(exit_process=True))
@@ -559,9 +591,11 @@ def serve(argv: list[str] | None, prog: str = "tritonserver") -> int:
         except ImportError:
             pass
     try:
-        return runner(_serve_async(server, a))
+        return runner(_serve_async(server, a, index))
     finally:
         server.stop()
+        if server.peers is not None:
+            server.peers.close()
         log.info("server stopped")
 
 

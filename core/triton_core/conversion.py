@@ -19,18 +19,21 @@ def lossless_array(datatype: DataType, value: Any) -> np.ndarray:
     """``value`` as an array of ``datatype`` (BYTES and BF16 excepted: see the callers);
     raises ValueError saying what does not fit."""
     arr = np.asarray(value)
-    if arr.dtype == object:
+    kind = arr.dtype.kind
+    target = datatype.numpy
+    if kind == "f" and target.kind == "f":  # JSON's numbers into FP32/FP64: the common case
+        return arr.astype(target, copy=False)
+    if kind == "O":
         raise ValueError("ragged data")
-    target = np.dtype(datatype.numpy)
     if arr.dtype == target or not arr.size:
         return arr.astype(target, copy=False)
     if datatype is DataType.BOOL:
         raise ValueError("expected booleans")
-    if arr.dtype.kind not in "iuf":
+    if kind not in "iuf":
         raise ValueError(f"expected numbers for {datatype.value}")
     if target.kind in "iu":
         # no silent truncation or wrap-around: integers that fit the datatype
         info = np.iinfo(target)
-        if arr.dtype.kind == "f" or arr.min() < info.min or arr.max() > info.max:
+        if kind == "f" or arr.min() < info.min or arr.max() > info.max:
             raise ValueError(f"expected integers in the range of {datatype.value}")
     return arr.astype(target, copy=False)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+import platform
+import sys
 import threading
 from dataclasses import dataclass
 from types import ModuleType
@@ -127,6 +129,8 @@ class Gpus:
         self._lock = threading.Lock()
         self._devices: list[GpuDevice] | None = devices
         self.nvml: Any = nvml
+        # a fixed answer is the whole answer: no Apple GPU is added to it
+        self._apple_gpu = devices is None and apple_silicon()
 
     def devices(self) -> list[GpuDevice]:
         with self._lock:
@@ -144,11 +148,27 @@ class Gpus:
         """The GPUs at or above ``min_compute_capability`` (Triton's GetSupportedGPUs)."""
         return [d for d in self.devices() if d.capability >= min_compute_capability]
 
+    def placement_ids(self, min_compute_capability: float = DEFAULT_MIN_COMPUTE_CAPABILITY
+                      ) -> list[int]:
+        """The GPU ids instance groups may use: the supported NVIDIA GPUs; on a Mac with
+        Apple silicon, its one GPU as id 0 (Metal, MPS, Core ML's GPU), which NVML does
+        not see. The Apple GPU has no CUDA compute capability, no ``nv_gpu_*`` metrics and
+        no CUDA shared memory: ``devices()`` and ``get()`` stay NVIDIA's."""
+        ids = [d.device_id for d in self.supported(min_compute_capability)]
+        if not ids and self._apple_gpu and not self.devices():
+            return [0]
+        return ids
+
     def get(self, device_id: int) -> GpuDevice | None:
         for d in self.devices():
             if d.device_id == device_id:
                 return d
         return None
+
+
+def apple_silicon() -> bool:
+    """A Mac with Apple silicon: it always has one GPU, reached through Metal."""
+    return sys.platform == "darwin" and platform.machine() == "arm64"
 
 
 SYSTEM = Gpus()
@@ -163,5 +183,5 @@ def supported_gpu_ids(min_compute_capability: float = DEFAULT_MIN_COMPUTE_CAPABI
     return [d.device_id for d in SYSTEM.supported(min_compute_capability)]
 
 
-__all__ = ["DEFAULT_MIN_COMPUTE_CAPABILITY", "SYSTEM", "GpuDevice", "Gpus", "discover",
+__all__ = ["DEFAULT_MIN_COMPUTE_CAPABILITY", "SYSTEM", "GpuDevice", "Gpus", "apple_silicon", "discover",
            "gpus", "load_nvml", "supported_gpu_ids"]

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .errors import TritonError
@@ -80,6 +81,8 @@ class LogSettings:
         self._handler: logging.Handler | None = None
         self._root_handler: logging.Handler | None = None
         self._lock = threading.Lock()
+        # --frontend-processes N > 1: passes an update on to the other processes (peers.py)
+        self.on_update: Callable[[dict[str, Any]], None] | None = None
 
     def install(self, log_file: str = "") -> None:
         """Attach the Triton-style handler to the triton_core logger (once), and to the root
@@ -123,8 +126,9 @@ class LogSettings:
             "log_format": self.log_format,
         }
 
-    def update(self, changes: dict[str, Any]) -> dict[str, Any]:
-        """Apply a /v2/logging update; every value is checked before any is applied."""
+    def update(self, changes: dict[str, Any], *, everywhere: bool = True) -> dict[str, Any]:
+        """Apply a /v2/logging update; every value is checked before any is applied.
+        ``everywhere``: also in the other front-end processes (``on_update``, peers.py)."""
         new = self.as_dict()
         for key, value in changes.items():
             if key == "log_file":
@@ -151,6 +155,8 @@ class LogSettings:
                 if k != "log_file":
                     setattr(self, k, v)
             self._apply()
+        if everywhere and self.on_update is not None:
+            self.on_update(changes)
         return self.as_dict()
 
 

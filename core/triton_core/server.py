@@ -10,7 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from .scheduling.servable import Servable
 from .scheduling.trace import parse_trace_flags
 from .scheduling.validate import normalize_request
 from .tensor import Tensor
+
+if TYPE_CHECKING:
+    from .peers import Peers
 
 log = logging.getLogger("triton_core")
 
@@ -152,6 +155,9 @@ class Server:
             min_compute_capability=self.options.min_supported_compute_capability,
         )
         self.log_settings = LogSettings()
+        # --frontend-processes N > 1: the other processes, whose counts and settings
+        # statistics() and the settings updates include (peers.py); None in one process
+        self.peers: Peers | None = None
         self.live = False
         self.load_errors: dict[str, str] = {}
         self._poll_stop = threading.Event()
@@ -261,8 +267,8 @@ class Server:
         self.repository.close()
         self.engine_loop.close()
         self.registry.close()
-        if self.shm_registry is not None:
-            self.shm_registry.unregister_all()
+        if self.shm_registry is not None:  # this process's: the other front ends keep theirs
+            self.shm_registry.unregister_all(everywhere=False)
         if self.cuda_shm_registry is not None:
             self.cuda_shm_registry.unregister_all()
 
@@ -295,6 +301,17 @@ class Server:
         return {**self.traces.setting(model).as_response(), "trace_mode": self.traces.mode}
 
     def update_trace_setting(self, model: str | None, changes: dict[str, Any]) -> dict[str, Any]:
+        if self.peers is not None and changes.get("trace_file") not in (None, "", []):
+            raise TritonError.unsupported(
+                "trace_file cannot be set with --frontend-processes > 1: the processes would "
+                "write one file over each other")
+        out = self.update_trace_setting_here(model, changes)
+        if self.peers is not None:  # the same settings in every front-end process
+            self.peers.ask_others("trace_setting", model=model, changes=changes)
+        return out
+
+    def update_trace_setting_here(self, model: str | None, changes: dict[str, Any]) -> dict[str, Any]:
+        """update_trace_setting in this process only."""
         if model is not None:
             self.manager.get(model)
         changes = dict(changes)
@@ -461,6 +478,17 @@ class Server:
 
     # statistics, repository, logging ----------------------------------------------
     def statistics(self, name: str | None = None, version: str | int | None = None) -> dict:
+        """Triton's statistics; summed over every front-end process (peers.py)."""
+        here = self.statistics_here(name, version)
+        if self.peers is None:
+            return here
+        from .peers import merge_model_stats
+
+        return merge_model_stats([here, *self.peers.ask_others(
+            "statistics", name=name, version=version)])
+
+    def statistics_here(self, name: str | None = None, version: str | int | None = None) -> dict:
+        """The statistics this process counted."""
         out = []
         if name:
             v = parse_version(version)

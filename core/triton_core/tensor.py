@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .dtypes import DataType
 from .errors import TritonError
 from .memory import bytes_codec
+
+if TYPE_CHECKING:
+    from .memory.device_array import CudaArray
 
 # Triton counts elements in int64: a larger count is the client's error, never an
 # overflow or a huge allocation further on
@@ -32,9 +36,12 @@ class Tensor:
     Fixed-size types hold a numpy array (often a view of a request body or a
     shared-memory region, so nothing is copied). BYTES tensors may hold either
     the wire bytes (`raw`) or an object array; each form is derived lazily.
+    A tensor in GPU memory (a CUDA shared-memory input, a backend's GPU output)
+    holds a ``CudaArray`` (``device_array()``); its host forms are copied from
+    the GPU when first asked for.
     """
 
-    __slots__ = ("name", "datatype", "shape", "_array", "_raw", "parameters")
+    __slots__ = ("name", "datatype", "shape", "_array", "_raw", "parameters", "_device")
 
     def __init__(
         self,
@@ -47,10 +54,11 @@ class Tensor:
     ) -> None:
         self.name = name
         self.datatype = datatype
-        self.shape = tuple(int(d) for d in shape)
+        self.shape = tuple(map(int, shape))
         self._array = array
         self._raw = raw
         self.parameters = parameters or {}
+        self._device: CudaArray | None = None
 
     @classmethod
     def from_numpy(cls, name: str, array: np.ndarray, datatype: DataType | None = None) -> Tensor:
@@ -82,10 +90,57 @@ class Tensor:
         # as_numpy() makes the array when asked; the shape is checked ints already
         t = cls.__new__(cls)
         t.name, t.datatype, t.shape, t._array, t._raw, t.parameters = name, datatype, shape, None, raw, {}
+        t._device = None
         return t
+
+    @classmethod
+    def from_device(cls, name: str, datatype: DataType, array: CudaArray) -> Tensor:
+        """A tensor in GPU memory (not BYTES: strings live on the host)."""
+        if datatype is DataType.BYTES or array.dtype != datatype.numpy:
+            raise TritonError.internal(
+                f"a GPU tensor of {array.dtype} cannot hold {datatype.value} tensor '{name}'")
+        t = cls(name, datatype, array.shape)
+        t._device = array
+        return t
+
+    def device_array(self) -> CudaArray | None:
+        """The tensor's GPU memory (``__cuda_array_interface__``), or None on the host."""
+        return self._device
+
+    def to_host(self) -> Tensor:
+        """Make sure the tensor lies in host memory and let go of its GPU memory (a CUDA
+        region's lease ends with it); returns self."""
+        if self._device is not None:
+            self._fetch()
+            self._device = None
+        return self
+
+    def reshape(self, shape: Sequence[int]) -> None:
+        """Give the tensor another shape of as many elements, in place (a config's
+        ``reshape``; one dimension may be -1); a GPU tensor stays on its GPU."""
+        if self._device is not None and self._array is None and self._raw is None:
+            known = math.prod(d for d in shape if d != -1)
+            n = element_count(self.shape)
+            new = tuple(n // known if d == -1 and known else int(d) for d in shape)
+            if element_count(new) != n:
+                raise TritonError.invalid_arg(
+                    f"cannot reshape tensor '{self.name}' of shape {list(self.shape)} to "
+                    f"{list(shape)}")
+            self._device = self._device.reshaped(new)
+            self.shape = new
+            return
+        self._array = self.as_numpy().reshape(list(shape))
+        self.shape = tuple(self._array.shape)
+        self._raw = None
+        self._device = None
+
+    def _fetch(self) -> None:
+        if self._array is None and self._raw is None and self._device is not None:
+            self._raw = memoryview(self._device.to_host())
 
     def as_numpy(self) -> np.ndarray:
         if self._array is None:
+            self._fetch()
             assert self._raw is not None
             if self.datatype is DataType.BYTES:
                 # the count again: shared memory may have changed since from_raw checked it
@@ -97,6 +152,8 @@ class Tensor:
 
     def to_bytes(self) -> bytes | memoryview:
         """The wire form (little-endian, row-major; BYTES length-prefixed)."""
+        if self._raw is None:
+            self._fetch()
         if self._raw is None:
             arr = self._array
             assert arr is not None

@@ -3,6 +3,8 @@ registry does with CUDA's answers, testable without a GPU."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 from triton_core.devices import GpuDevice, Gpus
 from triton_core.memory.cuda_shm import CudaError
 
@@ -16,6 +18,7 @@ class HostCuda:
         self.open: set[int] = set()
         self.closed: list[int] = []
         self._next = 0x1000
+        self.copies: Counter[str] = Counter()  # as CudaPython counts them
 
     def allocate(self, size: int) -> bytes:
         handle = self._next.to_bytes(8, "little") * 8
@@ -45,12 +48,20 @@ class HostCuda:
 
     def copy_to_host(self, ptr: int, size: int, device_id: int) -> bytearray:
         buf, off = self._buf(ptr)
+        self.copies["device_to_host"] += 1
         return bytearray(buf[off:off + size])
 
     def copy_from_host(self, ptr: int, data, device_id: int) -> None:
         buf, off = self._buf(ptr)
         raw = bytes(data)
         buf[off:off + len(raw)] = raw
+        self.copies["host_to_device"] += 1
+
+    def copy_on_device(self, dst: int, src: int, size: int, device_id: int) -> None:
+        sbuf, soff = self._buf(src)
+        dbuf, doff = self._buf(dst)
+        dbuf[doff:doff + size] = sbuf[soff:soff + size]
+        self.copies["device_to_device"] += 1
 
 
 ONE_GPU = Gpus([GpuDevice(0, 0, "GPU-0", "test GPU", (9, 0), 1 << 30, "0000:01:00.0")])

@@ -70,3 +70,25 @@ def test_without_a_driver_there_are_no_gpus(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
     assert devices.load_nvml() is None
     assert Gpus().devices() == []
+
+
+def _mac(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices.sys, "platform", "darwin")
+    monkeypatch.setattr(devices.platform, "machine", lambda: "arm64")
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # macOS has no NVML
+
+
+def test_a_mac_with_apple_silicon_places_instances_on_its_one_gpu(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _mac(monkeypatch)
+    g = Gpus()
+    assert g.placement_ids() == [0] and g.placement_ids(9.0) == [0]  # no CUDA capability
+    assert g.devices() == [] and g.get(0) is None  # no NVIDIA GPU: no metrics, no CUDA shm
+
+
+def test_the_apple_gpu_is_not_added_to_a_fixed_answer_or_elsewhere(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _mac(monkeypatch)
+    assert Gpus([]).placement_ids() == []
+    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")  # an Intel Mac
+    assert Gpus().placement_ids() == []

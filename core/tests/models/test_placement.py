@@ -203,3 +203,27 @@ def test_min_compute_capability_hides_older_gpus(tmp_path: Path) -> None:
             server.load_model("m")
     finally:
         server.stop()
+
+
+def test_a_mac_serves_kind_gpu_on_its_apple_gpu(tmp_path: Path, monkeypatch) -> None:
+    """KIND_GPU and KIND_AUTO mean the Mac's GPU (MPS, Metal, Core ML), which NVML cannot
+    see: before, such groups failed with 'no GPUs are available' on every Mac."""
+    import sys
+
+    from triton_core import devices
+
+    monkeypatch.setattr(devices.sys, "platform", "darwin")
+    monkeypatch.setattr(devices.platform, "machine", lambda: "arm64")
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    d = tmp_path / "m"
+    (d / "1").mkdir(parents=True)
+    (d / "config.pbtxt").write_text(f'backend: "rec"\ninstance_group [ {{ kind: KIND_GPU }} ]\n{IO}')
+    plugin, seen = _recording_plugin(True)
+    server = testing.make_server(tmp_path, plugin, model_control_mode="explicit")
+    server.manager.gpus = Gpus()
+    server.start()
+    try:
+        server.load_model("m")
+        assert [(c.kind, c.device_id) for c in seen] == [("KIND_GPU", 0)]
+    finally:
+        server.stop()

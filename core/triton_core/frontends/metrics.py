@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
+from ..peers import Family, merge_families
 from ..scheduling.latency_summary import (
     FIRST_RESPONSE_HELP,
     FIRST_RESPONSE_HISTOGRAM,
@@ -115,7 +116,12 @@ class TritonCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         if self.model_metrics:
-            yield from self._model_families()
+            peers = getattr(self.server, "peers", None)
+            if peers is None:
+                yield from self._model_families()
+            else:  # --frontend-processes N > 1: the sum over every process
+                yield from _as_metrics(merge_families(
+                    [self.model_families_here(), *peers.ask_others("model_families")]))
         cache = getattr(self.server, "response_cache", None)
         if cache is not None:
             yield from _cache_gauges(cache)
@@ -130,6 +136,12 @@ class TritonCollector(Collector):
                 yield m
         if self.gpu is not None:
             yield from self.gpu.families()
+
+    def model_families_here(self) -> list[Family]:
+        """This process's per-model families, as plain values (peers.py sends them)."""
+        return [(m.name, m.type, m.documentation, [(x.name, dict(x.labels), x.value)
+                                                   for x in m.samples])
+                for m in self._model_families()]
 
     def _model_families(self) -> Iterator[Metric]:
         config = getattr(self.server, "metrics_config", None)
@@ -202,6 +214,14 @@ class TritonCollector(Collector):
         yield load
         if any_cache:
             yield from cache.values()
+
+
+def _as_metrics(families: list[Family]) -> Iterator[Metric]:
+    for name, typ, doc, samples in families:
+        m = Metric(name, doc, typ)
+        for sname, labels, value in samples:
+            m.add_sample(sname, labels, value)
+        yield m
 
 
 def _cache_gauges(cache: Any) -> Iterator[Metric]:

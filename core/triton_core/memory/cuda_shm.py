@@ -5,10 +5,11 @@ ends register, list and unregister them.
 Registering opens the handle on the region's GPU (cudaIpcOpenMemHandle) and checks
 ``byte_size`` against the allocation behind it (cuMemGetAddressRange), as Triton does, so a
 request can never read or write past the client's allocation; unregistering closes it,
-after the last request that uses the region (as system shared memory, registry.py). Inputs
-are copied to the host (cudaMemcpy) for the backend; outputs are copied into the region.
-Passing a region's device pointer to a GPU instance without the copy is not done yet
-(docs/gpus.md).
+after the last request that uses the region (as system shared memory, registry.py). An
+input read from a region is a view of its device memory (device_array.CudaArray, under the
+region's lease): a GPU instance of a backend that takes device tensors reads it in place,
+any other instance gets a host copy (cudaMemcpy). Outputs are copied into their region,
+device to device when the backend returned a device tensor (docs/gpus.md).
 
 CUDA is reached through ``CudaRuntime``; ``CudaPython`` implements it with cuda-python
 (``cuda.bindings``, the package tritonclient's own CUDA utilities use), imported on the
@@ -20,6 +21,7 @@ Triton's words.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -49,9 +51,13 @@ class CudaRuntime(Protocol):
 
     def copy_from_host(self, ptr: int, data: bytes | memoryview, device_id: int) -> None: ...
 
+    def copy_on_device(self, dst: int, src: int, size: int, device_id: int) -> None:
+        """``size`` bytes from device address ``src`` to ``dst`` (GPUs may differ: UVA)."""
+
 
 class CudaPython:
-    """CudaRuntime through cuda-python's runtime and driver bindings."""
+    """CudaRuntime through cuda-python's runtime and driver bindings. ``copies`` counts
+    the copies made, by direction (device_to_host, host_to_device, device_to_device)."""
 
     def __init__(self) -> None:
         try:
@@ -60,6 +66,7 @@ class CudaPython:
             raise CudaError(f"cuda-python is not installed ({e}): pip install cuda-python") from e
         self._rt = runtime
         self._drv = driver
+        self.copies: Counter[str] = Counter()
 
     def _check(self, result: tuple, what: str) -> tuple:
         err = result[0]
@@ -106,6 +113,7 @@ class CudaPython:
             self._check(self._rt.cudaMemcpy(dst, ptr, size,
                                             self._rt.cudaMemcpyKind.cudaMemcpyDeviceToHost),
                         "cudaMemcpy (device to host)")
+            self.copies["device_to_host"] += 1
         return out
 
     def copy_from_host(self, ptr: int, data: bytes | memoryview, device_id: int) -> None:
@@ -117,6 +125,16 @@ class CudaPython:
             self._check(self._rt.cudaMemcpy(ptr, src.ctypes.data, src.size,
                                             self._rt.cudaMemcpyKind.cudaMemcpyHostToDevice),
                         "cudaMemcpy (host to device)")
+            self.copies["host_to_device"] += 1
+
+    def copy_on_device(self, dst: int, src: int, size: int, device_id: int) -> None:
+        self._on(device_id)
+        if size:
+            # cudaMemcpyDefault: the pointers say where they lie (another GPU: a peer copy)
+            self._check(self._rt.cudaMemcpy(dst, src, size,
+                                            self._rt.cudaMemcpyKind.cudaMemcpyDefault),
+                        "cudaMemcpy (device to device)")
+            self.copies["device_to_device"] += 1
 
 
 def _is_count(value: object) -> bool:
@@ -130,6 +148,7 @@ class _CudaRegion:
     byte_size: int
     ptr: int
     runtime: CudaRuntime
+    handle: bytes = b""  # the client's cudaIpcMemHandle_t: how another process maps it
     leases: int = 0
     retired: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -161,6 +180,15 @@ class _CudaRegion:
         self.check(offset, size)
         try:
             self.runtime.copy_from_host(self.ptr + offset, data, self.device_id)
+        except CudaError as e:
+            raise TritonError.internal(
+                f"failed to write CUDA shared memory region '{self.name}': {e}") from None
+
+    def write_from_device(self, offset: int, src: int, size: int) -> None:
+        """Copy ``size`` bytes at device address ``src`` into the region, device to device."""
+        self.check(offset, size)
+        try:
+            self.runtime.copy_on_device(self.ptr + offset, src, size, self.device_id)
         except CudaError as e:
             raise TritonError.internal(
                 f"failed to write CUDA shared memory region '{self.name}': {e}") from None
@@ -212,8 +240,21 @@ class CudaRegionLease(RegionLease):
     def device_id(self) -> int:
         return self._region.device_id
 
+    @property
+    def runtime(self) -> CudaRuntime:
+        return self._region.runtime
+
+    @property
+    def ipc_handle(self) -> bytes:
+        """The client's cudaIpcMemHandle_t: another process of the server (a python backend
+        worker) maps the region with it; offsets count from the region's start."""
+        return self._region.handle
+
     def device_pointer(self, offset: int, byte_size: int) -> int:
         return self._region.device_pointer(offset, byte_size)
+
+    def write_from_device(self, offset: int, src: int, size: int) -> None:
+        self._region.write_from_device(offset, src, size)
 
 
 class CudaSharedMemoryRegistry:
@@ -233,16 +274,23 @@ class CudaSharedMemoryRegistry:
         self.max_regions = max_regions
         self._lock = threading.Lock()
         self._regions: dict[str, _CudaRegion] = {}
+        # why registrations are refused (--frontend-processes N > 1), None when they are not
+        self.refused: str | None = None
 
     def _cuda(self) -> CudaRuntime:
         if self._runtime is None:
-            self._runtime = CudaPython()
+            from .device_array import shared_runtime
+
+            self._runtime = shared_runtime()
         return self._runtime
 
     # -- the extension's three calls ------------------------------------------
 
     def register(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
         """Open ``raw_handle`` (the 64 bytes of a cudaIpcMemHandle_t) on GPU ``device_id``."""
+        if self.refused is not None:  # --frontend-processes N > 1 (frontend_processes.py)
+            raise TritonError.unsupported(f"failed to register CUDA shared memory region "
+                                          f"'{name}': {self.refused}")
         def invalid(detail: str) -> TritonError:
             # Triton's words (its QA tests match on them), then why
             return TritonError.invalid_arg(
@@ -280,7 +328,8 @@ class CudaSharedMemoryRegistry:
                 raise invalid(why if available < 0 else
                               f"byte_size {byte_size} is larger than the {available} bytes "
                               "allocated behind the handle")
-            self._regions[name] = _CudaRegion(name, device_id, byte_size, ptr, cuda)
+            self._regions[name] = _CudaRegion(name, device_id, byte_size, ptr, cuda,
+                                              bytes(raw_handle))
 
     def unregister(self, name: str) -> None:
         """Forget ``name`` (no error when unknown, as Triton); close it once no request uses it."""

@@ -16,6 +16,7 @@ from ..errors import TritonError
 from ..request import InferenceRequest, RequestedOutput
 from ..tensor import Tensor, element_count
 from .cuda_shm import CudaRegionLease, CudaSharedMemoryRegistry
+from .device_array import CudaArray
 from .registry import RegionLease, SystemSharedMemoryRegistry
 
 
@@ -62,8 +63,17 @@ class SharedMemoryIO:
                     f"input byte size mismatch for input '{name}' for model '{model}'. Expected "
                     f"{expected}, got {size} (shared_memory_byte_size, for shape {shape} of "
                     f"{dt.value})")
+        holder = self._holder(region)
+        if holder is self.cuda and dt is not DataType.BYTES and dt is not DataType.BF16:
+            # a view of the device memory, under the region's lease for the tensor's life: a
+            # GPU instance reads it in place, any other gets a host copy (Tensor.to_host)
+            lease = self.cuda.acquire(region)
+            ptr = lease.device_pointer(offset, size) if size else 0
+            array = CudaArray(ptr, shape, dt.numpy, lease.device_id, lease, lease.runtime,
+                              (lease.ipc_handle, offset))
+            return Tensor.from_device(name, dt, array)
         # a copy, not a view: the client may truncate its object while the model runs
-        data = self._holder(region).read(region, offset, size)
+        data = holder.read(region, offset, size)
         return Tensor.from_raw(name, dt, shape, data)
 
     def bind_outputs(self, req: InferenceRequest) -> None:
@@ -90,6 +100,13 @@ class SharedMemoryIO:
             bound.append(RequestedOutput(ro.name, ro.parameters, lease))
         req.outputs = bound
 
+    @staticmethod
+    def _check_room(what: str, size: int, n: int) -> None:
+        if n > size:
+            raise TritonError.invalid_arg(
+                f"shared memory size specified with the request for {what} ({size} bytes) should "
+                f"be at least {n} bytes to hold the results")
+
     def write_output(
         self, tensor: Tensor, params: dict[str, Any],
         lease: RegionLease | CudaRegionLease | None = None
@@ -105,17 +122,19 @@ class SharedMemoryIO:
             raise TritonError.invalid_arg(f"'shared_memory_region' for {what} must be a string")
         size = _count(params, "shared_memory_byte_size", what, True)
         offset = _count(params, "shared_memory_offset", what, False)
-        raw = tensor.to_bytes()
-        if len(raw) > size:
-            raise TritonError.invalid_arg(
-                f"shared memory size specified with the request for {what} ({size} bytes) should "
-                f"be at least {len(raw)} bytes to hold the results")
-        data = memoryview(raw).cast("B") if not isinstance(raw, bytes) else raw
-        if lease is not None:
-            lease.write(offset, data)
+        if lease is None:
+            lease = self._holder(region).acquire(region)
+        device = tensor.device_array()
+        if device is not None and isinstance(lease, CudaRegionLease):
+            n = device.nbytes  # GPU to GPU: the output never visits the host
+            self._check_room(what, size, n)
+            lease.write_from_device(offset, device.ptr, n)
         else:
-            self._holder(region).write(region, offset, data)
-        out = {"shared_memory_region": region, "shared_memory_byte_size": len(raw)}
+            raw = tensor.to_bytes()
+            n = len(raw)
+            self._check_room(what, size, n)
+            lease.write(offset, memoryview(raw).cast("B") if not isinstance(raw, bytes) else raw)
+        out = {"shared_memory_region": region, "shared_memory_byte_size": n}
         if offset:
             out["shared_memory_offset"] = offset
         return out

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -185,10 +185,24 @@ class SystemSharedMemoryRegistry:
         self.max_regions = max_regions
         self._lock = threading.Lock()
         self._regions: dict[str, _Region] = {}
+        # --frontend-processes N > 1 (frontend_processes.py): make a registration or an
+        # unregistration in the other processes too; on_register raises to undo one here
+        self.on_register: Callable[[str, str, int, int], None] | None = None
+        self.on_unregister: Callable[[str | None], None] | None = None
 
     # -- the extension's three calls ------------------------------------------
 
-    def register(self, name: str, key: str, offset: int, byte_size: int) -> None:
+    def register(self, name: str, key: str, offset: int, byte_size: int, *,
+                 everywhere: bool = True) -> None:
+        self._register(name, key, offset, byte_size)
+        if everywhere and self.on_register is not None:
+            try:
+                self.on_register(name, key, offset, byte_size)
+            except BaseException:
+                self.unregister(name, everywhere=False)
+                raise
+
+    def _register(self, name: str, key: str, offset: int, byte_size: int) -> None:
         invalid = TritonError.invalid_arg(
             f"failed to register shared memory region '{name}': invalid args"
         )
@@ -242,19 +256,23 @@ class SystemSharedMemoryRegistry:
                 )
             self._regions[name] = _Region(name, key, offset, byte_size, shm)
 
-    def unregister(self, name: str) -> None:
+    def unregister(self, name: str, *, everywhere: bool = True) -> None:
         """Forget ``name`` (no error when unknown, as Triton); unmap once no request uses it."""
         with self._lock:
             region = self._regions.pop(name, None)
         if region is not None:
             self._retire(region)
+        if everywhere and self.on_unregister is not None:
+            self.on_unregister(name)
 
-    def unregister_all(self) -> None:
+    def unregister_all(self, *, everywhere: bool = True) -> None:
         with self._lock:
             regions = list(self._regions.values())
             self._regions.clear()
         for region in regions:
             self._retire(region)
+        if everywhere and self.on_unregister is not None:
+            self.on_unregister(None)
 
     def status(self, name: str | None = None) -> list[dict[str, object]]:
         """[{name, key, offset, byte_size}] for ``name``, or for every region when None/empty."""

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -93,6 +94,7 @@ class LoadPlan:
     versions: list[int] = field(default_factory=list)
     gpu_ids: list[int] = field(default_factory=list)  # the GPUs instances may use
     uses_gpus: bool = False  # the backend can run instances on GPUs (BackendSpec.gpu)
+    device_tensors: bool = False  # its GPU instances take GPU inputs (BackendSpec.device_tensors)
 
 
 def _set_version(rec: ModelRecord, version: int, state: VersionState) -> None:
@@ -121,6 +123,9 @@ class ModelManager:
         self.policy = policy  # given to every version's drivers
         self.engine = engine or EngineLoop()  # the loop that loop drivers run on
         self.rate_limiter = rate_limiter  # --rate-limit (None: off)
+        # why this server cannot serve a config (--frontend-processes N > 1: sequence
+        # batching), None when it can; a refused model fails to load with that reason
+        self.refuse_config: Callable[[ModelConfig], str | None] | None = None
         # --metrics-config summary_latencies=true: every version's latency summaries
         self.summary_quantiles = summary_quantiles
         self.first_response_histogram = first_response_histogram  # histogram_latencies=true
@@ -445,7 +450,7 @@ class ModelManager:
             backend_name = self._resolve_backend(cfg, src)
             entry = self.registry.entry(backend_name)
             default_file = entry.default_model_filename if entry else ""
-            gpu_ids = [d.device_id for d in self.gpus.supported(self.min_compute_capability)]
+            gpu_ids = self.gpus.placement_ids(self.min_compute_capability)
             uses_gpus = bool(entry and entry.spec and entry.spec.gpu)
             pre = complete_config(cfg, name, backend_name, (), default_file, gpu_ids, uses_gpus)
             # an unchanged READY version stays as it is on a reload of the same config
@@ -454,7 +459,9 @@ class ModelManager:
             plan = LoadPlan(name, src, where, pre, fingerprint, backend=backend_name,
                             platforms=entry.platforms if entry else (),
                             default_file=default_file, config_changed=changed,
-                            gpu_ids=gpu_ids, uses_gpus=uses_gpus)
+                            gpu_ids=gpu_ids, uses_gpus=uses_gpus,
+                            device_tensors=bool(entry and entry.spec
+                                                and entry.spec.device_tensors))
         available = numeric_versions(src.path)
         plan.versions = select_versions(plan.config.version_policy, available)
         if not plan.versions:
@@ -467,6 +474,9 @@ class ModelManager:
         READY become UNAVAILABLE with the error, and nothing built stays."""
         new: dict[int, Servable] = {}
         try:
+            refused = self.refuse_config(plan.config) if self.refuse_config is not None else None
+            if refused:
+                raise TritonError.unsupported(refused)
             steps = None
             if plan.ensemble:
                 check_config(plan.config, plan.where)
@@ -516,6 +526,7 @@ class ModelManager:
             model.close()
             raise
         lv.stopping = self.stopping.is_set
+        lv.device_tensors = plan.device_tensors
         self._attach_cache(lv)
         self._attach_summaries(lv)
         try:

@@ -66,6 +66,8 @@ class LoadedVersion(CachedVersion):
         self.decoupled = config.decoupled
         # set by the manager: the server is shutting down, a load in progress gives up
         self.stopping: Callable[[], bool] = lambda: False
+        # set by the manager: the backend's KIND_GPU instances take inputs in GPU memory
+        self.device_tensors = False
 
     # lifecycle ---------------------------------------------------------------
     def create_instances(self) -> None:
@@ -92,6 +94,8 @@ class LoadedVersion(CachedVersion):
                         self.limits.append(limit)
                 inst = self.model.create_instance(ctx)
                 self.instances.append(inst)
+                if planned.kind == "KIND_GPU" and self.device_tensors:
+                    self.completion.on_device.add(id(inst))
                 self.drivers.append(self._driver(inst, planned.name, len(self.drivers), limit))
         except BaseException:
             self._close_instances()

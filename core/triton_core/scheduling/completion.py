@@ -53,6 +53,9 @@ class Completion:
         self.inflight = inflight
         self.decoupled = decoupled
         self._sequence = scheduler if scheduler.stateful else None
+        # id()s of the instances that take inputs in GPU memory as they are (KIND_GPU of a
+        # backend with BackendSpec.device_tensors); every other gets host copies first
+        self.on_device: set[int] = set()
         # preserve_ordering: responses leave in the order requests arrived
         self.ordered = scheduler.preserve_ordering and not decoupled
         self._order_lock = threading.Lock()
@@ -101,16 +104,28 @@ class Completion:
     def cancelled(self, req: InferenceRequest) -> None:
         self.fail(req, TritonError(ErrorCode.CANCELLED, CANCELLED_MESSAGE), "CANCELED")
 
-    def live_items(self, items: Sequence[_Item]) -> list[_Item]:
-        """The items still wanted; cancelled ones are answered now."""
+    def live_items(self, items: Sequence[_Item], instance: abi.Instance | None = None
+                   ) -> list[_Item]:
+        """The items still wanted; cancelled ones are answered now. For an ``instance``
+        that takes no GPU inputs, inputs in GPU memory are copied to the host here: a
+        request whose copy fails is answered with the error."""
         live: list[_Item] = []
         dropped: list[_Item] = []
+        host = instance is not None and id(instance) not in self.on_device
         for it in items:
             if it.request.cancelled:
                 dropped.append(it)
                 self.cancelled(it.request)
-            else:
-                live.append(it)
+                continue
+            if host:
+                try:
+                    for t in it.request.inputs.values():
+                        t.to_host()
+                except TritonError as e:
+                    dropped.append(it)
+                    self.fail(it.request, e, "OTHER")
+                    continue
+            live.append(it)
         if dropped and self._sequence is not None:
             self._sequence.done(dropped, [None] * len(dropped))
         return live
@@ -118,7 +133,7 @@ class Completion:
     # executes ------------------------------------------------------------------------
     def run(self, instance: abi.Instance, items: Sequence[_Item]) -> None:
         """Execute a batch on ``instance`` and conclude it, blocking (any batch kind)."""
-        live = self.live_items(items)
+        live = self.live_items(items, instance)
         if not live:
             return
         requests = [it.request for it in live]
@@ -137,7 +152,7 @@ class Completion:
     def begin(self, instance: abi.Instance, items: Sequence[_Item]) -> Started | None:
         """Start a plain batch (no sequence, not decoupled) without waiting for it; None
         when every request was cancelled."""
-        live = self.live_items(items)
+        live = self.live_items(items, instance)
         if not live:
             return None
         requests = [it.request for it in live]

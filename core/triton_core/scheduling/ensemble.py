@@ -184,7 +184,9 @@ def check_ensemble(cfg: ModelConfig, where: str, manager: VersionLookup) -> list
 
 
 def _renamed(t: Tensor, name: str) -> Tensor:
-    return Tensor(name, t.datatype, t.shape, array=t._array, raw=t._raw)  # noqa: SLF001
+    out = Tensor(name, t.datatype, t.shape, array=t._array, raw=t._raw)  # noqa: SLF001
+    out._device = t._device  # noqa: SLF001 - a GPU tensor stays on its GPU between steps
+    return out
 
 
 # An outgoing response of the ensemble: (response or None, flags, failure reason).

@@ -91,10 +91,7 @@ def normalize_request(req: InferenceRequest, config: ModelConfig) -> int:
             new = list(cfg.reshape.shape)
             if mbs > 0:
                 new = [shape[0]] + new
-            arr = t.as_numpy()
-            t._array = arr.reshape([d if d != -1 else -1 for d in new])  # noqa: SLF001
-            t.shape = tuple(t._array.shape)  # noqa: SLF001
-            t._raw = None  # noqa: SLF001
+            t.reshape(new)
     if req.outputs is not None:
         seen: set[str] = set()
         for o in req.outputs:

@@ -142,6 +142,7 @@ class ArenaPair:
         # (Tensor.__init__ would re-check the shape marshal already gave as a tuple of ints.)
         t = _new_tensor(Tensor)
         t.name, t.datatype, t.shape, t._array, t._raw, t.parameters = name, dt, shape, None, raw, {}
+        t._device = None
         return t
 
     def to_response(self, meta: tuple) -> InferenceResponse:

@@ -300,6 +300,10 @@ class PythonInstance(abi.Instance):
         self.worker = self._start(model.take_spare())
         self.state = "ready"
         cfg = model.config
+        # Triton's default: a python model gets its inputs in host memory, even on a GPU;
+        # "no" passes inputs that lie in GPU memory (CUDA shared memory) on as they are
+        self.gpu_inputs = ctx.kind == "KIND_GPU" and (
+            cfg.parameter("FORCE_CPU_ONLY_INPUT_TENSORS", "yes") or "yes").lower() == "no"
         # The outputs a response may carry (Triton refuses any other name).
         self.allowed_outputs = {o.name for o in cfg.output} | {
             st["output_name"] for st in (cfg.sequence_batching or {}).get("state", []) or []
@@ -455,8 +459,13 @@ class PythonInstance(abi.Instance):
         assert arena is not None
         raws = []
         total = 0
+        gpu_inputs = self.gpu_inputs
         for r in requests:
             for t in r.inputs.values():
+                dev = t.device_array()
+                if dev is not None and gpu_inputs and dev.ipc is not None:
+                    raws.append((t, dev, dev.nbytes, -1))  # the worker maps it by its handle
+                    continue
                 raw = t.to_bytes()
                 n = _nbytes(raw)
                 raws.append((t, raw, n, total))
@@ -474,6 +483,11 @@ class PythonInstance(abi.Instance):
             for _ in range(len(r.inputs)):
                 t, raw, n, rel = raws[i]
                 i += 1
+                if rel < 0:  # GPU memory: (handle, offset) of the client's allocation
+                    handle, at = raw.ipc
+                    ins.append((t.name, t.datatype.value, t.shape, -1, at, n, handle,
+                                raw.device_id))
+                    continue
                 off = base + rel
                 if n:
                     mv[off:off + n] = raw if not isinstance(raw, memoryview) else raw.cast("B")

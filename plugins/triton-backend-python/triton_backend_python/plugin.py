@@ -33,7 +33,8 @@ def triton_backends():
         name="python",
         platforms=(),
         default_model_filename="model.py",
-        abi=(1, 1),
+        abi=(1, 5),  # device_tensors: KIND_GPU instances may take CUDA-region inputs
+        device_tensors=True,
         factory=_factory,
         available=check_runtime,
         description=f"Python models in worker processes (python {sys.version.split()[0]})",

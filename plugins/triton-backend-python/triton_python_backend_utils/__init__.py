@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _gpu
+
 __all__ = [
     "InferenceRequest", "InferenceResponse", "InferenceResponseSender", "InferenceTrace", "Logger",
     "LogLevel",
@@ -190,64 +192,101 @@ class TritonError:
 # ------------------------------------------------------------------ tensors
 
 class Tensor:
-    """A named tensor backed by a numpy array (inputs view the shared-memory arena)."""
+    """A named tensor: a numpy array in host memory (inputs view the shared-memory arena),
+    or GPU memory (``is_cpu()`` False: from_dlpack of a GPU tensor, an input from a CUDA
+    shared-memory region), which models read through DLPack."""
 
-    __slots__ = ("_name", "_array", "_wire", "__weakref__")
+    __slots__ = ("_name", "_array", "_wire", "_gpu", "__weakref__")
 
     def __init__(self, name: str, data: Any, dtype: str | None = None) -> None:
+        gpu = None
         if not isinstance(data, np.ndarray):
             if hasattr(data, "__dlpack__"):
-                data = np.from_dlpack(data)
+                gpu = _gpu_call(lambda: _gpu.GpuTensor.from_object(data))
+                if gpu is None:
+                    data = np.from_dlpack(data)
             else:
                 raise TritonModelException(
                     f"Tensor '{name}': data must be a numpy array (got {type(data).__name__})")
         self._name = str(name)
-        self._array = data
-        self._wire = dtype or _wire_of(data)
+        self._gpu = gpu
+        if gpu is not None:
+            self._array = None
+            self._wire = dtype or ("BF16" if gpu.bf16 else _NP_TO_WIRE[gpu.dtype])
+        else:
+            self._array = data
+            self._wire = dtype or _wire_of(data)
 
     @classmethod
     def _view(cls, name: str, wire: str, array: np.ndarray) -> Tensor:
         t = cls.__new__(cls)
-        t._name, t._array, t._wire = name, array, wire
+        t._name, t._array, t._wire, t._gpu = name, array, wire, None
+        return t
+
+    @classmethod
+    def _on_gpu(cls, name: str, wire: str, gpu: _gpu.GpuTensor) -> Tensor:
+        t = cls.__new__(cls)
+        t._name, t._array, t._wire, t._gpu = name, None, wire, gpu
         return t
 
     def name(self) -> str:
         return self._name
 
     def as_numpy(self) -> np.ndarray:
+        if self._gpu is not None:
+            raise TritonModelException("Tensor is stored in GPU and cannot be converted to NumPy.")
         return self._array
 
     def triton_dtype(self) -> int:
         return _WIRE_TO_CODE[self._wire]
 
     def shape(self) -> list[int]:
-        return list(self._array.shape)
+        return list(self._gpu.shape if self._gpu is not None else self._array.shape)
 
     def is_cpu(self) -> bool:
-        return True
+        return self._gpu is None
 
     def to_dlpack(self) -> Any:
         """A DLPack capsule of the data (consumed once, as DLPack capsules are)."""
-        if self._wire == "BYTES":
-            raise TritonModelException("DLPack does not support BYTES tensors")
-        return self._array.__dlpack__()
+        return self.__dlpack__()
 
     def __dlpack__(self, stream: Any = None, **kwargs: Any) -> Any:
         if self._wire == "BYTES":
-            raise TritonModelException("DLPack does not support BYTES tensors")
+            raise TritonModelException("DLPack does not have support for string tensors.")
+        if self._gpu is not None:
+            return self._gpu.__dlpack__(stream)
         return self._array.__dlpack__(**kwargs) if kwargs else self._array.__dlpack__()
 
     def __dlpack_device__(self) -> tuple[int, int]:
-        return (1, 0)  # kDLCPU
+        return self._gpu.__dlpack_device__() if self._gpu is not None else (1, 0)  # kDLCPU
 
     @staticmethod
     def from_dlpack(name: str, dlpack_tensor: Any) -> Tensor:
-        """A Tensor from a DLPack capsule or any object with __dlpack__ (torch, jax, numpy)."""
-        obj = dlpack_tensor if hasattr(dlpack_tensor, "__dlpack__") else _Capsule(dlpack_tensor)
-        return Tensor(name, np.from_dlpack(obj))
+        """A Tensor from a DLPack capsule or any object with __dlpack__ (torch, CuPy, jax,
+        numpy): host memory as a numpy view, GPU memory as it is (no copy either way)."""
+        if hasattr(dlpack_tensor, "__dlpack__"):
+            return Tensor(name, dlpack_tensor)
+        gpu = _gpu_call(lambda: _gpu.GpuTensor.from_capsule(dlpack_tensor))
+        if gpu is not None:
+            return Tensor._on_gpu(name, "BF16" if gpu.bf16 else _NP_TO_WIRE[gpu.dtype], gpu)
+        return Tensor(name, np.from_dlpack(_Capsule(dlpack_tensor)))
+
+    def _host_array(self) -> np.ndarray:
+        """The data in host memory (a GPU tensor copied down: what goes to the server)."""
+        if self._gpu is None:
+            return self._array
+        return _gpu_call(self._gpu.to_host)
 
     def __repr__(self) -> str:
-        return f"Tensor({self._name!r}, {self._wire}, {list(self._array.shape)})"
+        where = "" if self._gpu is None else f", cuda:{self._gpu.device_id}"
+        return f"Tensor({self._name!r}, {self._wire}, {self.shape()}{where})"
+
+
+def _gpu_call(fn: Any) -> Any:
+    try:
+        return fn()
+    except _gpu.GpuError as e:
+        raise TritonModelException(str(e)) from None
 
 
 class _Capsule:

@@ -168,6 +168,12 @@ class Runtime:
         return mv
 
     def input_tensor(self, meta: tuple) -> pb.Tensor:
+        if len(meta) == 8:  # in GPU memory: a client's CUDA region, opened here by its handle
+            name, wire, shape, _, off, size, handle, device = meta
+            dt = pb._WIRE_TO_NP[wire]
+            gpu = pb._gpu_call(lambda: pb._gpu.GpuTensor.open_ipc(
+                handle, off, tuple(shape), dt, wire == "BF16", device))
+            return pb.Tensor._on_gpu(name, wire, gpu)
         name, wire, shape, seg, off, size = meta
         mv = self.s_seg(seg)
         if wire == "BYTES":
@@ -180,7 +186,7 @@ class Runtime:
         return pb.Tensor._view(name, wire, arr)
 
     def write_tensor(self, t: pb.Tensor) -> tuple:
-        arr = t._array
+        arr = t._host_array()  # a GPU tensor is copied to the host into the arena
         wire = t._wire
         if wire == "BYTES":
             data: Any = pb._serialize(arr)

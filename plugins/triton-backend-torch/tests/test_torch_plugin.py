@@ -53,9 +53,20 @@ def test_spec():
     assert spec.name == "pytorch"
     assert spec.platforms == ("pytorch_libtorch", "libtorch", "torch_aoti", "torch_export")
     assert spec.default_model_filename == "model.pt"
-    assert spec.abi == (1, 4)  # gather.run_each_on_failure
+    assert spec.abi == (1, 5)  # gather.run_each_on_failure, device_tensors
+    assert spec.device_tensors
     assert spec.available() is None
     assert spec.description == f"PyTorch {plugin.torch_version()}"
+
+
+@pytest.mark.parametrize("version, gpu", [
+    ("2.13.0+cpu", False), ("2.13.0+cpu.cxx11.abi", False), ("2.13.0", True),
+    ("2.13.0+cu130", True), (None, False)])
+def test_kind_auto_means_the_gpu_only_with_a_cuda_build(version, gpu, monkeypatch):
+    assert plugin.cuda_build(version) is gpu
+    monkeypatch.setattr(plugin, "torch_version", lambda: version)
+    (spec,) = list(plugin.triton_backends())
+    assert spec.gpu is gpu
 
 
 def test_available_says_when_torch_is_missing(monkeypatch):

@@ -6,6 +6,12 @@ instance's device once, and each output is split back per request. Ragged inputs
 flattened into one 1-D tensor, with the config's batch inputs beside them, and batch
 outputs are split by their source input's shapes (triton_core.batch_io, Triton's rules).
 A batch that fails is retried request by request, so one bad request does not fail the others.
+
+On a GPU, inputs the core hands over in GPU memory (a CUDA shared-memory region:
+``Tensor.device_array()``) are taken as they are (``torch.as_tensor`` over their
+``__cuda_array_interface__``: no copy on the instance's GPU, a device-to-device copy from
+another GPU), and an output requested into a CUDA region is handed back in GPU memory, for
+the core to copy device to device.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from triton_core.abi import ExecuteTimer, Instance, InstanceContext
 from triton_core.dtypes import DataType
 from triton_core.errors import TritonError
 from triton_core.gather import batch_sizes, gather_input, run_each_on_failure, scatter_output
+from triton_core.memory.cuda_shm import CudaRegionLease
+from triton_core.memory.device_array import CudaArray
 from triton_core.request import InferenceRequest, InferenceResponse
 from triton_core.tensor import Tensor
 
@@ -124,8 +132,15 @@ class TorchInstance(Instance):
                 raise execute_failure(e) from None
             finally:
                 timer.compute_end()
+            # a batch output is split on the host, by its source input's shapes
+            on_gpu = self._wanted_on_gpu(requests).difference(self.scatters)
             try:
-                host = {n: self._to_host(n, v, total) for n, v in selected.items()}
+                gpu = {n: self._on_gpu(n, v, total, sizes) for n, v in selected.items()
+                       if n in on_gpu}
+                host = {n: self._to_host(n, v, total) for n, v in selected.items()
+                        if n not in on_gpu}
+                if gpu and self.stream is not None:
+                    self.stream.synchronize()  # the core copies them on another stream
             except TritonError:
                 raise
             except Exception as e:  # noqa: BLE001
@@ -133,7 +148,7 @@ class TorchInstance(Instance):
         if self.params.cache_cleaning and self._is_cuda:
             torch.cuda.empty_cache()
 
-        per_request: list[dict[str, np.ndarray]] = [{} for _ in requests]
+        per_request: list[dict[str, np.ndarray | Tensor]] = [{} for _ in requests]
         for name, arr in host.items():
             if name in self.scatters:
                 parts = self.scatters[name].scatter(arr, requests)
@@ -141,10 +156,15 @@ class TorchInstance(Instance):
                 parts = scatter_output(arr, sizes) if self.max_batch_size > 0 else [arr]
             for i, part in enumerate(parts):
                 per_request[i][name] = part
+        for name, dev_parts in gpu.items():
+            for i, part in enumerate(dev_parts):
+                per_request[i][name] = part
         responses = []
         for r, outs in zip(requests, per_request, strict=True):
             order = [*(r.requested_output_names() or self.output_order), *self.state_outputs]
-            tensors = [Tensor.from_numpy(n, outs[n], self.outputs[n].datatype) for n in order if n in outs]
+            tensors = [v if isinstance(v := outs[n], Tensor)
+                       else Tensor.from_numpy(n, v, self.outputs[n].datatype)
+                       for n in order if n in outs]
             responses.append(InferenceResponse(model_name=r.model_name, model_version=self.model.version,
                                                id=r.id, outputs=tensors))
         return responses
@@ -168,6 +188,9 @@ class TorchInstance(Instance):
             raise TritonError.invalid_arg(
                 f"unexpected inference input '{name}' for model '{self.model.name}'")
         ragged = name in self.ragged
+        if not ragged and device.type == "cuda" and any(
+                name in r.inputs and r.inputs[name].device_array() is not None for r in requests):
+            return self._feed_gpu(requests, name, plan, total, device)
         try:
             arr = gather_input(requests, name, ragged)
         except (KeyError, ValueError) as e:
@@ -187,6 +210,71 @@ class TorchInstance(Instance):
     @staticmethod
     def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
         return t if device.type == "cpu" else t.to(device, non_blocking=True)
+
+    def _feed_gpu(self, requests: list[InferenceRequest], name: str, plan: _Plan, total: int,
+                  device: torch.device) -> torch.Tensor:
+        """Input ``name`` on the instance's GPU, where some request holds it in GPU memory:
+        a view of that memory (another GPU's: copied device to device), host parts copied up."""
+        parts: list[torch.Tensor] = []
+        for r in requests:
+            t = r.inputs.get(name)
+            if t is None:
+                raise TritonError.invalid_arg(
+                    f"input '{name}' cannot be batched across requests: a request lacks it")
+            dev = t.device_array()
+            if dev is not None:
+                parts.append(torch.as_tensor(dev, device=device))
+            else:
+                parts.append(dtypes.to_tensor(t.as_numpy(), plan.datatype).to(device, non_blocking=True))
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+        if plan.shape is not None:
+            shape = (total, *plan.shape) if self.max_batch_size > 0 else plan.shape
+            try:
+                out = out.reshape(shape)
+            except RuntimeError:
+                raise TritonError.invalid_arg(
+                    f"model '{self.model.name}': input '{name}' of shape {list(out.shape)} cannot be "
+                    f"reshaped to {list(shape)}") from None
+        return out
+
+    def _wanted_on_gpu(self, requests: list[InferenceRequest]) -> set[str]:
+        """The outputs some request wants in a CUDA shared-memory region (GPU instances)."""
+        if not self.placement.is_cuda:
+            return set()
+        return {ro.name for r in requests for ro in (r.outputs or ())
+                if isinstance(ro.shm, CudaRegionLease)
+                and self.outputs.get(ro.name, _Plan(DataType.BYTES, None)).datatype
+                not in (DataType.BYTES, DataType.BF16)}
+
+    def _on_gpu(self, name: str, value: object, total: int, sizes: list[int]) -> list[Tensor]:
+        """Output ``name`` left in GPU memory, one Tensor per request (the core copies each
+        into its CUDA region device to device, or to the host for any other destination)."""
+        plan = self.outputs[name]
+        if not isinstance(value, torch.Tensor):
+            raise TritonError.invalid_arg(
+                f"configuration expects datatype {plan.datatype.config_name} for output '{name}', "
+                "model provides TYPE_STRING")
+        got = dtypes.type_name(value.dtype)
+        if got != plan.datatype.config_name:
+            raise TritonError.invalid_arg(
+                f"configuration expects datatype {plan.datatype.config_name} for output '{name}', "
+                f"model provides {got}")
+        if value.dim() == 0:
+            raise TritonError.invalid_arg(f"output '{name}' is a scalar which is not supported.")
+        t = value.detach().to(self.placement.device).contiguous()
+        if self.max_batch_size > 0:
+            if t.shape[0] != total:
+                raise TritonError.internal(
+                    f"model '{self.model.name}': output '{name}' has shape {list(t.shape)}, expected "
+                    f"a first (batch) dimension of {total}")
+            if plan.shape is not None:
+                t = t.reshape((total, *plan.shape))
+            parts = list(torch.split(t, sizes, 0))
+        else:
+            parts = [t.reshape(plan.shape) if plan.shape is not None else t]
+        gpu = self.placement.device.index or 0  # type: ignore[union-attr]
+        return [Tensor.from_device(name, plan.datatype, CudaArray.from_interface(p, gpu))
+                for p in parts]
 
     def _to_host(self, name: str, value: object, total: int) -> np.ndarray:
         plan = self.outputs[name]

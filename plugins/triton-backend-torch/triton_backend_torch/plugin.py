@@ -23,6 +23,17 @@ def torch_version() -> str | None:
         return None
 
 
+def cuda_build(version: str | None) -> bool:
+    """Whether an installed torch can drive NVIDIA GPUs, told from its version without
+    importing it: CPU builds carry the local label ``+cpu`` (PyPI's Linux default and the
+    ``+cuXXX`` builds are CUDA builds); macOS builds reach the GPU through MPS, which NVML
+    (the core's GPU discovery) does not see."""
+    if version is None:
+        return False
+    local = version.partition("+")[2]
+    return not local.startswith("cpu")
+
+
 def check_runtime() -> str | None:
     """None when torch is installed, else why it cannot be used."""
     if importlib.util.find_spec("torch") is None or torch_version() is None:
@@ -42,10 +53,13 @@ def triton_backends():
         name=BACKEND_NAME,
         platforms=PLATFORMS,
         default_model_filename=DEFAULT_MODEL_FILENAME,
-        abi=(1, 4),  # gather.run_each_on_failure
+        abi=(1, 5),  # gather.run_each_on_failure (1.4), device_tensors (1.5)
+        device_tensors=True,  # KIND_GPU instances take CUDA shared-memory inputs in place
         factory=_factory,
         available=check_runtime,
         description=f"PyTorch {torch_version() or 'not installed'}",
+        # KIND_AUTO becomes KIND_GPU where the core finds GPUs and this torch can use them
+        gpu=cuda_build(torch_version()),
     )
 
 

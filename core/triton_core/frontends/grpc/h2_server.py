@@ -116,7 +116,8 @@ class H2Server:
         ctx = ssl_context(self.options)
         try:
             self._server = await loop.create_server(
-                lambda: GrpcConnection(self), host, port, ssl=ctx, reuse_address=True, backlog=1024)
+                lambda: GrpcConnection(self), host, port, ssl=ctx, reuse_address=True, backlog=1024,
+                reuse_port=self.options.reuse_port or None)
         except OSError as e:
             raise TritonError.unavailable(
                 f"failed to start gRPC service at {host}:{port}: {e.strerror}") from None

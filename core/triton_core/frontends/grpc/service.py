@@ -69,6 +69,9 @@ class GrpcOptions:
     # a connection that has not sent its HTTP/2 preface and SETTINGS by then is closed (grpc
     # C-core's GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS and its default); the h2 engine only
     handshake_timeout_ms: int = 120_000
+    # SO_REUSEPORT: several front-end processes accept on one port (frontend_processes.py);
+    # grpcio sets it on its own (grpc.so_reuseport defaults to on)
+    reuse_port: bool = False
     # --grpc-header-forward-pattern: matching metadata become request parameters
     header_forward_pattern: str = ""
     # --grpc-use-ssl and friends: PEM file paths.

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -34,8 +33,8 @@ from ..header_forward import HeaderForward
 from ..restricted import http_category
 from . import generate as http_generate
 from .body import DEFAULT_MAX_INPUT_SIZE, compress, decompress, pick_encoding, read_body
-from .deep_json import parse_deep_json
 from .infer import build_response, parse_request, raw_request
+from .json_codec import decode_json, encode_json
 from .plan import MAX_HEADER, RequestPlans, plan_of
 
 if TYPE_CHECKING:
@@ -88,22 +87,7 @@ class _Req:
         body = await self.body()
         if not body.strip():
             return default
-        return parse_json(body)
-
-
-def parse_json(body: bytes) -> Any:
-    """A request's JSON; malformed JSON is the client's error (400).
-
-    JSON nested deeper than Python's parser goes (its recursion guard, about a thousand
-    levels) is read by deep_json, as Triton reads any depth, and its deep parts are then
-    refused by the handlers as values of the wrong kind.
-    """
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TritonError.invalid_arg(f"failed to parse the request JSON buffer: {e}") from None
-    except RecursionError:
-        return parse_deep_json(body)
+        return decode_json(body)
 
 
 class Response:
@@ -118,7 +102,7 @@ class Response:
 
 
 def json_response(obj: Any, status: int = 200) -> Response:
-    return Response(status, json.dumps(obj, separators=(",", ":")).encode())
+    return Response(status, encode_json(obj))
 
 
 def error_response(err: TritonError) -> Response:
@@ -139,8 +123,11 @@ class HttpFrontEnd:
 
     def __init__(self, server: Server, max_input_size: int = DEFAULT_MAX_INPUT_SIZE,
                  restricted: dict[str, tuple[str, str]] | None = None,
-                 limits: HttpLimits | None = None, header_forward_pattern: str = "") -> None:
+                 limits: HttpLimits | None = None, header_forward_pattern: str = "",
+                 *, reuse_port: bool = False) -> None:
         self.server = server
+        # SO_REUSEPORT: several front-end processes accept on one port (frontend_processes.py)
+        self.reuse_port = reuse_port
         # --http-header-forward-pattern: matching headers become request parameters
         self._forward = (HeaderForward(header_forward_pattern, "--http-header-forward-pattern")
                          if header_forward_pattern else None)
@@ -363,7 +350,7 @@ class HttpFrontEnd:
         if ireq is not None:
             binary_default = plan.binary_default  # type: ignore[union-attr]
         else:
-            header = parse_json(hb)
+            header = decode_json(hb)
             ireq, binary_default = parse_request(name, version, header, binary, shm)
             if plan is None and len(hb) <= MAX_HEADER:
                 self._plans.put(key, plan_of(header, ireq, binary_default))
@@ -450,7 +437,8 @@ class HttpFrontEnd:
 
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        server, connections = await serve_http(self, host, port, backlog, self.limits)
+        server, connections = await serve_http(self, host, port, backlog, self.limits,
+                                               reuse_port=self.reuse_port)
         self._server = server
         self.server.engine_loop.attach(self._loop)  # process-backed models run on this loop
         try:

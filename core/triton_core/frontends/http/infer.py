@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import struct
 from typing import Any
 
@@ -14,6 +13,7 @@ from ...dtypes import DataType
 from ...errors import TritonError
 from ...request import InferenceRequest, InferenceResponse, RequestedOutput
 from ...tensor import MAX_ELEMENTS, Tensor, element_count
+from .json_codec import encode_json
 
 _RESERVED_INPUT_PARAMS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 
@@ -22,12 +22,13 @@ def _bad(msg: str) -> TritonError:
     return TritonError.invalid_arg(msg)
 
 
+_INT = frozenset((int,))  # JSON's integers (bool, a subclass of int, is not one here)
+
+
 def _shape(value: Any, name: str) -> list[int]:
-    if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) for d in value
-    ):
+    if type(value) is not list or not _INT.issuperset(map(type, value)):
         raise _bad(f"Unable to parse 'shape' for input '{name}': expected an array of integers")
-    if any(d > MAX_ELEMENTS for d in value):
+    if value and max(value) > MAX_ELEMENTS:
         raise _bad(f"Unable to parse 'shape' for input '{name}': a dimension exceeds int64")
     return value
 
@@ -69,17 +70,6 @@ def _flat(data: list, dims: list[int]) -> list:
     return flat
 
 
-def _check_count(name: str, shape: list[int], n: int, data: Any) -> None:
-    """The data's element count against the shape's, before any element is converted."""
-    dims = _data_shape(name, data)
-    got = element_count(dims)
-    if got != n:
-        raise _bad(
-            f"unexpected number of elements for input '{name}': shape {shape} holds {n} "
-            f"elements, the data has {got} (data shape {dims})"
-        )
-
-
 def json_array(name: str, dt: DataType, data: Any) -> np.ndarray:
     """JSON data (a scalar or nested arrays) as an array of `dt`, keeping the nesting.
 
@@ -88,13 +78,16 @@ def json_array(name: str, dt: DataType, data: Any) -> np.ndarray:
     """
     if dt in (DataType.FP16, DataType.BF16):
         raise _bad(f"datatype {dt.value} of input '{name}' must be sent as binary data")
+    return _converted(name, dt, data, _data_shape(name, data) if isinstance(data, list) else [])
+
+
+def _converted(name: str, dt: DataType, data: Any, dims: list[int]) -> np.ndarray:
+    """json_array once the data's shape along its first elements is known."""
     try:
         if dt is DataType.BYTES:
-            return _bytes_array(name, data)
-        if isinstance(data, list):
-            dims = _data_shape(name, data)
-            if len(dims) > _NUMPY_DIMS:  # Triton reads any nesting in order: so do we
-                data = _flat(data, dims)
+            return _bytes_array(name, data, dims)
+        if len(dims) > _NUMPY_DIMS:  # Triton reads any nesting in order: so do we
+            data = _flat(data, dims)
         return lossless_array(dt, data)
     except TritonError:
         raise
@@ -102,9 +95,8 @@ def json_array(name: str, dt: DataType, data: Any) -> np.ndarray:
         raise _bad(f"unable to parse 'data' of input '{name}': {e}") from None
 
 
-def _bytes_array(name: str, data: Any) -> np.ndarray:
+def _bytes_array(name: str, data: Any, dims: list[int]) -> np.ndarray:
     """An object array of bytes with the data's (regular) nesting."""
-    dims = _data_shape(name, data) if isinstance(data, list) else []
     flat: list[Any] = [data] if not dims else _flat(data, dims)
     kinds = set(map(type, flat))
     if kinds <= {str}:
@@ -119,17 +111,27 @@ def _bytes_array(name: str, data: Any) -> np.ndarray:
 
 
 def _json_tensor(name: str, dt: DataType, shape: list[int], data: Any) -> Tensor:
-    """A tensor from JSON data (nested or flat), checked against the shape first."""
+    """A tensor from JSON data (nested or flat), its element count checked against the
+    shape's before any element is converted."""
     n = element_count(shape, name)
-    size = 0 if dt is DataType.BYTES else dt.itemsize
+    size = dt.itemsize  # 0 for BYTES
     if size > 1 and n > MAX_ELEMENTS // size:
         raise _bad(  # Triton's words
             f"byte size overflow for input '{name}': element count ({n}) * data type size "
             f"({size}) exceeds maximum allowed size ({MAX_ELEMENTS})")
-    if dt in (DataType.FP16, DataType.BF16):
+    if dt is DataType.FP16 or dt is DataType.BF16:
         raise _bad(f"datatype {dt.value} of input '{name}' must be sent as binary data")
-    _check_count(name, shape, n, data)
-    arr = json_array(name, dt, data)
+    if type(data) is list and data and type(data[0]) is not list:
+        dims = [len(data)]  # flat data, the common case: _data_shape's answer without the walk
+    else:
+        dims = _data_shape(name, data)
+    got = element_count(dims)
+    if got != n:
+        raise _bad(
+            f"unexpected number of elements for input '{name}': shape {shape} holds {n} "
+            f"elements, the data has {got} (data shape {dims})"
+        )
+    arr = _converted(name, dt, data, dims if type(data) is list else [])
     if arr.size != n:  # ragged data that passed the count along its first elements
         raise _bad(
             f"unexpected number of elements for input '{name}': shape {shape} holds {n} "
@@ -157,18 +159,24 @@ def parse_request(
     offset = 0
     inputs: dict[str, Tensor] = {}
     for inp in inputs_json:
-        if not isinstance(inp, dict) or not isinstance(inp.get("name"), str):
+        name = inp.get("name") if type(inp) is dict else None
+        if type(name) is not str:
             raise _bad("Unable to parse 'name' of an input")
-        name = inp["name"]
         if name in inputs:
             raise _bad(f"input '{name}' given more than once")
-        if not isinstance(inp.get("datatype"), str):
+        wire = inp.get("datatype")
+        if type(wire) is not str:
             raise _bad(f"Unable to parse 'datatype' for input '{name}'")
-        dt = DataType.from_wire(inp["datatype"])
+        dt = DataType.from_wire(wire)
         shape = _shape(inp.get("shape"), name)
-        if any(d < 0 for d in shape):
+        if shape and min(shape) < 0:
             raise _bad(f"input '{name}' has a negative dimension in {shape}")
-        iparams = inp.get("parameters") or {}
+        iparams = inp.get("parameters")
+        if not iparams:  # none, or an empty value of any kind (as before: read as {})
+            if "data" not in inp:
+                raise _bad(f"input '{name}' has no 'data', 'binary_data_size' or shared memory")
+            inputs[name] = _json_tensor(name, dt, shape, inp["data"])  # JSON's common case
+            continue
         if not isinstance(iparams, dict):
             raise _bad(f"'parameters' of input '{name}' must be a JSON object")
         region = iparams.get("shared_memory_region")
@@ -331,9 +339,13 @@ def build_response(
     """The JSON header and the binary chunks that follow it (empty for pure JSON)."""
     if not resp.parameters and _all_binary(req, binary_default, shm):  # no classification asked
         return _binary_response(resp, req, shm)
+    chunks: list[bytes | memoryview] = []
+    if req.outputs is None and not binary_default:  # every output as JSON data: plain JSON
+        outs = [{"name": t.name, "datatype": t.datatype.value, "shape": list(t.shape),
+                 "data": _json_data(t)} for t in resp.outputs]
+        return _json_body(resp, outs), chunks
     wanted = {o.name: o for o in req.outputs} if req.outputs is not None else None
     outs = []
-    chunks: list[bytes | memoryview] = []
     for t in resp.outputs:
         ro = wanted.get(t.name) if wanted is not None else None
         if wanted is not None and ro is None:
@@ -356,13 +368,17 @@ def build_response(
         else:
             entry["data"] = _json_data(t)
         outs.append(entry)
+    return _json_body(resp, outs), chunks
+
+
+def _json_body(resp: InferenceResponse, outs: list[dict[str, Any]]) -> bytes:
     body: dict[str, Any] = {"model_name": resp.model_name, "model_version": str(resp.model_version)}
     if resp.id:
         body["id"] = resp.id
     if resp.parameters:
         body["parameters"] = resp.parameters
     body["outputs"] = outs
-    return json.dumps(body, separators=(",", ":")).encode(), chunks
+    return encode_json(body)
 
 
 _BINARY = {"binary_data": True}
@@ -422,7 +438,7 @@ def _binary_response(resp: InferenceResponse, req: InferenceRequest, shm: Any
                 entry["parameters"] = {"binary_data_size": size}
             outs.append(entry)
         body["outputs"] = outs
-        header = json.dumps(body, separators=(",", ":")).encode()
+        header = encode_json(body)
         if len(_HEADERS) >= _MAX_HEADERS:
             _HEADERS.clear()
         _HEADERS[key] = header

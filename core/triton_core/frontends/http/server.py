@@ -489,13 +489,15 @@ class HttpConnection(asyncio.Protocol):
 
 
 async def serve_http(app: HttpFrontEnd, host: str, port: int, backlog: int,
-                     limits: HttpLimits | None = None) -> tuple[asyncio.Server, set[HttpConnection]]:
+                     limits: HttpLimits | None = None, *, reuse_port: bool = False,
+                     ) -> tuple[asyncio.Server, set[HttpConnection]]:
     loop = asyncio.get_running_loop()
     lim = limits or HttpLimits()
     lim = replace(lim, max_connections=fd_bounded(lim.max_connections))
     connections: set[HttpConnection] = set()
     server = await loop.create_server(lambda: HttpConnection(app, connections, lim), host, port,
-                                      backlog=backlog, reuse_address=True)
+                                      backlog=backlog, reuse_address=True,
+                                      reuse_port=reuse_port or None)
     # one timer for all connections, not one per request; often enough for the shortest deadline
     tick = max(0.01, min(1.0, IDLE_TIMEOUT_S / 4, lim.header_timeout / 4, lim.body_timeout / 4))
 
