@@ -13,10 +13,11 @@ import pytest
 import torch
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from torch_backend_helpers import instance, load, request, run, save_script
+from torch_backend_helpers import instance, load, request, run, save_exported, save_script
 from tritonclient.utils import InferenceServerException
 
 from triton_backend_torch import plugin
+from triton_core.errors import TritonError
 from triton_core.frontends.grpc import GrpcFrontEnd
 from triton_core.testing import LoopThread, make_server, serving_http
 
@@ -145,6 +146,29 @@ def test_a_batch_output_of_the_wrong_size_is_an_error_for_each_request(repo):
     responses, _ = run(inst, request("short", x=_values(3)), request("short", x=_values(2)))
     for r in responses:
         assert r.error is not None and "elements" in r.error.message
+
+
+def _exported_segment_sum(repo, values_len: int = 5):
+    n = torch.export.Dim("n", min=2)
+    r = torch.export.Dim("r", min=3)  # export specializes a lone request's sum (length 1)
+    args = (torch.ones(values_len), torch.tensor([0, 2, values_len], dtype=torch.int32))
+    return save_exported(repo, "segsum_ep", SegmentSum(), args,
+                         dynamic_shapes={"VALUES": {0: n}, "OFFSETS": {0: r}}, pbtxt=SEGMENT_SUM)
+
+
+def test_an_exported_program_takes_ragged_and_batch_inputs(repo):
+    inst = instance(load(_exported_segment_sum(repo)))
+    arrays = [_values(2), _values(4, 10), _values(1, 7)]
+    responses, _ = run(inst, *[request("segsum_ep", VALUES=a) for a in arrays])
+    assert [r.outputs[0].as_numpy().tolist() for r in responses] == [[[3]], [[46]], [[7]]]
+
+
+def test_an_exported_program_with_a_fixed_ragged_input_fails_its_load(repo):
+    args = (torch.ones(5), torch.tensor([0, 2, 5], dtype=torch.int32))
+    folder = save_exported(repo, "fixed_ep", SegmentSum(), args, pbtxt=SEGMENT_SUM)
+    with pytest.raises(TritonError) as e:
+        load(folder)
+    assert "must take it with shape [-1]" in e.value.message and "'VALUES'" in e.value.message
 
 
 # ---------------------------------------------------------------- served
