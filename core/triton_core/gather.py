@@ -1,4 +1,7 @@
-"""Gather / scatter helpers for backends that run several requests as one batch."""
+"""Gather / scatter helpers for backends that run several requests as one batch.
+
+Ragged inputs, batch inputs and batch outputs (Triton's ragged batching) are in batch_io.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .batch_io import gather_ragged
 from .errors import TritonError
 from .request import InferenceRequest, InferenceResponse
 
@@ -18,11 +22,14 @@ def batch_sizes(requests: Sequence[InferenceRequest], name: str) -> list[int]:
     return [r.inputs[name].shape[0] if r.inputs[name].shape else 1 for r in requests]
 
 
-def gather_input(requests: Sequence[InferenceRequest], name: str) -> np.ndarray:
+def gather_input(requests: Sequence[InferenceRequest], name: str, ragged: bool = False) -> np.ndarray:
     """Input ``name`` of every request, concatenated along the batch dimension.
 
-    One request: its array as is (a view, no copy).
+    One request: its array as is (a view, no copy). ``ragged`` (the input allows ragged
+    batches, batch_io.ragged_inputs): every request's elements flattened into one 1-D array.
     """
+    if ragged:
+        return gather_ragged(requests, name)
     arrays = [r.inputs[name].as_numpy() for r in requests]
     if len(arrays) == 1:
         return arrays[0]

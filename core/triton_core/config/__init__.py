@@ -2,6 +2,8 @@
 
 from .io import config_to_json_dict, load_config_file, parse_config_json, parse_pbtxt
 from .model_config import (
+    BatchInput,
+    BatchOutput,
     DynamicBatching,
     InstanceGroup,
     ModelConfig,
@@ -12,6 +14,8 @@ from .model_config import (
 )
 
 __all__ = [
+    "BatchInput",
+    "BatchOutput",
     "DynamicBatching",
     "InstanceGroup",
     "ModelConfig",

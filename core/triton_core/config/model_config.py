@@ -67,6 +67,25 @@ class ModelOutput(_Base):
         return DataType.from_config(self.data_type)
 
 
+class BatchInput(_Base):
+    """A tensor the backend adds from the whole batch (Triton's BatchInput; the kinds are in
+    triton_core.batch_io). ``kind`` absent in the message means its first value."""
+
+    kind: str = "BATCH_ELEMENT_COUNT"
+    target_name: list[str] = Field(default_factory=list)
+    data_type: str = "TYPE_INVALID"
+    source_input: list[str] = Field(default_factory=list)
+
+
+class BatchOutput(_Base):
+    """An output split per request by a rule other than the batch size (Triton's BatchOutput)."""
+
+    kind: str = "BATCH_SCATTER_WITH_INPUT_SHAPE"
+    target_name: list[str] = Field(default_factory=list)
+    data_type: str = "TYPE_INVALID"
+    source_input: list[str] = Field(default_factory=list)
+
+
 class VersionPolicy(_Base):
     latest: dict[str, Any] | None = None  # {"num_versions": N}
     all: dict[str, Any] | None = None
@@ -141,8 +160,8 @@ class ModelConfig(_Base):
     max_batch_size: int = 0
     input: list[ModelInput] = Field(default_factory=list)
     output: list[ModelOutput] = Field(default_factory=list)
-    batch_input: list[dict[str, Any]] = Field(default_factory=list)
-    batch_output: list[dict[str, Any]] = Field(default_factory=list)
+    batch_input: list[BatchInput] = Field(default_factory=list)
+    batch_output: list[BatchOutput] = Field(default_factory=list)
     optimization: dict[str, Any] | None = None
     dynamic_batching: DynamicBatching | None = None
     sequence_batching: dict[str, Any] | None = None

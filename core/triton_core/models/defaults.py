@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..batch_io import validate_batch_io
 from ..config import ModelConfig
 from ..config.model_config import InstanceGroup, VersionPolicy
 from ..errors import TritonError
@@ -80,6 +81,7 @@ def check_config(cfg: ModelConfig, where: str) -> None:
             fail("sequence_batching", "specify only one of direct and oldest")
     if cfg.max_batch_size == 0 and cfg.dynamic_batching is not None:
         fail("dynamic_batching", "dynamic batching requires max_batch_size > 0")
+    validate_batch_io(cfg)
     db = cfg.dynamic_batching
     if db is not None and db.priority_levels:
         if not 1 <= db.default_priority_level <= db.priority_levels:

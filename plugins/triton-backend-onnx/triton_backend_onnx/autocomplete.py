@@ -258,7 +258,7 @@ def validate(cfg: ModelConfig, sig: Signature, model: str) -> None:
         _check_dims(model, "input", io.name, t, dims, mbs, exact=False)
 
     batch_outputs = {
-        name for bo in cfg.batch_output for name in (bo.get("target_name") or [])
+        name for bo in cfg.batch_output for name in bo.target_name
     }
     for io in cfg.output:
         t = sig.outputs.get(io.name)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from triton_core import batch_io
 from triton_core.abi import ExecuteTimer, Instance, InstanceContext
 from triton_core.dtypes import DataType
 from triton_core.errors import ErrorCode, TritonError
@@ -137,6 +138,12 @@ class OnnxInstance(Instance):
         for name, dt in sequence_state_outputs(cfg):
             self._outputs.setdefault(name, _OutputPlan(dt, None))
             self._state_outputs.append(name)
+        # Ragged batching (triton_core.batch_io, Triton's rules): ragged inputs as one 1-D
+        # array, batch inputs the core makes from the batch, outputs split by an input's shape
+        self._config = cfg
+        self._ragged = batch_io.ragged_inputs(cfg)
+        self._batch_inputs = batch_io.batch_input_datatypes(cfg)
+        self._scatters = batch_io.batch_output_scatters(cfg)
         self._has_string_input = any(p.datatype is DataType.BYTES for p in self._inputs.values())
 
     # ------------------------------------------------------------------ execute
@@ -159,7 +166,9 @@ class OnnxInstance(Instance):
         for name, arr in zip(names, arrays, strict=True):
             plan = self._outputs[name]
             arr = dtypes.from_session_output(arr, plan.datatype)
-            if self.max_batch_size > 0:
+            if name in self._scatters:  # split by its source input's shapes, not by batch size
+                parts = self._scatters[name].scatter(arr, requests)
+            elif self.max_batch_size > 0:
                 if arr.ndim == 0 or arr.shape[0] != total:
                     raise TritonError.internal(
                         f"model '{self.model.name}': output '{name}' has shape {list(arr.shape)}, "
@@ -222,8 +231,9 @@ class OnnxInstance(Instance):
         feeds: dict[str, object] = {}
         for name in names:
             plan = self._inputs[name]
+            ragged = name in self._ragged
             try:
-                arr = gather_input(requests, name)
+                arr = gather_input(requests, name, ragged)
             except (KeyError, ValueError) as e:
                 raise TritonError.invalid_arg(
                     f"input '{name}' cannot be batched across requests: {e}"
@@ -233,7 +243,7 @@ class OnnxInstance(Instance):
                     f"input '{name}' of model '{self.model.name}': expected {plan.datatype.value}, "
                     f"got numpy {arr.dtype}"
                 )
-            if plan.session_shape is not None:
+            if plan.session_shape is not None and not ragged:  # a ragged input stays 1-D
                 shape = plan.session_shape
                 if self.max_batch_size > 0:
                     shape = (sum(sizes), *shape)
@@ -242,6 +252,9 @@ class OnnxInstance(Instance):
                 feeds[name] = dtypes.bf16_ortvalue(arr)
             else:
                 feeds[name] = dtypes.to_session_input(name, arr, plan.datatype)
+        if self._batch_inputs:
+            for name, arr in batch_io.make_batch_inputs(requests, self._config).items():
+                feeds[name] = dtypes.to_session_input(name, arr, self._batch_inputs[name])
         return feeds, sizes
 
     def _reshape(self, arr: np.ndarray, shape: Sequence[int], name: str, kind: str) -> np.ndarray:

@@ -33,6 +33,11 @@ class Scaled(torch.nn.Module):
         return x * scale
 
 
+class Twice(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * 2
+
+
 BATCH = torch.export.Dim("batch", min=1, max=16)
 
 
@@ -67,6 +72,14 @@ def test_auto_complete_from_the_program_signature(heads, repo):
         ("logits", "TYPE_FP32", [3]), ("RESULT[aux][0]", "TYPE_FP32", [1]),
         ("RESULT[aux][1]", "TYPE_FP32", [1])]
     assert cfg.output[1].reshape is not None and cfg.output[1].reshape.shape == []  # a batch of scalars
+
+
+def test_a_batch_dim_without_upper_bound_gets_the_default_max_batch_size(repo):
+    # torch.export.Dim without max: its range's upper bound is torch's int_oo
+    folder = save_exported(repo, "open", Twice(), (torch.ones(2, 3),),
+                           dynamic_shapes={"x": {0: torch.export.Dim("b")}})
+    cfg = load(folder).config
+    assert cfg.max_batch_size == 4 and cfg.dynamic_batching is not None
 
 
 def test_batched_execute_matches_the_module(heads, repo):

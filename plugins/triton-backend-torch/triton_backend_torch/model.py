@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from triton_core import batch_io
 from triton_core.abi import InstanceContext, Model, ModelContext
 from triton_core.config import ModelConfig
 from triton_core.dtypes import DataType
@@ -134,8 +135,10 @@ class TorchModel(Model):
 
     def runner(self, placement: Placement) -> Runner:
         extra = sequence.inputs(self.config)
-        datatypes = {io.name: io.datatype for io in self.config.input} | {t.name: t.datatype for t in extra}
-        names = [io.name for io in self.config.input] + [t.name for t in extra]
+        made = batch_io.batch_input_datatypes(self.config)  # batch inputs, after the others
+        datatypes = ({io.name: io.datatype for io in self.config.input} | {t.name: t.datatype for t in extra}
+                     | made)
+        names = [io.name for io in self.config.input] + [t.name for t in extra] + list(made)
         if self.format is ModelFormat.TORCHSCRIPT:
             module = self._shared_or(placement, lambda: torchscript.load(
                 self.model_file, placement, self.params.inference_mode, self.name))

@@ -73,7 +73,7 @@ class OutputSelector:
         self.position = {n: (_index(n) if self.by_index else i) for i, n in enumerate(self.names)}
 
     def select(self, result: object, wanted: Sequence[str]) -> dict[str, object]:
-        found = leaves(result)
+        found = [(RESULT, result)] if isinstance(result, torch.Tensor) else leaves(result)
         by_path = dict(found)
         keyed = result if isinstance(result, dict) else None
         out: dict[str, object] = {}

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 import torch.utils._pytree as pytree
+from torch.utils._sympy.numbers import int_oo  # torch's own "no upper bound"
 
+from triton_core import batch_io
 from triton_core.config import DynamicBatching, ModelConfig, ModelInput, ModelOutput
 from triton_core.config.model_config import Reshape
 from triton_core.dtypes import DataType
@@ -122,13 +124,19 @@ class ProgramSignature:
 
     def validate(self, config: ModelConfig, model: str) -> dict[str, int]:
         """Check config inputs against the program (dtypes, ranks, fixed dims); the input index."""
-        index = self.input_index([i.name for i in config.input], model)
+        names = [i.name for i in config.input] + list(batch_io.batch_input_datatypes(config))
+        index = self.input_index(names, model)
         if not self.typed:
             return index
         skip = 1 if config.max_batch_size > 0 else 0
         for io in config.input:
-            self._check(io.name, "input", io.datatype, io.dims, io.reshape, self.inputs[index[io.name]],
-                        skip, model)
+            leaf = self.inputs[index[io.name]]
+            if io.allow_ragged_batch:  # the program takes the batch's elements as one 1-D tensor
+                self._check_ragged(io.name, io.datatype, leaf, model)
+                continue
+            self._check(io.name, "input", io.datatype, io.dims, io.reshape, leaf, skip, model)
+        for name, datatype in batch_io.batch_input_datatypes(config).items():
+            self._check_ragged(name, datatype, self.inputs[index[name]], model)
         out_leaves = {leaf.path: leaf for leaf in self.outputs}
         for i, leaf in enumerate(self.outputs):
             out_leaves.setdefault(leaf.name, leaf)
@@ -141,6 +149,19 @@ class ProgramSignature:
             if leaf is not None:
                 self._check(io.name, "output", io.datatype, io.dims, io.reshape, leaf, skip, model)
         return index
+
+    @staticmethod
+    def _check_ragged(name: str, datatype: DataType, leaf: Leaf, model: str) -> None:
+        """A ragged input or a batch input: the program takes one 1-D tensor of any length."""
+        if leaf.datatype is not None and leaf.datatype is not datatype:
+            raise TritonError.invalid_arg(
+                f"unable to load model '{model}': configuration expects datatype "
+                f"{datatype.config_name} for input '{name}', model provides {leaf.datatype.config_name}")
+        if leaf.dims is not None and list(leaf.dims) != [-1]:
+            raise TritonError.invalid_arg(
+                f"unable to load model '{model}': input '{name}' is ragged or a batch input, so the "
+                f"program must take it with shape [-1] (one dynamic dimension), model provides "
+                f"{list(leaf.dims)}")
 
     @staticmethod
     def _check(name, kind, datatype, dims, reshape, leaf: Leaf, skip: int, model: str) -> None:
@@ -173,7 +194,9 @@ def _dims(shape, ranges) -> tuple[tuple[int, ...], int | None]:
             out.append(-1)
             if i == 0:
                 r = ranges.get(d.node.expr)
-                bound = int(r.upper) if r is not None and r.upper.is_finite else 0
+                # torch's int_oo (a Dim without max) calls itself finite: test for it by name
+                unbounded = r is None or r.upper is int_oo or not r.upper.is_finite
+                bound = 0 if unbounded else int(r.upper)
         else:
             out.append(int(d))
     return tuple(out), bound

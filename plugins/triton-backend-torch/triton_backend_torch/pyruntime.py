@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from triton_core import batch_io
 from triton_core.abi import ModelContext
 from triton_core.config import ModelConfig
 from triton_core.errors import TritonError
@@ -106,7 +107,7 @@ class PythonModule:
             raise TritonError.invalid_arg(
                 f"unable to load model '{self.name}': torch.compile({self.params.compile_options}) "
                 f"failed: {type(e).__name__}: {e}") from None
-        order = [io.name for io in config.input]
+        order = [io.name for io in config.input] + list(batch_io.batch_input_datatypes(config))
         selector = OutputSelector([o.name for o in config.output], self.name)
 
         def call(feeds: dict[str, object]) -> object:

@@ -4,7 +4,7 @@ result maps to config outputs, and the torch settings around each call."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -20,25 +20,30 @@ class Runner:
     scripted: bool
     """TorchScript: the graph-executor settings apply."""
 
-    def context(self, params: TorchParameters) -> contextlib.ExitStack:
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.no_grad())
-        if params.inference_mode:
-            stack.enter_context(torch.inference_mode())
-        if self.scripted:
-            # thread-local in torch: set around every call, as Triton does per execute
-            stack.enter_context(torch.jit.optimized_execution(params.optimized_execution))
-        return stack
+    @contextlib.contextmanager
+    def context(self, params: TorchParameters) -> Iterator[None]:
+        # inference_mode implies no_grad; nested with-statements cost less than an ExitStack
+        grad = torch.inference_mode() if params.inference_mode else torch.no_grad()
+        if not self.scripted or params.optimized_execution:
+            # optimized execution is torch's default, and the thread-local switch is only set
+            # (below) around the calls of a model that turns it off
+            with grad:
+                yield
+            return
+        # thread-local in torch: set around every call, as Triton does per execute
+        with grad, torch.jit.optimized_execution(False):
+            yield
 
 
-def apply_global_settings(params: TorchParameters) -> None:
+def apply_global_settings(params: TorchParameters, cuda: bool) -> None:
     """Process-wide torch switches a model's parameters set explicitly (Triton sets them
-    before each execute; they are global in torch, so the last model to run wins)."""
+    before each execute; they are global in torch, so the last model to run wins). cuDNN's
+    switch matters only to an instance on a CUDA device."""
     if params.tensor_fuser is not None:
         torch._C._jit_set_texpr_fuser_enabled(params.tensor_fuser)  # noqa: SLF001
     if params.jit_profiling is not None:
         torch._C._jit_set_profiling_mode(params.jit_profiling)  # noqa: SLF001
     if params.jit_executor is not None:
         torch._C._jit_set_profiling_executor(params.jit_executor)  # noqa: SLF001
-    if torch.backends.cudnn.enabled != params.cudnn:
+    if cuda and torch.backends.cudnn.enabled != params.cudnn:
         torch.backends.cudnn.enabled = params.cudnn
