@@ -196,13 +196,7 @@ class TorchInstance(Instance):
         except (KeyError, ValueError) as e:
             raise TritonError.invalid_arg(f"input '{name}' cannot be batched across requests: {e}") from None
         if plan.shape is not None and not ragged:  # a ragged input stays 1-D, as in Triton
-            shape = (total, *plan.shape) if self.max_batch_size > 0 else plan.shape
-            try:
-                arr = arr.reshape(shape)
-            except ValueError:
-                raise TritonError.invalid_arg(
-                    f"model '{self.model.name}': input '{name}' of shape {list(arr.shape)} cannot be "
-                    f"reshaped to {list(shape)}") from None
+            arr = self._reshape(arr, name, plan, total)
         if plan.datatype is DataType.BYTES:
             return dtypes.to_strings(name, arr)
         return self._to_device(dtypes.to_tensor(arr, plan.datatype), device)
@@ -227,15 +221,17 @@ class TorchInstance(Instance):
             else:
                 parts.append(dtypes.to_tensor(t.as_numpy(), plan.datatype).to(device, non_blocking=True))
         out = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
-        if plan.shape is not None:
-            shape = (total, *plan.shape) if self.max_batch_size > 0 else plan.shape
-            try:
-                out = out.reshape(shape)
-            except RuntimeError:
-                raise TritonError.invalid_arg(
-                    f"model '{self.model.name}': input '{name}' of shape {list(out.shape)} cannot be "
-                    f"reshaped to {list(shape)}") from None
-        return out
+        return out if plan.shape is None else self._reshape(out, name, plan, total)
+
+    def _reshape(self, arr, name: str, plan: _Plan, total: int):
+        """``arr`` (a numpy array or a tensor) in the shape the model's config gives ``name``."""
+        shape = (total, *plan.shape) if self.max_batch_size > 0 else plan.shape
+        try:
+            return arr.reshape(shape)
+        except (ValueError, RuntimeError):  # numpy's, torch's
+            raise TritonError.invalid_arg(
+                f"model '{self.model.name}': input '{name}' of shape {list(arr.shape)} cannot be "
+                f"reshaped to {list(shape)}") from None
 
     def _wanted_on_gpu(self, requests: list[InferenceRequest]) -> set[str]:
         """The outputs some request wants in a CUDA shared-memory region (GPU instances)."""
