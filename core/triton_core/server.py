@@ -326,7 +326,9 @@ class Server:
         ext = list(EXTENSIONS)
         if self.shm_registry is not None:
             ext.insert(5, "system_shared_memory")
-        if self.cuda_shm_registry is not None and self.cuda_shm_registry.gpus.devices():
+        cuda = self.cuda_shm_registry
+        # not offered where every registration would be refused (--frontend-processes N > 1)
+        if cuda is not None and cuda.refused is None and cuda.gpus.devices():
             ext.insert(6, "cuda_shared_memory")
         return ext
 

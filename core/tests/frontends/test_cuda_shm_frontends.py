@@ -122,3 +122,15 @@ def test_http_register_body_checks(tmp_path) -> None:
         assert status == 400 and b"'device_id'" in body
         status, _, _ = request(addr, "GET", "/v2/health/live")
         assert status == 200
+
+
+def test_the_extension_is_listed_only_where_registrations_can_succeed(tmp_path) -> None:
+    write_model(tmp_path, "add", ADD_SUB)
+    with make_server(tmp_path, allow_client_shm=True) as server:
+        reg = server.cuda_shm_registry
+        reg.gpus = Gpus([])
+        assert "cuda_shared_memory" not in server.extensions()  # no GPU
+        reg.gpus = ONE_GPU
+        assert "cuda_shared_memory" in server.extensions()
+        reg.refused = "several front-end processes"  # --frontend-processes N > 1
+        assert "cuda_shared_memory" not in server.extensions()
