@@ -67,6 +67,20 @@ def test_the_region_stays_open_while_a_device_input_lives() -> None:
     np.testing.assert_array_equal(t.as_numpy(), A)
 
 
+@pytest.mark.parametrize("shape, offset", [([0], 10**6), ([2, 4], 10**6), ([4, 4], 16)])
+def test_an_input_outside_its_region_is_refused_and_holds_no_lease(shape, offset) -> None:
+    """Checked at every size (an empty input at a bad offset was let through), in Triton's
+    words, and the region can still be unregistered and closed at once."""
+    io, cuda, ptr = _io_with_region(A.tobytes())
+    size = int(np.prod(shape)) * 4
+    with pytest.raises(TritonError, match="Invalid offset.*for shared memory region: 'r'"):
+        io.input_tensor("X", DataType.FP32, shape, {
+            "shared_memory_region": "r", "shared_memory_byte_size": size,
+            "shared_memory_offset": offset})
+    io.cuda.unregister("r")
+    assert cuda.closed == [ptr]
+
+
 def test_bytes_and_bf16_inputs_are_read_to_the_host() -> None:
     io, cuda, _ = _io_with_region(np.zeros(4, np.uint16).tobytes())
     t = io.input_tensor("X", DataType.BF16, [4], {

@@ -68,7 +68,11 @@ class SharedMemoryIO:
             # a view of the device memory, under the region's lease for the tensor's life: a
             # GPU instance reads it in place, any other gets a host copy (Tensor.to_host)
             lease = self.cuda.acquire(region)
-            ptr = lease.device_pointer(offset, size) if size else 0
+            try:  # checked at every size: an empty input at a bad offset is refused too
+                ptr = lease.device_pointer(offset, size)
+            except BaseException:
+                lease.release()
+                raise
             array = CudaArray(ptr, shape, dt.numpy, lease.device_id, lease, lease.runtime,
                               (lease.ipc_handle, offset))
             return Tensor.from_device(name, dt, array)
