@@ -339,9 +339,17 @@ class InferenceServicer:
                 t.cancel()
 
     # statistics, repository, logging, trace -------------------------------------------
+    async def _across_processes(self, call: Any, *args: Any) -> Any:
+        """``call(*args)``, which with --frontend-processes N > 1 waits on the other
+        processes' sockets: then on a thread, never holding the loop."""
+        if self.server.peers is None:
+            return call(*args)
+        return await asyncio.to_thread(call, *args)
+
     async def ModelStatistics(self, request, context):  # noqa: N802
         try:
-            stats = self.server.statistics(request.name or None, request.version)
+            stats = await self._across_processes(self.server.statistics, request.name or None,
+                                                 request.version)
         except TritonError as e:
             await _abort(context, e)
             return None
@@ -410,7 +418,7 @@ class InferenceServicer:
                     if which is None:
                         continue
                     changes[key] = getattr(v, which)
-                settings.update(changes)
+                await self._across_processes(settings.update, changes)
         except TritonError as e:
             await _abort(context, e)
             return None
@@ -430,7 +438,8 @@ class InferenceServicer:
         try:
             if request.settings:
                 changes = {k: (list(v.value) or None) for k, v in request.settings.items()}
-                current = self.server.update_trace_setting(model, changes)
+                current = await self._across_processes(self.server.update_trace_setting, model,
+                                                       changes)
             else:
                 current = self.server.trace_setting(model)
         except TritonError as e:

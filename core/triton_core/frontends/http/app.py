@@ -247,7 +247,15 @@ class HttpFrontEnd:
 
     async def _statistics(self, req: _Req, name: str | None = None,
                           version: str | None = None) -> Response:
-        return json_response(self.server.statistics(name, version))
+        return json_response(await self._across_processes(self.server.statistics, name, version))
+
+    async def _across_processes(self, call: Any, *args: Any) -> Any:
+        """``call(*args)``, which with --frontend-processes N > 1 asks the other processes
+        and waits on their sockets (up to peers.TIMEOUT_S each): then on a thread, so that a
+        slow or stopped peer never holds this process's loop."""
+        if self.server.peers is None:
+            return call(*args)
+        return await asyncio.to_thread(call, *args)
 
     async def _generate(self, req: _Req, name: str, version: str | None = None) -> Response:
         return await http_generate.handle(self, req, name, version, False)
@@ -261,7 +269,8 @@ class HttpFrontEnd:
         body = await req.json({})
         if not isinstance(body, dict):
             raise TritonError.invalid_arg("the trace setting request must be a JSON object")
-        return json_response(self.server.update_trace_setting(name, body))
+        return json_response(
+            await self._across_processes(self.server.update_trace_setting, name, body))
 
     async def _get_logging(self, req: _Req) -> Response:
         return json_response(self.server.log_settings.as_dict())
@@ -270,7 +279,7 @@ class HttpFrontEnd:
         body = await req.json({})
         if not isinstance(body, dict):
             raise TritonError.invalid_arg("logging settings must be a JSON object")
-        return json_response(self.server.log_settings.update(body))
+        return json_response(await self._across_processes(self.server.log_settings.update, body))
 
     def _cuda_shm(self) -> Any:
         reg = self.server.cuda_shm_registry
@@ -419,15 +428,16 @@ class HttpFrontEnd:
         body = await req.json({})
         if not isinstance(body, dict) or not isinstance(body.get("key"), str):
             raise TritonError.invalid_arg("register needs a JSON body with 'key' and 'byte_size'")
-        reg.register(region, body["key"], body.get("offset", 0), body.get("byte_size"))
+        await self._across_processes(reg.register, region, body["key"], body.get("offset", 0),
+                                     body.get("byte_size"))
         return Response(200, b"")
 
     async def _shm_unregister(self, req: _Req, region: str | None = None) -> Response:
         reg = self._shm()
         if region is None:
-            reg.unregister_all()
+            await self._across_processes(reg.unregister_all)
         else:
-            reg.unregister(region)
+            await self._across_processes(reg.unregister, region)
         return Response(200, b"")
 
     # serving ---------------------------------------------------------------------
