@@ -542,6 +542,11 @@ def serve(argv: list[str] | None, prog: str = "tritonserver") -> int:
     refused = frontend_processes.refusals(a)
     if refused:
         raise SystemExit("error: --frontend-processes > 1 cannot be used with " + "; ".join(refused))
+    busy = frontend_processes.bind_failures(a)
+    for service, flag, address, port, err in busy:
+        log.error("%s", _start_failure(service, flag, address, port, _os_reason(err)))
+    if busy:
+        return 1
     folder = frontend_processes.peer_dir()
     try:
         return frontend_processes.supervise(n, lambda index: _serve_process(a, opts, index, folder))
@@ -570,6 +575,10 @@ def _serve_process(a: argparse.Namespace, opts: ServerOptions, index: int | None
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server.start()
+        if index is not None and not _others_loaded(server):
+            log.info("Signal received during start-up, exiting")
+            server.stop()
+            return 0
     except TritonError as e:
         if server.stop_deadline is not None:  # start() stopped the server already
             log.info("Signal received during start-up, exiting")
@@ -597,6 +606,12 @@ def _serve_process(a: argparse.Namespace, opts: ServerOptions, index: int | None
         if server.peers is not None:
             server.peers.close()
         log.info("server stopped")
+
+
+def _others_loaded(server: Server) -> bool:
+    from .frontend_processes import wait_for_the_others
+
+    return wait_for_the_others(server)
 
 
 def tritonserver_main() -> None:

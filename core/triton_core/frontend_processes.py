@@ -15,10 +15,13 @@ load. The parent only forwards signals and waits.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import signal
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +35,9 @@ log = LOGGER
 def refusals(a: argparse.Namespace) -> list[str]:
     """What --frontend-processes N > 1 cannot serve correctly, each with its reason."""
     out = []
+    if not sys.platform.startswith("linux"):
+        out.append(f"this platform ({sys.platform}): only Linux spreads the connections of one "
+                   "port over the processes that share it (SO_REUSEPORT)")
     if a.model_control_mode == "explicit":
         out.append("--model-control-mode=explicit: a load or unload request reaches one "
                    "process only")
@@ -65,6 +71,27 @@ SEQUENCE_REFUSED = ("--frontend-processes > 1 cannot serve sequence-batched mode
                     "sequence's requests must reach one instance)")
 
 
+def bind_failures(a: argparse.Namespace) -> list[tuple[str, str, str, int, OSError]]:
+    """The ports the command would serve that something already holds: (service, flag,
+    address, port, error). The children share their ports with each other only (the check
+    binds without SO_REUSEPORT), so another server on the port, a second
+    --frontend-processes one too, is refused instead of taking a share of the connections."""
+    out = []
+    for service, flag, allowed, address, port in (
+            ("HTTP", "--http-port", a.allow_http, a.http_address, a.http_port),
+            ("GRPC", "--grpc-port", a.allow_grpc, a.grpc_address, a.grpc_port)):
+        if not allowed:
+            continue
+        try:
+            family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+                s.bind((address, port))
+        except OSError as e:
+            out.append((service, flag, address, port, e))
+    return out
+
+
 def start_peers(server: Any, folder: str, index: int, count: int) -> None:
     """This process answers the others' questions and passes its settings changes on."""
     from .frontends.metrics import TritonCollector
@@ -80,6 +107,7 @@ def start_peers(server: Any, folder: str, index: int, count: int) -> None:
                  lambda r: server.update_trace_setting_here(r["model"], r["changes"]))
     peers.handle("log_settings",
                  lambda r: server.log_settings.update(r["changes"], everywhere=False))
+    peers.handle("loaded", lambda r: server.live)  # live once start() loaded the models
     server.log_settings.on_update = lambda changes: peers.ask_others("log_settings",
                                                                     changes=changes)
     if server.shm_registry is not None:
@@ -126,6 +154,18 @@ def _share_registrations(registry: Any, peers: Any) -> None:
     registry.on_unregister = unregister
 
 
+def wait_for_the_others(server: Any) -> bool:
+    """After this process's models loaded, wait until every other process's did: none
+    accepts before all can (a connection may reach any of them, a registration must reach
+    all). False when the server is told to stop meanwhile (a signal: another process failed)."""
+    peers = server.peers
+    while server.stop_deadline is None:
+        if all(answer is True for _, answer in peers.ask_each("loaded")):
+            return True
+        time.sleep(0.02)  # a peer still loading, or its socket not yet there
+    return False
+
+
 def peer_dir() -> str:
     """A private folder for the processes' peer sockets (peers.py)."""
     return tempfile.mkdtemp(prefix="triton-frontends-")
@@ -135,11 +175,24 @@ def supervise(n: int, run_child: Callable[[int], int]) -> int:
     """Forks n children that each call run_child(index) and exit with its status; waits
     for all. SIGINT/SIGTERM reach every child; when one child fails the others stop."""
     children: dict[int, int] = {}
+
+    def forward(sig: int, _frame: Any) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    # before the first fork: a signal during the forks reaches the children forked so far
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, forward)
+    parent = os.getpid()
     for index in range(n):
         pid = os.fork()
         if pid == 0:
             rc = 1
             try:
+                _stop_with_parent(parent)
                 rc = run_child(index)
             except SystemExit as e:
                 rc = e.code if isinstance(e.code, int) else 1
@@ -150,16 +203,6 @@ def supervise(n: int, run_child: Callable[[int], int]) -> int:
                 sys.stderr.flush()
                 os._exit(rc)
         children[pid] = index
-
-    def forward(sig: int, _frame: Any) -> None:
-        for pid in children:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, forward)
     worst = 0
     while children:
         try:
@@ -175,3 +218,17 @@ def supervise(n: int, run_child: Callable[[int], int]) -> int:
             forward(signal.SIGTERM, None)
         worst = worst or (rc if rc > 0 else 1 if rc else 0)
     return worst
+
+
+def _stop_with_parent(parent: int) -> None:
+    """A child gets SIGTERM when the parent dies (even by SIGKILL), rather than serving on
+    with its peers' folder gone. Linux's PR_SET_PDEATHSIG; the only platform N > 1 runs on."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("front-end process: prctl(PR_SET_PDEATHSIG) failed (errno %d)",
+                    ctypes.get_errno())
+    if os.getppid() != parent:  # the parent died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)

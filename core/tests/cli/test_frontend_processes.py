@@ -46,6 +46,14 @@ def test_what_one_process_alone_would_change_is_refused(tmp_path, extra, words):
     assert words in str(e.value.code)
 
 
+def test_off_linux_several_processes_are_refused(tmp_path, monkeypatch):
+    # elsewhere SO_REUSEPORT does not spread connections: one process would take them all
+    monkeypatch.setattr(sys, "platform", "darwin")
+    with pytest.raises(SystemExit) as e:
+        serve(["--model-repository", str(tmp_path), "--frontend-processes", "2"])
+    assert "this platform (darwin): only Linux spreads the connections" in str(e.value.code)
+
+
 def test_fewer_than_one_process_is_refused(tmp_path):
     with pytest.raises(SystemExit) as e:
         serve(["--model-repository", str(tmp_path), "--frontend-processes", "0"])
@@ -141,6 +149,28 @@ def test_two_processes_answer_as_one_server(tmp_path):
         out = _stop(proc)
     assert proc.returncode == 0, out
     assert "front-end process 0 of 2" in out and "front-end process 1 of 2" in out
+
+
+def test_a_second_server_on_the_same_ports_is_refused(tmp_path):
+    """Another --frontend-processes server must not take a share of the connections."""
+    first, ports = _start(tmp_path / "a", {"simple": SIMPLE}, 2)
+    http = f"http://127.0.0.1:{ports['http']}"
+    try:
+        wait_until(lambda: first.poll() is not None or _get(http + "/v2/health/ready")[0] == 200,
+                   "the first server ready")
+        assert first.poll() is None, _stop(first)
+        args = ["--model-repository", str(tmp_path / "a" / "models"), "--frontend-processes", "2"]
+        for name, port in ports.items():
+            args += [f"--{name}-address", "127.0.0.1", f"--{name}-port", str(port)]
+        second = subprocess.run([sys.executable, "-m", "triton_core.cli", *args],
+                                capture_output=True, text=True, timeout=120)
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert (f"failed to start HTTP service: 127.0.0.1:{ports['http']} is already in use"
+                in second.stdout + second.stderr)
+        assert _get(http + "/v2/health/ready")[0] == 200  # the first serves on
+    finally:
+        out = _stop(first)
+    assert first.returncode == 0, out
 
 
 def test_a_sequence_batched_model_does_not_load(tmp_path):
