@@ -189,12 +189,13 @@ def test_a_gpu_python_model_gets_host_inputs_by_default(gpu_server) -> None:
 
 
 def test_force_cpu_only_no_passes_the_region_by_its_handle(gpu_server) -> None:
-    """The worker maps the client's handle itself (cudaIpcOpenMemHandle): without a GPU that
-    is the call that fails, with a clear error, and the server keeps serving."""
+    """The worker maps the client's handle itself (cudaIpcOpenMemHandle): without a GPU a
+    CUDA runtime call on that path fails, with a clear error, and the server keeps serving."""
     client, cuda = gpu_server
-    with pytest.raises(InferenceServerException, match="cuda") as e:
+    # a runtime call's own words (not, say, "cuda-python is not installed")
+    with pytest.raises(InferenceServerException,
+                       match=r"cuda(GetDevice|SetDevice|IpcOpenMemHandle): "):
         _infer(client, "gpu_inputs")
-    print(e.value.message())
     assert not cuda.copies  # the server never copied it
     x = httpclient.InferInput("X", [2, 4], "FP32")
     x.set_data_from_numpy(A)  # a body input is host memory: served as usual
