@@ -25,6 +25,12 @@ sys.path.insert(0, str(TESTS))
 
 from testing_backend import SIMPLE  # noqa: E402
 
+# the servers these tests start: N > 1 is refused off Linux (frontend_processes.refusals)
+linux_only = pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="--frontend-processes > 1 runs on Linux only: elsewhere SO_REUSEPORT does not "
+           "spread a port's connections over its processes")
+
 SEQUENCE = SIMPLE.replace('name: "simple"', 'name: "counter"') + "\nsequence_batching { }\n"
 
 
@@ -109,6 +115,7 @@ def _stop(proc: subprocess.Popen) -> str:
     return out
 
 
+@linux_only
 def test_two_processes_answer_as_one_server(tmp_path):
     proc, ports = _start(tmp_path, {"simple": SIMPLE}, 2)
     http = f"http://127.0.0.1:{ports['http']}"
@@ -151,6 +158,7 @@ def test_two_processes_answer_as_one_server(tmp_path):
     assert "front-end process 0 of 2" in out and "front-end process 1 of 2" in out
 
 
+@linux_only
 def test_a_second_server_on_the_same_ports_is_refused(tmp_path):
     """Another --frontend-processes server must not take a share of the connections."""
     first, ports = _start(tmp_path / "a", {"simple": SIMPLE}, 2)
@@ -173,6 +181,7 @@ def test_a_second_server_on_the_same_ports_is_refused(tmp_path):
     assert first.returncode == 0, out
 
 
+@linux_only
 def test_a_sequence_batched_model_does_not_load(tmp_path):
     # with --exit-on-error (the default) the start stops, naming the model and the reason
     proc, _ = _start(tmp_path, {"simple": SIMPLE, "counter": SEQUENCE}, 2)
@@ -185,6 +194,7 @@ def test_a_sequence_batched_model_does_not_load(tmp_path):
             "models") in out
 
 
+@linux_only
 def test_without_exit_on_error_the_sequence_model_is_unavailable_and_the_rest_serves(tmp_path):
     proc, ports = _start(tmp_path, {"simple": SIMPLE, "counter": SEQUENCE}, 2,
                          "--exit-on-error", "false", "--strict-readiness", "false")
@@ -204,6 +214,7 @@ def test_without_exit_on_error_the_sequence_model_is_unavailable_and_the_rest_se
     assert proc.returncode == 0, out
 
 
+@linux_only
 def test_a_shared_memory_region_registered_through_one_process_serves_in_all(tmp_path):
     proc, ports = _start(tmp_path, {"simple": SIMPLE}, 2, "--allow-client-shm", "true")
     http = f"http://127.0.0.1:{ports['http']}"
