@@ -84,3 +84,44 @@ def test_each_answer_comes_back_with_its_process_and_a_triton_error_keeps_its_co
     assert isinstance(refused, TritonError) and refused.code is ErrorCode.UNSUPPORTED
     assert refused.message == "not here"
     assert isinstance(missing, OSError)  # the third process never listened
+
+
+class _AskedPeers:
+    """Stands in for Peers in wait_for_the_others: answers 'loaded' from a list."""
+
+    def __init__(self, answers: list[list[tuple[int, object]]]) -> None:
+        self.answers = answers
+        self.asked = 0
+
+    def ask_each(self, op: str) -> list[tuple[int, object]]:
+        assert op == "loaded"
+        self.asked += 1
+        return self.answers[min(self.asked, len(self.answers)) - 1]
+
+
+def test_a_process_accepts_only_once_every_other_has_loaded():
+    import types
+
+    from triton_core.frontend_processes import wait_for_the_others
+
+    still_loading = [(1, False), (2, True)]
+    not_there_yet = [(1, ConnectionRefusedError()), (2, True)]
+    peers = _AskedPeers([not_there_yet, still_loading, [(1, True), (2, True)]])
+    server = types.SimpleNamespace(peers=peers, stop_deadline=None)
+    assert wait_for_the_others(server) is True and peers.asked == 3
+
+
+def test_a_stop_while_waiting_for_the_others_gives_up():
+    import types
+
+    from triton_core.frontend_processes import wait_for_the_others
+
+    server = types.SimpleNamespace(stop_deadline=None)
+
+    class Stopping(_AskedPeers):
+        def ask_each(self, op):
+            server.stop_deadline = 1.0  # a signal: another process failed
+            return super().ask_each(op)
+
+    server.peers = Stopping([[(1, False)]])
+    assert wait_for_the_others(server) is False

@@ -421,3 +421,43 @@ def test_verbose_logging_prints_each_request(http_server, addr, caplog):
     finally:
         http_server.log_settings.update({"log_verbose_level": 0})
         logging.getLogger("triton_core").setLevel(logging.INFO)
+
+
+def test_a_call_across_front_end_processes_never_holds_the_loop(tmp_path: Path) -> None:
+    """With --frontend-processes N > 1 the statistics wait on the other processes' sockets
+    (up to 5 s each): the loop serves other requests meanwhile."""
+    import threading
+    import urllib.request
+
+    from live_server import serving_http
+
+    write_model(tmp_path, "add", ADD_SUB)
+    with make_server(tmp_path) as server:
+        import types
+
+        # as with --frontend-processes N > 1, with no other process to add
+        server.peers = types.SimpleNamespace(ask_others=lambda *a, **k: [])
+        entered, gate = threading.Event(), threading.Event()
+        here = server.statistics
+
+        def waits_on_a_peer(*args):
+            entered.set()
+            gate.wait(30)
+            return here(*args)
+
+        server.statistics = waits_on_a_peer
+        with serving_http(server) as url:
+            base = url if url.startswith("http") else f"http://{url}"
+            got: list[int] = []
+            t = threading.Thread(target=lambda: got.append(
+                urllib.request.urlopen(base + "/v2/models/stats", timeout=60).status))
+            t.start()
+            try:
+                assert entered.wait(30)
+                # answered while the statistics call still waits
+                assert urllib.request.urlopen(base + "/v2/health/live", timeout=20).status == 200
+            finally:
+                gate.set()
+                t.join(60)
+            assert got == [200]
+        server.peers = None
