@@ -570,9 +570,19 @@ def _serve_process(a: argparse.Namespace, opts: ServerOptions, index: int | None
     log.info("triton-core %s starting%s", __version__,
              "" if index is None else f" (front-end process {index} of {a.frontend_processes})")
     # A signal during start-up (a long load) starts the shutdown at once: loads in
-    # progress give up and the exit deadline runs from now.
+    # progress give up and the exit deadline runs from now. The handler stays until the
+    # loop's own replaces it: a signal in between (while the tables print) must stop the
+    # server, not kill it (_serve_async sees server.stop_deadline).
     previous = {sig: signal.signal(sig, lambda *_: server.begin_stop(exit_process=True))
                 for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _start_and_serve(server, a, index)
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+def _start_and_serve(server: Server, a: argparse.Namespace, index: int | None) -> int:
     try:
         server.start()
         if index is not None and not _others_loaded(server):
@@ -587,19 +597,16 @@ def _serve_process(a: argparse.Namespace, opts: ServerOptions, index: int | None
         _print_tables(server)
         log.error("exiting: failed to start the server (--exit-on-error=true)")
         return 1
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
-    _print_tables(server)
-    runner: Any = asyncio.run
-    if os.environ.get("TRITON_CORE_EVENT_LOOP", "uvloop") == "uvloop":
-        try:
-            import uvloop
-
-            runner = uvloop.run
-        except ImportError:
-            pass
     try:
+        _print_tables(server)
+        runner: Any = asyncio.run
+        if os.environ.get("TRITON_CORE_EVENT_LOOP", "uvloop") == "uvloop":
+            try:
+                import uvloop
+
+                runner = uvloop.run
+            except ImportError:
+                pass
         return runner(_serve_async(server, a, index))
     finally:
         server.stop()

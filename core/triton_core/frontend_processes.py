@@ -175,6 +175,11 @@ def supervise(n: int, run_child: Callable[[int], int]) -> int:
     """Forks n children that each call run_child(index) and exit with its status; waits
     for all. SIGINT/SIGTERM reach every child; when one child fails the others stop."""
     children: dict[int, int] = {}
+    asked_to_stop: set[int] = set()  # the signals the parent was sent
+
+    def on_signal(sig: int, frame: Any) -> None:
+        asked_to_stop.add(sig)
+        forward(sig, frame)
 
     def forward(sig: int, _frame: Any) -> None:
         for pid in children:
@@ -185,7 +190,7 @@ def supervise(n: int, run_child: Callable[[int], int]) -> int:
 
     # before the first fork: a signal during the forks reaches the children forked so far
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, forward)
+        signal.signal(sig, on_signal)
     parent = os.getpid()
     for index in range(n):
         pid = os.fork()
@@ -213,6 +218,8 @@ def supervise(n: int, run_child: Callable[[int], int]) -> int:
             continue
         index = children.pop(pid)
         rc = os.waitstatus_to_exitcode(status)
+        if -rc in asked_to_stop:
+            rc = 0  # a child still starting dies of the signal that stops the server: a stop
         if rc != 0 and worst == 0:
             log.error("front-end process %d exited with status %d; stopping the others", index, rc)
             forward(signal.SIGTERM, None)
@@ -223,7 +230,9 @@ def supervise(n: int, run_child: Callable[[int], int]) -> int:
 def _stop_with_parent(parent: int) -> None:
     """A child gets SIGTERM when the parent dies (even by SIGKILL), rather than serving on
     with its peers' folder gone. Linux's PR_SET_PDEATHSIG; the only platform N > 1 runs on."""
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    # until the server's own handlers: a stop signal ends a child still starting, and the
+    # parent (which sent it) counts that as a stop
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     pr_set_pdeathsig = 1
     libc = ctypes.CDLL(None, use_errno=True)

@@ -252,3 +252,41 @@ def test_a_shared_memory_region_registered_through_one_process_serves_in_all(tmp
         region.close()
         region.unlink()
     assert proc.returncode == 0, out
+
+
+_SUPERVISED = """
+import os, signal, sys
+from triton_core.frontend_processes import supervise
+
+folder, fail = sys.argv[1], sys.argv[2] == "fail"
+
+def child(index):
+    open(os.path.join(folder, str(index)), "w").close()
+    if fail and index == 1:
+        return 3
+    signal.pause()  # SIGTERM kills it as a child still starting would be killed (SIG_DFL)
+    return 0
+
+sys.exit(supervise(2, child))
+"""
+
+
+@linux_only
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_children_still_starting_that_die_of_the_stop_signal_are_a_clean_stop(tmp_path, sig):
+    proc = subprocess.Popen([sys.executable, "-c", _SUPERVISED, str(tmp_path), "run"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_until(lambda: (tmp_path / "0").exists() and (tmp_path / "1").exists(),
+               "both children running")
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    assert "exited with status" not in out
+
+
+@linux_only
+def test_a_child_that_fails_stops_the_others_and_gives_its_status(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", _SUPERVISED, str(tmp_path), "fail"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 3, out
