@@ -1,7 +1,7 @@
 """Summarise a ``python -X importtime`` log: how many modules, their total import time, and
 where it goes (self time summed by top-level package, biggest first).
 
-    python -X importtime -m triton_core.cli --model-repository bench/models_ours 2> server.log
+    python -X importtime -m triton_core --model-repository bench/models_ours 2> server.log
     python -X importtime -c "import triton_python_backend_utils._stub" 2> worker.log
     python bench/importtime_top.py server.log worker.log
 

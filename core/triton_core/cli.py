@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, prestart
 from .errors import TritonError
 from .frontends.header_forward import HeaderForward
 from .frontends.restricted import parse_rules
@@ -569,6 +569,9 @@ def _serve_process(a: argparse.Namespace, opts: ServerOptions, index: int | None
     server.log_settings.install(a.log_file)
     log.info("triton-core %s starting%s", __version__,
              "" if index is None else f" (front-end process {index} of {a.frontend_processes})")
+    for failure in prestart.FAILURES:  # the launcher's (launcher.py)
+        log.warning("%s", failure)
+    prestart.FAILURES.clear()
     # A signal during start-up (a long load) starts the shutdown at once: loads in
     # progress give up and the exit deadline runs from now. The handler stays until the
     # loop's own replaces it: a signal in between (while the tables print) must stop the

@@ -45,6 +45,7 @@ from triton_core.models.defaults import complete_config
 from triton_core.request import RESPONSE_COMPLETE_FINAL, InferenceRequest, InferenceResponse
 from triton_python_backend_utils import _arena, _wire
 
+from . import prestart
 from .arenas import nbytes as _nbytes
 from .codes import from_wire as _error
 from .exec_channel import WorkerDied, WorkerTimedOut
@@ -164,12 +165,10 @@ class PythonModel(abi.Model):
         self.config_json = json.dumps(config_to_json_dict(self.config))
 
     def _interpreter(self, cfg: Any) -> tuple[str, dict[str, str]]:
-        env = dict(os.environ)
         path = cfg.parameter("EXECUTION_ENV_PATH")
         if not path:
-            pp = env.get("PYTHONPATH")
-            env["PYTHONPATH"] = str(_PKG_DIR.parent) + (os.pathsep + pp if pp else "")
-            return sys.executable, env
+            return sys.executable, prestart.default_env()
+        env = dict(os.environ)
         path = path.replace("$$TRITON_MODEL_DIRECTORY", str(self.ctx.model_path.absolute()))
         p = Path(path)
         if not p.is_absolute():

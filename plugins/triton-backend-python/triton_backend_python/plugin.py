@@ -56,6 +56,15 @@ def triton_metric_families(registry: Any) -> None:
 
 
 @hookimpl
+def triton_server_started(server: Any) -> None:
+    """The start-up loads are done: a worker started before them that none adopted is
+    not needed (prestart.py)."""
+    from . import prestart
+
+    prestart.discard()
+
+
+@hookimpl
 def triton_conformance(backend_name: str):
     """The conformance suite's view of this backend (see triton_core.conformance_spec)."""
     if backend_name != "python":

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from triton_core.errors import TritonError
 from triton_python_backend_utils import _wire
 
+from . import prestart
 from .arenas import ArenaPair
 from .bls import BlsServer
 from .control_channel import ControlChannel
@@ -75,23 +76,20 @@ class Worker:
         m = self.model
         arenas = self.arenas
         arenas.create_first()
-        ea, eb = socket.socketpair()
-        aa, ab = socket.socketpair()
-        self.exec_channel = ExecChannel(ea, st.spin_s, self)
-        self.control_channel = ControlChannel(aa, self)
-        try:
-            self.process.spawn(eb.fileno(), ab.fileno(), m.env, str(m.model_file.parent))
-        except OSError as e:
-            self.stop()
-            raise TritonError.invalid_arg(
-                f"model '{m.name}': cannot start the python interpreter '{m.python}': {e}") from None
-        finally:
-            eb.close()
-            ab.close()
+        cwd = str(m.model_file.parent)
+        spare = prestart.take(m.python, m.env)
+        if spare is not None:
+            self.process = spare.process
+            self.exec_channel = ExecChannel(spare.exec_sock, st.spin_s, self)
+            self.control_channel = ControlChannel(spare.async_sock, self)
+            log.debug("python backend: %s adopts the worker started before the server's "
+                      "imports", self.describe())
+        else:
+            self._spawn(cwd)
         m.backend.workers.add(self)
         settings = {"prefix": arenas.prefix, "model_name": m.name, "decoupled": self.decoupled,
                     "model_file": str(m.model_file), "w_size": len(arenas.w_segs[0]),
-                    "growth": st.shm_growth, "spin_us": st.spin_s * 1e6}
+                    "growth": st.shm_growth, "spin_us": st.spin_s * 1e6, "cwd": cwd}
         try:
             reply = self.call((_wire.INIT, settings), st.stub_timeout, what="start-up")
         except BaseException:
@@ -104,6 +102,22 @@ class Worker:
         self.control_channel.start_reader(self.pid)
         if self.has_is_ready:
             self.control_channel.ready_now()  # ask now: the first probe then has the model's own answer
+
+    def _spawn(self, cwd: str) -> None:
+        m = self.model
+        ea, eb = socket.socketpair()
+        aa, ab = socket.socketpair()
+        self.exec_channel = ExecChannel(ea, self.settings.spin_s, self)
+        self.control_channel = ControlChannel(aa, self)
+        try:
+            self.process.spawn(eb.fileno(), ab.fileno(), m.env, cwd)
+        except OSError as e:
+            self.stop()
+            raise TritonError.invalid_arg(
+                f"model '{m.name}': cannot start the python interpreter '{m.python}': {e}") from None
+        finally:
+            eb.close()
+            ab.close()
 
     def call(self, msg: tuple, timeout: float | None, what: str) -> tuple:
         """One request / reply on the execute channel (start-up, auto-complete, initialize)."""

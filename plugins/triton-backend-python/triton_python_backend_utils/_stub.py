@@ -350,6 +350,8 @@ class Runtime:
 
     # start-up ----------------------------------------------------------------
     def init(self, s: dict) -> tuple:
+        if "cwd" in s:  # a worker started before its model was known waits in "/"
+            os.chdir(s["cwd"])
         self.prefix = s["prefix"]
         self.model_name = s["model_name"]
         self.spin_s = float(s.get("spin_us", 0)) / 1e6

@@ -1,0 +1,147 @@
+"""The worker started before the server's imports (triton_backend_python.prestart): which
+repositories get one, its adoption by the first model load (in its model's folder), and
+its end when no model takes it."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from python_backend_helpers import build_repo, make_server
+
+from triton_backend_python import prestart
+from triton_core import InferenceRequest, Tensor
+from triton_core.prestart import PrestartPlan
+from triton_core.testing import free_port, wait_until
+
+
+@pytest.fixture(autouse=True)
+def _no_spare_left():
+    yield
+    prestart.discard()
+
+
+def _plan(repo: Path, models: tuple[str, ...] | None = None) -> PrestartPlan:
+    return PrestartPlan((str(repo),), models)
+
+
+def _spare_pid() -> int:
+    assert prestart._spare is not None
+    return prestart._spare.process.pid
+
+
+def _worker(s):
+    """The model's one worker (the python backend's instance of worker_modules)."""
+    return next(iter(s.manager.get("worker_modules").model.backend.workers))
+
+
+def _modules(s, model: str = "worker_modules") -> list[str]:
+    resp = s.infer(InferenceRequest(model, inputs={"IN": Tensor.from_numpy("IN", np.zeros(1, np.float32))}))
+    return [n.decode() for n in resp.output("MODULES").as_numpy()]
+
+
+@pytest.mark.parametrize(("config", "model_py", "expected"), [
+    ('backend: "python"\nmax_batch_size: 0', True, True),
+    ('name: "m" backend:"python"', True, True),
+    ('backend: "python"\nparameters { key: "EXECUTION_ENV_PATH" value: {string_value: "/e"} }',
+     True, False),
+    ('backend: "onnxruntime"', False, False),
+    (None, True, True),  # no config: the python backend's model.py
+    (None, False, False),
+])
+def test_which_models_run_on_the_server_interpreter(tmp_path, config, model_py, expected):
+    (tmp_path / "1").mkdir()
+    if config is not None:
+        (tmp_path / "config.pbtxt").write_text(config)
+    if model_py:
+        (tmp_path / "1" / "model.py").write_text("class TritonPythonModel: pass\n")
+    assert prestart.runs_on_the_server_interpreter(str(tmp_path)) is expected
+
+
+def test_the_first_model_load_adopts_the_spare_in_its_model_folder(tmp_path):
+    repo = build_repo(tmp_path, ["worker_modules"])
+    prestart.prestart(_plan(repo))
+    pid = _spare_pid()
+    with make_server(repo) as s:
+        assert prestart._spare is None  # adopted
+        worker = _worker(s)
+        assert worker.pid == pid
+        assert Path(psutil.Process(pid).cwd()) == repo / "worker_modules" / "1"
+        names = _modules(s)
+    assert "triton_core" not in names and "triton_python_backend_utils._stub" in names
+
+
+def test_no_spare_without_a_python_model_to_take_it(tmp_path):
+    repo = build_repo(tmp_path, ["worker_modules"])
+    prestart.prestart(_plan(repo, ("absent",)))  # --load-model names another model
+    assert prestart._spare is None
+    (tmp_path / "worker_modules" / "config.pbtxt").write_text('backend: "onnxruntime"')
+    prestart.prestart(_plan(repo))
+    assert prestart._spare is None
+
+
+def test_a_spare_for_another_environment_is_stopped_not_adopted(tmp_path, monkeypatch):
+    repo = build_repo(tmp_path, ["worker_modules"])
+    prestart.prestart(_plan(repo))
+    spare = psutil.Process(_spare_pid())
+    monkeypatch.setenv("TRITON_PRESTART_TEST", "changed")  # after the spare started
+    with make_server(repo) as s:
+        worker = _worker(s)
+        assert worker.pid != spare.pid
+        assert "triton_python_backend_utils._stub" in _modules(s)
+    assert prestart._spare is None
+    wait_until(lambda: not spare.is_running() or spare.status() == psutil.STATUS_ZOMBIE,
+               "the spare to exit")
+
+
+def test_a_spare_no_model_takes_is_stopped(tmp_path):
+    repo = build_repo(tmp_path, ["worker_modules"])
+    prestart.prestart(_plan(repo))
+    spare = psutil.Process(_spare_pid())
+    prestart.discard()  # what the timer does after SPARE_TTL_S
+    assert prestart._spare is None
+    wait_until(lambda: not spare.is_running() or spare.status() == psutil.STATUS_ZOMBIE,
+               "the spare to exit")
+
+
+def _ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/v2/health/ready", timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def test_tritonserver_starts_the_worker_before_its_imports(tmp_path):
+    """The console script's path: launcher, entry point, adoption (the log says which pid)."""
+    repo = build_repo(tmp_path, ["worker_modules"])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "triton_core", "--model-repository", str(repo), "--log-verbose",
+         "1", "--http-address", "127.0.0.1", "--http-port", str(port), "--allow-grpc", "false",
+         "--allow-metrics", "false"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: _ready(url) or proc.poll() is not None, "the server to be ready", 120)
+        assert proc.poll() is None, proc.communicate()[0]
+        body = json.dumps({"inputs": [{"name": "IN", "datatype": "FP32", "shape": [1],
+                                       "data": [0.0]}]}).encode()
+        req = urllib.request.Request(url + "/v2/models/worker_modules/infer", data=body)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            names = json.loads(r.read())["outputs"][0]["data"]
+        assert "triton_python_backend_utils._stub" in names and "triton_core" not in names
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, out
+    adopted = re.search(r"model 'worker_modules' \(instance '\w+', pid (\d+)\) adopts the worker "
+                        r"started before the server's imports", out)
+    assert adopted, out
