@@ -1,5 +1,6 @@
 """``python -m triton_core``: the same as ``tritonserver``."""
 
-from .launcher import tritonserver_main
+if __name__ == "__main__":
+    from .launcher import tritonserver_main
 
-tritonserver_main()
+    tritonserver_main()

@@ -188,26 +188,34 @@ def supervise(n: int, run_child: Callable[[int], int]) -> int:
             except ProcessLookupError:
                 pass
 
-    # before the first fork: a signal during the forks reaches the children forked so far
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    stops = {signal.SIGINT, signal.SIGTERM}
+    for sig in stops:
         signal.signal(sig, on_signal)
     parent = os.getpid()
-    for index in range(n):
-        pid = os.fork()
-        if pid == 0:
-            rc = 1
-            try:
-                _stop_with_parent(parent)
-                rc = run_child(index)
-            except SystemExit as e:
-                rc = e.code if isinstance(e.code, int) else 1
-            except BaseException:
-                log.exception("front-end process %d failed", index)
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(rc)
-        children[pid] = index
+    # Held back during the forks: a stop that came between a fork and the child's
+    # entry in `children` would miss that child, and a child would run the parent's
+    # handler. Released after them, it reaches every child.
+    unblocked = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        for index in range(n):
+            pid = os.fork()
+            if pid == 0:
+                rc = 1
+                try:
+                    _stop_with_parent(parent)
+                    signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+                    rc = run_child(index)
+                except SystemExit as e:
+                    rc = e.code if isinstance(e.code, int) else 1
+                except BaseException:
+                    log.exception("front-end process %d failed", index)
+                finally:
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                    os._exit(rc)
+            children[pid] = index
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
     worst = 0
     while children:
         try:

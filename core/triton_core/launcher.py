@@ -21,9 +21,24 @@ class _FlagReader(argparse.ArgumentParser):
         raise _Unparsable(message)  # cli.py's parser says what is wrong, once
 
 
+_FLAGS = ("--model-repository", "--model-store", "--model-control-mode", "--load-model",
+          "--frontend-processes")
+# no server runs in this process, or none runs at all
+_NO_SERVER = frozenset(("-h", "--help", "--version", "--ray"))
+
+
 def plan_for(argv: list[str]) -> prestart.PrestartPlan | None:
     """The prestart plan for a server command line; None where it does not parse (the
-    server then refuses it with its own words) or nothing would be adopted."""
+    server then refuses it with its own words), no server will load models in this
+    process, or nothing would be adopted."""
+    for arg in argv:
+        name = arg.split("=", 1)[0]
+        if name in _NO_SERVER:
+            return None
+        # cli.py's parser takes abbreviations (--frontend-proc 2): read them as it would
+        # rather than guess, by not planning at all
+        if name.startswith("--") and name not in _FLAGS and any(f.startswith(name) for f in _FLAGS):
+            return None
     p = _FlagReader(add_help=False, allow_abbrev=False)
     p.add_argument("--model-repository", "--model-store", action="append", default=[])
     p.add_argument("--model-control-mode", default="none")

@@ -258,12 +258,14 @@ _SUPERVISED = """
 import os, signal, sys
 from triton_core.frontend_processes import supervise
 
-folder, fail = sys.argv[1], sys.argv[2] == "fail"
+folder, mode = sys.argv[1], sys.argv[2]
 
 def child(index):
     open(os.path.join(folder, str(index)), "w").close()
-    if fail and index == 1:
+    if mode == "fail" and index == 1:
         return 3
+    if mode == "killed" and index == 1:
+        os.kill(os.getpid(), signal.SIGTERM)  # from elsewhere: the parent was not asked
     signal.pause()  # SIGTERM kills it as a child still starting would be killed (SIG_DFL)
     return 0
 
@@ -290,3 +292,12 @@ def test_a_child_that_fails_stops_the_others_and_gives_its_status(tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 3, out
+
+
+@linux_only
+def test_a_child_killed_by_a_signal_the_parent_was_not_sent_is_a_failure(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", _SUPERVISED, str(tmp_path), "killed"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert "front-end process 1 exited with status -15; stopping the others" in out

@@ -3,6 +3,7 @@ points it calls (and the registry's switches it obeys), and the failures it repo
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from importlib import metadata
@@ -46,6 +47,17 @@ def test_the_plan_reads_every_spelling_of_the_flags(repos):
     ["--model-repository"],  # no value
 ])
 def test_no_plan_where_nothing_would_be_adopted(repos, argv):
+    assert launcher.plan_for(["--model-repository", str(repos[0]), *argv]) is None
+
+
+@pytest.mark.parametrize("argv", [
+    ["--frontend-proc", "2"],  # the server's parser takes abbreviations: no guessing
+    ["--model-control", "explicit"],
+    ["--load", "m1"],
+    ["--help"], ["-h"], ["--version"],  # no server starts
+    ["--ray"],  # `triton serve --ray`: the replicas load the models, elsewhere
+])
+def test_no_plan_for_abbreviations_or_where_no_server_loads_here(repos, argv):
     assert launcher.plan_for(["--model-repository", str(repos[0]), *argv]) is None
 
 
@@ -99,11 +111,18 @@ def test_the_registry_switches_apply(entry_points, monkeypatch):
     assert prestart.run(plan) == [] and entry_points.CALLS == [plan]
 
 
-def test_the_launcher_imports_no_more_than_the_standard_library():
+def test_the_launcher_and_the_installed_prestarts_import_only_the_standard_library(tmp_path):
     """Else the prestart would wait for what it is meant to overlap (numpy, pydantic)."""
-    code = ("import sys; from triton_core import launcher; "
-            "print(sorted({m.split('.')[0] for m in sys.modules}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = set(eval(out.stdout))  # noqa: S307 - our own child's list of names
-    assert not loaded & {"numpy", "pydantic", "google", "pluggy", "triton_backend_python"}, loaded
-    assert loaded & {"triton_core"}
+    model = tmp_path / "m" / "1"
+    model.mkdir(parents=True)
+    (model / "model.py").write_text("class TritonPythonModel: pass\n")
+    code = ("import json, sys; from triton_core import launcher; "
+            "launcher._prestart(['--model-repository', sys.argv[1]]); "
+            "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
+                         text=True, check=True, timeout=60)
+    ours = {"triton_core", "triton_backend_python"}
+    loaded = set(json.loads(out.stdout.splitlines()[-1]))
+    foreign = {m for m in loaded - ours - set(sys.stdlib_module_names)
+               if not m.startswith(("__editable__", "_distutils_hack", "__main__"))}
+    assert not foreign, foreign

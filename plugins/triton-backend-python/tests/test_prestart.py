@@ -5,6 +5,7 @@ its end when no model takes it."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -110,6 +111,45 @@ def test_a_spare_no_model_takes_is_stopped(tmp_path):
     assert prestart._spare is None
     wait_until(lambda: not spare.is_running() or spare.status() == psutil.STATUS_ZOMBIE,
                "the spare to exit")
+
+
+def test_the_server_stops_a_spare_no_model_took_once_started(tmp_path):
+    repo = build_repo(tmp_path / "a", ["worker_modules"])
+    prestart.prestart(_plan(repo))
+    spare = psutil.Process(_spare_pid())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with make_server(empty):  # its start calls triton_server_started
+        assert prestart._spare is None
+    wait_until(lambda: not spare.is_running() or spare.status() == psutil.STATUS_ZOMBIE,
+               "the spare to exit")
+
+
+def test_one_spare_at_most_and_only_for_its_own_process(tmp_path):
+    repo = build_repo(tmp_path, ["worker_modules"])
+    prestart.prestart(_plan(repo))
+    first = psutil.Process(_spare_pid())
+    prestart.prestart(_plan(repo))
+    assert _spare_pid() != first.pid
+    wait_until(lambda: not first.is_running() or first.status() == psutil.STATUS_ZOMBIE,
+               "the first spare to exit")
+    spare = prestart._spare
+    spare.owner = -1  # as a forked child sees its parent's spare
+    env = prestart.default_env()
+    assert prestart.take(sys.executable, env) is None
+    prestart.discard()
+    assert prestart._spare is spare  # not this process's to stop
+    spare.owner = os.getpid()
+    assert prestart.take(sys.executable, env) is spare
+    prestart._close(spare)
+
+
+def test_a_relative_pythonpath_gets_no_spare(tmp_path, monkeypatch):
+    # a relative entry resolves against the folder a worker starts in: "/" for a spare
+    repo = build_repo(tmp_path, ["worker_modules"])
+    monkeypatch.setenv("PYTHONPATH", "lib")
+    prestart.prestart(_plan(repo))
+    assert prestart._spare is None
 
 
 def _ready(url: str) -> bool:

@@ -40,7 +40,9 @@ class Spare:
     exec_sock: socket.socket
     async_sock: socket.socket
     env: dict[str, str]
+    inherited: tuple  # the process state a fresh worker would inherit (_inherited())
     timer: threading.Timer
+    owner: int  # the pid that spawned it: a forked child never adopts its parent's spare
 
 
 _lock = threading.Lock()
@@ -53,6 +55,18 @@ def default_env() -> dict[str, str]:
     pp = env.get("PYTHONPATH")
     env["PYTHONPATH"] = _UTILS_PARENT + (os.pathsep + pp if pp else "")
     return env
+
+
+def _inherited() -> tuple:
+    """Process state a worker inherits at its start besides its environment and that
+    the server changes as it starts (the open-file limit, for --allow-client-shm): an
+    adopted spare must have started with the same."""
+    try:
+        import resource
+
+        return resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return ()
 
 
 def runs_on_the_server_interpreter(model_dir: str) -> bool:
@@ -75,8 +89,13 @@ def runs_on_the_server_interpreter(model_dir: str) -> bool:
 def prestart(plan: Any) -> None:
     """The ``triton_core.prestart`` entry point (triton_core.prestart.PrestartPlan)."""
     global _spare
+    # Relative PYTHONPATH entries resolve against the folder a worker starts in (its
+    # model's; "/" for the spare): leave such servers the usual start.
+    if any(p and not os.path.isabs(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+        return
     if not any(runs_on_the_server_interpreter(d) for d in plan.model_dirs()):
         return
+    discard()  # one spare at most
     env = default_env()
     ea, eb = socket.socketpair()
     aa, ab = socket.socketpair()
@@ -94,7 +113,7 @@ def prestart(plan: Any) -> None:
     timer = threading.Timer(SPARE_TTL_S, discard)
     timer.daemon = True
     with _lock:
-        _spare = Spare(process, ea, aa, env, timer)
+        _spare = Spare(process, ea, aa, env, _inherited(), timer, os.getpid())
     timer.start()
 
 
@@ -103,12 +122,12 @@ def take(python: str, env: dict[str, str]) -> Spare | None:
     global _spare
     with _lock:
         spare = _spare
-        if spare is None or python != spare.process.python:
+        if spare is None or python != spare.process.python or spare.owner != os.getpid():
             return None
         _spare = None
     spare.timer.cancel()
-    if env != spare.env or not spare.process.running():
-        # the server's environment changed since, or the spare died: start afresh
+    if env != spare.env or _inherited() != spare.inherited or not spare.process.running():
+        # the server's environment or limits changed since, or the spare died: start afresh
         _close(spare)
         return None
     return spare
@@ -118,7 +137,10 @@ def discard() -> None:
     """Kills a spare no model adopted."""
     global _spare
     with _lock:
-        spare, _spare = _spare, None
+        spare = _spare
+        if spare is None or spare.owner != os.getpid():
+            return
+        _spare = None
     if spare is not None:
         spare.timer.cancel()
         log.info("python backend: no model adopted the worker started before the server's "
@@ -127,7 +149,10 @@ def discard() -> None:
 
 
 def _close(spare: Spare) -> None:
+    # killed, not told: it holds nothing, and it reads its channel only once its own
+    # imports are done (a load or the server's start would wait for them)
+    spare.process.kill()
     for s in (spare.exec_sock, spare.async_sock):
-        s.close()  # the worker reads end-of-file and exits
+        s.close()
     spare.process.reap(timeout=5.0)
     spare.process.join(timeout=2.0)
