@@ -286,18 +286,21 @@ def test_children_still_starting_that_die_of_the_stop_signal_are_a_clean_stop(tm
     assert "exited with status" not in out
 
 
-@linux_only
-def test_a_child_that_fails_stops_the_others_and_gives_its_status(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", _SUPERVISED, str(tmp_path), "fail"],
+def _supervised(tmp_path: Path, mode: str) -> tuple[int, str]:
+    proc = subprocess.Popen([sys.executable, "-c", _SUPERVISED, str(tmp_path), mode],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 3, out
+    return proc.returncode, out
+
+
+@linux_only
+def test_a_child_that_fails_stops_the_others_and_gives_its_status(tmp_path):
+    rc, out = _supervised(tmp_path, "fail")
+    assert rc == 3, out
 
 
 @linux_only
 def test_a_child_killed_by_a_signal_the_parent_was_not_sent_is_a_failure(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", _SUPERVISED, str(tmp_path), "killed"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 1, out
+    rc, out = _supervised(tmp_path, "killed")
+    assert rc == 1, out
     assert "front-end process 1 exited with status -15; stopping the others" in out

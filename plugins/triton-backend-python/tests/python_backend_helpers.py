@@ -4,6 +4,7 @@ registered through triton_core.testing.make_server, over copies of the test mode
 from __future__ import annotations
 
 import shutil
+import urllib.request
 from pathlib import Path
 
 from triton_core import testing
@@ -36,3 +37,12 @@ def build_repo(dest: Path, names: list[str] | None = None) -> Path:
     if names is None or "simple" in names:
         shutil.copytree(EXAMPLES / "simple", dest / "simple")
     return dest
+
+
+def ready(url: str) -> bool:
+    """Whether the server at ``url`` answers ready."""
+    try:
+        with urllib.request.urlopen(url + "/v2/health/ready", timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from python_backend_helpers import build_repo, make_server
+from python_backend_helpers import build_repo, make_server, ready
 
 from triton_backend_python import prestart
 from triton_core import InferenceRequest, Tensor
@@ -37,6 +37,11 @@ def _plan(repo: Path, models: tuple[str, ...] | None = None) -> PrestartPlan:
 def _spare_pid() -> int:
     assert prestart._spare is not None
     return prestart._spare.process.pid
+
+
+def _wait_exited(proc: psutil.Process) -> None:
+    wait_until(lambda: not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE,
+               f"process {proc.pid} to exit")
 
 
 def _worker(s):
@@ -99,8 +104,7 @@ def test_a_spare_for_another_environment_is_stopped_not_adopted(tmp_path, monkey
         assert worker.pid != spare.pid
         assert "triton_python_backend_utils._stub" in _modules(s)
     assert prestart._spare is None
-    wait_until(lambda: not spare.is_running() or spare.status() == psutil.STATUS_ZOMBIE,
-               "the spare to exit")
+    _wait_exited(spare)
 
 
 def test_a_spare_no_model_takes_is_stopped(tmp_path):
@@ -109,8 +113,7 @@ def test_a_spare_no_model_takes_is_stopped(tmp_path):
     spare = psutil.Process(_spare_pid())
     prestart.discard()  # what the timer does after SPARE_TTL_S
     assert prestart._spare is None
-    wait_until(lambda: not spare.is_running() or spare.status() == psutil.STATUS_ZOMBIE,
-               "the spare to exit")
+    _wait_exited(spare)
 
 
 def test_the_server_stops_a_spare_no_model_took_once_started(tmp_path):
@@ -121,8 +124,7 @@ def test_the_server_stops_a_spare_no_model_took_once_started(tmp_path):
     empty.mkdir()
     with make_server(empty):  # its start calls triton_server_started
         assert prestart._spare is None
-    wait_until(lambda: not spare.is_running() or spare.status() == psutil.STATUS_ZOMBIE,
-               "the spare to exit")
+    _wait_exited(spare)
 
 
 def test_one_spare_at_most_and_only_for_its_own_process(tmp_path):
@@ -131,8 +133,7 @@ def test_one_spare_at_most_and_only_for_its_own_process(tmp_path):
     first = psutil.Process(_spare_pid())
     prestart.prestart(_plan(repo))
     assert _spare_pid() != first.pid
-    wait_until(lambda: not first.is_running() or first.status() == psutil.STATUS_ZOMBIE,
-               "the first spare to exit")
+    _wait_exited(first)
     spare = prestart._spare
     spare.owner = -1  # as a forked child sees its parent's spare
     env = prestart.default_env()
@@ -152,14 +153,6 @@ def test_a_relative_pythonpath_gets_no_spare(tmp_path, monkeypatch):
     assert prestart._spare is None
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/v2/health/ready", timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def test_tritonserver_starts_the_worker_before_its_imports(tmp_path):
     """The console script's path: launcher, entry point, adoption (the log says which pid)."""
     repo = build_repo(tmp_path, ["worker_modules"])
@@ -170,7 +163,7 @@ def test_tritonserver_starts_the_worker_before_its_imports(tmp_path):
          "1", "--http-address", "127.0.0.1", "--http-port", str(port), "--allow-grpc", "false",
          "--allow-metrics", "false"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_until(lambda: _ready(url) or proc.poll() is not None, "the server to be ready", 120)
+        wait_until(lambda: ready(url) or proc.poll() is not None, "the server to be ready", 120)
         assert proc.poll() is None, proc.communicate()[0]
         body = json.dumps({"inputs": [{"name": "IN", "datatype": "FP32", "shape": [1],
                                        "data": [0.0]}]}).encode()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from python_backend_helpers import build_repo
+from python_backend_helpers import build_repo, ready
 
 from triton_core import devices
 from triton_core.testing import free_port, wait_until
@@ -55,14 +55,6 @@ def _top(names: list[str]) -> set[str]:
     return {n.split(".")[0] for n in names}
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url + "/v2/health/ready", timeout=5) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def _worker_modules(url: str) -> list[str]:
     body = json.dumps({"inputs": [{"name": "IN", "datatype": "FP32", "shape": [1], "data": [0.0]}]})
     req = urllib.request.Request(url + "/v2/models/worker_modules/infer", data=body.encode(),
@@ -84,7 +76,7 @@ def _serving(repo: Path, *flags: str, listening: tuple[int, ...] = ()) -> Iterat
          *flags],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until(lambda: _ready(url) or proc.poll() is not None, "the server to be ready", 120)
+        wait_until(lambda: ready(url) or proc.poll() is not None, "the server to be ready", 120)
         assert proc.poll() is None, proc.stderr.read()
         yield url, json.loads(proc.stdout.readline())
     finally:
