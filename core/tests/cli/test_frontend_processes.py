@@ -7,9 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import urllib.request
 from multiprocessing import shared_memory
 from pathlib import Path
@@ -75,8 +77,52 @@ def _plugin_site(site: Path) -> None:
     (info / "entry_points.txt").write_text("[triton_core]\ntestadd = testing_backend\n")
 
 
-def _start(tmp_path: Path, models: dict[str, str], n: int,
-           *extra: str) -> tuple[subprocess.Popen, dict]:
+# glog's `I1208 02:23:04.122929 13686 cli.py:471] message`: the pid says which process spoke
+_LOG_LINE = re.compile(r"[IWEV]\d{4} \d\d:\d\d:\d\d\.\d{6} (\d+) [^\s\]]+\] (.*)")
+_WHICH = re.compile(r"\(front-end process (\d+) of \d+\)")  # logged as each process starts
+
+
+class _Server:
+    """A server _start started: its process, its ports and what it has printed so far (a
+    reader thread collects the lines, so a test can wait for one and still show them all)."""
+
+    def __init__(self, proc: subprocess.Popen, ports: dict[str, int]) -> None:
+        self.proc = proc
+        self.ports = ports
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:  # until every process has exited (EOF)
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def started(self, n: int) -> bool:
+        """Whether each of the n processes logged that all its services listen: HTTP and
+        gRPC in every one, metrics in process 0 (the one metrics port)."""
+        index: dict[str, int] = {}
+        said: dict[str, set[str]] = {}
+        for line in list(self.lines):
+            # search, not match: another process's output may precede a line in the pipe
+            m = _LOG_LINE.search(line)
+            if m is None:
+                continue
+            pid, message = m.groups()
+            if (which := _WHICH.search(message)) is not None:
+                index[pid] = int(which.group(1))
+            elif message.startswith("Started "):
+                said.setdefault(pid, set()).add(message.split(" at ")[0])
+        pids = {i: pid for pid, i in index.items()}
+        services = {"Started HTTPService", "Started GRPCInferenceService"}
+        return all(i in pids and services | ({"Started Metrics Service"} if i == 0 else set())
+                   <= said.get(pids[i], set()) for i in range(n))
+
+
+def _start(tmp_path: Path, models: dict[str, str], n: int, *extra: str) -> _Server:
     repo = tmp_path / "models"
     for name, config in models.items():
         (repo / name / "1").mkdir(parents=True)
@@ -93,7 +139,18 @@ def _start(tmp_path: Path, models: dict[str, str], n: int,
         "TRITON_CORE_PLUGINS": "testadd", "TRITON_CORE_DISABLE_PLUGIN_AUTOLOAD": "0"}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    return proc, ports
+    return _Server(proc, ports)
+
+
+def _wait_started(server: _Server, n: int = 2) -> None:
+    """Until every process listens (its own "Started ..." lines): connections that answer
+    prove nothing, as the kernel may hand them all to one process while another starts."""
+    try:
+        wait_until(lambda: server.proc.poll() is not None or server.started(n),
+                   f"all {n} front-end processes to start", timeout=60)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{_stop(server)}") from None
+    assert server.proc.poll() is None, _stop(server)
 
 
 def _get(url: str, body: bytes | None = None) -> tuple[int, bytes]:
@@ -108,22 +165,30 @@ def _get(url: str, body: bytes | None = None) -> tuple[int, bytes]:
         return 0, b""
 
 
-def _stop(proc: subprocess.Popen) -> str:
+def _stop(server: _Server) -> str:
+    """Stop the server as a user would (SIGTERM); all it printed. Safe to call again."""
+    proc = server.proc
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
-    return out
+    try:
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:  # no server left behind for the next test
+            proc.kill()
+            proc.wait()
+    server.reader.join(60)
+    return server.output()
 
 
 @linux_only
 def test_two_processes_answer_as_one_server(tmp_path):
-    proc, ports = _start(tmp_path, {"simple": SIMPLE}, 2)
+    server = _start(tmp_path, {"simple": SIMPLE}, 2)
+    ports = server.ports
     http = f"http://127.0.0.1:{ports['http']}"
     try:
-        # ready: both processes answer (each connection reaches one of them)
-        wait_until(lambda: proc.poll() is not None or all(
-            _get(http + "/v2/health/ready")[0] == 200 for _ in range(8)), "both processes ready")
-        assert proc.poll() is None, _stop(proc)
+        _wait_started(server)
+        for _ in range(8):  # ready, whichever process a connection reaches
+            assert _get(http + "/v2/health/ready")[0] == 200
         body = json.dumps({"inputs": [
             {"name": "INPUT0", "datatype": "INT32", "shape": [1, 16], "data": list(range(16))},
             {"name": "INPUT1", "datatype": "INT32", "shape": [1, 16], "data": [1] * 16}]}).encode()
@@ -153,20 +218,19 @@ def test_two_processes_answer_as_one_server(tmp_path):
         status, out = _get(http + "/v2/models/missing/stats")
         assert status == 404 and b"requested model 'missing' is not available" in out
     finally:
-        out = _stop(proc)
-    assert proc.returncode == 0, out
+        out = _stop(server)
+    assert server.proc.returncode == 0, out
     assert "front-end process 0 of 2" in out and "front-end process 1 of 2" in out
 
 
 @linux_only
 def test_a_second_server_on_the_same_ports_is_refused(tmp_path):
     """Another --frontend-processes server must not take a share of the connections."""
-    first, ports = _start(tmp_path / "a", {"simple": SIMPLE}, 2)
+    first = _start(tmp_path / "a", {"simple": SIMPLE}, 2)
+    ports = first.ports
     http = f"http://127.0.0.1:{ports['http']}"
     try:
-        wait_until(lambda: first.poll() is not None or _get(http + "/v2/health/ready")[0] == 200,
-                   "the first server ready")
-        assert first.poll() is None, _stop(first)
+        _wait_started(first)  # both its processes hold the ports
         args = ["--model-repository", str(tmp_path / "a" / "models"), "--frontend-processes", "2"]
         for name, port in ports.items():
             args += [f"--{name}-address", "127.0.0.1", f"--{name}-port", str(port)]
@@ -178,51 +242,47 @@ def test_a_second_server_on_the_same_ports_is_refused(tmp_path):
         assert _get(http + "/v2/health/ready")[0] == 200  # the first serves on
     finally:
         out = _stop(first)
-    assert first.returncode == 0, out
+    assert first.proc.returncode == 0, out
 
 
 @linux_only
 def test_a_sequence_batched_model_does_not_load(tmp_path):
     # with --exit-on-error (the default) the start stops, naming the model and the reason
-    proc, _ = _start(tmp_path, {"simple": SIMPLE, "counter": SEQUENCE}, 2)
+    server = _start(tmp_path, {"simple": SIMPLE, "counter": SEQUENCE}, 2)
     try:
-        proc.wait(timeout=120)
+        server.proc.wait(timeout=120)
     finally:
-        out = _stop(proc)
-    assert proc.returncode == 1, out
+        out = _stop(server)
+    assert server.proc.returncode == 1, out
     assert ("failed to load 'counter': --frontend-processes > 1 cannot serve sequence-batched "
             "models") in out
 
 
 @linux_only
 def test_without_exit_on_error_the_sequence_model_is_unavailable_and_the_rest_serves(tmp_path):
-    proc, ports = _start(tmp_path, {"simple": SIMPLE, "counter": SEQUENCE}, 2,
-                         "--exit-on-error", "false", "--strict-readiness", "false")
-    http = f"http://127.0.0.1:{ports['http']}"
+    server = _start(tmp_path, {"simple": SIMPLE, "counter": SEQUENCE}, 2,
+                    "--exit-on-error", "false", "--strict-readiness", "false")
+    http = f"http://127.0.0.1:{server.ports['http']}"
     try:
-        wait_until(lambda: proc.poll() is not None or all(
-            _get(http + "/v2/models/simple/ready")[0] == 200 for _ in range(8)),
-            "simple ready in both processes")
-        assert proc.poll() is None, _stop(proc)
+        _wait_started(server)
         for _ in range(4):
+            assert _get(http + "/v2/models/simple/ready")[0] == 200
             index = json.loads(_get(http + "/v2/repository/index", b"{}")[1])
             counter = next(m for m in index if m["name"] == "counter")
             assert counter["state"] == "UNAVAILABLE"
             assert "cannot serve sequence-batched models" in counter["reason"]
     finally:
-        out = _stop(proc)
-    assert proc.returncode == 0, out
+        out = _stop(server)
+    assert server.proc.returncode == 0, out
 
 
 @linux_only
 def test_a_shared_memory_region_registered_through_one_process_serves_in_all(tmp_path):
-    proc, ports = _start(tmp_path, {"simple": SIMPLE}, 2, "--allow-client-shm", "true")
-    http = f"http://127.0.0.1:{ports['http']}"
+    server = _start(tmp_path, {"simple": SIMPLE}, 2, "--allow-client-shm", "true")
+    http = f"http://127.0.0.1:{server.ports['http']}"
     region = shared_memory.SharedMemory(create=True, size=128)
     try:
-        wait_until(lambda: proc.poll() is not None or all(
-            _get(http + "/v2/health/ready")[0] == 200 for _ in range(8)), "both processes ready")
-        assert proc.poll() is None, _stop(proc)
+        _wait_started(server)
         np.ndarray((2, 16), np.int32, region.buf)[:] = [np.arange(16), np.full(16, 5)]
         register = json.dumps({"key": "/" + region.name, "offset": 0, "byte_size": 128}).encode()
         status, out = _get(http + "/v2/systemsharedmemory/region/in/register", register)
@@ -248,10 +308,10 @@ def test_a_shared_memory_region_registered_through_one_process_serves_in_all(tmp
         for _ in range(6):
             assert json.loads(_get(http + "/v2/systemsharedmemory/status")[1]) == []
     finally:
-        out = _stop(proc)
+        out = _stop(server)
         region.close()
         region.unlink()
-    assert proc.returncode == 0, out
+    assert server.proc.returncode == 0, out
 
 
 _SUPERVISED = """

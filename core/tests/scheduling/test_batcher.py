@@ -45,10 +45,11 @@ def instance(server, name="m", i=0):
 class Blocker:
     """Hold the instance busy with a request that waits on expr_backend.GATE."""
 
-    def __init__(self, server, name="m", shape=(1, 4)):
+    def __init__(self, server, name="m", shape=(1, 4), clock=None):
         self.server = server
         self.name = name
         self.shape = shape
+        self.clock = clock  # the server's ManualClock, if any
 
     def __enter__(self):
         expr_backend.GATE.clear()
@@ -56,6 +57,12 @@ class Blocker:
         inst = instance(self.server, self.name)
         before = inst.blocked
         self.fut = self.pool.submit(self.server.infer, req(np.full(self.shape, -7), self.name))
+        queue = self.server.manager.get(self.name).queue
+        if self.clock is not None and getattr(queue, "delay_ns", 0):
+            # alone, the blocking request waits out the queue delay: move the clock past it
+            level = queue.levels[0]
+            wait_until(lambda: level.forming == 1, "the blocking request to wait for its batch", 5)
+            self.clock.advance(queue.delay_ns / 1e9)
         wait_until(lambda: inst.blocked != before, "the blocking request to execute", 5)
         return self
 
@@ -95,16 +102,25 @@ def test_preferred_batch_size_and_max(tmp_path):
     cfg = model_cfg(batching="dynamic_batching { preferred_batch_size: [ 4 ] "
                              "max_queue_delay_microseconds: 2000000 }")
     write_model(tmp_path, "m", cfg)
-    with make_server(tmp_path) as s, Blocker(s) as b:
+    clock = ManualClock()  # the batcher's time moves only when the test moves it
+    with make_server(tmp_path, clock=clock) as s, Blocker(s, clock=clock) as b:
+        level = s.manager.get("m").queue.levels[0]
         futs = [b.submit(req(np.full((1, 4), i))) for i in range(6)]
         wait_queued(s, 6)
-        t0 = time.monotonic()
         b.release()
+        # The preferred size goes with the clock standing still: it does not wait the delay.
         for f in futs[:4]:
             f.result(5)
-        # The preferred size went at once, the two left over waited for the delay... or the max.
         assert instance(s).calls[1] == 4
-        assert time.monotonic() - t0 < 1.5
+        # The two left over wait for the delay (or the max): still waiting 0.5 s before it...
+        wait_until(lambda: level.forming == 2, "the two left over to wait for the delay", 5)
+        clock.advance(1.5)
+        wait_until(lambda: clock.timeouts[-1:] == [0.5], "the batcher to wait the 0.5 s left", 5)
+        assert not any(f.done() for f in futs[4:]) and len(instance(s).calls) == 2
+        clock.advance(0.5)  # ... and going once it has passed
+        for f in futs[4:]:
+            f.result(5)
+        assert instance(s).calls[2] == 2
     # Batches never exceed max_batch_size; requests of batch 3 do not split.
     write_model(tmp_path, "m", model_cfg(max_batch=8))
     with make_server(tmp_path) as s, Blocker(s) as b:

@@ -1,14 +1,15 @@
 # ruff: noqa: E501  (model configs read best on one line each)
 """The sequence batcher's direct strategy with batch slots: padding rows for empty slots."""
 
+import concurrent.futures
 import threading
-import time
 
 import numpy as np
 
 import expr_backend
 from expr_backend import make_server, write_model
 from triton_core import InferenceRequest, Tensor
+from triton_core.scheduling.clock import ManualClock
 from triton_core.testing import wait_until
 
 START, END = 1, 2
@@ -119,25 +120,31 @@ def test_requests_of_several_slots_share_a_batch_around_a_gap(tmp_path):
 
 
 def test_minimum_slot_utilization_waits_for_slots_at_most_the_delay(tmp_path):
-    # a delay far above any scheduling hiccup, so "before the delay" cannot be luck
     write_model(tmp_path, "acc", cfg("max_queue_delay_microseconds: 2000000 minimum_slot_utilization: 0.5"))
-    with make_server(tmp_path) as s:
+    clock = ManualClock()  # the scheduler's time moves only when the test moves it
+    with make_server(tmp_path, clock=clock) as s, \
+            concurrent.futures.ThreadPoolExecutor(2) as pool:
         inst = s.manager.get("acc").instances[0]
-        t0 = time.monotonic()
-        s.infer(seq(1, 11, START))  # 1 of 4 slots: waits the whole delay
-        assert time.monotonic() - t0 >= 1.95
-        for cid in (22, 33):
-            s.infer(seq(1, cid, START))
-        got = {}
-        threads = [threading.Thread(target=lambda c=c: got.update({c: s.infer(seq(2, c))}))
-                   for c in (11, 33)]
-        t0 = time.monotonic()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(10)
-        # two of four slots ready: one batch, as soon as the second request came
-        assert time.monotonic() - t0 < 1.5
+        queue = s.manager.get("acc").queue
+        first = pool.submit(s.infer, seq(1, 11, START))  # 1 of 4 slots: waits the whole delay
+        wait_until(lambda: clock.timeouts[-1:] == [2.0], "the scheduler to wait for the delay")
+        clock.advance(1.5)
+        # it looked again at 1.5 s and kept waiting: the request is not released before the delay
+        wait_until(lambda: clock.timeouts[-1:] == [0.5], "the scheduler to wait the 0.5 s left")
+        assert not first.done() and inst.batches == []
+        clock.advance(0.5)
+        assert out(first.result(10)) == [1]
+        # slots 1 and 2, in that order: 22 is queued (its slot taken) before 33 comes
+        starts = [pool.submit(s.infer, seq(1, 22, START))]
+        wait_until(lambda: len(queue) == 1, "22's start queued")
+        starts.append(pool.submit(s.infer, seq(1, 33, START)))
+        for f in starts:  # two of four slots ready: they go with the clock standing still
+            f.result(10)
+        assert rows(inst, 1) == [[PAD, 22, 33]]
+        later = {c: pool.submit(s.infer, seq(2, c)) for c in (11, 33)}
+        # two of four slots ready: one batch as soon as the second request came; the clock
+        # does not move, so a scheduler waiting for the delay would never release it
+        got = {c: f.result(10) for c, f in later.items()}
         assert rows(inst, 1) == [[11, PAD, 33]]
         assert out(got[11]) == [3] and out(got[33]) == [3]
 

@@ -39,13 +39,16 @@ MONOTONIC = MonotonicClock()
 class ManualClock:
     """A clock that moves only when told (tests). Waits last until ``advance`` or a notify;
     ``waiters`` counts the threads waiting on it, so a test can wait for a scheduler to sleep
-    before moving time."""
+    before moving time. ``timeouts`` holds the ``timeout_s`` of every wait, latest last: what
+    a scheduler decided when it last looked (e.g. 0.5: "0.5 s of the queue delay left"), so a
+    test can tell it has seen the time it was moved to, without a wall-clock bound."""
 
     def __init__(self, start_ns: int = 1_000_000_000) -> None:
         self._now = start_ns
         self._lock = threading.Lock()
         self._conds: weakref.WeakSet[threading.Condition] = weakref.WeakSet()
         self.waiters = 0
+        self.timeouts: list[float | None] = []
 
     def now_ns(self) -> int:
         return self._now
@@ -54,6 +57,7 @@ class ManualClock:
         with self._lock:
             self._conds.add(cond)
             self.waiters += 1
+            self.timeouts.append(timeout_s)
         try:
             cond.wait()
         finally:

@@ -3,24 +3,40 @@ model's own is_ready(): they answer its last answer, asked again in the backgrou
 
 from __future__ import annotations
 
-import time
+import threading
 
 from python_backend_helpers import build_repo, make_server
 
 from waiting import wait_until
 
 
-def test_a_hanging_is_ready_never_holds_a_probe(tmp_path):
+def test_a_hanging_is_ready_never_holds_a_probe(tmp_path, monkeypatch):
+    import triton_backend_python.control_channel as control_channel
+
+    # a question out this long reads as not ready: an hour, so the probes below answer the
+    # last answer, and a probe that waited for the worker (up to it) would never return
+    monkeypatch.setattr(control_channel, "READY_TIMEOUT_S", 3600.0)
     repo = build_repo(tmp_path, ["gated_ready"])
     flag = repo / "gated_ready" / "1" / "ready_flag"
+    hanging = repo / "gated_ready" / "1" / "hanging"
     with make_server(repo) as s:
         wait_until(lambda: s.model_ready("gated_ready"), "the model's first answer")
-        flag.write_text("hang")  # is_ready() now blocks in the worker
-        t0 = time.monotonic()
-        for _ in range(20):  # each probe answers at once (the old path waited 5 s each)
-            s.model_ready("gated_ready")
-        # below ONE wait of the old path, however loaded the machine: a margin, not a speed
-        assert time.monotonic() - t0 < 4.5
+        flag.write_text("hang")  # is_ready() now blocks in the worker until the flag changes
+        answers: list[bool] = []
+
+        def hung() -> bool:
+            s.model_ready("gated_ready")  # asks again whenever no question is out
+            return hanging.exists()
+
+        def probe() -> None:  # on a thread: a probe that waits must not hold the test
+            wait_until(hung, "is_ready() to block in the worker")
+            answers.extend(s.model_ready("gated_ready") for _ in range(20))
+
+        probes = threading.Thread(target=probe, daemon=True)
+        probes.start()
+        # is_ready() blocks until the probes are done: each answers without its answer
+        wait_until(lambda: not probes.is_alive(), "the probes answered while is_ready() blocks")
+        assert answers == [True] * 20  # the last answer ('ready') stands while it blocks
         flag.write_text("not ready")
         wait_until(lambda: not s.model_ready("gated_ready"), "the model's 'not ready'")
         flag.write_text("ready")
