@@ -3,11 +3,21 @@ model's own is_ready(): they answer its last answer, asked again in the backgrou
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 from python_backend_helpers import build_repo, make_server
 
 from waiting import wait_until
+
+
+def _set(flag: Path, state: str) -> None:
+    """The model's flag, replaced at once: a write in place could be read half done (an
+    empty file reads as 'not ready')."""
+    tmp = flag.with_suffix(".tmp")
+    tmp.write_text(state)
+    os.replace(tmp, flag)
 
 
 def test_a_hanging_is_ready_never_holds_a_probe(tmp_path, monkeypatch):
@@ -21,7 +31,7 @@ def test_a_hanging_is_ready_never_holds_a_probe(tmp_path, monkeypatch):
     hanging = repo / "gated_ready" / "1" / "hanging"
     with make_server(repo) as s:
         wait_until(lambda: s.model_ready("gated_ready"), "the model's first answer")
-        flag.write_text("hang")  # is_ready() now blocks in the worker until the flag changes
+        _set(flag, "hang")  # is_ready() now blocks in the worker until the flag changes
         answers: list[bool] = []
 
         def hung() -> bool:
@@ -37,9 +47,9 @@ def test_a_hanging_is_ready_never_holds_a_probe(tmp_path, monkeypatch):
         # is_ready() blocks until the probes are done: each answers without its answer
         wait_until(lambda: not probes.is_alive(), "the probes answered while is_ready() blocks")
         assert answers == [True] * 20  # the last answer ('ready') stands while it blocks
-        flag.write_text("not ready")
+        _set(flag, "not ready")
         wait_until(lambda: not s.model_ready("gated_ready"), "the model's 'not ready'")
-        flag.write_text("ready")
+        _set(flag, "ready")
         wait_until(lambda: s.model_ready("gated_ready"), "the model's 'ready' again")
 
 
@@ -48,6 +58,34 @@ def test_a_model_whose_is_ready_never_answers_reads_not_ready(tmp_path, monkeypa
 
     monkeypatch.setattr(control_channel, "READY_TIMEOUT_S", 0.2)
     repo = build_repo(tmp_path, ["gated_ready"])
-    (repo / "gated_ready" / "1" / "ready_flag").write_text("hang")
+    _set(repo / "gated_ready" / "1" / "ready_flag", "hang")
     with make_server(repo) as s:
         wait_until(lambda: not s.model_ready("gated_ready"), "a hung is_ready() to read as not ready")
+
+
+def test_the_model_is_asked_only_once_initialized(tmp_path, monkeypatch):
+    """is_ready() runs on the model object that initialize creates: a question sent before
+    (it used to follow the worker's start) found none, printed an AttributeError and read
+    as not ready, so a probe right after the load could say 'not ready' wrongly."""
+    from triton_backend_python import control_channel, worker
+    from triton_python_backend_utils import _wire
+
+    events: list[str] = []
+    call, ready_now = worker.Worker.call, control_channel.ControlChannel.ready_now
+
+    def recording_call(self, msg, timeout, what):
+        reply = call(self, msg, timeout, what)
+        if msg[0] == _wire.INITIALIZE:
+            events.append("initialized")
+        return reply
+
+    def recording_ready_now(self):
+        events.append("asked")
+        return ready_now(self)
+
+    monkeypatch.setattr(worker.Worker, "call", recording_call)
+    monkeypatch.setattr(control_channel.ControlChannel, "ready_now", recording_ready_now)
+    repo = build_repo(tmp_path, ["gated_ready"])
+    with make_server(repo) as s:
+        wait_until(lambda: s.model_ready("gated_ready"), "the model ready")
+    assert events[:2] == ["initialized", "asked"], events

@@ -326,6 +326,10 @@ class PythonInstance(abi.Instance):
             w.instance = None
             w.stop()
             raise
+        if w.has_is_ready:
+            # ask now, once the model object exists (asked before initialize, is_ready()
+            # had no model to run on): the first probe then has the model's own answer
+            w.control_channel.ready_now()
         return w
 
     # readiness -----------------------------------------------------------------

@@ -100,8 +100,6 @@ class Worker:
         self.python_version = reply[2]
         arenas.unlink_all()  # both processes mapped segment 0 of each arena
         self.control_channel.start_reader(self.pid)
-        if self.has_is_ready:
-            self.control_channel.ready_now()  # ask now: the first probe then has the model's own answer
 
     def _spawn(self, cwd: str) -> None:
         m = self.model
